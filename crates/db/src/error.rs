@@ -1,0 +1,99 @@
+//! The one place SQLSTATE codes are interpreted: every crate asks [`classify`] what a
+//! PostgreSQL error means instead of matching codes itself.
+
+/// What a database error means to Galley.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    UniqueViolation,
+    ForeignKeyViolation,
+    NotNullViolation,
+    CheckViolation,
+    /// A table, column, function or other object named in the statement does not exist.
+    UndefinedObject,
+    InsufficientPrivilege,
+    /// Retrying the transaction may succeed (serialization failure, deadlock).
+    SerializationFailure,
+    /// The server cannot be reached or is going away: answer 503 and let clients retry.
+    Unavailable,
+    /// Login failed: wrong password or role not permitted to log in.
+    AuthenticationFailed,
+    Other,
+}
+
+/// Classifies a driver error. Errors without a SQLSTATE are connection failures.
+pub fn classify(err: &tokio_postgres::Error) -> SqlState {
+    match err.code() {
+        None => SqlState::Unavailable,
+        Some(code) => classify_code(code.code()),
+    }
+}
+
+fn classify_code(code: &str) -> SqlState {
+    match code {
+        "23505" => SqlState::UniqueViolation,
+        "23503" => SqlState::ForeignKeyViolation,
+        "23502" => SqlState::NotNullViolation,
+        "23514" => SqlState::CheckViolation,
+        "42P01" | "42703" | "42883" | "42704" | "3F000" => SqlState::UndefinedObject,
+        "42501" => SqlState::InsufficientPrivilege,
+        "40001" | "40P01" => SqlState::SerializationFailure,
+        "28P01" | "28000" => SqlState::AuthenticationFailed,
+        // connection exceptions, admin shutdown, crash shutdown, cannot connect now,
+        // too many connections
+        code if code.starts_with("08") => SqlState::Unavailable,
+        "57P01" | "57P02" | "57P03" | "53300" => SqlState::Unavailable,
+        _ => SqlState::Other,
+    }
+}
+
+/// A failure talking to the database, already classified.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("the `authenticator` role cannot log in and Galley may not set its password: {0}")]
+    AuthenticatorLogin(String),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(err)
+                if classify(&err) != SqlState::Unavailable =>
+            {
+                DbError::Query(err)
+            }
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl DbError {
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(err) => classify(err) == SqlState::Unavailable,
+            DbError::Migration(_) | DbError::AuthenticatorLogin(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_their_meaning() {
+        assert_eq!(classify_code("23505"), SqlState::UniqueViolation);
+        assert_eq!(classify_code("23503"), SqlState::ForeignKeyViolation);
+        assert_eq!(classify_code("08006"), SqlState::Unavailable);
+        assert_eq!(classify_code("57P01"), SqlState::Unavailable);
+        assert_eq!(classify_code("40001"), SqlState::SerializationFailure);
+        assert_eq!(classify_code("42P01"), SqlState::UndefinedObject);
+        assert_eq!(classify_code("22P02"), SqlState::Other);
+    }
+}

@@ -1,0 +1,31 @@
+//! Galley's PostgreSQL layer: the embedded cluster, connection pools, migrations and the
+//! one classification of SQLSTATE codes.
+//!
+//! Every other crate reaches PostgreSQL through the types exported here; none of them
+//! spawns `initdb`, builds a pool or interprets an error code on its own.
+
+mod config;
+mod embedded;
+mod error;
+mod migrate;
+mod pgbin;
+mod pool;
+
+pub use config::DatabaseConfig;
+pub use embedded::{Cluster, ClusterOptions, EmbeddedError, SUPERUSER};
+pub use error::{DbError, SqlState, classify};
+pub use migrate::{
+    MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,
+};
+pub use pgbin::PgBinaries;
+pub use pool::{ConnectTargets, Pools};
+
+/// Re-exported so dependants name the same client types as this crate.
+pub use deadpool_postgres::{Object as PooledClient, Pool};
+pub use tokio_postgres;
+
+/// The database Galley creates and uses inside an embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "galley";
+
+/// The login role that the request pool uses; it may switch to the API roles below.
+pub const AUTHENTICATOR_ROLE: &str = "authenticator";

@@ -1,0 +1,115 @@
+//! `[http]` configuration: where Galley listens and what it accepts.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: std::net::SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Origins allowed to call the API from a browser. `*` allows any origin, never with
+    /// credentials.
+    pub cors_allowed_origins: Vec<String>,
+    /// Whether browsers may send cookies and HTTP auth cross-origin; requires explicit
+    /// origins.
+    pub cors_allow_credentials: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads; one per core when unset.
+    pub workers: Option<usize>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8000)),
+            max_body_bytes: 1024 * 1024,
+            cors_allowed_origins: vec!["*".to_owned()],
+            cors_allow_credentials: false,
+            shutdown_timeout_secs: 30,
+            workers: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "http.cors_allow_credentials needs explicit origins in http.cors_allowed_origins, not `*`"
+    )]
+    WildcardWithCredentials,
+    #[error("http.cors_allowed_origins: `{origin}` is not an origin like https://app.example.com")]
+    BadOrigin { origin: String },
+    #[error("http.max_body_bytes must be at least 1")]
+    ZeroBodyLimit,
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::ZeroBodyLimit);
+        }
+        let wildcard = self.cors_allowed_origins.iter().any(|origin| origin == "*");
+        if wildcard && self.cors_allow_credentials {
+            return Err(ConfigError::WildcardWithCredentials);
+        }
+        for origin in self
+            .cors_allowed_origins
+            .iter()
+            .filter(|origin| *origin != "*")
+        {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin
+                    .split_once("://")
+                    .is_some_and(|(_, host)| !host.is_empty() && !host.contains('/'));
+            if !valid {
+                return Err(ConfigError::BadOrigin {
+                    origin: origin.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_with_a_wildcard_origin_are_refused() {
+        let config = HttpConfig {
+            cors_allow_credentials: true,
+            ..HttpConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::WildcardWithCredentials));
+    }
+
+    #[test]
+    fn origins_must_be_scheme_and_host() {
+        for bad in [
+            "null",
+            "example.com",
+            "https://example.com/",
+            "https://example.com/path",
+        ] {
+            let config = HttpConfig {
+                cors_allowed_origins: vec![bad.to_owned()],
+                ..HttpConfig::default()
+            };
+            assert!(config.validate().is_err(), "{bad} accepted");
+        }
+        let good = HttpConfig {
+            cors_allowed_origins: vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned(),
+            ],
+            cors_allow_credentials: true,
+            ..HttpConfig::default()
+        };
+        assert_eq!(good.validate(), Ok(()));
+    }
+}

@@ -1,0 +1,122 @@
+//! The one place where errors become HTTP statuses, and the JSON shape every error body
+//! has: `{code, message, details, hint}` (PostgREST's shape) plus the request id.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+
+/// An error on its way to the client: a status, a stable machine-readable code, and a
+/// message that says what went wrong without anything internal (no SQL, no paths).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub details: Option<String>,
+    pub hint: Option<String>,
+    /// Quote it when reporting a problem: it finds the request's log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route matches this path",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not accept that method",
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A failure Galley did not expect. The cause goes to the log, never to the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; quote the request id when reporting it",
+        )
+    }
+
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<galley_db::DbError> for ApiError {
+    fn from(err: galley_db::DbError) -> Self {
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::unavailable("the database is unavailable; retry shortly");
+        }
+        match err {
+            galley_db::DbError::Unavailable(_)
+            | galley_db::DbError::Migration(_)
+            | galley_db::DbError::AuthenticatorLogin(_)
+            | galley_db::DbError::Query(_) => {
+                tracing::error!(error = %err, "database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            details: None,
+            hint: None,
+            request_id: crate::middleware::request_id::current(),
+        };
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("retry-after", "1"));
+        }
+        // Serialising four strings cannot fail.
+        let json = serde_json::to_string(&body).unwrap_or_default();
+        response
+            .content_type("application/json; charset=utf-8")
+            .body(json)
+    }
+}

@@ -1,0 +1,60 @@
+//! Galley's HTTP edge. The only crate that knows HTTP: it owns the routes, the middleware
+//! every request passes (request id, body limit, CORS, security headers), and the single
+//! mapping from errors to statuses (`error.rs`).
+
+mod config;
+mod cors;
+mod error;
+mod middleware;
+mod routes;
+mod state;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+pub use config::{ConfigError, HttpConfig};
+pub use error::{ApiError, ErrorBody};
+pub use state::AppState;
+
+/// Builds the HTTP server on an already bound listener. The caller runs the returned
+/// future and stops it through its handle; signals are left to the caller so that
+/// readiness can drop before the listener closes.
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    config: &HttpConfig,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let config = config.clone();
+    let shutdown = config.shutdown_timeout_secs;
+    let workers = config.workers;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(config.max_body_bytes))
+            .app_data(web::JsonConfig::default().limit(config.max_body_bytes))
+            .app_data(web::Data::new(middleware::body_limit::BodyLimit(
+                config.max_body_bytes,
+            )))
+            .wrap(actix_web::middleware::from_fn(
+                middleware::body_limit::body_limit,
+            ))
+            .wrap(cors::cors(&config))
+            .wrap(middleware::security_headers())
+            .wrap(actix_web::middleware::from_fn(
+                middleware::request_id::request_id,
+            ))
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(shutdown)
+    .client_request_timeout(Duration::from_secs(30));
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener)?.run())
+}

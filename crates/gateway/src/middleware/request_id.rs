@@ -1,0 +1,121 @@
+//! Request ids: an incoming `x-request-id` is kept when it is a plausible id, otherwise a
+//! new one is made. The id is echoed in the response, put in every error body, and
+//! carried by the `request` span so it is on every log line of the request.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, ResponseError};
+use tracing::Instrument;
+
+pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task, if any.
+pub(crate) fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+pub(crate) async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = Instant::now();
+    let served = REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    let status = match &served {
+        Ok(response) => response.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), elapsed_ms, "request failed");
+    } else {
+        tracing::info!(status = status.as_u16(), elapsed_ms, "request served");
+    }
+    match served {
+        Ok(mut response) => {
+            insert_id(response.headers_mut(), &id);
+            Ok(response.map_into_boxed_body())
+        }
+        // The error becomes a response later, outside this middleware; tag it so its body
+        // and headers still carry the id.
+        Err(inner) => Err(Tagged { inner, id }.into()),
+    }
+}
+
+fn insert_id(headers: &mut HeaderMap, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(HEADER, value);
+    }
+}
+
+/// An error that remembers the id of the request it failed.
+#[derive(Debug)]
+struct Tagged {
+    inner: Error,
+    id: String,
+}
+
+impl std::fmt::Display for Tagged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl ResponseError for Tagged {
+    fn status_code(&self) -> StatusCode {
+        self.inner.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        let mut response = REQUEST_ID.sync_scope(self.id.clone(), || self.inner.error_response());
+        insert_id(response.headers_mut(), &self.id);
+        response
+    }
+}
+
+/// Accepts 1–128 characters of `[A-Za-z0-9._:-]`: enough for UUIDs and tracing ids, and
+/// nothing that could forge a log line.
+fn incoming(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(HEADER)?.to_str().ok()?;
+    let plausible = (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    plausible.then(|| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER, HeaderValue::from_str(value).expect("header value"));
+        headers
+    }
+
+    #[test]
+    fn plausible_ids_are_kept_and_others_replaced() {
+        assert_eq!(
+            incoming(&with("abc-123_x.y:z")).as_deref(),
+            Some("abc-123_x.y:z")
+        );
+        assert_eq!(incoming(&with("has space")), None);
+        assert_eq!(incoming(&with(&"a".repeat(129))), None);
+        assert_eq!(incoming(&HeaderMap::new()), None);
+    }
+}

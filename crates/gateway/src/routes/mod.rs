@@ -1,0 +1,19 @@
+//! Route table. Each folder or file mirrors a URL prefix and has a `configure`.
+
+mod health;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+}
+
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
+}

@@ -1,0 +1,31 @@
+//! What every handler can reach: built once by `server` and shared by all workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use galley_db::Pools;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pools: Pools,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(pools: Pools) -> Self {
+        Self {
+            pools,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// From now on readiness reports 503, so load balancers stop sending new requests
+    /// while in-flight ones drain.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

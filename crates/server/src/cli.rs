@@ -1,0 +1,63 @@
+//! Command-line interface. Flags override `GALLEY_*` environment variables, which
+//! override `galley.toml`, which overrides the defaults.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "galley",
+    version,
+    about = "A self-hosted backend: REST over your tables, auth, admin UI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+/// Flags that override configuration; accepted before or after the subcommand.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    /// Configuration file [default: ./galley.toml when present]
+    #[arg(long, global = true, env = "GALLEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where Galley keeps its data: the embedded cluster and the generated JWT secret
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Use this PostgreSQL server instead of the embedded cluster
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Directory holding initdb and pg_ctl for the embedded cluster
+    #[arg(long, global = true, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+    /// Address to serve HTTP on
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server (and the embedded PostgreSQL unless --database-url is given)
+    Serve,
+    /// Print the anon and service_role API keys
+    Keys,
+    /// Database tools
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Print a connection string for psql, pg_dump and other tools
+    Url,
+}

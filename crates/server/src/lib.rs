@@ -1,0 +1,16 @@
+//! The `galley` program as a library: command line, configuration, start-up and
+//! shutdown. `main.rs` only parses arguments and reports errors; tests start the same
+//! [`Application`] in-process.
+
+mod cli;
+mod commands;
+mod config;
+mod jwt_secret;
+mod startup;
+mod telemetry;
+
+pub use cli::{Cli, Command};
+pub use commands::run;
+pub use config::{Config, LogFormat, load_config};
+pub use startup::Application;
+pub use telemetry::init_telemetry;

@@ -1,0 +1,186 @@
+//! Start-up and shutdown: secret, database (embedded or operator-owned), migrations,
+//! pools, HTTP server; then, on a shutdown signal, the same in reverse.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use anyhow::Context;
+use galley_db::{
+    Cluster, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools, SUPERUSER,
+};
+use galley_gateway::AppState;
+use nix::fcntl::{Flock, FlockArg};
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use crate::jwt_secret;
+
+/// A started Galley: migrated, listening, not yet serving until [`Application::run_until`].
+pub struct Application {
+    address: SocketAddr,
+    server: actix_web::dev::Server,
+    state: AppState,
+    pools: Pools,
+    embedded: Option<Embedded>,
+}
+
+/// The embedded cluster and the lock that makes this process its only user.
+struct Embedded {
+    cluster: Cluster,
+    _lock: Flock<File>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let secret = jwt_secret::load_or_create(&config)?;
+        let (targets, embedded) = match &config.database.url {
+            Some(url) => {
+                let password = jwt_secret::authenticator_password(&secret);
+                let targets = ConnectTargets::from_url(url.expose_secret(), &password)
+                    .map_err(|err| anyhow::anyhow!("invalid configuration: database.url {err}"))?;
+                (targets, None)
+            }
+            None => {
+                let embedded = start_embedded(&config).await?;
+                (ConnectTargets::embedded(&embedded.cluster), Some(embedded))
+            }
+        };
+        let timeout = Duration::from_secs(config.database.connect_timeout_secs);
+        let targets = targets.with_timeouts(timeout);
+
+        let (mut owner, connection) = targets
+            .owner
+            .connect(NoTls)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let connection = tokio::spawn(connection);
+        galley_db::migrate(&mut owner, &targets.authenticator)
+            .await
+            .context("preparing the database")?;
+        drop(owner);
+        let _ = connection.await;
+
+        let pools = Pools::build(&targets, config.database.pool_size, timeout);
+        let state = AppState::new(pools.clone());
+        let listener = TcpListener::bind(config.http.listen)
+            .with_context(|| format!("listening on {}", config.http.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        let server = galley_gateway::server(listener, state.clone(), &config.http)
+            .context("starting HTTP")?;
+        Ok(Self {
+            address,
+            server,
+            state,
+            pools,
+            embedded,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish (up to `http.shutdown_timeout_secs`), closes the pools and stops the embedded
+    /// cluster.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let url = format!("http://{}", self.address);
+        tracing::info!(
+            url = %url,
+            "Galley is serving: REST at {url}/rest/v1, auth at {url}/auth/v1; `galley keys` prints the API keys"
+        );
+        if self.embedded.is_some() {
+            tracing::info!("`galley db url` prints a connection string for psql and pg_dump");
+        }
+        let handle = self.server.handle();
+        let mut serving = tokio::spawn(self.server);
+        tokio::select! {
+            () = shutdown => tracing::info!("shutting down: draining in-flight requests"),
+            ended = &mut serving => {
+                tracing::warn!(?ended, "the HTTP server stopped on its own");
+            }
+        }
+        self.state.begin_shutdown();
+        handle.stop(true).await;
+        let served = serving.await;
+        self.pools.api.close();
+        self.pools.owner.close();
+        if let Some(embedded) = self.embedded {
+            let cluster = embedded.cluster.clone();
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .context("stopping PostgreSQL")?
+                .context("stopping PostgreSQL")?;
+            tracing::info!("PostgreSQL stopped");
+        }
+        match served {
+            Ok(result) => result.context("serving HTTP"),
+            Err(err) => Err(err).context("serving HTTP"),
+        }
+    }
+}
+
+async fn start_embedded(config: &Config) -> anyhow::Result<Embedded> {
+    let dir = config.data_dir();
+    let lock_path = dir.join("galley.lock");
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "another galley process is serving the data directory {} ({errno})",
+            dir.display()
+        )
+    })?;
+
+    let bins = PgBinaries::locate(config.database.pg_bin.as_deref())?;
+    let options = ClusterOptions {
+        durable: true,
+        os_user: config.database.os_user.clone(),
+        max_connections: 100,
+    };
+    let cluster = Cluster::new(dir, bins, options)?;
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .context("starting PostgreSQL")??;
+    tracing::info!(socket = %cluster.socket_dir().display(), "embedded PostgreSQL is up");
+    create_database(&cluster).await?;
+    Ok(Embedded {
+        cluster,
+        _lock: lock,
+    })
+}
+
+/// Creates Galley's database in a new cluster; `initdb` only makes `postgres`.
+async fn create_database(cluster: &Cluster) -> anyhow::Result<()> {
+    let (client, connection) = cluster
+        .connect_config("postgres", SUPERUSER)
+        .connect(NoTls)
+        .await
+        .context("connecting to the embedded PostgreSQL")?;
+    let connection = tokio::spawn(connection);
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&EMBEDDED_DATABASE],
+        )
+        .await
+        .context("looking for Galley's database")?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {EMBEDDED_DATABASE}"))
+            .await
+            .context("creating Galley's database")?;
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
