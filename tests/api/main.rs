@@ -1,1 +1,9 @@
-fn main() {}
+//! Black-box tests of the whole server: over HTTP against an in-process Galley
+//! (`spawn_app`), or against the real `galley` binary where processes, signals and the
+//! embedded cluster are what is under test. One test binary, so it links once.
+
+mod config;
+mod database;
+mod embedded;
+mod http;
+mod support;

@@ -35,18 +35,24 @@ struct Embedded {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Settle everything that can be wrong with this machine before writing anything.
+        let cluster = match &config.database.url {
+            Some(_) => None,
+            None => Some(embedded_cluster(&config)?),
+        };
         let secret = jwt_secret::load_or_create(&config)?;
-        let (targets, embedded) = match &config.database.url {
-            Some(url) => {
+        let (targets, embedded) = match (&config.database.url, cluster) {
+            (Some(url), _) => {
                 let password = jwt_secret::authenticator_password(&secret);
                 let targets = ConnectTargets::from_url(url.expose_secret(), &password)
                     .map_err(|err| anyhow::anyhow!("invalid configuration: database.url {err}"))?;
                 (targets, None)
             }
-            None => {
-                let embedded = start_embedded(&config).await?;
+            (None, Some(cluster)) => {
+                let embedded = start_embedded(&config, cluster).await?;
                 (ConnectTargets::embedded(&embedded.cluster), Some(embedded))
             }
+            (None, None) => unreachable!("a cluster is described whenever no URL is configured"),
         };
         let timeout = Duration::from_secs(config.database.connect_timeout_secs);
         let targets = targets.with_timeouts(timeout);
@@ -123,7 +129,18 @@ impl Application {
     }
 }
 
-async fn start_embedded(config: &Config) -> anyhow::Result<Embedded> {
+/// Finds the PostgreSQL programs and the user to run them as.
+fn embedded_cluster(config: &Config) -> anyhow::Result<Cluster> {
+    let bins = PgBinaries::locate(config.database.pg_bin.as_deref())?;
+    let options = ClusterOptions {
+        durable: true,
+        os_user: config.database.os_user.clone(),
+        max_connections: 100,
+    };
+    Ok(Cluster::new(config.data_dir(), bins, options)?)
+}
+
+async fn start_embedded(config: &Config, cluster: Cluster) -> anyhow::Result<Embedded> {
     let dir = config.data_dir();
     let lock_path = dir.join("galley.lock");
     let lock_file = OpenOptions::new()
@@ -139,13 +156,6 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Embedded> {
         )
     })?;
 
-    let bins = PgBinaries::locate(config.database.pg_bin.as_deref())?;
-    let options = ClusterOptions {
-        durable: true,
-        os_user: config.database.os_user.clone(),
-        max_connections: 100,
-    };
-    let cluster = Cluster::new(dir, bins, options)?;
     let starting = cluster.clone();
     tokio::task::spawn_blocking(move || starting.start())
         .await

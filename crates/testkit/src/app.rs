@@ -1,0 +1,90 @@
+//! Galley in-process, on a free port, against a fresh database.
+
+use std::net::SocketAddr;
+
+use galley_server::{Application, Config, LogFormat};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+
+use crate::cluster::TestDatabase;
+
+/// A running Galley and the database behind it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub db: TestDatabase,
+    pub http: reqwest::Client,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Shuts Galley down the way SIGTERM would, and returns how it ended.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.stopped.take() {
+            Some(handle) => handle.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Galley with default settings on a fresh migrated database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Galley with settings adjusted by `configure`, on a fresh migrated database.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_logging();
+    let db = TestDatabase::migrated()
+        .await
+        .expect("a fresh test database");
+    let mut config = Config::default();
+    config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.http.workers = Some(1);
+    config.database.url = Some(SecretString::from(db.url()));
+    config.database.pool_size = 4;
+    config.auth.jwt_secret = Some(SecretString::from(random_secret()));
+    // Unused with a database URL, but keep anything Galley writes out of the checkout.
+    config.data_dir = std::env::temp_dir().join(format!("galley-test-app-{}", db.name));
+    configure(&mut config);
+
+    let app = Application::build(config.clone())
+        .await
+        .expect("Galley starts");
+    let address = app.address();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        db,
+        http: reqwest::Client::new(),
+        config,
+        stop: Some(stop),
+        stopped: Some(handle),
+    }
+}
+
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Logs from in-process apps go to the test's captured output; `RUST_LOG`-style filters
+/// come from `TEST_LOG` (e.g. `TEST_LOG=debug`), quiet by default.
+fn init_test_logging() {
+    let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = galley_server::init_telemetry(LogFormat::Text, &level);
+}

@@ -1,0 +1,190 @@
+//! What the migrations leave in the database: roles, schemas, helpers; and migrating from
+//! two instances at once.
+
+use galley_server::{Application, Config};
+use galley_testkit::{TestDatabase, spawn_app};
+use secrecy::SecretString;
+
+#[tokio::test]
+async fn roles_have_the_documented_attributes() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    let rows = client
+        .query(
+            "SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolsuper FROM pg_roles \
+             WHERE rolname IN ('authenticator', 'anon', 'authenticated', 'service_role') ORDER BY rolname",
+            &[],
+        )
+        .await
+        .expect("roles");
+    let roles: Vec<(String, bool, bool, bool, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("anon".into(), false, false, false, false),
+            ("authenticated".into(), false, false, false, false),
+            ("authenticator".into(), true, false, false, false),
+            ("service_role".into(), false, false, true, false),
+        ]
+    );
+    let member: bool = client
+        .query_one(
+            "SELECT bool_and(pg_has_role('authenticator', r, 'MEMBER')) FROM unnest(ARRAY['anon','authenticated','service_role']) r",
+            &[],
+        )
+        .await
+        .expect("membership")
+        .get(0);
+    assert!(member, "authenticator may switch to every API role");
+}
+
+#[tokio::test]
+async fn auth_helpers_read_the_request_claims_like_supabase() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    let row = client
+        .query_one(
+            "SELECT set_config('request.jwt.claims', $1, false), auth.uid()::text, auth.role(), auth.jwt() ->> 'email'",
+            &[&r#"{"sub":"8d0fd2b3-9ca9-4b4e-9c4e-1d7f0e0d3a11","role":"authenticated","email":"a@example.com"}"#],
+        )
+        .await
+        .expect("helpers");
+    // set_config runs in the same statement, so read the helpers in a second one.
+    drop(row);
+    let row = client
+        .query_one(
+            "SELECT auth.uid()::text, auth.role(), auth.jwt() ->> 'email'",
+            &[],
+        )
+        .await
+        .expect("helpers");
+    assert_eq!(
+        row.get::<_, String>(0),
+        "8d0fd2b3-9ca9-4b4e-9c4e-1d7f0e0d3a11"
+    );
+    assert_eq!(row.get::<_, String>(1), "authenticated");
+    assert_eq!(row.get::<_, String>(2), "a@example.com");
+
+    let unset = client
+        .query_one(
+            "SELECT set_config('request.jwt.claims', '', false) IS NOT NULL, auth.uid() IS NULL, auth.role() IS NULL",
+            &[],
+        )
+        .await
+        .expect("helpers");
+    assert!(unset.get::<_, bool>(0));
+    let unset = client
+        .query_one("SELECT auth.uid() IS NULL, auth.role() IS NULL", &[])
+        .await
+        .expect("helpers");
+    assert!(unset.get::<_, bool>(0) && unset.get::<_, bool>(1));
+}
+
+#[tokio::test]
+async fn api_roles_see_nothing_of_galleys_own_tables() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    for role in ["anon", "authenticated"] {
+        let readable: bool = client
+            .query_one(
+                "SELECT has_table_privilege($1, 'auth.users', 'SELECT')",
+                &[&role],
+            )
+            .await
+            .expect("privilege")
+            .get(0);
+        assert!(!readable, "{role} can read auth.users");
+        let usable: bool = client
+            .query_one(
+                "SELECT has_schema_privilege($1, 'galley', 'USAGE')",
+                &[&role],
+            )
+            .await
+            .expect("privilege")
+            .get(0);
+        assert!(!usable, "{role} can use schema galley");
+    }
+}
+
+#[tokio::test]
+async fn every_foreign_key_in_galleys_schemas_has_an_index() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    let unindexed = client
+        .query(
+            "SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c \
+             JOIN pg_namespace n ON n.oid = c.connamespace \
+             WHERE c.contype = 'f' AND n.nspname IN ('auth', 'galley') \
+             AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid \
+                 AND (i.indkey::int2[])[0:array_length(c.conkey, 1) - 1] = c.conkey)",
+            &[],
+        )
+        .await
+        .expect("lint");
+    let names: Vec<String> = unindexed
+        .iter()
+        .map(|r| format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    assert!(names.is_empty(), "foreign keys without an index: {names:?}");
+}
+
+#[tokio::test]
+async fn two_instances_starting_together_apply_each_migration_once() {
+    let db = TestDatabase::empty().await.expect("empty database");
+    let config = |_: ()| {
+        let mut config = Config::default();
+        config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.http.workers = Some(1);
+        config.database.url = Some(SecretString::from(db.url()));
+        config.auth.jwt_secret = Some(SecretString::from(
+            "8f3a6c1e9b2d4f7a0c5e8b1d3f6a9c2e4b7d0f3a",
+        ));
+        config.data_dir = std::env::temp_dir().join(format!("galley-two-{}", db.name));
+        config
+    };
+    let (a, b) = tokio::join!(
+        Application::build(config(())),
+        Application::build(config(()))
+    );
+    let (a, b) = (
+        a.expect("first instance starts"),
+        b.expect("second instance starts"),
+    );
+    let client = db.connect().await.expect("connect");
+    let rows = client
+        .query("SELECT version, count(*) FROM galley.schema_migrations GROUP BY version ORDER BY version", &[])
+        .await
+        .expect("history");
+    assert_eq!(rows.len() as i32, galley_db::expected_version());
+    for row in rows {
+        assert_eq!(
+            row.get::<_, i64>(1),
+            1,
+            "migration {} applied once",
+            row.get::<_, i32>(0)
+        );
+    }
+
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let (addr_a, addr_b) = (a.address(), b.address());
+    let run_a = tokio::spawn(a.run_until(async move {
+        let _ = stopped_a.await;
+    }));
+    let run_b = tokio::spawn(b.run_until(async move {
+        let _ = stopped_b.await;
+    }));
+    for addr in [addr_a, addr_b] {
+        let status = reqwest::get(format!("http://{addr}/health/ready"))
+            .await
+            .expect("response")
+            .status();
+        assert_eq!(status, 200, "{addr} ready");
+    }
+    let _ = (stop_a.send(()), stop_b.send(()));
+    run_a.await.expect("join").expect("clean stop");
+    run_b.await.expect("join").expect("clean stop");
+}

@@ -1,0 +1,199 @@
+//! The HTTP skeleton: health, error shape, request ids, body limit, headers, CORS.
+
+use galley_gateway::ErrorBody;
+use galley_testkit::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_200_when_the_database_is_up() {
+    let app = spawn_app().await;
+    for path in ["/health/live", "/health/ready"] {
+        let response = app.http.get(app.url(path)).send().await.expect("response");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_returns_404_in_the_error_shape() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(body.code, "not_found");
+    assert!(!body.message.is_empty());
+    assert_eq!(body.request_id.as_deref(), Some(request_id.as_str()));
+}
+
+#[tokio::test]
+async fn wrong_method_returns_405_in_the_error_shape() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .delete(app.url("/health/live"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 405);
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(body.code, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn oversized_body_returns_413_in_the_error_shape() {
+    let app = spawn_app_with(|config| config.http.max_body_bytes = 1024).await;
+    let response = app
+        .http
+        .post(app.url("/health/live"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 413);
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(body.code, "payload_too_large");
+    assert!(body.message.contains("1024"), "{}", body.message);
+}
+
+#[tokio::test]
+async fn incoming_request_id_is_kept_and_a_hostile_one_replaced() {
+    let app = spawn_app().await;
+    let kept = app
+        .http
+        .get(app.url("/health/live"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(kept.headers()["x-request-id"], "trace-42");
+
+    let hostile = app
+        .http
+        .get(app.url("/health/live"))
+        .header("x-request-id", "x\" injected=\"1")
+        .send()
+        .await
+        .expect("response");
+    let replaced = hostile.headers()["x-request-id"].to_str().expect("ascii");
+    assert_ne!(replaced, "x\" injected=\"1");
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+
+    let generated = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("response");
+    let first = generated.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let again = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("response");
+    assert_ne!(
+        first,
+        again.headers()["x-request-id"].to_str().expect("ascii")
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+}
+
+#[tokio::test]
+async fn cors_never_allows_the_null_origin_or_unlisted_origins() {
+    let app = spawn_app_with(|config| {
+        config.http.cors_allowed_origins = vec!["https://app.example.com".to_owned()];
+        config.http.cors_allow_credentials = true;
+    })
+    .await;
+    let allowed = app
+        .http
+        .get(app.url("/health/live"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
+
+    for origin in ["https://evil.example.com", "null"] {
+        let response = app
+            .http
+            .get(app.url("/health/live"))
+            .header("origin", origin)
+            .send()
+            .await
+            .expect("response");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{origin} was allowed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn default_cors_allows_any_origin_without_credentials() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/health/live"))
+        .header("origin", "https://anywhere.example")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://anywhere.example"
+    );
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_completes_and_closes_the_listener() {
+    let app = spawn_app().await;
+    let url = app.url("/health/ready");
+    let http = app.http.clone();
+    assert_eq!(http.get(&url).send().await.expect("response").status(), 200);
+    app.shutdown().await.expect("clean shutdown");
+    // After shutdown nothing listens any more.
+    assert!(http.get(&url).send().await.is_err());
+}
