@@ -208,3 +208,26 @@ fn keys_are_jwts_for_anon_and_service_role_signed_with_the_stored_secret() {
         secret
     );
 }
+
+#[tokio::test]
+async fn the_effective_configuration_is_logged_without_secrets() {
+    let db = galley_testkit::TestDatabase::migrated()
+        .await
+        .expect("database");
+    let secret = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let url = db.url();
+    let galley = GalleyProcess::serve(
+        galley_bin(),
+        &["--database-url", &url],
+        &[("GALLEY_AUTH_JWT_SECRET", secret)],
+    )
+    .expect("serves");
+    let logs = galley.logs().join("\n");
+    let effective = galley
+        .logs()
+        .into_iter()
+        .find(|line| line.contains("effective configuration"))
+        .expect("effective configuration logged");
+    assert!(effective.contains("[redacted]"), "{effective}");
+    assert!(!logs.contains(secret), "the secret leaked into the log");
+}

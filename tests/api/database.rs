@@ -2,7 +2,7 @@
 //! two instances at once.
 
 use galley_server::{Application, Config};
-use galley_testkit::{TestDatabase, spawn_app};
+use galley_testkit::{GalleyProcess, TestDatabase, spawn_app};
 use secrecy::SecretString;
 
 #[tokio::test]
@@ -187,4 +187,101 @@ async fn two_instances_starting_together_apply_each_migration_once() {
     let _ = (stop_a.send(()), stop_b.send(()));
     run_a.await.expect("join").expect("clean stop");
     run_b.await.expect("join").expect("clean stop");
+}
+
+/// A cluster of the test's own, stopped when dropped.
+struct OwnCluster {
+    cluster: galley_db::Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+    }
+}
+
+#[tokio::test]
+async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
+    let dir = crate::support::data_dir();
+    let bins = galley_db::PgBinaries::locate(None).expect("binaries");
+    let options = galley_db::ClusterOptions {
+        durable: false,
+        ..galley_db::ClusterOptions::default()
+    };
+    let cluster = galley_db::Cluster::new(dir.path(), bins, options).expect("cluster");
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start())
+        .await
+        .expect("join")
+        .expect("starts");
+    let own = OwnCluster { cluster, _dir: dir };
+
+    // What an operator does once, as a superuser (see README): roles, an owner, a database.
+    let (admin, connection) = own
+        .cluster
+        .connect_config("postgres", galley_db::SUPERUSER)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("superuser connects");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(
+            "CREATE ROLE anon NOLOGIN NOINHERIT;
+             CREATE ROLE authenticated NOLOGIN NOINHERIT;
+             CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
+             CREATE ROLE authenticator LOGIN NOINHERIT;
+             CREATE ROLE galley_owner LOGIN CREATEROLE PASSWORD 'owner-password-123';",
+        )
+        .await
+        .expect("operator roles");
+    admin
+        .batch_execute("CREATE DATABASE app OWNER galley_owner")
+        .await
+        .expect("operator database");
+    // Passwords are checked for everyone but the superuser from now on.
+    let hba = own.cluster.pgdata().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .expect("pg_hba");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+
+    let socket = own.cluster.socket_dir();
+    let url = format!(
+        "postgresql://galley_owner:owner-password-123@/app?host={}",
+        socket.to_str().expect("utf-8")
+    );
+    let secret = "5f4dcc3b5aa765d61d8327deb882cf995f4dcc3b5aa765d61d8327deb882cf99";
+    for start in ["first", "second"] {
+        let galley = GalleyProcess::serve(
+            crate::support::galley_bin(),
+            &["--database-url", &url],
+            &[("GALLEY_AUTH_JWT_SECRET", secret)],
+        )
+        .unwrap_or_else(|err| panic!("{start} start: {err:#}"));
+        let ready = reqwest::get(galley.url("/health/ready"))
+            .await
+            .expect("response");
+        assert_eq!(ready.status(), 200, "{start} start is ready");
+        let set_password = galley
+            .logs()
+            .iter()
+            .any(|line| line.contains("set the password of the `authenticator` role"));
+        // The first start gives authenticator its password; the second finds it working.
+        assert_eq!(set_password, start == "first", "{start} start");
+    }
+    let superuser: bool = admin
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'galley_owner'",
+            &[],
+        )
+        .await
+        .expect("role")
+        .get(0);
+    assert!(!superuser);
 }

@@ -197,3 +197,47 @@ async fn shutdown_completes_and_closes_the_listener() {
     // After shutdown nothing listens any more.
     assert!(http.get(&url).send().await.is_err());
 }
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_id() {
+    let db = galley_testkit::TestDatabase::migrated()
+        .await
+        .expect("database");
+    let url = db.url();
+    let galley = galley_testkit::GalleyProcess::serve(
+        std::path::Path::new(env!("CARGO_BIN_EXE_galley")),
+        &["--database-url", &url],
+        &[(
+            "GALLEY_AUTH_JWT_SECRET",
+            "7c9e1f3a5b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f",
+        )],
+    )
+    .expect("serves");
+    let response = reqwest::Client::new()
+        .get(galley.url("/health/ready"))
+        .header("x-request-id", "log-probe-7")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    // The access line is written after the response; give the log reader a moment.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = galley
+            .logs()
+            .into_iter()
+            .filter(|line| line.contains("log-probe-7"))
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!lines.is_empty(), "no log line names the request");
+    for line in &lines {
+        let json: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+        assert_eq!(json["span"]["request_id"], "log-probe-7", "{line}");
+        assert_eq!(json["span"]["path"], "/health/ready");
+    }
+    assert!(lines.iter().any(|line| line.contains("request served")));
+}
