@@ -27,6 +27,12 @@ pub struct Application {
     embedded: Option<Embedded>,
 }
 
+/// Where the database comes from.
+enum Database {
+    Url(String),
+    Embedded(Cluster),
+}
+
 /// The embedded cluster and the lock that makes this process its only user.
 struct Embedded {
     cluster: Cluster,
@@ -36,27 +42,49 @@ struct Embedded {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Settle everything that can be wrong with this machine before writing anything.
-        let cluster = match &config.database.url {
-            Some(_) => None,
-            None => Some(embedded_cluster(&config)?),
+        let database = match &config.database.url {
+            Some(url) => Database::Url(url.expose_secret().to_owned()),
+            None => Database::Embedded(embedded_cluster(&config)?),
         };
         let secret = jwt_secret::load_or_create(&config)?;
-        let (targets, embedded) = match (&config.database.url, cluster) {
-            (Some(url), _) => {
+        let (targets, embedded) = match database {
+            Database::Url(url) => {
                 let password = jwt_secret::authenticator_password(&secret);
-                let targets = ConnectTargets::from_url(url.expose_secret(), &password)
+                let targets = ConnectTargets::from_url(&url, &password)
                     .map_err(|err| anyhow::anyhow!("invalid configuration: database.url {err}"))?;
                 (targets, None)
             }
-            (None, Some(cluster)) => {
+            Database::Embedded(cluster) => {
                 let embedded = start_embedded(&config, cluster).await?;
                 (ConnectTargets::embedded(&embedded.cluster), Some(embedded))
             }
-            (None, None) => unreachable!("a cluster is described whenever no URL is configured"),
         };
+        match Self::build_on(&config, targets).await {
+            Ok((address, server, state, pools)) => Ok(Self {
+                address,
+                server,
+                state,
+                pools,
+                embedded,
+            }),
+            Err(err) => {
+                // Leave no cluster running behind a failed start.
+                if let Some(embedded) = embedded {
+                    let cluster = embedded.cluster;
+                    let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Migrates, builds the pools and binds the listener.
+    async fn build_on(
+        config: &Config,
+        targets: ConnectTargets,
+    ) -> anyhow::Result<(SocketAddr, actix_web::dev::Server, AppState, Pools)> {
         let timeout = Duration::from_secs(config.database.connect_timeout_secs);
         let targets = targets.with_timeouts(timeout);
-
         let (mut owner, connection) = targets
             .owner
             .connect(NoTls)
@@ -76,13 +104,7 @@ impl Application {
         let address = listener.local_addr().context("reading the bound address")?;
         let server = galley_gateway::server(listener, state.clone(), &config.http)
             .context("starting HTTP")?;
-        Ok(Self {
-            address,
-            server,
-            state,
-            pools,
-            embedded,
-        })
+        Ok((address, server, state, pools))
     }
 
     pub fn address(&self) -> SocketAddr {
