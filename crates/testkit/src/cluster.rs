@@ -32,7 +32,7 @@ impl TestCluster {
     async fn start() -> anyhow::Result<TestCluster> {
         let root = root_dir();
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let lock_path = root.with_extension("lock");
+        let lock_path = root.join("testkit.lock");
         let lock_file = OpenOptions::new()
             .create(true)
             .truncate(false)
