@@ -18,6 +18,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User};
 
 use crate::pgbin::PgBinaries;
@@ -79,6 +81,10 @@ struct RunAs {
     uid: Uid,
     gid: Gid,
 }
+
+/// Proof that this process holds a cluster's lock file; dropping it releases the lock.
+#[derive(Debug)]
+pub struct ClusterLock(#[allow(dead_code, reason = "held for its Drop")] Flock<fs::File>);
 
 /// A PostgreSQL cluster in a directory that Galley owns.
 #[derive(Debug, Clone)]
@@ -157,6 +163,30 @@ impl Cluster {
             .dbname(database)
             .application_name("galley");
         config
+    }
+
+    /// Takes the cluster's lock file, `<root>/galley.lock`, so that one process at a time
+    /// manages the cluster. The lock goes with the returned guard, or with the process.
+    /// Without `wait`, `Ok(None)` means another process holds it.
+    pub fn lock(&self, wait: bool) -> Result<Option<ClusterLock>, EmbeddedError> {
+        self.make_root()?;
+        let path = self.root.join("galley.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mode = if wait {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockExclusiveNonblock
+        };
+        match Flock::lock(file, mode) {
+            Ok(lock) => Ok(Some(ClusterLock(lock))),
+            Err((_, Errno::EWOULDBLOCK)) if !wait => Ok(None),
+            Err((_, errno)) => Err(io_err("lock", &path)(io::Error::from(errno))),
+        }
     }
 
     /// Runs `initdb` unless the cluster exists. An interrupted earlier `initdb` leaves only

@@ -12,7 +12,7 @@ mod pgbin;
 mod pool;
 
 pub use config::DatabaseConfig;
-pub use embedded::{Cluster, ClusterOptions, EmbeddedError, SUPERUSER};
+pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
 pub use error::{DbError, SqlState, classify};
 pub use migrate::{
     MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,

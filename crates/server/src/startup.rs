@@ -1,17 +1,16 @@
 //! Start-up and shutdown: secret, database (embedded or operator-owned), migrations,
 //! pools, HTTP server; then, on a shutdown signal, the same in reverse.
 
-use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::Context;
 use galley_db::{
-    Cluster, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools, SUPERUSER,
+    Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
+    SUPERUSER,
 };
 use galley_gateway::AppState;
-use nix::fcntl::{Flock, FlockArg};
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
@@ -36,7 +35,7 @@ enum Database {
 /// The embedded cluster and the lock that makes this process its only user.
 struct Embedded {
     cluster: Cluster,
-    _lock: Flock<File>,
+    _lock: ClusterLock,
 }
 
 impl Application {
@@ -163,21 +162,12 @@ fn embedded_cluster(config: &Config) -> anyhow::Result<Cluster> {
 }
 
 async fn start_embedded(config: &Config, cluster: Cluster) -> anyhow::Result<Embedded> {
-    let dir = config.data_dir();
-    let lock_path = dir.join("galley.lock");
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+    let lock = cluster.lock(false)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "another galley process is serving the data directory {} ({errno})",
-            dir.display()
+            "another galley process is serving the data directory {}",
+            config.data_dir().display()
         )
     })?;
-
     let starting = cluster.clone();
     tokio::task::spawn_blocking(move || starting.start())
         .await

@@ -1,11 +1,9 @@
 //! The shared throwaway cluster and the per-test databases cloned from its template.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use galley_db::{Cluster, ClusterOptions, PgBinaries, SUPERUSER};
-use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
@@ -32,20 +30,6 @@ impl TestCluster {
     async fn start() -> anyhow::Result<TestCluster> {
         let root = root_dir();
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let lock_path = root.join("testkit.lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        // Blocks while another test process is starting the cluster.
-        let lock = tokio::task::spawn_blocking(move || {
-            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| errno)
-        })
-        .await?
-        .context("locking the test cluster")?;
-
         let bins = PgBinaries::locate(None)?;
         let options = ClusterOptions {
             durable: false,
@@ -53,6 +37,11 @@ impl TestCluster {
             max_connections: 400,
         };
         let cluster = Cluster::new(&root, bins, options)?;
+        // Blocks while another test process is starting the cluster.
+        let locking = cluster.clone();
+        let lock = tokio::task::spawn_blocking(move || locking.lock(true))
+            .await??
+            .context("locking the test cluster")?;
         if !cluster.is_running() {
             let starting = cluster.clone();
             tokio::task::spawn_blocking(move || starting.start()).await??;
