@@ -52,6 +52,16 @@ impl ApiError {
         )
     }
 
+    /// No credentials, or credentials that do not verify.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// Valid credentials that do not grant this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -96,6 +106,18 @@ impl From<galley_db::DbError> for ApiError {
     }
 }
 
+impl From<galley_schema::SchemaError> for ApiError {
+    fn from(err: galley_schema::SchemaError) -> Self {
+        match err {
+            galley_schema::SchemaError::Db(err) => err.into(),
+            galley_schema::SchemaError::UnreadableCatalog(_) => {
+                tracing::error!(error = %err, "schema error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -112,6 +134,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("retry-after", "1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("www-authenticate", "Bearer"));
         }
         // Serialising four strings cannot fail.
         let json = serde_json::to_string(&body).unwrap_or_default();

@@ -5,6 +5,7 @@
 mod config;
 mod cors;
 mod error;
+mod extract;
 mod middleware;
 mod routes;
 mod state;

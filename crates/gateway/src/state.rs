@@ -3,18 +3,24 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use galley_auth::TokenVerifier;
 use galley_db::Pools;
+use galley_schema::CatalogCache;
 
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) pools: Pools,
+    pub(crate) catalog: Arc<CatalogCache>,
+    pub(crate) tokens: TokenVerifier,
     shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(pools: Pools) -> Self {
+    pub fn new(pools: Pools, catalog: Arc<CatalogCache>, tokens: TokenVerifier) -> Self {
         Self {
             pools,
+            catalog,
+            tokens,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

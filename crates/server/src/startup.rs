@@ -6,11 +6,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::Context;
+use galley_auth::{JwtSecret, TokenVerifier};
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
     SUPERUSER,
 };
 use galley_gateway::AppState;
+use galley_schema::CatalogCache;
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
@@ -19,12 +21,21 @@ use crate::jwt_secret;
 
 /// A started Galley: migrated, listening, not yet serving until [`Application::run_until`].
 pub struct Application {
+    serving: Serving,
+    embedded: Option<Embedded>,
+}
+
+/// What serves requests once the database is ready.
+struct Serving {
     address: SocketAddr,
     server: actix_web::dev::Server,
     state: AppState,
     pools: Pools,
-    embedded: Option<Embedded>,
+    catalog_listener: tokio::task::JoinHandle<()>,
 }
+
+/// Schemas whose tables and functions the API exposes.
+const EXPOSED_SCHEMAS: [&str; 1] = ["public"];
 
 /// Where the database comes from.
 enum Database {
@@ -58,14 +69,8 @@ impl Application {
                 (ConnectTargets::embedded(&embedded.cluster), Some(embedded))
             }
         };
-        match Self::build_on(&config, targets).await {
-            Ok((address, server, state, pools)) => Ok(Self {
-                address,
-                server,
-                state,
-                pools,
-                embedded,
-            }),
+        match Self::build_on(&config, targets, &secret).await {
+            Ok(serving) => Ok(Self { serving, embedded }),
             Err(err) => {
                 // Leave no cluster running behind a failed start.
                 if let Some(embedded) = embedded {
@@ -77,11 +82,12 @@ impl Application {
         }
     }
 
-    /// Migrates, builds the pools and binds the listener.
+    /// Migrates, builds the pools and the catalog, and binds the listener.
     async fn build_on(
         config: &Config,
         targets: ConnectTargets,
-    ) -> anyhow::Result<(SocketAddr, actix_web::dev::Server, AppState, Pools)> {
+        secret: &JwtSecret,
+    ) -> anyhow::Result<Serving> {
         let timeout = Duration::from_secs(config.database.connect_timeout_secs);
         let targets = targets.with_timeouts(timeout);
         let (mut owner, connection) = targets
@@ -97,24 +103,46 @@ impl Application {
         let _ = connection.await;
 
         let pools = Pools::build(&targets, config.database.pool_size, timeout);
-        let state = AppState::new(pools.clone());
+        let catalog = CatalogCache::new(
+            pools.owner.clone(),
+            EXPOSED_SCHEMAS.map(str::to_owned).to_vec(),
+        );
+        catalog
+            .reload()
+            .await
+            .context("reading the schema catalog")?;
+        let catalog_listener = catalog.spawn_listener(targets.owner.clone());
+        let state = AppState::new(pools.clone(), catalog, TokenVerifier::new(secret));
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let server = galley_gateway::server(listener, state.clone(), &config.http)
             .context("starting HTTP")?;
-        Ok((address, server, state, pools))
+        Ok(Serving {
+            address,
+            server,
+            state,
+            pools,
+            catalog_listener,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.serving.address
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish (up to `http.shutdown_timeout_secs`), closes the pools and stops the embedded
     /// cluster.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let url = format!("http://{}", self.address);
+        let Serving {
+            address,
+            server,
+            state,
+            pools,
+            catalog_listener,
+        } = self.serving;
+        let url = format!("http://{address}");
         tracing::info!(
             url = %url,
             "Galley is serving: REST at {url}/rest/v1, auth at {url}/auth/v1; `galley keys` prints the API keys"
@@ -122,19 +150,20 @@ impl Application {
         if self.embedded.is_some() {
             tracing::info!("`galley db url` prints a connection string for psql and pg_dump");
         }
-        let handle = self.server.handle();
-        let mut serving = tokio::spawn(self.server);
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
         tokio::select! {
             () = shutdown => tracing::info!("shutting down: draining in-flight requests"),
             ended = &mut serving => {
                 tracing::warn!(?ended, "the HTTP server stopped on its own");
             }
         }
-        self.state.begin_shutdown();
+        state.begin_shutdown();
         handle.stop(true).await;
         let served = serving.await;
-        self.pools.api.close();
-        self.pools.owner.close();
+        catalog_listener.abort();
+        pools.api.close();
+        pools.owner.close();
         if let Some(embedded) = self.embedded {
             let cluster = embedded.cluster.clone();
             tokio::task::spawn_blocking(move || cluster.stop())

@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
+use galley_auth::{ApiRole, JwtSecret, mint_api_key};
 use galley_server::{Application, Config, LogFormat};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
 use crate::cluster::TestDatabase;
@@ -21,6 +22,27 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// The `service_role` API key for this app's secret.
+    pub fn service_key(&self) -> String {
+        self.key(ApiRole::ServiceRole)
+    }
+
+    /// The `anon` API key for this app's secret.
+    pub fn anon_key(&self) -> String {
+        self.key(ApiRole::Anon)
+    }
+
+    fn key(&self, role: ApiRole) -> String {
+        let secret = self
+            .config
+            .auth
+            .jwt_secret
+            .as_ref()
+            .expect("test apps have a configured secret");
+        let secret = JwtSecret::parse(secret.expose_secret()).expect("a valid test secret");
+        mint_api_key(&secret, role, chrono::Utc::now())
     }
 
     /// Shuts Galley down the way SIGTERM would, and returns how it ended.
@@ -42,10 +64,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Galley with settings adjusted by `configure`, on a fresh migrated database.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    init_test_logging();
     let db = TestDatabase::migrated()
         .await
         .expect("a fresh test database");
+    spawn_app_on(db, configure).await
+}
+
+/// Another Galley instance on the same database and secret as `app`: a second node
+/// behind the load balancer.
+pub async fn spawn_second_instance(app: &TestApp) -> TestApp {
+    let secret = app.config.auth.jwt_secret.clone();
+    spawn_app_on(app.db.clone(), move |config| {
+        config.auth.jwt_secret = secret
+    })
+    .await
+}
+
+async fn spawn_app_on(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_logging();
     let mut config = Config::default();
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http.workers = Some(1);

@@ -10,6 +10,6 @@ mod app;
 mod cluster;
 mod process;
 
-pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use app::{TestApp, spawn_app, spawn_app_with, spawn_second_instance};
 pub use cluster::{TestCluster, TestDatabase};
 pub use process::GalleyProcess;

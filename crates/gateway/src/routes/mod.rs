@@ -1,5 +1,6 @@
 //! Route table. Each folder or file mirrors a URL prefix and has a `configure`.
 
+mod admin;
 mod health;
 
 use actix_web::{HttpResponse, web};
@@ -8,6 +9,7 @@ use crate::error::ApiError;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    admin::configure(cfg);
 }
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {

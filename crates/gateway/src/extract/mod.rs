@@ -1,0 +1,6 @@
+//! Extractors that put a permission in a handler's signature: a handler that takes
+//! [`ServiceRole`] cannot run for anyone else.
+
+mod service_role;
+
+pub(crate) use service_role::ServiceRole;

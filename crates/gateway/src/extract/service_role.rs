@@ -1,0 +1,61 @@
+//! `ServiceRole`: the request carries a valid token whose role is `service_role`.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+use galley_auth::VerifiedClaims;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Proof that the request was made with the `service_role` key (or another token with
+/// that role). Admin routes take it as an argument.
+#[derive(Debug)]
+pub(crate) struct ServiceRole {
+    #[allow(dead_code, reason = "admin handlers will record who made a change")]
+    pub(crate) claims: VerifiedClaims,
+}
+
+impl FromRequest for ServiceRole {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(authorize(req))
+    }
+}
+
+fn authorize(req: &HttpRequest) -> Result<ServiceRole, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::internal)?;
+    let token = bearer_token(req)
+        .ok_or_else(|| ApiError::unauthorized("this endpoint needs the service_role key"))?;
+    let claims = state
+        .tokens
+        .verify(token)
+        .map_err(|err| ApiError::unauthorized(err.to_string()))?;
+    if claims.role != "service_role" {
+        return Err(ApiError::forbidden(
+            "this endpoint needs the service_role key",
+        ));
+    }
+    Ok(ServiceRole { claims })
+}
+
+/// `Authorization: Bearer <token>`, else the `apikey` header that Supabase clients send.
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(value) = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim());
+    }
+    headers.get("apikey").and_then(|value| value.to_str().ok())
+}

@@ -1,0 +1,9 @@
+//! `/admin/v1`: Galley's own admin API, for the `service_role` key only.
+
+mod catalog;
+
+use actix_web::web;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/admin/v1").configure(catalog::configure));
+}

@@ -1,0 +1,126 @@
+//! The live catalog: an immutable [`Catalog`] behind an atomic pointer, reloaded when
+//! PostgreSQL announces a schema change on [`CHANNEL`] — from Galley's schema manager on
+//! any instance, or from the event trigger that catches DDL run by hand.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use galley_db::tokio_postgres::{self, AsyncMessage, NoTls};
+use galley_db::{DbError, Pool};
+use tokio::sync::{mpsc, watch};
+
+use crate::catalog::Catalog;
+use crate::error::SchemaError;
+use crate::introspect::load_catalog;
+
+/// The NOTIFY channel that announces schema changes.
+pub const CHANNEL: &str = "galley_schema";
+
+/// Longest wait between attempts to re-establish the listening connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct CatalogCache {
+    current: ArcSwap<Catalog>,
+    exposed: Vec<String>,
+    pool: Pool,
+    /// Counts completed reloads, so callers can wait for the next one.
+    generation: watch::Sender<u64>,
+}
+
+impl CatalogCache {
+    /// An empty cache over the `exposed` schemas; call [`CatalogCache::reload`] to fill it.
+    pub fn new(pool: Pool, exposed: Vec<String>) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(Catalog::default()),
+            exposed,
+            pool,
+            generation: watch::channel(0).0,
+        })
+    }
+
+    /// The current snapshot. Holding it never blocks a reload.
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    /// Introspects the database and swaps the new snapshot in.
+    pub async fn reload(&self) -> Result<(), SchemaError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let catalog = load_catalog(&mut client, &self.exposed).await?;
+        let relations = catalog.relations.len();
+        self.current.store(Arc::new(catalog));
+        self.generation.send_modify(|generation| *generation += 1);
+        tracing::debug!(
+            relations,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "catalog reloaded"
+        );
+        Ok(())
+    }
+
+    /// A receiver that sees the reload count change after every reload.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Listens on [`CHANNEL`] over a dedicated connection and reloads on every
+    /// notification (a burst of them costs one reload). When the connection drops, it
+    /// reconnects with backoff and reloads once, since notifications sent meanwhile are lost.
+    pub fn spawn_listener(
+        self: &Arc<Self>,
+        config: tokio_postgres::Config,
+    ) -> tokio::task::JoinHandle<()> {
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match cache.listen(&config).await {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "schema change listener lost its connection")
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        })
+    }
+
+    /// One listening session; returns when its connection ends.
+    async fn listen(&self, config: &tokio_postgres::Config) -> Result<(), SchemaError> {
+        let (client, mut connection) = config.connect(NoTls).await?;
+        let (notify, mut notified) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        if notify.send(()).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "schema change listener connection failed");
+                        break;
+                    }
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // Changes made while no one was listening are only visible by looking.
+        self.reload().await?;
+        while notified.recv().await.is_some() {
+            while notified.try_recv().is_ok() {}
+            if let Err(err) = self.reload().await {
+                tracing::warn!(error = %err, "catalog reload failed; keeping the previous snapshot");
+            }
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(())
+    }
+}

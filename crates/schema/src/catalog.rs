@@ -1,0 +1,98 @@
+//! The catalog's data: what PostgreSQL says about the exposed schemas at one moment.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One consistent snapshot of the exposed schemas. Never mutated: a reload builds a new
+/// one and swaps it in whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Tables and views, keyed by `schema.name`.
+    pub relations: BTreeMap<String, Relation>,
+    pub functions: Vec<Function>,
+}
+
+impl Catalog {
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
+        self.relations.get(&format!("{schema}.{name}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    Table,
+    PartitionedTable,
+    View,
+    MaterializedView,
+    ForeignTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relation {
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    /// Each unique constraint or unique index, as its column list.
+    pub unique: Vec<Vec<String>>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub rls_enabled: bool,
+    pub rls_forced: bool,
+    pub comment: Option<String>,
+}
+
+impl Relation {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub position: i32,
+    /// As PostgreSQL prints it: `integer`, `character varying(20)`, `text[]`.
+    pub data_type: String,
+    pub nullable: bool,
+    /// The default expression as PostgreSQL prints it.
+    pub default: Option<String>,
+    pub identity: bool,
+    pub generated: bool,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub target_schema: String,
+    pub target_table: String,
+    pub target_columns: Vec<String>,
+    /// `no action`, `restrict`, `cascade`, `set null` or `set default`.
+    pub on_delete: String,
+    pub on_update: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub schema: String,
+    pub name: String,
+    pub args: Vec<FunctionArg>,
+    /// The result type as PostgreSQL prints it, e.g. `SETOF todos` or `integer`.
+    pub returns: String,
+    pub returns_set: bool,
+    /// `immutable`, `stable` or `volatile`.
+    pub volatility: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionArg {
+    pub name: Option<String>,
+    pub data_type: String,
+    /// `in`, `out`, `inout`, `variadic` or `table`.
+    pub mode: String,
+    pub has_default: bool,
+}

@@ -1,0 +1,145 @@
+//! Reading the catalog out of PostgreSQL in one statement, whose JSON result is the
+//! snapshot: no per-table round trips, and a consistent view of the schema.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::catalog::{Catalog, Function, Relation};
+use crate::error::SchemaError;
+
+const QUERY: &str = r#"
+WITH rels AS (
+  SELECT c.oid, n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity,
+         obj_description(c.oid, 'pg_class') AS comment
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+),
+fk_action(code, action) AS (
+  VALUES ('a', 'no action'), ('r', 'restrict'), ('c', 'cascade'), ('n', 'set null'), ('d', 'set default')
+)
+SELECT json_build_object(
+  'relations', coalesce((
+    SELECT json_agg(json_build_object(
+      'schema', r.nspname,
+      'name', r.relname,
+      'kind', CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned_table' WHEN 'v' THEN 'view'
+                             WHEN 'm' THEN 'materialized_view' ELSE 'foreign_table' END,
+      'rls_enabled', r.relrowsecurity,
+      'rls_forced', r.relforcerowsecurity,
+      'comment', r.comment,
+      'columns', coalesce((
+        SELECT json_agg(json_build_object(
+          'name', a.attname,
+          'position', a.attnum::int,
+          'data_type', format_type(a.atttypid, a.atttypmod),
+          'nullable', NOT a.attnotnull,
+          'default', pg_get_expr(d.adbin, d.adrelid),
+          'identity', a.attidentity <> '',
+          'generated', a.attgenerated <> '',
+          'comment', col_description(a.attrelid, a.attnum)
+        ) ORDER BY a.attnum)
+        FROM pg_attribute a
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+      ), '[]'),
+      'primary_key', coalesce((
+        SELECT json_agg(a.attname ORDER BY k.ord)
+        FROM pg_constraint con
+        CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+        WHERE con.conrelid = r.oid AND con.contype = 'p'
+      ), '[]'),
+      'unique', coalesce((
+        SELECT json_agg((
+          SELECT json_agg(a.attname ORDER BY k.ord)
+          FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        ) ORDER BY i.indexrelid)
+        FROM pg_index i
+        WHERE i.indrelid = r.oid AND i.indisunique AND NOT i.indisprimary
+          AND i.indpred IS NULL AND i.indexprs IS NULL
+      ), '[]'),
+      'foreign_keys', coalesce((
+        SELECT json_agg(json_build_object(
+          'name', con.conname,
+          'columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                      FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+          'target_schema', fn.nspname,
+          'target_table', fc.relname,
+          'target_columns', (SELECT json_agg(a.attname ORDER BY k.ord)
+                             FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+                             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
+          'on_delete', (SELECT action FROM fk_action WHERE code = con.confdeltype::text),
+          'on_update', (SELECT action FROM fk_action WHERE code = con.confupdtype::text)
+        ) ORDER BY con.conname)
+        FROM pg_constraint con
+        JOIN pg_class fc ON fc.oid = con.confrelid
+        JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+        WHERE con.conrelid = r.oid AND con.contype = 'f'
+      ), '[]')
+    ) ORDER BY r.nspname, r.relname)
+    FROM rels r
+  ), '[]'),
+  'functions', coalesce((
+    SELECT json_agg(json_build_object(
+      'schema', n.nspname,
+      'name', p.proname,
+      'returns', pg_get_function_result(p.oid),
+      'returns_set', p.proretset,
+      'volatility', CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
+      'args', coalesce((
+        SELECT json_agg(json_build_object(
+          'name', nullif(p.proargnames[k.ord], ''),
+          'data_type', format_type(k.typ, NULL),
+          'mode', CASE coalesce(p.proargmodes[k.ord], 'i')
+                    WHEN 'i' THEN 'in' WHEN 'o' THEN 'out' WHEN 'b' THEN 'inout'
+                    WHEN 'v' THEN 'variadic' ELSE 'table' END,
+          'has_default', coalesce(p.proargmodes[k.ord], 'i') IN ('i', 'b', 'v')
+                         AND k.ord > p.pronargs - p.pronargdefaults
+        ) ORDER BY k.ord)
+        FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY AS k(typ, ord)
+      ), '[]')
+    ) ORDER BY n.nspname, p.proname, p.oid)
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ANY($1) AND p.prokind = 'f'
+  ), '[]')
+)
+"#;
+
+#[derive(Deserialize)]
+struct Raw {
+    relations: Vec<Relation>,
+    functions: Vec<Function>,
+}
+
+/// Introspects the `exposed` schemas. Runs in a REPEATABLE READ read-only transaction so
+/// the snapshot is consistent even while DDL commits around it.
+pub async fn load_catalog(
+    client: &mut galley_db::PooledClient,
+    exposed: &[String],
+) -> Result<Catalog, SchemaError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(galley_db::tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let row = tx.query_one(QUERY, &[&exposed]).await?;
+    tx.commit().await?;
+    let json: serde_json::Value = row.get(0);
+    let raw: Raw = serde_json::from_value(json)
+        .map_err(|err| SchemaError::UnreadableCatalog(err.to_string()))?;
+    let relations: BTreeMap<String, Relation> = raw
+        .relations
+        .into_iter()
+        .map(|relation| (format!("{}.{}", relation.schema, relation.name), relation))
+        .collect();
+    Ok(Catalog {
+        relations,
+        functions: raw.functions,
+    })
+}
