@@ -8,3 +8,4 @@ mod database;
 mod embedded;
 mod http;
 mod support;
+mod tables;

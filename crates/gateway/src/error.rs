@@ -52,6 +52,15 @@ impl ApiError {
         )
     }
 
+    /// A body that is not the JSON the endpoint takes.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
     /// No credentials, or credentials that do not verify.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -108,9 +117,24 @@ impl From<galley_db::DbError> for ApiError {
 
 impl From<galley_schema::SchemaError> for ApiError {
     fn from(err: galley_schema::SchemaError) -> Self {
+        use galley_schema::SchemaError;
         match err {
-            galley_schema::SchemaError::Db(err) => err.into(),
-            galley_schema::SchemaError::UnreadableCatalog(_) => {
+            SchemaError::InvalidDefinition { .. } | SchemaError::Refused { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_definition",
+                err.to_string(),
+            ),
+            SchemaError::TableExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_exists", err.to_string())
+            }
+            SchemaError::TableNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "table_not_found", err.to_string())
+            }
+            SchemaError::LockTimeout => {
+                Self::new(StatusCode::CONFLICT, "lock_timeout", err.to_string())
+            }
+            SchemaError::Db(err) => err.into(),
+            SchemaError::UnreadableCatalog(_) => {
                 tracing::error!(error = %err, "schema error");
                 ApiError::internal()
             }

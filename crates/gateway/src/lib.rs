@@ -20,6 +20,30 @@ pub use config::{ConfigError, HttpConfig};
 pub use error::{ApiError, ErrorBody};
 pub use state::AppState;
 
+/// JSON bodies: limited, and every refusal in the error shape.
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(false)
+        .error_handler(move |err, _req| {
+            use actix_web::error::JsonPayloadError;
+            let api = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::payload_too_large(limit)
+                }
+                JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+                    ApiError::payload_too_large(limit)
+                }
+                JsonPayloadError::Deserialize(err) => {
+                    ApiError::invalid_body(format!("the body is not valid: {err}"))
+                }
+                _ => ApiError::invalid_body("the body must be JSON"),
+            };
+            api.into()
+        })
+}
+
 /// Builds the HTTP server on an already bound listener. The caller runs the returned
 /// future and stops it through its handle; signals are left to the caller so that
 /// readiness can drop before the listener closes.
@@ -36,7 +60,10 @@ pub fn server(
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(config.max_body_bytes))
-            .app_data(web::JsonConfig::default().limit(config.max_body_bytes))
+            .app_data(json_config(config.max_body_bytes))
+            .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                ApiError::invalid_query(format!("the query string is not valid: {err}")).into()
+            }))
             .app_data(web::Data::new(middleware::body_limit::BodyLimit(
                 config.max_body_bytes,
             )))

@@ -5,22 +5,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use galley_auth::TokenVerifier;
 use galley_db::Pools;
-use galley_schema::CatalogCache;
+use galley_schema::{CatalogCache, SchemaConfig};
 
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) pools: Pools,
     pub(crate) catalog: Arc<CatalogCache>,
     pub(crate) tokens: TokenVerifier,
+    pub(crate) schema: SchemaConfig,
     shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(pools: Pools, catalog: Arc<CatalogCache>, tokens: TokenVerifier) -> Self {
+    pub fn new(
+        pools: Pools,
+        catalog: Arc<CatalogCache>,
+        tokens: TokenVerifier,
+        schema: SchemaConfig,
+    ) -> Self {
         Self {
             pools,
             catalog,
             tokens,
+            schema,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -2,14 +2,15 @@
 //! PostgreSQL announces a schema change on [`CHANNEL`] — from Galley's schema manager on
 //! any instance, or from the event trigger that catches DDL run by hand.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use galley_db::tokio_postgres::{self, AsyncMessage, NoTls};
 use galley_db::{DbError, Pool};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::error::SchemaError;
@@ -23,10 +24,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct CatalogCache {
     current: ArcSwap<Catalog>,
+    /// Tickets order reloads by when they started; a reload stores its snapshot only if
+    /// no later-started reload has stored one, so a slow reload never replaces a newer
+    /// snapshot with an older one.
+    issued: AtomicU64,
+    stored: Mutex<u64>,
     exposed: Vec<String>,
     pool: Pool,
-    /// Counts completed reloads, so callers can wait for the next one.
-    generation: watch::Sender<u64>,
 }
 
 impl CatalogCache {
@@ -34,9 +38,10 @@ impl CatalogCache {
     pub fn new(pool: Pool, exposed: Vec<String>) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(Catalog::default()),
+            issued: AtomicU64::new(0),
+            stored: Mutex::new(0),
             exposed,
             pool,
-            generation: watch::channel(0).0,
         })
     }
 
@@ -45,25 +50,31 @@ impl CatalogCache {
         self.current.load_full()
     }
 
-    /// Introspects the database and swaps the new snapshot in.
+    /// Introspects the database and swaps the new snapshot in. When it returns, the
+    /// cache reflects at least every change committed before it was called.
     pub async fn reload(&self) -> Result<(), SchemaError> {
         let started = Instant::now();
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
         let mut client = self.pool.get().await.map_err(DbError::from)?;
         let catalog = load_catalog(&mut client, &self.exposed).await?;
         let relations = catalog.relations.len();
-        self.current.store(Arc::new(catalog));
-        self.generation.send_modify(|generation| *generation += 1);
+        {
+            let mut stored = self
+                .stored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ticket < *stored {
+                return Ok(());
+            }
+            *stored = ticket;
+            self.current.store(Arc::new(catalog));
+        }
         tracing::debug!(
             relations,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "catalog reloaded"
         );
         Ok(())
-    }
-
-    /// A receiver that sees the reload count change after every reload.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
     }
 
     /// Listens on [`CHANNEL`] over a dedicated connection and reloads on every

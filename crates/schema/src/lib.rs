@@ -2,12 +2,27 @@
 //! against), introspected from PostgreSQL into an immutable snapshot that is swapped
 //! atomically and reloaded whenever the schema changes, on every instance.
 
+mod apply;
 mod cache;
 mod catalog;
+mod config;
+mod ddl;
+mod definition;
 mod error;
+mod ident;
 mod introspect;
+mod types;
 
+pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{Catalog, Column, ForeignKey, Function, FunctionArg, Relation, RelationKind};
+pub use config::SchemaConfig;
+pub use ddl::{Plan, plan_create_table};
+pub use definition::{
+    CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,
+    ForeignKeyDefinition, PrimaryKey, Reference, ReferentialAction, TableDefinition,
+};
 pub use error::SchemaError;
+pub use ident::{Ident, IdentError};
 pub use introspect::load_catalog;
+pub use types::ColumnType;

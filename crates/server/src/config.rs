@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use galley_auth::AuthConfig;
 use galley_db::DatabaseConfig;
 use galley_gateway::HttpConfig;
+use galley_schema::SchemaConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Flags;
@@ -23,6 +24,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub schema: SchemaConfig,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            schema: SchemaConfig::default(),
         }
     }
 }
@@ -48,7 +51,7 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 3] = ["http", "database", "auth"];
+const SECTIONS: [&str; 4] = ["http", "database", "auth", "schema"];
 
 /// Loads the configuration from every source, in order of precedence.
 pub fn load_config(flags: &Flags) -> anyhow::Result<Config> {

@@ -112,7 +112,12 @@ impl Application {
             .await
             .context("reading the schema catalog")?;
         let catalog_listener = catalog.spawn_listener(targets.owner.clone());
-        let state = AppState::new(pools.clone(), catalog, TokenVerifier::new(secret));
+        let state = AppState::new(
+            pools.clone(),
+            catalog,
+            TokenVerifier::new(secret),
+            config.schema.clone(),
+        );
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;

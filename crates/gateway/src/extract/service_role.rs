@@ -14,8 +14,19 @@ use crate::state::AppState;
 /// that role). Admin routes take it as an argument.
 #[derive(Debug)]
 pub(crate) struct ServiceRole {
-    #[allow(dead_code, reason = "admin handlers will record who made a change")]
-    pub(crate) claims: VerifiedClaims,
+    claims: VerifiedClaims,
+}
+
+impl ServiceRole {
+    /// Who to record as making a change: the token's subject when it names one (an admin
+    /// session, later), else the role.
+    pub(crate) fn actor(&self) -> String {
+        self.claims
+            .raw
+            .get("sub")
+            .and_then(|sub| sub.as_str())
+            .map_or_else(|| self.claims.role.clone(), ToOwned::to_owned)
+    }
 }
 
 impl FromRequest for ServiceRole {

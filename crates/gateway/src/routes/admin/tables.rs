@@ -1,0 +1,98 @@
+//! `/admin/v1/tables`: list, read and create user tables. Every change is planned by the
+//! `schema` crate, applied in one transaction (or only tried, with `?dry_run=true`), and
+//! answered with the SQL that ran.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use galley_schema::{SchemaChange, SchemaError, TableDefinition, apply_change, plan_create_table};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::ServiceRole;
+use crate::state::AppState;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tables")
+            .route(web::get().to(list_tables))
+            .route(web::post().to(create_table))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}")
+            .route(web::get().to(get_table))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeOptions {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn list_tables(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
+    let catalog = state.catalog.snapshot();
+    let tables: Vec<_> = catalog
+        .relations
+        .values()
+        .filter(|relation| relation.schema == "public")
+        .collect();
+    HttpResponse::Ok().json(tables)
+}
+
+async fn get_table(
+    _admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.snapshot();
+    let relation = catalog
+        .relation("public", &name)
+        .ok_or_else(|| SchemaError::TableNotFound {
+            table: name.into_inner(),
+        })?;
+    Ok(HttpResponse::Ok().json(relation))
+}
+
+async fn create_table(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    options: web::Query<ChangeOptions>,
+    definition: web::Json<TableDefinition>,
+) -> Result<HttpResponse, ApiError> {
+    let definition = definition.into_inner();
+    let catalog = state.catalog.snapshot();
+    let (table, plan) = plan_create_table(&definition, &catalog)?;
+    let change = SchemaChange {
+        operation: "create_table",
+        target: table.as_str().to_owned(),
+        before: None,
+        after: Some(serde_json::to_value(&definition).map_err(|_| ApiError::internal())?),
+        plan,
+    };
+    let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
+    let history_id = apply_change(
+        &state.pools.owner,
+        &change,
+        &admin.actor(),
+        lock_timeout,
+        options.dry_run,
+    )
+    .await?;
+    let sql = change.plan.script();
+    let Some(history_id) = history_id else {
+        return Ok(HttpResponse::Ok().json(json!({ "dry_run": true, "sql": sql })));
+    };
+    // This instance answers with the new table right away; others follow on NOTIFY.
+    state.catalog.reload().await?;
+    let catalog = state.catalog.snapshot();
+    Ok(HttpResponse::Created().json(json!({
+        "history_id": history_id,
+        "sql": sql,
+        "table": catalog.relation("public", table.as_str()),
+    })))
+}

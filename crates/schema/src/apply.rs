@@ -1,0 +1,95 @@
+//! Running a planned change: one transaction, serialised with every other schema change,
+//! bounded by `lock_timeout`, recorded in `galley.schema_history`, announced on
+//! `galley_schema`. A dry run does all of it and rolls back.
+
+use std::time::Duration;
+
+use galley_db::{DbError, Pool};
+
+use crate::cache::CHANNEL;
+use crate::ddl::Plan;
+use crate::error::SchemaError;
+
+/// Advisory lock taken by every schema change: changes apply one at a time, across
+/// instances, so history order is apply order.
+const SCHEMA_LOCK: i64 = 0x67616c6c65797363; // "galleysc"
+
+/// A planned change and what to record about it.
+#[derive(Debug, Clone)]
+pub struct SchemaChange {
+    pub operation: &'static str,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub plan: Plan,
+}
+
+/// Applies `change` (or, with `dry_run`, tries it and rolls back). Returns the history id
+/// of an applied change.
+pub async fn apply_change(
+    pool: &Pool,
+    change: &SchemaChange,
+    actor: &str,
+    lock_timeout: Duration,
+    dry_run: bool,
+) -> Result<Option<i64>, SchemaError> {
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    // Integer milliseconds: nothing from the request reaches this statement.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{}ms'; SET LOCAL standard_conforming_strings = on",
+        lock_timeout.as_millis().max(1)
+    ))
+    .await?;
+    for statement in &change.plan.statements {
+        // One statement per call: the extended protocol refuses a second one.
+        tx.execute(statement.as_str(), &[])
+            .await
+            .map_err(|err| refusal(err, change))?;
+    }
+    if dry_run {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let row = tx
+        .query_one(
+            "INSERT INTO galley.schema_history (actor, operation, target, definition_before, definition_after, sql) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &actor,
+                &change.operation,
+                &change.target,
+                &change.before,
+                &change.after,
+                &change.plan.script(),
+            ],
+        )
+        .await?;
+    tx.execute("SELECT pg_notify($1, 'galley')", &[&CHANNEL])
+        .await?;
+    tx.commit().await?;
+    Ok(Some(row.get(0)))
+}
+
+/// What PostgreSQL's refusal of a planned statement means to the admin.
+fn refusal(err: galley_db::tokio_postgres::Error, change: &SchemaChange) -> SchemaError {
+    let Some(db) = err.as_db_error() else {
+        return SchemaError::Db(err.into());
+    };
+    match db.code().code() {
+        "55P03" => SchemaError::LockTimeout,
+        // Created by someone else between planning and applying.
+        "42P07" => SchemaError::TableExists {
+            table: change.target.clone(),
+        },
+        // data exceptions, integrity violations, syntax/undefined objects: the definition
+        code if code.starts_with("22") || code.starts_with("23") || code.starts_with("42") => {
+            SchemaError::Refused {
+                message: db.message().to_owned(),
+            }
+        }
+        _ => SchemaError::Db(err.into()),
+    }
+}

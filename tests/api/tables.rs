@@ -1,0 +1,332 @@
+//! Creating tables through `/admin/v1/tables`: the DDL that runs, what it guarantees
+//! (row-level security, default deny), history, dry runs, and refusals that change nothing.
+
+use galley_gateway::ErrorBody;
+use galley_testkit::{TestApp, spawn_app, spawn_second_instance};
+use serde_json::{Value, json};
+
+async fn post_table(app: &TestApp, definition: &Value, query: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/admin/v1/tables{query}")))
+        .bearer_auth(app.service_key())
+        .json(definition)
+        .send()
+        .await
+        .expect("response")
+}
+
+/// Tables in `public` and their column definitions: equal before and after a refusal
+/// means nothing changed.
+async fn schema_fingerprint(app: &TestApp) -> String {
+    let client = app.db.connect().await.expect("connect");
+    let row = client
+        .query_one(
+            "SELECT coalesce(string_agg(c.relname || ':' || a.attname || ':' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY c.relname, a.attnum), '')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE n.nspname = 'public'",
+            &[],
+        )
+        .await
+        .expect("fingerprint");
+    let history: i64 = client
+        .query_one("SELECT count(*) FROM galley.schema_history", &[])
+        .await
+        .expect("history")
+        .get(0);
+    format!("{}|{history}", row.get::<_, String>(0))
+}
+
+fn todos() -> Value {
+    json!({
+        "name": "todos",
+        "columns": [
+            {"name": "title", "type": "text", "nullable": false},
+            {"name": "done", "type": "boolean", "nullable": false, "default": {"value": false}},
+            {"name": "owner", "type": "uuid", "default": {"expression": "auth.uid()"}}
+        ],
+        "foreign_keys": [{"columns": ["owner"], "references": {"table": "auth.users"}, "on_delete": "cascade"}],
+        "checks": [{"column": "title", "min_length": 1}],
+        "timestamps": true
+    })
+}
+
+#[tokio::test]
+async fn a_created_table_has_forced_row_level_security_and_no_access_for_api_roles() {
+    let app = spawn_app().await;
+    let response = post_table(&app, &todos(), "").await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["table"]["name"], "todos");
+    assert_eq!(body["table"]["rls_enabled"], true);
+    assert_eq!(body["table"]["rls_forced"], true);
+    assert!(
+        body["sql"]
+            .as_str()
+            .expect("sql")
+            .contains("CREATE TABLE public.\"todos\"")
+    );
+
+    let client = app.db.connect().await.expect("connect");
+    for role in ["anon", "authenticated"] {
+        for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+            let granted: bool = client
+                .query_one(
+                    "SELECT has_table_privilege($1, 'public.todos', $2)",
+                    &[&role, &privilege],
+                )
+                .await
+                .expect("privilege")
+                .get(0);
+            assert!(!granted, "{role} has {privilege}");
+        }
+    }
+    // The foreign key's column got an index.
+    let indexed: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = 'public.todos'::regclass AND a.attname = 'owner')",
+            &[],
+        )
+        .await
+        .expect("index")
+        .get(0);
+    assert!(indexed);
+    // service_role may work with it; the defaults and the check hold.
+    client
+        .batch_execute(
+            "BEGIN; SET LOCAL ROLE service_role;
+             INSERT INTO public.todos (title) VALUES ('write tests');
+             COMMIT;",
+        )
+        .await
+        .expect("service_role inserts");
+    let row = client
+        .query_one(
+            "SELECT done, created_at = updated_at FROM public.todos",
+            &[],
+        )
+        .await
+        .expect("row");
+    assert!(!row.get::<_, bool>(0));
+    assert!(row.get::<_, bool>(1));
+    let empty_title = client
+        .batch_execute("INSERT INTO public.todos (title) VALUES ('')")
+        .await;
+    assert!(empty_title.is_err(), "the min_length check holds");
+    client
+        .batch_execute("SELECT pg_sleep(0.01); UPDATE public.todos SET done = true")
+        .await
+        .expect("update");
+    let touched: bool = client
+        .query_one("SELECT updated_at > created_at FROM public.todos", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(touched, "the trigger keeps updated_at current");
+
+    let history: Value = app
+        .http
+        .get(app.url("/admin/v1/schema/history"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let entries = history.as_array().expect("list");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["operation"], "create_table");
+    assert_eq!(entries[0]["target"], "todos");
+    assert_eq!(entries[0]["actor"], "service_role");
+    assert_eq!(entries[0]["definition_after"]["name"], "todos");
+    assert_eq!(entries[0]["sql"], body["sql"]);
+}
+
+#[tokio::test]
+async fn a_dry_run_returns_the_sql_and_changes_nothing() {
+    let app = spawn_app().await;
+    let before = schema_fingerprint(&app).await;
+    let response = post_table(&app, &todos(), "?dry_run=true").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["dry_run"], true);
+    assert!(
+        body["sql"]
+            .as_str()
+            .expect("sql")
+            .contains("FORCE ROW LEVEL SECURITY")
+    );
+    assert_eq!(schema_fingerprint(&app).await, before);
+}
+
+#[tokio::test]
+async fn invalid_definitions_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    assert_eq!(
+        post_table(&app, &json!({"name": "existing", "columns": []}), "")
+            .await
+            .status(),
+        201
+    );
+    let before = schema_fingerprint(&app).await;
+    let cases = [
+        (
+            json!({"name": "existing", "columns": []}),
+            409,
+            "already_exists",
+        ),
+        (
+            json!({"name": "x\"; DROP TABLE existing; --", "columns": []}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "a;b", "type": "text"}]}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "a", "type": "integer); DROP TABLE existing; --"}]}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "select", "type": "text"}]}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "n", "type": "integer", "default": {"value": "abc"}}]}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "m", "type": "enum:no_such_enum"}]}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "t", "columns": [], "extra": true}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"name": &"a".repeat(64), "columns": []}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "pg_evil", "columns": []}),
+            422,
+            "invalid_definition",
+        ),
+    ];
+    for (definition, status, code) in cases {
+        let response = post_table(&app, &definition, "").await;
+        assert_eq!(response.status().as_u16(), status, "{definition}");
+        let body: ErrorBody = response.json().await.expect("error shape");
+        assert_eq!(body.code, code, "{definition}: {}", body.message);
+        assert!(
+            !body.message.to_lowercase().contains("create table"),
+            "no SQL in errors: {}",
+            body.message
+        );
+    }
+    assert_eq!(schema_fingerprint(&app).await, before);
+    // A literal that does not fit its type is refused by PostgreSQL, in words.
+    let response = post_table(
+        &app,
+        &json!({"name": "t", "columns": [{"name": "n", "type": "integer", "default": {"value": "abc"}}]}),
+        "",
+    )
+    .await;
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert!(
+        body.message
+            .contains("invalid input syntax for type integer"),
+        "{}",
+        body.message
+    );
+}
+
+#[tokio::test]
+async fn the_table_endpoints_need_the_service_role_key() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/admin/v1/tables"))
+        .bearer_auth(app.anon_key())
+        .json(&todos())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 403);
+    let listed = app
+        .http
+        .get(app.url("/admin/v1/tables"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(listed.status(), 401);
+}
+
+#[tokio::test]
+async fn two_admins_creating_the_same_table_at_once_are_serialised() {
+    let first = spawn_app().await;
+    let second = spawn_second_instance(&first).await;
+    let definition = todos();
+    let (a, b) = tokio::join!(
+        post_table(&first, &definition, ""),
+        post_table(&second, &definition, "")
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+    let client = first.db.connect().await.expect("connect");
+    let history: i64 = client
+        .query_one(
+            "SELECT count(*) FROM galley.schema_history WHERE target = 'todos'",
+            &[],
+        )
+        .await
+        .expect("history")
+        .get(0);
+    assert_eq!(history, 1);
+}
+
+#[tokio::test]
+async fn tables_can_be_listed_and_read() {
+    let app = spawn_app().await;
+    assert_eq!(post_table(&app, &todos(), "").await.status(), 201);
+    let list: Value = app
+        .http
+        .get(app.url("/admin/v1/tables"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    let one = app
+        .http
+        .get(app.url("/admin/v1/tables/todos"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(one.status(), 200);
+    let missing = app
+        .http
+        .get(app.url("/admin/v1/tables/nope"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(missing.status(), 404);
+    let body: ErrorBody = missing.json().await.expect("error shape");
+    assert_eq!(body.code, "table_not_found");
+}
