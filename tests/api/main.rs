@@ -7,5 +7,6 @@ mod config;
 mod database;
 mod embedded;
 mod http;
+mod rules;
 mod support;
 mod tables;

@@ -17,7 +17,7 @@ pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{Catalog, Column, ForeignKey, Function, FunctionArg, Relation, RelationKind};
 pub use config::SchemaConfig;
-pub use ddl::{Plan, plan_create_table};
+pub use ddl::{AccessRules, Plan, Rule, plan_create_table, plan_rules};
 pub use definition::{
     CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,
     ForeignKeyDefinition, PrimaryKey, Reference, ReferentialAction, TableDefinition,

@@ -4,8 +4,10 @@
 
 mod create_table;
 mod literal;
+mod rules;
 
 pub use create_table::plan_create_table;
+pub use rules::{AccessRules, Rule, plan_rules};
 
 /// The statements of one schema change, each run separately (one statement per
 /// `execute`, so nothing can smuggle a second statement in) inside one transaction.

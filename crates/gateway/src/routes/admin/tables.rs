@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use galley_schema::{SchemaChange, SchemaError, TableDefinition, apply_change, plan_create_table};
+use galley_schema::{
+    AccessRules, SchemaChange, SchemaError, TableDefinition, apply_change, plan_create_table,
+    plan_rules,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,6 +26,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}")
             .route(web::get().to(get_table))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/rules")
+            .route(web::put().to(put_rules))
             .default_service(web::to(crate::routes::method_not_allowed)),
     );
 }
@@ -56,6 +64,59 @@ async fn get_table(
             table: name.into_inner(),
         })?;
     Ok(HttpResponse::Ok().json(relation))
+}
+
+async fn put_rules(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    rules: web::Json<AccessRules>,
+) -> Result<HttpResponse, ApiError> {
+    let rules = rules.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = catalog
+        .relation("public", &name)
+        .ok_or_else(|| SchemaError::TableNotFound {
+            table: name.clone(),
+        })?;
+    let plan = plan_rules(relation, &rules)?;
+    let change = SchemaChange {
+        operation: "set_rules",
+        target: name.into_inner(),
+        before: None,
+        after: Some(serde_json::to_value(&rules).map_err(|_| ApiError::internal())?),
+        plan,
+    };
+    let history_id = apply(&state, &admin, &change, options.dry_run).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "dry_run": history_id.is_none(),
+        "history_id": history_id,
+        "sql": change.plan.script(),
+    })))
+}
+
+/// Applies (or dry-runs) a change and refreshes this instance's catalog.
+async fn apply(
+    state: &AppState,
+    admin: &ServiceRole,
+    change: &SchemaChange,
+    dry_run: bool,
+) -> Result<Option<i64>, ApiError> {
+    let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
+    let history_id = apply_change(
+        &state.pools.owner,
+        change,
+        &admin.actor(),
+        lock_timeout,
+        dry_run,
+    )
+    .await?;
+    if history_id.is_some() {
+        // This instance answers with the new state right away; others follow on NOTIFY.
+        state.catalog.reload().await?;
+    }
+    Ok(history_id)
 }
 
 async fn create_table(
