@@ -3,6 +3,7 @@
 //! embedded cluster are what is under test. One test binary, so it links once.
 
 mod catalog;
+mod columns;
 mod config;
 mod database;
 mod embedded;

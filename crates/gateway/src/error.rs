@@ -13,6 +13,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    details: Option<serde_json::Value>,
+    hint: Option<String>,
 }
 
 /// The body of every error response.
@@ -20,7 +22,9 @@ pub struct ApiError {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
-    pub details: Option<String>,
+    /// Structured facts about the failure, e.g. offending rows and samples.
+    pub details: Option<serde_json::Value>,
+    /// What to do about it, when there is an obvious fix.
     pub hint: Option<String>,
     /// Quote it when reporting a problem: it finds the request's log lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +93,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
+            hint: None,
         }
     }
 
@@ -130,6 +136,30 @@ impl From<galley_schema::SchemaError> for ApiError {
             SchemaError::TableNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "table_not_found", err.to_string())
             }
+            SchemaError::WouldViolate {
+                ref message,
+                rows,
+                ref samples,
+                ref hint,
+            } => Self {
+                details: Some(serde_json::json!({ "rows": rows, "samples": samples })),
+                hint: Some(hint.clone()),
+                ..Self::new(StatusCode::CONFLICT, "would_violate", message.clone())
+            },
+            SchemaError::ConfirmationRequired {
+                ref message,
+                ref details,
+            } => Self {
+                details: Some(details.clone()),
+                hint: Some(
+                    "destructive changes must be confirmed by naming what they drop".to_owned(),
+                ),
+                ..Self::new(
+                    StatusCode::CONFLICT,
+                    "confirmation_required",
+                    message.clone(),
+                )
+            },
             SchemaError::LockTimeout => {
                 Self::new(StatusCode::CONFLICT, "lock_timeout", err.to_string())
             }
@@ -151,8 +181,8 @@ impl ResponseError for ApiError {
         let body = ErrorBody {
             code: self.code.to_owned(),
             message: self.message.clone(),
-            details: None,
-            hint: None,
+            details: self.details.clone(),
+            hint: self.hint.clone(),
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);

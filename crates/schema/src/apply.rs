@@ -14,6 +14,19 @@ use crate::error::SchemaError;
 /// instances, so history order is apply order.
 const SCHEMA_LOCK: i64 = 0x67616c6c65797363; // "galleysc"
 
+/// Whether a value's text converts to a type: a cast check that reports instead of
+/// failing. Temporary, so it lives and dies with the session.
+const CASTABLE: &str =
+    "CREATE OR REPLACE FUNCTION pg_temp.galley_castable(value text, target text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('SELECT %L::%s', value, target);
+  RETURN true;
+EXCEPTION WHEN others THEN
+  RETURN false;
+END
+$$";
+
 /// A planned change and what to record about it.
 #[derive(Debug, Clone)]
 pub struct SchemaChange {
@@ -43,6 +56,31 @@ pub async fn apply_change(
         lock_timeout.as_millis().max(1)
     ))
     .await?;
+    if !change.plan.checks.is_empty() {
+        tx.batch_execute(CASTABLE).await?;
+    }
+    for check in &change.plan.checks {
+        let rows: i64 = tx.query_one(check.count_sql.as_str(), &[]).await?.get(0);
+        if rows == 0 {
+            continue;
+        }
+        let samples = match &check.samples_sql {
+            Some(sql) => tx
+                .query(sql.as_str(), &[])
+                .await?
+                .iter()
+                .map(|row| row.get::<_, serde_json::Value>(0))
+                .collect(),
+            None => Vec::new(),
+        };
+        tx.rollback().await?;
+        return Err(SchemaError::WouldViolate {
+            message: check.message.replace("{rows}", &rows.to_string()),
+            rows,
+            samples,
+            hint: check.hint.replace("{rows}", &rows.to_string()),
+        });
+    }
     for statement in &change.plan.statements {
         // One statement per call: the extended protocol refuses a second one.
         tx.execute(statement.as_str(), &[])

@@ -15,6 +15,20 @@ pub enum SchemaError {
     /// message is PostgreSQL's own, without SQL.
     #[error("PostgreSQL refused the change: {message}")]
     Refused { message: String },
+    /// Existing rows would break the change; nothing was changed.
+    #[error("{message}")]
+    WouldViolate {
+        message: String,
+        rows: i64,
+        samples: Vec<serde_json::Value>,
+        hint: String,
+    },
+    /// A destructive change was asked for without naming what it destroys.
+    #[error("{message}")]
+    ConfirmationRequired {
+        message: String,
+        details: serde_json::Value,
+    },
     /// Another transaction held a lock longer than `lock_timeout`; nothing was applied.
     #[error(
         "the table is busy (a lock was not granted within the lock timeout); nothing was changed, retry later"

@@ -11,13 +11,17 @@ mod definition;
 mod error;
 mod ident;
 mod introspect;
+mod loss;
 mod types;
 
 pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{Catalog, Column, ForeignKey, Function, FunctionArg, Relation, RelationKind};
 pub use config::SchemaConfig;
-pub use ddl::{AccessRules, Plan, Rule, plan_create_table, plan_rules};
+pub use ddl::{
+    AccessRules, AddColumn, AlterColumn, DataCheck, Plan, Rule, plan_add_column, plan_alter_column,
+    plan_create_table, plan_drop_column, plan_drop_table, plan_rules,
+};
 pub use definition::{
     CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,
     ForeignKeyDefinition, PrimaryKey, Reference, ReferentialAction, TableDefinition,
@@ -25,4 +29,5 @@ pub use definition::{
 pub use error::SchemaError;
 pub use ident::{Ident, IdentError};
 pub use introspect::load_catalog;
+pub use loss::describe_loss;
 pub use types::ColumnType;

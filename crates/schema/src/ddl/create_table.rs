@@ -181,7 +181,13 @@ pub fn plan_create_table(
     statements.push(format!(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON {qualified} TO service_role"
     ));
-    Ok((table, Plan { statements }))
+    Ok((
+        table,
+        Plan {
+            statements,
+            checks: Vec::new(),
+        },
+    ))
 }
 
 /// Every column the table will have, with its type, refusing duplicates.

@@ -2,10 +2,14 @@
 //! read in a snapshot test, and user values reach SQL only as quoted literals and
 //! identifiers only as [`crate::Ident`].
 
+mod columns;
 mod create_table;
 mod literal;
 mod rules;
 
+pub use columns::{
+    AddColumn, AlterColumn, plan_add_column, plan_alter_column, plan_drop_column, plan_drop_table,
+};
 pub use create_table::plan_create_table;
 pub use rules::{AccessRules, Rule, plan_rules};
 
@@ -14,6 +18,22 @@ pub use rules::{AccessRules, Rule, plan_rules};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Plan {
     pub statements: Vec<String>,
+    /// Run first, in the same transaction: any offending row refuses the change.
+    #[serde(skip)]
+    pub checks: Vec<DataCheck>,
+}
+
+/// A question to the existing data: how many rows would this change break?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCheck {
+    /// `SELECT count(*) ...` of the offending rows.
+    pub count_sql: String,
+    /// Up to 10 offending rows as JSON `{"key": .., "value": ..}`.
+    pub samples_sql: Option<String>,
+    /// What is wrong; `{rows}` becomes the count.
+    pub message: String,
+    /// The obvious fix; `{rows}` becomes the count.
+    pub hint: String,
 }
 
 impl Plan {

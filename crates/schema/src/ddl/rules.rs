@@ -141,7 +141,10 @@ pub fn plan_rules(relation: &Relation, rules: &AccessRules) -> Result<Plan, Sche
             operation.sql()
         ));
     }
-    Ok(Plan { statements })
+    Ok(Plan {
+        statements,
+        checks: Vec::new(),
+    })
 }
 
 /// Accepts an expression only if it stays one parenthesised expression: parentheses

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use galley_schema::{
-    AccessRules, SchemaChange, SchemaError, TableDefinition, apply_change, plan_create_table,
-    plan_rules,
+    AccessRules, AddColumn, AlterColumn, Catalog, Relation, SchemaChange, SchemaError,
+    TableDefinition, apply_change, describe_loss, plan_add_column, plan_alter_column,
+    plan_create_table, plan_drop_column, plan_drop_table, plan_rules,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +27,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}")
             .route(web::get().to(get_table))
+            .route(web::delete().to(delete_table))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/columns")
+            .route(web::post().to(add_column))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/columns/{column}")
+            .route(web::patch().to(alter_column))
+            .route(web::delete().to(drop_column))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
@@ -40,6 +53,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 struct ChangeOptions {
     #[serde(default)]
     dry_run: bool,
+    /// For destructive changes: the name of what is dropped.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 async fn list_tables(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
@@ -89,6 +105,120 @@ async fn put_rules(
         plan,
     };
     let history_id = apply(&state, &admin, &change, options.dry_run).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "dry_run": history_id.is_none(),
+        "history_id": history_id,
+        "sql": change.plan.script(),
+    })))
+}
+
+async fn add_column(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    change: web::Json<AddColumn>,
+) -> Result<HttpResponse, ApiError> {
+    let change = change.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "add_column",
+        target: name.into_inner(),
+        before: None,
+        after: Some(serde_json::to_value(&change).map_err(|_| ApiError::internal())?),
+        plan: plan_add_column(relation, &change)?,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn alter_column(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    options: web::Query<ChangeOptions>,
+    change: web::Json<AlterColumn>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, column) = path.into_inner();
+    let change = change.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "alter_column",
+        target: format!("{name}.{column}"),
+        before: serde_json::to_value(relation.column(&column)).ok(),
+        after: Some(json!({ "column": column, "change": change })),
+        plan: plan_alter_column(relation, &column, &change)?,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn drop_column(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    options: web::Query<ChangeOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, column) = path.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let plan = plan_drop_column(relation, &column)?;
+    if options.confirm.as_deref() != Some(column.as_str()) {
+        return Err(
+            describe_loss(&state.pools.owner, &catalog, relation, Some(&column))
+                .await?
+                .into(),
+        );
+    }
+    let change = SchemaChange {
+        operation: "drop_column",
+        target: format!("{name}.{column}"),
+        before: serde_json::to_value(relation.column(&column)).ok(),
+        after: None,
+        plan,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn delete_table(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let plan = plan_drop_table(relation)?;
+    if options.confirm.as_deref() != Some(name.as_str()) {
+        return Err(describe_loss(&state.pools.owner, &catalog, relation, None)
+            .await?
+            .into());
+    }
+    let change = SchemaChange {
+        operation: "drop_table",
+        target: name.into_inner(),
+        before: serde_json::to_value(relation).ok(),
+        after: None,
+        plan,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+fn find<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Relation, ApiError> {
+    Ok(catalog
+        .relation("public", name)
+        .ok_or_else(|| SchemaError::TableNotFound {
+            table: name.to_owned(),
+        })?)
+}
+
+async fn finish(
+    state: &AppState,
+    admin: &ServiceRole,
+    change: &SchemaChange,
+    dry_run: bool,
+) -> Result<HttpResponse, ApiError> {
+    let history_id = apply(state, admin, change, dry_run).await?;
     Ok(HttpResponse::Ok().json(json!({
         "dry_run": history_id.is_none(),
         "history_id": history_id,
