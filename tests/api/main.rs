@@ -9,5 +9,6 @@ mod database;
 mod embedded;
 mod http;
 mod rules;
+mod schema_files;
 mod support;
 mod tables;

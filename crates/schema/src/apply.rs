@@ -12,7 +12,7 @@ use crate::error::SchemaError;
 
 /// Advisory lock taken by every schema change: changes apply one at a time, across
 /// instances, so history order is apply order.
-const SCHEMA_LOCK: i64 = 0x67616c6c65797363; // "galleysc"
+pub(crate) const SCHEMA_LOCK: i64 = 0x67616c6c65797363; // "galleysc"
 
 /// Whether a value's text converts to a type: a cast check that reports instead of
 /// failing. Temporary, so it lives and dies with the session.

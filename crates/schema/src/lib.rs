@@ -9,6 +9,7 @@ mod config;
 mod ddl;
 mod definition;
 mod error;
+mod history;
 mod ident;
 mod introspect;
 mod loss;
@@ -27,6 +28,7 @@ pub use definition::{
     ForeignKeyDefinition, PrimaryKey, Reference, ReferentialAction, TableDefinition,
 };
 pub use error::SchemaError;
+pub use history::{ApplyReport, MigrationFile, apply_files, export_history};
 pub use ident::{Ident, IdentError};
 pub use introspect::load_catalog;
 pub use loss::describe_loss;

@@ -54,6 +54,19 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The schema history as migration files
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Write every applied schema change to DIR as ordered SQL files
+    Export { dir: PathBuf },
+    /// Apply the files in DIR, skipping changes this database already has
+    Apply { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -185,7 +185,7 @@ impl Application {
 }
 
 /// Finds the PostgreSQL programs and the user to run them as.
-fn embedded_cluster(config: &Config) -> anyhow::Result<Cluster> {
+pub(crate) fn embedded_cluster(config: &Config) -> anyhow::Result<Cluster> {
     let bins = PgBinaries::locate(config.database.pg_bin.as_deref())?;
     let options = ClusterOptions {
         durable: true,
