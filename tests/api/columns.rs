@@ -367,3 +367,32 @@ async fn drops_need_a_confirmation_that_names_what_is_dropped() {
         ["create_table", "create_table", "drop_column", "drop_table"]
     );
 }
+
+#[tokio::test]
+async fn a_change_blocked_by_a_lock_times_out_and_applies_nothing() {
+    let app = galley_testkit::spawn_app_with(|config| config.schema.lock_timeout_ms = 200).await;
+    people(&app).await;
+    let before = checksum(&app, "people").await;
+    // A long transaction reading the table: ALTER TABLE must wait for it.
+    let mut blocker = app.db.connect().await.expect("connect");
+    let tx = blocker.transaction().await.expect("begin");
+    tx.batch_execute("LOCK TABLE public.people IN ACCESS SHARE MODE")
+        .await
+        .expect("lock");
+
+    let response = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/tables/people/columns",
+        Some(json!({"name": "note", "type": "text"})),
+    )
+    .await;
+    let body = refused(response, "lock_timeout").await;
+    assert!(
+        body.message.contains("nothing was changed"),
+        "{}",
+        body.message
+    );
+    tx.rollback().await.expect("release");
+    assert_eq!(checksum(&app, "people").await, before);
+}

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod history;
+mod openapi;
 mod tables;
 
 use actix_web::web;
@@ -11,6 +12,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin/v1")
             .configure(catalog::configure)
             .configure(tables::configure)
-            .configure(history::configure),
+            .configure(history::configure)
+            .configure(openapi::configure),
     );
 }
