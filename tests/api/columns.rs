@@ -396,3 +396,111 @@ async fn a_change_blocked_by_a_lock_times_out_and_applies_nothing() {
     tx.rollback().await.expect("release");
     assert_eq!(checksum(&app, "people").await, before);
 }
+
+#[tokio::test]
+async fn constraints_the_rows_break_are_refused_with_samples() {
+    let app = spawn_app().await;
+    people(&app).await;
+    let before = checksum(&app, "people").await;
+    // Ages are text; a check on the length holds for all but "seven".
+    let check = json!({"check": {"column": "age", "max_length": 2}});
+    let body = refused(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/constraints",
+            Some(check),
+        )
+        .await,
+        "would_violate",
+    )
+    .await;
+    let details = body.details.expect("details");
+    assert_eq!(details["rows"], 1);
+    assert_eq!(details["samples"][0]["value"], "seven");
+
+    let unique = json!({"unique": ["email"]});
+    let body = refused(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/constraints",
+            Some(unique),
+        )
+        .await,
+        "would_violate",
+    )
+    .await;
+    assert_eq!(body.details.expect("details")["rows"], 2);
+
+    let orphan_owner = json!({"name": "owner", "type": "uuid", "backfill": "00000000-0000-4000-8000-000000000099", "nullable": false});
+    assert_eq!(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/columns",
+            Some(orphan_owner)
+        )
+        .await
+        .status(),
+        200
+    );
+    let before_fk = checksum(&app, "people").await;
+    let fk = json!({"foreign_key": {"columns": ["owner"], "references": {"table": "auth.users"}}});
+    let body = refused(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/constraints",
+            Some(fk),
+        )
+        .await,
+        "would_violate",
+    )
+    .await;
+    let details = body.details.expect("details");
+    assert_eq!(details["rows"], 12);
+    assert_eq!(
+        details["samples"][0]["value"][0],
+        "00000000-0000-4000-8000-000000000099"
+    );
+    assert_eq!(checksum(&app, "people").await, before_fk);
+    assert_ne!(before, before_fk);
+
+    // Once the data fits, the same constraints apply.
+    let check = json!({"check": {"column": "age", "max_length": 5}});
+    assert_eq!(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/constraints",
+            Some(check)
+        )
+        .await
+        .status(),
+        200
+    );
+    let index = json!({"columns": ["age", "email"]});
+    assert_eq!(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/indexes",
+            Some(index)
+        )
+        .await
+        .status(),
+        200
+    );
+    let client = app.db.connect().await.expect("connect");
+    let too_long = client
+        .batch_execute("UPDATE public.people SET age = 'seventy' WHERE age = 'seven'")
+        .await;
+    assert!(too_long.is_err(), "the check holds");
+    let indexes: i64 = client
+        .query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'people' AND indexdef LIKE '%(age, email)%'", &[])
+        .await
+        .expect("indexes")
+        .get(0);
+    assert_eq!(indexes, 1);
+}

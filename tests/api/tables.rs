@@ -368,6 +368,8 @@ async fn the_openapi_document_describes_every_admin_route() {
         "PATCH /tables/{name}/columns/{column}",
         "DELETE /tables/{name}/columns/{column}",
         "PUT /tables/{name}/rules",
+        "POST /tables/{name}/constraints",
+        "POST /tables/{name}/indexes",
         "GET /schema/history",
     ];
     let expected: std::collections::BTreeSet<String> =

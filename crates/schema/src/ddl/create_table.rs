@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use crate::catalog::Catalog;
 use crate::ddl::Plan;
 use crate::ddl::literal::typed_literal;
-use crate::definition::{CheckDefinition, CheckRule, DefaultValue, PrimaryKey, TableDefinition};
+use crate::definition::{
+    CheckDefinition, CheckRule, DefaultValue, ForeignKeyDefinition, PrimaryKey, TableDefinition,
+};
 use crate::error::SchemaError;
 use crate::ident::{Ident, quote_literal};
 use crate::types::ColumnType;
@@ -84,67 +86,8 @@ pub fn plan_create_table(
     for (index, foreign_key) in definition.foreign_keys.iter().enumerate() {
         let field = format!("foreign_keys[{index}]");
         require_columns(&foreign_key.columns, &type_of, &format!("{field}.columns"))?;
-        let target = resolve_target(&foreign_key.references.table, catalog, &field)?;
-        let target_columns = match &foreign_key.references.columns {
-            Some(columns) => columns
-                .iter()
-                .map(|c| (c.as_str().to_owned(), c.to_string()))
-                .collect::<Vec<_>>(),
-            None => target
-                .primary_key
-                .iter()
-                .map(|c| (c.clone(), format!("\"{c}\"")))
-                .collect(),
-        };
-        if target_columns.len() != foreign_key.columns.len() {
-            return Err(SchemaError::invalid(
-                &field,
-                &format!(
-                    "{} column(s) cannot reference {} column(s) of {}",
-                    foreign_key.columns.len(),
-                    target_columns.len(),
-                    target.display
-                ),
-            ));
-        }
-        for (column, (target_column, _)) in foreign_key.columns.iter().zip(&target_columns) {
-            let Some(target_type) = target
-                .column_types
-                .iter()
-                .find(|(name, _)| name == target_column)
-            else {
-                return Err(SchemaError::invalid(
-                    &field,
-                    &format!("{} has no column `{target_column}`", target.display),
-                ));
-            };
-            let own = type_of(column)
-                .map(|ty| ty.catalog_spelling())
-                .unwrap_or_default();
-            if own != target_type.1 {
-                return Err(SchemaError::invalid(
-                    &field,
-                    &format!(
-                        "`{}` is {own} but {}.{target_column} is {}; the types must match",
-                        column.as_str(),
-                        target.display,
-                        target_type.1
-                    ),
-                ));
-            }
-        }
-        lines.push(format!(
-            "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {} ON UPDATE {}",
-            list(&foreign_key.columns),
-            target.sql,
-            target_columns
-                .iter()
-                .map(|(_, quoted)| quoted.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            foreign_key.on_delete.sql(),
-            foreign_key.on_update.sql(),
-        ));
+        let (clause, _, _) = foreign_key_clause(foreign_key, catalog, &field, &type_of)?;
+        lines.push(clause);
         if foreign_key.index {
             indexes.push(format!(
                 "CREATE INDEX ON {qualified} ({})",
@@ -275,6 +218,78 @@ fn list(columns: &[Ident]) -> String {
         .join(", ")
 }
 
+/// `FOREIGN KEY (..) REFERENCES ..` for `foreign_key`, after checking the target exists
+/// and the column types match; also the target table and its quoted columns.
+pub(crate) fn foreign_key_clause(
+    foreign_key: &ForeignKeyDefinition,
+    catalog: &Catalog,
+    field: &str,
+    type_of: &dyn Fn(&Ident) -> Option<ColumnType>,
+) -> Result<(String, String, Vec<String>), SchemaError> {
+    let target = resolve_target(&foreign_key.references.table, catalog, field)?;
+    let target_columns = match &foreign_key.references.columns {
+        Some(columns) => columns
+            .iter()
+            .map(|c| (c.as_str().to_owned(), c.to_string()))
+            .collect::<Vec<_>>(),
+        None => target
+            .primary_key
+            .iter()
+            .map(|c| (c.clone(), format!("\"{c}\"")))
+            .collect(),
+    };
+    if target_columns.len() != foreign_key.columns.len() {
+        return Err(SchemaError::invalid(
+            field,
+            &format!(
+                "{} column(s) cannot reference {} column(s) of {}",
+                foreign_key.columns.len(),
+                target_columns.len(),
+                target.display
+            ),
+        ));
+    }
+    for (column, (target_column, _)) in foreign_key.columns.iter().zip(&target_columns) {
+        let Some(target_type) = target
+            .column_types
+            .iter()
+            .find(|(name, _)| name == target_column)
+        else {
+            return Err(SchemaError::invalid(
+                field,
+                &format!("{} has no column `{target_column}`", target.display),
+            ));
+        };
+        let own = type_of(column)
+            .map(|ty| ty.catalog_spelling())
+            .unwrap_or_default();
+        if own != target_type.1 {
+            return Err(SchemaError::invalid(
+                field,
+                &format!(
+                    "`{}` is {own} but {}.{target_column} is {}; the types must match",
+                    column.as_str(),
+                    target.display,
+                    target_type.1
+                ),
+            ));
+        }
+    }
+    let quoted: Vec<String> = target_columns
+        .into_iter()
+        .map(|(_, quoted)| quoted)
+        .collect();
+    let clause = format!(
+        "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {} ON UPDATE {}",
+        list(&foreign_key.columns),
+        target.sql,
+        quoted.join(", "),
+        foreign_key.on_delete.sql(),
+        foreign_key.on_update.sql(),
+    );
+    Ok((clause, target.sql, quoted))
+}
+
 /// A referenced table: a user table from the catalog, or `auth.users`.
 struct Target {
     sql: String,
@@ -314,7 +329,7 @@ fn resolve_target(name: &str, catalog: &Catalog, field: &str) -> Result<Target, 
     })
 }
 
-fn check_expression(
+pub(crate) fn check_expression(
     check: &CheckDefinition,
     ty: &ColumnType,
     field: &str,

@@ -3,6 +3,7 @@
 //! identifiers only as [`crate::Ident`].
 
 mod columns;
+mod constraints;
 mod create_table;
 mod literal;
 mod rules;
@@ -10,6 +11,7 @@ mod rules;
 pub use columns::{
     AddColumn, AlterColumn, plan_add_column, plan_alter_column, plan_drop_column, plan_drop_table,
 };
+pub use constraints::{AddConstraint, AddIndex, plan_add_constraint, plan_add_index};
 pub use create_table::plan_create_table;
 pub use rules::{AccessRules, Rule, plan_rules};
 

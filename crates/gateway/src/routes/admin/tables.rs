@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use galley_schema::{
-    AccessRules, AddColumn, AlterColumn, Catalog, Relation, SchemaChange, SchemaError,
-    TableDefinition, apply_change, describe_loss, plan_add_column, plan_alter_column,
-    plan_create_table, plan_drop_column, plan_drop_table, plan_rules,
+    AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, Catalog, Relation, SchemaChange,
+    SchemaError, TableDefinition, apply_change, describe_loss, plan_add_column,
+    plan_add_constraint, plan_add_index, plan_alter_column, plan_create_table, plan_drop_column,
+    plan_drop_table, plan_rules,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -39,6 +40,16 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/tables/{name}/columns/{column}")
             .route(web::patch().to(alter_column))
             .route(web::delete().to(drop_column))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/constraints")
+            .route(web::post().to(add_constraint))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/indexes")
+            .route(web::post().to(add_index))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
@@ -128,6 +139,46 @@ async fn add_column(
         before: None,
         after: Some(serde_json::to_value(&change).map_err(|_| ApiError::internal())?),
         plan: plan_add_column(relation, &change)?,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn add_constraint(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    constraint: web::Json<AddConstraint>,
+) -> Result<HttpResponse, ApiError> {
+    let constraint = constraint.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "add_constraint",
+        target: name.into_inner(),
+        before: None,
+        after: Some(serde_json::to_value(&constraint).map_err(|_| ApiError::internal())?),
+        plan: plan_add_constraint(relation, &catalog, &constraint)?,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn add_index(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    index: web::Json<AddIndex>,
+) -> Result<HttpResponse, ApiError> {
+    let index = index.into_inner();
+    let catalog = state.catalog.snapshot();
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "add_index",
+        target: name.into_inner(),
+        before: None,
+        after: Some(serde_json::to_value(&index).map_err(|_| ApiError::internal())?),
+        plan: plan_add_index(relation, &index)?,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
