@@ -222,6 +222,28 @@ async fn invalid_definitions_are_refused_and_change_nothing() {
             422,
             "invalid_definition",
         ),
+        // Names in reserved schemas, directly or as a reference.
+        (
+            json!({"name": "auth.users", "columns": []}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "users", "schema": "auth", "columns": []}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "a", "type": "bigint"}],
+                   "foreign_keys": [{"columns": ["a"], "references": {"table": "galley.schema_history"}}]}),
+            422,
+            "invalid_definition",
+        ),
+        (
+            json!({"name": "t", "columns": [{"name": "a\u{0}b", "type": "text"}]}),
+            400,
+            "invalid_body",
+        ),
     ];
     for (definition, status, code) in cases {
         let response = post_table(&app, &definition, "").await;
@@ -394,4 +416,74 @@ async fn the_openapi_document_describes_every_admin_route() {
             assert_ne!(body.code, "not_found", "{route} is not routed");
         }
     }
+}
+
+#[tokio::test]
+async fn a_name_longer_than_63_bytes_never_collides_with_its_truncation() {
+    let app = spawn_app().await;
+    let column = "c".repeat(63);
+    let definition = json!({"name": "wide", "columns": [{"name": column, "type": "text"}]});
+    assert_eq!(post_table(&app, &definition, "").await.status(), 201);
+    let before = schema_fingerprint(&app).await;
+    // PostgreSQL would silently truncate this to the existing column's name.
+    let longer = format!("{column}x");
+    let response = app
+        .http
+        .post(app.url("/admin/v1/tables/wide/columns"))
+        .bearer_auth(app.service_key())
+        .json(&json!({"name": longer, "type": "integer"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 400);
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert!(
+        body.message.contains("longer than 63 bytes"),
+        "{}",
+        body.message
+    );
+    assert_eq!(schema_fingerprint(&app).await, before);
+}
+
+#[tokio::test]
+async fn two_admins_changing_one_table_at_once_both_apply_in_history_order() {
+    let first = spawn_app().await;
+    let second = spawn_second_instance(&first).await;
+    assert_eq!(post_table(&first, &todos(), "").await.status(), 201);
+    let add = |app: &TestApp, name: &str| {
+        app.http
+            .post(app.url("/admin/v1/tables/todos/columns"))
+            .bearer_auth(app.service_key())
+            .json(&json!({"name": name, "type": "text"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(add(&first, "from_first"), add(&second, "from_second"));
+    assert_eq!(a.expect("response").status(), 200);
+    assert_eq!(b.expect("response").status(), 200);
+    let client = first.db.connect().await.expect("connect");
+    let columns: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'todos' AND column_name IN ('from_first', 'from_second')",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .get(0);
+    assert_eq!(columns, 2);
+    let history = client
+        .query(
+            "SELECT operation, sql FROM galley.schema_history ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 3);
+    assert!(
+        history[1..]
+            .iter()
+            .all(|row| row.get::<_, String>(0) == "add_column")
+    );
+    // Replaying the history in order reproduces the table: each entry saw the previous one.
+    let replayed: Vec<String> = history.iter().map(|row| row.get(1)).collect();
+    assert!(replayed[1].contains("from_first") ^ replayed[2].contains("from_first"));
 }

@@ -2,6 +2,7 @@
 //! `schema` crate, applied in one transaction (or only tried, with `?dry_run=true`), and
 //! answered with the SQL that ran.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -84,13 +85,8 @@ async fn get_table(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog.snapshot();
-    let relation = catalog
-        .relation("public", &name)
-        .ok_or_else(|| SchemaError::TableNotFound {
-            table: name.into_inner(),
-        })?;
-    Ok(HttpResponse::Ok().json(relation))
+    let catalog = catalog_with(&state, &name).await?;
+    Ok(HttpResponse::Ok().json(find(&catalog, &name)?))
 }
 
 async fn put_rules(
@@ -101,13 +97,8 @@ async fn put_rules(
     rules: web::Json<AccessRules>,
 ) -> Result<HttpResponse, ApiError> {
     let rules = rules.into_inner();
-    let catalog = state.catalog.snapshot();
-    let relation = catalog
-        .relation("public", &name)
-        .ok_or_else(|| SchemaError::TableNotFound {
-            table: name.clone(),
-        })?;
-    let plan = plan_rules(relation, &rules)?;
+    let catalog = catalog_with(&state, &name).await?;
+    let plan = plan_rules(find(&catalog, &name)?, &rules)?;
     let change = SchemaChange {
         operation: "set_rules",
         target: name.into_inner(),
@@ -131,7 +122,7 @@ async fn add_column(
     change: web::Json<AddColumn>,
 ) -> Result<HttpResponse, ApiError> {
     let change = change.into_inner();
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let change = SchemaChange {
         operation: "add_column",
@@ -151,7 +142,7 @@ async fn add_constraint(
     constraint: web::Json<AddConstraint>,
 ) -> Result<HttpResponse, ApiError> {
     let constraint = constraint.into_inner();
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let change = SchemaChange {
         operation: "add_constraint",
@@ -171,7 +162,7 @@ async fn add_index(
     index: web::Json<AddIndex>,
 ) -> Result<HttpResponse, ApiError> {
     let index = index.into_inner();
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let change = SchemaChange {
         operation: "add_index",
@@ -192,7 +183,7 @@ async fn alter_column(
 ) -> Result<HttpResponse, ApiError> {
     let (name, column) = path.into_inner();
     let change = change.into_inner();
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let change = SchemaChange {
         operation: "alter_column",
@@ -211,7 +202,7 @@ async fn drop_column(
     options: web::Query<ChangeOptions>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, column) = path.into_inner();
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let plan = plan_drop_column(relation, &column)?;
     if options.confirm.as_deref() != Some(column.as_str()) {
@@ -237,7 +228,7 @@ async fn delete_table(
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
 ) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog.snapshot();
+    let catalog = catalog_with(&state, &name).await?;
     let relation = find(&catalog, &name)?;
     let plan = plan_drop_table(relation)?;
     if options.confirm.as_deref() != Some(name.as_str()) {
@@ -253,6 +244,18 @@ async fn delete_table(
         plan,
     };
     finish(&state, &admin, &change, options.dry_run).await
+}
+
+/// A catalog snapshot that has table `name` if the database has it: a table another
+/// instance created a moment ago may not have reached this instance's cache yet, so a miss
+/// reloads once before answering 404.
+async fn catalog_with(state: &AppState, name: &str) -> Result<Arc<Catalog>, ApiError> {
+    let catalog = state.catalog.snapshot();
+    if catalog.relation("public", name).is_some() {
+        return Ok(catalog);
+    }
+    state.catalog.reload().await?;
+    Ok(state.catalog.snapshot())
 }
 
 fn find<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Relation, ApiError> {
