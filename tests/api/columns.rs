@@ -504,3 +504,71 @@ async fn constraints_the_rows_break_are_refused_with_samples() {
         .get(0);
     assert_eq!(indexes, 1);
 }
+
+#[tokio::test]
+async fn narrowing_a_type_needs_a_confirmation_but_widening_does_not() {
+    let app = spawn_app().await;
+    let definition = json!({"name": "prices", "columns": [
+        {"name": "amount", "type": "numeric(10,2)"}, {"name": "quantity", "type": "integer"}]});
+    assert_eq!(
+        admin(&app, Method::POST, "/admin/v1/tables", Some(definition))
+            .await
+            .status(),
+        201
+    );
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute("INSERT INTO public.prices (amount, quantity) VALUES (1.25, 3), (2.00, 4)")
+        .await
+        .expect("seed");
+    let before = checksum(&app, "prices").await;
+
+    let narrow = json!({"type": "numeric(10,1)"});
+    let response = admin(
+        &app,
+        Method::PATCH,
+        "/admin/v1/tables/prices/columns/amount",
+        Some(narrow.clone()),
+    )
+    .await;
+    let body = refused(response, "confirmation_required").await;
+    let details = body.details.expect("details");
+    assert_eq!(details["rows"], 1);
+    assert_eq!(details["samples"][0]["value"], 1.25);
+    assert_eq!(checksum(&app, "prices").await, before, "nothing changed");
+
+    let confirmed = admin(
+        &app,
+        Method::PATCH,
+        "/admin/v1/tables/prices/columns/amount?confirm=amount",
+        Some(narrow),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+
+    // Every integer fits numeric(8,2) unchanged: no confirmation needed.
+    let widen = json!({"type": "numeric(8,2)"});
+    assert_eq!(
+        admin(
+            &app,
+            Method::PATCH,
+            "/admin/v1/tables/prices/columns/quantity",
+            Some(widen)
+        )
+        .await
+        .status(),
+        200
+    );
+    let amounts: String = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one("SELECT string_agg(amount::text || '/' || quantity::text, ',' ORDER BY amount) FROM public.prices", &[])
+        .await
+        .expect("values")
+        .get(0);
+    assert_eq!(amounts, "1.3/3.00,2.0/4.00");
+}

@@ -14,14 +14,26 @@ use crate::error::SchemaError;
 /// instances, so history order is apply order.
 pub(crate) const SCHEMA_LOCK: i64 = 0x67616c6c65797363; // "galleysc"
 
-/// Whether a value's text converts to a type: a cast check that reports instead of
-/// failing. Temporary, so it lives and dies with the session.
+/// Whether a value's text converts to a type, and whether converting it changes it: cast
+/// checks that report instead of failing. Temporary, so they live and die with the session.
 const CASTABLE: &str =
     "CREATE OR REPLACE FUNCTION pg_temp.galley_castable(value text, target text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('SELECT %L::%s', value, target);
   RETURN true;
+EXCEPTION WHEN others THEN
+  RETURN false;
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_temp.galley_changes(value text, source text, target text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  changed boolean;
+BEGIN
+  EXECUTE format('SELECT %L::%s::%s::%s IS DISTINCT FROM %L::%s', value, source, target, source, value, source)
+    INTO changed;
+  RETURN changed;
 EXCEPTION WHEN others THEN
   RETURN false;
 END
@@ -35,6 +47,8 @@ pub struct SchemaChange {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub plan: Plan,
+    /// The admin named what the change destroys: checks for lost data let it through.
+    pub confirmed: bool,
 }
 
 /// Applies `change` (or, with `dry_run`, tries it and rolls back). Returns the history id
@@ -60,6 +74,9 @@ pub async fn apply_change(
         tx.batch_execute(CASTABLE).await?;
     }
     for check in &change.plan.checks {
+        if check.loss && change.confirmed {
+            continue;
+        }
         let rows: i64 = tx.query_one(check.count_sql.as_str(), &[]).await?.get(0);
         if rows == 0 {
             continue;
@@ -74,6 +91,12 @@ pub async fn apply_change(
             None => Vec::new(),
         };
         tx.rollback().await?;
+        if check.loss {
+            return Err(SchemaError::ConfirmationRequired {
+                message: check.message.replace("{rows}", &rows.to_string()),
+                details: serde_json::json!({ "rows": rows, "samples": samples }),
+            });
+        }
         return Err(SchemaError::WouldViolate {
             message: check.message.replace("{rows}", &rows.to_string()),
             rows,

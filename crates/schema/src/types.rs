@@ -66,7 +66,7 @@ impl FromStr for ColumnType {
             "double precision" | "float8" => Some(ColumnType::DoublePrecision),
             "boolean" | "bool" => Some(ColumnType::Boolean),
             "date" => Some(ColumnType::Date),
-            "time" => Some(ColumnType::Time),
+            "time" | "time without time zone" => Some(ColumnType::Time),
             "timestamptz" | "timestamp with time zone" => Some(ColumnType::Timestamptz),
             "interval" => Some(ColumnType::Interval),
             "uuid" => Some(ColumnType::Uuid),

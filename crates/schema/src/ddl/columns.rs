@@ -129,6 +129,7 @@ pub fn plan_add_column(relation: &Relation, change: &AddColumn) -> Result<Plan, 
                     column.name.as_str()
                 ),
                 hint: "provide a default, or a backfill value for the existing rows".to_owned(),
+                loss: false,
             });
         }
     }
@@ -140,6 +141,7 @@ pub fn plan_add_column(relation: &Relation, change: &AddColumn) -> Result<Plan, 
                 samples_sql: None,
                 message: format!("`{}` has {{rows}} rows that would all get the same value in the unique column `{}`", relation.name, column.name.as_str()),
                 hint: "add the column without a default, then fill distinct values".to_owned(),
+                loss: false,
             });
         }
     }
@@ -203,7 +205,27 @@ pub fn plan_alter_column(
             )),
             message: format!("{{rows}} rows of `{}` hold values of `{name}` that are not valid {ty}", relation.name),
             hint: "fix or clear those values first, or choose a type that holds them".to_owned(),
+            loss: false,
         });
+        // Values that convert but come back different (rounded numbers, dates cut from
+        // timestamps, narrower integers) are lost data: that needs a confirmation.
+        if let Ok(source) = current.data_type.parse::<ColumnType>()
+            && !matches!(ty, ColumnType::Varchar(_))
+        {
+            let changes = format!("pg_temp.galley_changes({column}::text, '{source}', '{ty}')");
+            checks.push(DataCheck {
+                count_sql: format!("SELECT count(*) FROM {qualified} WHERE {column} IS NOT NULL AND {changes}"),
+                samples_sql: Some(format!(
+                    "SELECT {samples} FROM {qualified} WHERE {column} IS NOT NULL AND {changes} LIMIT 10"
+                )),
+                message: format!(
+                    "{{rows}} rows of `{}` would hold a different value of `{name}` once converted to {ty}; repeat with ?confirm={name} to go ahead",
+                    relation.name
+                ),
+                hint: "narrowing a type loses data; confirm by naming the column".to_owned(),
+                loss: true,
+            });
+        }
         statements.push(format!(
             "ALTER TABLE {qualified} ALTER COLUMN {column} TYPE {ty} USING {column}::text::{ty}"
         ));
@@ -239,6 +261,7 @@ pub fn plan_alter_column(
                         relation.name
                     ),
                     hint: "provide a backfill value to fill {rows} rows".to_owned(),
+                    loss: false,
                 }),
             }
             statements.push(format!(
@@ -274,6 +297,7 @@ pub fn plan_alter_column(
                 )),
                 message: format!("{{rows}} rows of `{}` share a value of `{name}` with another row", relation.name),
                 hint: "make the values distinct first".to_owned(),
+                loss: false,
             });
             statements.push(format!("ALTER TABLE {qualified} ADD UNIQUE ({column})"));
         }
@@ -375,7 +399,11 @@ mod tests {
             ALTER TABLE public."people" ADD UNIQUE ("age");
         "#]]
         .assert_eq(&plan.script());
-        assert_eq!(plan.checks.len(), 3);
+        assert_eq!(plan.checks.len(), 4);
+        assert!(
+            !plan.checks[0].loss && plan.checks[1].loss,
+            "cast failures refuse; changed values need a confirmation"
+        );
         assert!(
             plan.checks[0]
                 .count_sql

@@ -110,6 +110,7 @@ pub fn plan_add_constraint(
                         relation.name
                     ),
                     hint: "make the values distinct first".to_owned(),
+                    loss: false,
                 },
             )
         }
@@ -132,6 +133,7 @@ pub fn plan_add_constraint(
                         column.as_str()
                     ),
                     hint: "fix those rows first, or relax the check".to_owned(),
+                    loss: false,
                 },
             )
         }
@@ -187,6 +189,7 @@ pub fn plan_add_constraint(
                         relation.name
                     ),
                     hint: "delete those rows or clear their reference first".to_owned(),
+                    loss: false,
                 },
             )
         }

@@ -36,6 +36,9 @@ pub struct DataCheck {
     pub message: String,
     /// The obvious fix; `{rows}` becomes the count.
     pub hint: String,
+    /// The rows would not break the change but lose data to it: a confirmation lets it
+    /// through, instead of refusing it outright.
+    pub loss: bool,
 }
 
 impl Plan {

@@ -105,6 +105,7 @@ async fn put_rules(
         before: None,
         after: Some(serde_json::to_value(&rules).map_err(|_| ApiError::internal())?),
         plan,
+        confirmed: false,
     };
     let history_id = apply(&state, &admin, &change, options.dry_run).await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -130,6 +131,7 @@ async fn add_column(
         before: None,
         after: Some(serde_json::to_value(&change).map_err(|_| ApiError::internal())?),
         plan: plan_add_column(relation, &change)?,
+        confirmed: false,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -150,6 +152,7 @@ async fn add_constraint(
         before: None,
         after: Some(serde_json::to_value(&constraint).map_err(|_| ApiError::internal())?),
         plan: plan_add_constraint(relation, &catalog, &constraint)?,
+        confirmed: false,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -170,6 +173,7 @@ async fn add_index(
         before: None,
         after: Some(serde_json::to_value(&index).map_err(|_| ApiError::internal())?),
         plan: plan_add_index(relation, &index)?,
+        confirmed: false,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -191,6 +195,7 @@ async fn alter_column(
         before: serde_json::to_value(relation.column(&column)).ok(),
         after: Some(json!({ "column": column, "change": change })),
         plan: plan_alter_column(relation, &column, &change)?,
+        confirmed: options.confirm.as_deref() == Some(column.as_str()),
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -218,6 +223,7 @@ async fn drop_column(
         before: serde_json::to_value(relation.column(&column)).ok(),
         after: None,
         plan,
+        confirmed: true,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -242,6 +248,7 @@ async fn delete_table(
         before: serde_json::to_value(relation).ok(),
         after: None,
         plan,
+        confirmed: true,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
@@ -318,6 +325,7 @@ async fn create_table(
         before: None,
         after: Some(serde_json::to_value(&definition).map_err(|_| ApiError::internal())?),
         plan,
+        confirmed: false,
     };
     let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
     let history_id = apply_change(
