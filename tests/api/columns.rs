@@ -572,3 +572,86 @@ async fn narrowing_a_type_needs_a_confirmation_but_widening_does_not() {
         .get(0);
     assert_eq!(amounts, "1.3/3.00,2.0/4.00");
 }
+
+#[tokio::test]
+async fn dropping_a_key_that_foreign_keys_rely_on_needs_a_confirmation() {
+    let app = spawn_app().await;
+    people(&app).await;
+    let pets = json!({
+        "name": "pets",
+        "columns": [{"name": "person", "type": "bigint"}, {"name": "name", "type": "text"}],
+        "foreign_keys": [{"columns": ["person"], "references": {"table": "people"}}],
+        "checks": [{"column": "name", "min_length": 1}]
+    });
+    assert_eq!(
+        admin(&app, Method::POST, "/admin/v1/tables", Some(pets))
+            .await
+            .status(),
+        201
+    );
+    let before = checksum(&app, "pets").await;
+
+    let body = refused(
+        admin(
+            &app,
+            Method::DELETE,
+            "/admin/v1/tables/people/constraints/people_pkey",
+            None,
+        )
+        .await,
+        "confirmation_required",
+    )
+    .await;
+    assert!(
+        body.message.contains("pets.pets_person_fkey"),
+        "{}",
+        body.message
+    );
+    assert_eq!(checksum(&app, "pets").await, before);
+
+    let confirmed = admin(
+        &app,
+        Method::DELETE,
+        "/admin/v1/tables/people/constraints/people_pkey?confirm=people_pkey",
+        None,
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+    assert_ne!(
+        checksum(&app, "pets").await,
+        before,
+        "the dependent foreign key went with it"
+    );
+
+    // A check nothing depends on drops without ceremony.
+    let pets: Value = admin(&app, Method::GET, "/admin/v1/tables/pets", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let check = pets["constraints"]
+        .as_array()
+        .expect("constraints")
+        .iter()
+        .find(|c| c["kind"] == "check")
+        .expect("check")["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let dropped = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/tables/pets/constraints/{check}"),
+        None,
+    )
+    .await;
+    assert_eq!(dropped.status(), 200);
+    let unknown = admin(
+        &app,
+        Method::DELETE,
+        "/admin/v1/tables/pets/constraints/nope",
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status(), 422);
+}

@@ -392,6 +392,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "PUT /tables/{name}/rules",
         "POST /tables/{name}/constraints",
         "POST /tables/{name}/indexes",
+        "DELETE /tables/{name}/constraints/{constraint}",
         "GET /schema/history",
     ];
     let expected: std::collections::BTreeSet<String> =
@@ -399,7 +400,10 @@ async fn the_openapi_document_describes_every_admin_route() {
     assert_eq!(documented, expected);
     for route in routes {
         let (method, path) = route.split_once(' ').expect("route");
-        let path = path.replace("{name}", "probe").replace("{column}", "probe");
+        let path = path
+            .replace("{name}", "probe")
+            .replace("{column}", "probe")
+            .replace("{constraint}", "probe");
         let response = app
             .http
             .request(

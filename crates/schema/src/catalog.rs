@@ -39,6 +39,9 @@ pub struct Relation {
     /// Each unique constraint or unique index, as its column list.
     pub unique: Vec<Vec<String>>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// Every constraint by name, as PostgreSQL defines it.
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
     pub rls_enabled: bool,
     pub rls_forced: bool,
     pub comment: Option<String>,
@@ -62,6 +65,16 @@ pub struct Column {
     pub identity: bool,
     pub generated: bool,
     pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    pub name: String,
+    /// `primary_key`, `unique`, `check`, `foreign_key` or `other`.
+    pub kind: String,
+    pub columns: Vec<String>,
+    /// `pg_get_constraintdef`, e.g. `CHECK ((char_length(title) >= 1))`.
+    pub definition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

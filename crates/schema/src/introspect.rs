@@ -61,6 +61,19 @@ SELECT json_build_object(
         WHERE i.indrelid = r.oid AND i.indisunique AND NOT i.indisprimary
           AND i.indpred IS NULL AND i.indexprs IS NULL
       ), '[]'),
+      'constraints', coalesce((
+        SELECT json_agg(json_build_object(
+          'name', con.conname,
+          'kind', CASE con.contype WHEN 'p' THEN 'primary_key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
+                                   WHEN 'f' THEN 'foreign_key' ELSE 'other' END,
+          'columns', coalesce((SELECT json_agg(a.attname ORDER BY k.ord)
+                      FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum), '[]'),
+          'definition', pg_get_constraintdef(con.oid)
+        ) ORDER BY con.conname)
+        FROM pg_constraint con
+        WHERE con.conrelid = r.oid
+      ), '[]'),
       'foreign_keys', coalesce((
         SELECT json_agg(json_build_object(
           'name', con.conname,

@@ -17,12 +17,14 @@ mod types;
 
 pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
-pub use catalog::{Catalog, Column, ForeignKey, Function, FunctionArg, Relation, RelationKind};
+pub use catalog::{
+    Catalog, Column, Constraint, ForeignKey, Function, FunctionArg, Relation, RelationKind,
+};
 pub use config::SchemaConfig;
 pub use ddl::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, DataCheck, Plan, Rule,
     plan_add_column, plan_add_constraint, plan_add_index, plan_alter_column, plan_create_table,
-    plan_drop_column, plan_drop_table, plan_rules,
+    plan_drop_column, plan_drop_constraint, plan_drop_table, plan_rules,
 };
 pub use definition::{
     CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,

@@ -214,6 +214,69 @@ pub fn plan_add_constraint(
     })
 }
 
+/// Drops constraint `name` of `relation`. Unique and primary keys that foreign keys
+/// elsewhere rely on take those foreign keys with them, which only a confirmed drop may
+/// do: the refusal lists them.
+pub fn plan_drop_constraint(
+    relation: &Relation,
+    catalog: &Catalog,
+    name: &str,
+    confirmed: bool,
+) -> Result<Plan, SchemaError> {
+    let table = qualified(relation)?;
+    let constraint = relation
+        .constraints
+        .iter()
+        .find(|constraint| constraint.name == name)
+        .ok_or_else(|| {
+            SchemaError::invalid(
+                "constraint",
+                &format!("`{}` has no constraint `{name}`", relation.name),
+            )
+        })?;
+    let dependents: Vec<String> = if matches!(constraint.kind.as_str(), "unique" | "primary_key") {
+        catalog
+            .relations
+            .values()
+            .flat_map(|other| {
+                other
+                    .foreign_keys
+                    .iter()
+                    .filter(|fk| {
+                        fk.target_schema == relation.schema
+                            && fk.target_table == relation.name
+                            && fk.target_columns == constraint.columns
+                    })
+                    .map(move |fk| format!("{}.{}", other.name, fk.name))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !dependents.is_empty() && !confirmed {
+        return Err(SchemaError::ConfirmationRequired {
+            message: format!(
+                "foreign keys rely on `{name}` and would be dropped with it: {}; repeat with ?confirm={name} to go ahead",
+                dependents.join(", ")
+            ),
+            details: serde_json::json!({ "dependent_foreign_keys": dependents }),
+        });
+    }
+    // The name comes from the catalog, matched exactly; quote it whatever it holds.
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let cascade = if dependents.is_empty() {
+        ""
+    } else {
+        " CASCADE"
+    };
+    Ok(Plan {
+        statements: vec![format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {quoted}{cascade}"
+        )],
+        checks: Vec::new(),
+    })
+}
+
 pub fn plan_add_index(relation: &Relation, index: &AddIndex) -> Result<Plan, SchemaError> {
     let table = qualified(relation)?;
     if index.columns.is_empty() {

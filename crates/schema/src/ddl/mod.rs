@@ -11,7 +11,9 @@ mod rules;
 pub use columns::{
     AddColumn, AlterColumn, plan_add_column, plan_alter_column, plan_drop_column, plan_drop_table,
 };
-pub use constraints::{AddConstraint, AddIndex, plan_add_constraint, plan_add_index};
+pub use constraints::{
+    AddConstraint, AddIndex, plan_add_constraint, plan_add_index, plan_drop_constraint,
+};
 pub use create_table::plan_create_table;
 pub use rules::{AccessRules, Rule, plan_rules};
 

@@ -10,7 +10,7 @@ use galley_schema::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, Catalog, Relation, SchemaChange,
     SchemaError, TableDefinition, apply_change, describe_loss, plan_add_column,
     plan_add_constraint, plan_add_index, plan_alter_column, plan_create_table, plan_drop_column,
-    plan_drop_table, plan_rules,
+    plan_drop_constraint, plan_drop_table, plan_rules,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +46,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}/constraints")
             .route(web::post().to(add_constraint))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/constraints/{constraint}")
+            .route(web::delete().to(drop_constraint))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
@@ -153,6 +158,28 @@ async fn add_constraint(
         after: Some(serde_json::to_value(&constraint).map_err(|_| ApiError::internal())?),
         plan: plan_add_constraint(relation, &catalog, &constraint)?,
         confirmed: false,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn drop_constraint(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    options: web::Query<ChangeOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, constraint) = path.into_inner();
+    let catalog = catalog_with(&state, &name).await?;
+    let relation = find(&catalog, &name)?;
+    let confirmed = options.confirm.as_deref() == Some(constraint.as_str());
+    let change = SchemaChange {
+        operation: "drop_constraint",
+        target: format!("{name}.{constraint}"),
+        before: serde_json::to_value(relation.constraints.iter().find(|c| c.name == constraint))
+            .ok(),
+        after: None,
+        plan: plan_drop_constraint(relation, &catalog, &constraint, confirmed)?,
+        confirmed,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
