@@ -394,6 +394,8 @@ async fn the_openapi_document_describes_every_admin_route() {
         "POST /tables/{name}/indexes",
         "DELETE /tables/{name}/constraints/{constraint}",
         "GET /schema/history",
+        "GET /enums",
+        "POST /enums",
     ];
     let expected: std::collections::BTreeSet<String> =
         routes.iter().map(|r| (*r).to_owned()).collect();
@@ -490,4 +492,61 @@ async fn two_admins_changing_one_table_at_once_both_apply_in_history_order() {
     // Replaying the history in order reproduces the table: each entry saw the previous one.
     let replayed: Vec<String> = history.iter().map(|row| row.get(1)).collect();
     assert!(replayed[1].contains("from_first") ^ replayed[2].contains("from_first"));
+}
+
+#[tokio::test]
+async fn enum_types_can_be_created_and_used_by_columns() {
+    let app = spawn_app().await;
+    let mood = json!({"name": "mood", "values": ["happy", "it's complicated"]});
+    let response = app
+        .http
+        .post(app.url("/admin/v1/enums"))
+        .bearer_auth(app.service_key())
+        .json(&mood)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let table = json!({"name": "diary", "columns": [
+        {"name": "feeling", "type": "enum:mood", "nullable": false, "default": {"value": "happy"}},
+        {"name": "history", "type": "enum:mood[]"}]});
+    assert_eq!(post_table(&app, &table, "").await.status(), 201);
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute("INSERT INTO public.diary (history) VALUES ('{\"it''s complicated\"}')")
+        .await
+        .expect("insert");
+    let feeling: String = client
+        .query_one("SELECT feeling::text FROM public.diary", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(feeling, "happy");
+    assert!(
+        client
+            .batch_execute("INSERT INTO public.diary (feeling) VALUES ('sad')")
+            .await
+            .is_err()
+    );
+
+    let listed: Value = app
+        .http
+        .get(app.url("/admin/v1/enums"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["values"], json!(["happy", "it's complicated"]));
+    let again = app
+        .http
+        .post(app.url("/admin/v1/enums"))
+        .bearer_auth(app.service_key())
+        .json(&mood)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(again.status(), 422);
 }

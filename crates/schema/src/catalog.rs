@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct Catalog {
     /// Tables and views, keyed by `schema.name`.
     pub relations: BTreeMap<String, Relation>,
+    pub enums: Vec<EnumType>,
     pub functions: Vec<Function>,
 }
 
@@ -17,6 +18,14 @@ impl Catalog {
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
         self.relations.get(&format!("{schema}.{name}"))
     }
+}
+
+/// An enum type and its values in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumType {
+    pub schema: String,
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::catalog::{Catalog, Function, Relation};
+use crate::catalog::{Catalog, EnumType, Function, Relation};
 use crate::error::SchemaError;
 
 const QUERY: &str = r#"
@@ -96,6 +96,16 @@ SELECT json_build_object(
     ) ORDER BY r.nspname, r.relname)
     FROM rels r
   ), '[]'),
+  'enums', coalesce((
+    SELECT json_agg(json_build_object(
+      'schema', n.nspname,
+      'name', t.typname,
+      'values', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+    ) ORDER BY n.nspname, t.typname)
+    FROM pg_type t
+    JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE n.nspname = ANY($1) AND t.typtype = 'e'
+  ), '[]'),
   'functions', coalesce((
     SELECT json_agg(json_build_object(
       'schema', n.nspname,
@@ -126,6 +136,7 @@ SELECT json_build_object(
 #[derive(Deserialize)]
 struct Raw {
     relations: Vec<Relation>,
+    enums: Vec<EnumType>,
     functions: Vec<Function>,
 }
 
@@ -153,6 +164,7 @@ pub async fn load_catalog(
         .collect();
     Ok(Catalog {
         relations,
+        enums: raw.enums,
         functions: raw.functions,
     })
 }

@@ -5,6 +5,7 @@
 mod columns;
 mod constraints;
 mod create_table;
+mod enums;
 mod literal;
 mod rules;
 
@@ -15,6 +16,7 @@ pub use constraints::{
     AddConstraint, AddIndex, plan_add_constraint, plan_add_index, plan_drop_constraint,
 };
 pub use create_table::plan_create_table;
+pub use enums::{EnumDefinition, plan_create_enum};
 pub use rules::{AccessRules, Rule, plan_rules};
 
 /// The statements of one schema change, each run separately (one statement per

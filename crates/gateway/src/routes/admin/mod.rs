@@ -1,18 +1,77 @@
 //! `/admin/v1`: Galley's own admin API, for the `service_role` key only.
 
 mod catalog;
+mod enums;
 mod history;
 mod openapi;
 mod tables;
 
-use actix_web::web;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use galley_schema::{SchemaChange, apply_change};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::ServiceRole;
+use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
             .configure(catalog::configure)
             .configure(tables::configure)
+            .configure(enums::configure)
             .configure(history::configure)
             .configure(openapi::configure),
     );
+}
+
+/// Query options every schema change takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangeOptions {
+    #[serde(default)]
+    pub(crate) dry_run: bool,
+    /// For destructive changes: the name of what is dropped.
+    #[serde(default)]
+    pub(crate) confirm: Option<String>,
+}
+
+pub(crate) async fn finish(
+    state: &AppState,
+    admin: &ServiceRole,
+    change: &SchemaChange,
+    dry_run: bool,
+) -> Result<HttpResponse, ApiError> {
+    let history_id = apply(state, admin, change, dry_run).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "dry_run": history_id.is_none(),
+        "history_id": history_id,
+        "sql": change.plan.script(),
+    })))
+}
+
+/// Applies (or dry-runs) a change and refreshes this instance's catalog.
+pub(crate) async fn apply(
+    state: &AppState,
+    admin: &ServiceRole,
+    change: &SchemaChange,
+    dry_run: bool,
+) -> Result<Option<i64>, ApiError> {
+    let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
+    let history_id = apply_change(
+        &state.pools.owner,
+        change,
+        &admin.actor(),
+        lock_timeout,
+        dry_run,
+    )
+    .await?;
+    if history_id.is_some() {
+        // This instance answers with the new state right away; others follow on NOTIFY.
+        state.catalog.reload().await?;
+    }
+    Ok(history_id)
 }

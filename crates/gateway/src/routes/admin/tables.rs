@@ -3,18 +3,17 @@
 //! answered with the SQL that ran.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use galley_schema::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, Catalog, Relation, SchemaChange,
-    SchemaError, TableDefinition, apply_change, describe_loss, plan_add_column,
-    plan_add_constraint, plan_add_index, plan_alter_column, plan_create_table, plan_drop_column,
-    plan_drop_constraint, plan_drop_table, plan_rules,
+    SchemaError, TableDefinition, describe_loss, plan_add_column, plan_add_constraint,
+    plan_add_index, plan_alter_column, plan_create_table, plan_drop_column, plan_drop_constraint,
+    plan_drop_table, plan_rules,
 };
-use serde::Deserialize;
 use serde_json::json;
 
+use super::{ChangeOptions, apply, finish};
 use crate::error::ApiError;
 use crate::extract::ServiceRole;
 use crate::state::AppState;
@@ -63,16 +62,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(put_rules))
             .default_service(web::to(crate::routes::method_not_allowed)),
     );
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangeOptions {
-    #[serde(default)]
-    dry_run: bool,
-    /// For destructive changes: the name of what is dropped.
-    #[serde(default)]
-    confirm: Option<String>,
 }
 
 async fn list_tables(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
@@ -300,43 +289,6 @@ fn find<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Relation, ApiError> 
         })?)
 }
 
-async fn finish(
-    state: &AppState,
-    admin: &ServiceRole,
-    change: &SchemaChange,
-    dry_run: bool,
-) -> Result<HttpResponse, ApiError> {
-    let history_id = apply(state, admin, change, dry_run).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "dry_run": history_id.is_none(),
-        "history_id": history_id,
-        "sql": change.plan.script(),
-    })))
-}
-
-/// Applies (or dry-runs) a change and refreshes this instance's catalog.
-async fn apply(
-    state: &AppState,
-    admin: &ServiceRole,
-    change: &SchemaChange,
-    dry_run: bool,
-) -> Result<Option<i64>, ApiError> {
-    let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
-    let history_id = apply_change(
-        &state.pools.owner,
-        change,
-        &admin.actor(),
-        lock_timeout,
-        dry_run,
-    )
-    .await?;
-    if history_id.is_some() {
-        // This instance answers with the new state right away; others follow on NOTIFY.
-        state.catalog.reload().await?;
-    }
-    Ok(history_id)
-}
-
 async fn create_table(
     admin: ServiceRole,
     state: web::Data<AppState>,
@@ -354,21 +306,11 @@ async fn create_table(
         plan,
         confirmed: false,
     };
-    let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
-    let history_id = apply_change(
-        &state.pools.owner,
-        &change,
-        &admin.actor(),
-        lock_timeout,
-        options.dry_run,
-    )
-    .await?;
+    let history_id = apply(&state, &admin, &change, options.dry_run).await?;
     let sql = change.plan.script();
     let Some(history_id) = history_id else {
         return Ok(HttpResponse::Ok().json(json!({ "dry_run": true, "sql": sql })));
     };
-    // This instance answers with the new table right away; others follow on NOTIFY.
-    state.catalog.reload().await?;
     let catalog = state.catalog.snapshot();
     Ok(HttpResponse::Created().json(json!({
         "history_id": history_id,
