@@ -385,6 +385,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "GET /tables",
         "POST /tables",
         "GET /tables/{name}",
+        "PATCH /tables/{name}",
         "DELETE /tables/{name}",
         "POST /tables/{name}/columns",
         "PATCH /tables/{name}/columns/{column}",
@@ -549,4 +550,57 @@ async fn enum_types_can_be_created_and_used_by_columns() {
         .await
         .expect("response");
     assert_eq!(again.status(), 422);
+}
+
+#[tokio::test]
+async fn tables_and_columns_can_be_renamed() {
+    let app = spawn_app().await;
+    assert_eq!(post_table(&app, &todos(), "").await.status(), 201);
+    let patch = |path: &str, body: Value| {
+        app.http
+            .patch(app.url(path))
+            .bearer_auth(app.service_key())
+            .json(&body)
+            .send()
+    };
+    let renamed = patch(
+        "/admin/v1/tables/todos/columns/title",
+        json!({"name": "summary"}),
+    )
+    .await
+    .expect("response");
+    assert_eq!(renamed.status(), 200);
+    let clash = patch(
+        "/admin/v1/tables/todos/columns/summary",
+        json!({"name": "done"}),
+    )
+    .await
+    .expect("response");
+    assert_eq!(clash.status(), 422);
+    let renamed = patch("/admin/v1/tables/todos", json!({"name": "tasks"}))
+        .await
+        .expect("response");
+    assert_eq!(renamed.status(), 200);
+    let client = app.db.connect().await.expect("connect");
+    let columns: Vec<String> = client
+        .query("SELECT column_name::text FROM information_schema.columns WHERE table_name = 'tasks' ORDER BY ordinal_position", &[])
+        .await
+        .expect("columns")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(columns.contains(&"summary".to_owned()), "{columns:?}");
+    let forced: bool = client
+        .query_one(
+            "SELECT relforcerowsecurity FROM pg_class WHERE oid = 'public.tasks'::regclass",
+            &[],
+        )
+        .await
+        .expect("flag")
+        .get(0);
+    assert!(forced, "row-level security stays forced after a rename");
+    let bad = patch("/admin/v1/tables/tasks", json!({"name": "rpc"}))
+        .await
+        .expect("response");
+    assert_eq!(bad.status(), 422);
 }

@@ -26,6 +26,9 @@ pub struct AddColumn {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlterColumn {
+    /// A new name, applied after the other changes.
+    #[serde(default)]
+    pub name: Option<Ident>,
     #[serde(default, rename = "type")]
     pub data_type: Option<ColumnType>,
     #[serde(default)]
@@ -309,10 +312,56 @@ pub fn plan_alter_column(
         }
         _ => {}
     }
+    if let Some(new_name) = &change.name
+        && new_name.as_str() != name
+    {
+        if relation.column(new_name.as_str()).is_some() {
+            return Err(SchemaError::invalid(
+                "name",
+                &format!(
+                    "`{}` already has a column `{}`",
+                    relation.name,
+                    new_name.as_str()
+                ),
+            ));
+        }
+        statements.push(format!(
+            "ALTER TABLE {qualified} RENAME COLUMN {column} TO {new_name}"
+        ));
+    }
     if statements.is_empty() {
         return Err(SchemaError::invalid("column", "nothing to change"));
     }
     Ok(Plan { statements, checks })
+}
+
+/// Table changes that are not about one column: for now, its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTable {
+    pub name: String,
+}
+
+pub fn plan_alter_table(
+    relation: &Relation,
+    catalog: &crate::catalog::Catalog,
+    change: &AlterTable,
+) -> Result<Plan, SchemaError> {
+    let (_, qualified) = table_ident(relation)?;
+    let new_name =
+        Ident::table(&change.name).map_err(|err| SchemaError::invalid("name", &err.to_string()))?;
+    if new_name.as_str() == relation.name {
+        return Err(SchemaError::invalid("name", "nothing to change"));
+    }
+    if catalog.relation("public", new_name.as_str()).is_some() {
+        return Err(SchemaError::TableExists {
+            table: new_name.as_str().to_owned(),
+        });
+    }
+    Ok(Plan {
+        statements: vec![format!("ALTER TABLE {qualified} RENAME TO {new_name}")],
+        checks: Vec::new(),
+    })
 }
 
 pub fn plan_drop_column(relation: &Relation, name: &str) -> Result<Plan, SchemaError> {

@@ -10,7 +10,8 @@ mod literal;
 mod rules;
 
 pub use columns::{
-    AddColumn, AlterColumn, plan_add_column, plan_alter_column, plan_drop_column, plan_drop_table,
+    AddColumn, AlterColumn, AlterTable, plan_add_column, plan_alter_column, plan_alter_table,
+    plan_drop_column, plan_drop_table,
 };
 pub use constraints::{
     AddConstraint, AddIndex, plan_add_constraint, plan_add_index, plan_drop_constraint,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use galley_schema::{
-    AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, Catalog, Relation, SchemaChange,
-    SchemaError, TableDefinition, describe_loss, plan_add_column, plan_add_constraint,
-    plan_add_index, plan_alter_column, plan_create_table, plan_drop_column, plan_drop_constraint,
-    plan_drop_table, plan_rules,
+    AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, Catalog, Relation,
+    SchemaChange, SchemaError, TableDefinition, describe_loss, plan_add_column,
+    plan_add_constraint, plan_add_index, plan_alter_column, plan_alter_table, plan_create_table,
+    plan_drop_column, plan_drop_constraint, plan_drop_table, plan_rules,
 };
 use serde_json::json;
 
@@ -28,6 +28,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}")
             .route(web::get().to(get_table))
+            .route(web::patch().to(alter_table))
             .route(web::delete().to(delete_table))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
@@ -240,6 +241,27 @@ async fn drop_column(
         after: None,
         plan,
         confirmed: true,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn alter_table(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    change: web::Json<AlterTable>,
+) -> Result<HttpResponse, ApiError> {
+    let change = change.into_inner();
+    let catalog = catalog_with(&state, &name).await?;
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "alter_table",
+        target: name.into_inner(),
+        before: None,
+        after: Some(serde_json::to_value(&change).map_err(|_| ApiError::internal())?),
+        plan: plan_alter_table(relation, &catalog, &change)?,
+        confirmed: false,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
