@@ -655,3 +655,97 @@ async fn dropping_a_key_that_foreign_keys_rely_on_needs_a_confirmation() {
     .await;
     assert_eq!(unknown.status(), 422);
 }
+
+#[tokio::test]
+async fn custom_check_expressions_and_index_drops_work_through_the_api() {
+    let app = spawn_app().await;
+    people(&app).await;
+    // "seven" is the one age that is not all digits.
+    let check =
+        json!({"check": {"column": "age", "expression": "age ~ '^[0-9]+$' OR age = 'unknown'"}});
+    let body = refused(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/constraints",
+            Some(check),
+        )
+        .await,
+        "would_violate",
+    )
+    .await;
+    assert_eq!(body.details.expect("details")["rows"], 1);
+    let smuggled =
+        json!({"check": {"column": "age", "expression": "true); DROP TABLE people; --"}});
+    let response = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/tables/people/constraints",
+        Some(smuggled),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+
+    let index = json!({"columns": ["email"]});
+    assert_eq!(
+        admin(
+            &app,
+            Method::POST,
+            "/admin/v1/tables/people/indexes",
+            Some(index)
+        )
+        .await
+        .status(),
+        200
+    );
+    let table: Value = admin(&app, Method::GET, "/admin/v1/tables/people", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let indexes = table["indexes"].as_array().expect("indexes");
+    let email_index = indexes
+        .iter()
+        .find(|i| {
+            i["definition"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("(email)"))
+        })
+        .expect("email index")["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let backing = admin(
+        &app,
+        Method::DELETE,
+        "/admin/v1/tables/people/indexes/people_pkey",
+        None,
+    )
+    .await;
+    assert_eq!(
+        backing.status(),
+        422,
+        "the primary key's index goes with the constraint only"
+    );
+    let dropped = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/tables/people/indexes/{email_index}"),
+        None,
+    )
+    .await;
+    assert_eq!(dropped.status(), 200);
+    let remaining: i64 = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'people'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(remaining, 1);
+}

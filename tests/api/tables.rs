@@ -394,6 +394,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "POST /tables/{name}/constraints",
         "POST /tables/{name}/indexes",
         "DELETE /tables/{name}/constraints/{constraint}",
+        "DELETE /tables/{name}/indexes/{index}",
         "GET /schema/history",
         "GET /enums",
         "POST /enums",
@@ -406,7 +407,8 @@ async fn the_openapi_document_describes_every_admin_route() {
         let path = path
             .replace("{name}", "probe")
             .replace("{column}", "probe")
-            .replace("{constraint}", "probe");
+            .replace("{constraint}", "probe")
+            .replace("{index}", "probe");
         let response = app
             .http
             .request(

@@ -51,6 +51,8 @@ pub struct Relation {
     /// Every constraint by name, as PostgreSQL defines it.
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    #[serde(default)]
+    pub indexes: Vec<Index>,
     pub rls_enabled: bool,
     pub rls_forced: bool,
     pub comment: Option<String>,
@@ -74,6 +76,14 @@ pub struct Column {
     pub identity: bool,
     pub generated: bool,
     pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    /// `pg_get_indexdef`, e.g. `CREATE INDEX todos_owner_idx ON public.todos USING btree (owner)`.
+    pub definition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -180,4 +180,7 @@ pub enum CheckRule {
     /// A POSIX regular expression the whole value must match somewhere (`~`).
     Pattern(String),
     OneOf(Vec<serde_json::Value>),
+    /// A SQL boolean expression over the table's columns, checked by PostgreSQL; it must
+    /// stay one parenthesised expression (no `;`, comments or dollar quotes).
+    Expression(String),
 }

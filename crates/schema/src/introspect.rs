@@ -61,6 +61,16 @@ SELECT json_build_object(
         WHERE i.indrelid = r.oid AND i.indisunique AND NOT i.indisprimary
           AND i.indpred IS NULL AND i.indexprs IS NULL
       ), '[]'),
+      'indexes', coalesce((
+        SELECT json_agg(json_build_object(
+          'name', ic.relname,
+          'unique', i.indisunique,
+          'definition', pg_get_indexdef(i.indexrelid)
+        ) ORDER BY ic.relname)
+        FROM pg_index i
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = r.oid
+      ), '[]'),
       'constraints', coalesce((
         SELECT json_agg(json_build_object(
           'name', con.conname,

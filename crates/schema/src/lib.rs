@@ -18,7 +18,7 @@ mod types;
 pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{
-    Catalog, Column, Constraint, EnumType, ForeignKey, Function, FunctionArg, Relation,
+    Catalog, Column, Constraint, EnumType, ForeignKey, Function, FunctionArg, Index, Relation,
     RelationKind,
 };
 pub use config::SchemaConfig;
@@ -26,7 +26,7 @@ pub use ddl::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, DataCheck,
     EnumDefinition, Plan, Rule, plan_add_column, plan_add_constraint, plan_add_index,
     plan_alter_column, plan_alter_table, plan_create_enum, plan_create_table, plan_drop_column,
-    plan_drop_constraint, plan_drop_table, plan_rules,
+    plan_drop_constraint, plan_drop_index, plan_drop_table, plan_rules,
 };
 pub use definition::{
     CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,

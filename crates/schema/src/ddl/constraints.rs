@@ -277,6 +277,34 @@ pub fn plan_drop_constraint(
     })
 }
 
+/// Drops index `name` of `relation`; indexes that back a constraint go with the
+/// constraint instead.
+pub fn plan_drop_index(relation: &Relation, name: &str) -> Result<Plan, SchemaError> {
+    qualified(relation)?;
+    if !relation.indexes.iter().any(|index| index.name == name) {
+        return Err(SchemaError::invalid(
+            "index",
+            &format!("`{}` has no index `{name}`", relation.name),
+        ));
+    }
+    if relation
+        .constraints
+        .iter()
+        .any(|constraint| constraint.name == name)
+    {
+        return Err(SchemaError::invalid(
+            "index",
+            &format!("`{name}` backs the constraint of the same name; drop the constraint instead"),
+        ));
+    }
+    // The name comes from the catalog, matched exactly; quote it whatever it holds.
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    Ok(Plan {
+        statements: vec![format!("DROP INDEX public.{quoted}")],
+        checks: Vec::new(),
+    })
+}
+
 pub fn plan_add_index(relation: &Relation, index: &AddIndex) -> Result<Plan, SchemaError> {
     let table = qualified(relation)?;
     if index.columns.is_empty() {

@@ -349,6 +349,9 @@ pub(crate) fn check_expression(
             }
             format!("{column} ~ {}", quote_literal(pattern))
         }
+        CheckRule::Expression(expression) => {
+            crate::ddl::rules::single_expression(expression, field)?
+        }
         CheckRule::OneOf(values) => {
             if values.is_empty() {
                 return Err(SchemaError::invalid(

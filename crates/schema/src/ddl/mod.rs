@@ -15,6 +15,7 @@ pub use columns::{
 };
 pub use constraints::{
     AddConstraint, AddIndex, plan_add_constraint, plan_add_index, plan_drop_constraint,
+    plan_drop_index,
 };
 pub use create_table::plan_create_table;
 pub use enums::{EnumDefinition, plan_create_enum};

@@ -150,7 +150,7 @@ pub fn plan_rules(relation: &Relation, rules: &AccessRules) -> Result<Plan, Sche
 /// Accepts an expression only if it stays one parenthesised expression: parentheses
 /// balance outside string literals and quoted names, and there is no `;` or comment. Its
 /// meaning is PostgreSQL's to check when the plan runs.
-fn single_expression(expression: &str, field: &str) -> Result<String, SchemaError> {
+pub(crate) fn single_expression(expression: &str, field: &str) -> Result<String, SchemaError> {
     let refuse = |why: &str| SchemaError::invalid(field, &format!("the custom expression {why}"));
     if expression.trim().is_empty() {
         return Err(refuse("is empty"));

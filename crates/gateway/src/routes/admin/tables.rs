@@ -9,7 +9,7 @@ use galley_schema::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, Catalog, Relation,
     SchemaChange, SchemaError, TableDefinition, describe_loss, plan_add_column,
     plan_add_constraint, plan_add_index, plan_alter_column, plan_alter_table, plan_create_table,
-    plan_drop_column, plan_drop_constraint, plan_drop_table, plan_rules,
+    plan_drop_column, plan_drop_constraint, plan_drop_index, plan_drop_table, plan_rules,
 };
 use serde_json::json;
 
@@ -56,6 +56,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}/indexes")
             .route(web::post().to(add_index))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/indexes/{index}")
+            .route(web::delete().to(drop_index))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
@@ -170,6 +175,26 @@ async fn drop_constraint(
         after: None,
         plan: plan_drop_constraint(relation, &catalog, &constraint, confirmed)?,
         confirmed,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
+}
+
+async fn drop_index(
+    admin: ServiceRole,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    options: web::Query<ChangeOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, index) = path.into_inner();
+    let catalog = catalog_with(&state, &name).await?;
+    let relation = find(&catalog, &name)?;
+    let change = SchemaChange {
+        operation: "drop_index",
+        target: format!("{name}.{index}"),
+        before: serde_json::to_value(relation.indexes.iter().find(|i| i.name == index)).ok(),
+        after: None,
+        plan: plan_drop_index(relation, &index)?,
+        confirmed: false,
     };
     finish(&state, &admin, &change, options.dry_run).await
 }
