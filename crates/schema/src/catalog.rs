@@ -18,6 +18,22 @@ impl Catalog {
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
         self.relations.get(&format!("{schema}.{name}"))
     }
+
+    /// Foreign keys anywhere that point at `target`, as `(referencing table, key)`.
+    pub fn references_to<'a>(
+        &'a self,
+        target: &'a Relation,
+    ) -> impl Iterator<Item = (&'a Relation, &'a ForeignKey)> + 'a {
+        self.relations.values().flat_map(move |other| {
+            other
+                .foreign_keys
+                .iter()
+                .filter(move |fk| {
+                    fk.target_schema == target.schema && fk.target_table == target.name
+                })
+                .map(move |fk| (other, fk))
+        })
+    }
 }
 
 /// An enum type and its values in order.

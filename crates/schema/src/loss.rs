@@ -34,19 +34,9 @@ pub async fn describe_loss(
     };
     let rows: i64 = client.query_one(count_sql.as_str(), &[]).await?.get(0);
     let dependents: Vec<String> = catalog
-        .relations
-        .values()
-        .flat_map(|other| {
-            other
-                .foreign_keys
-                .iter()
-                .filter(|fk| {
-                    fk.target_schema == "public"
-                        && fk.target_table == relation.name
-                        && column.is_none_or(|name| fk.target_columns.iter().any(|c| c == name))
-                })
-                .map(move |fk| format!("{}.{} ({})", other.name, fk.name, fk.columns.join(", ")))
-        })
+        .references_to(relation)
+        .filter(|(_, fk)| column.is_none_or(|name| fk.target_columns.iter().any(|c| c == name)))
+        .map(|(other, fk)| format!("{}.{} ({})", other.name, fk.name, fk.columns.join(", ")))
         .collect();
     let policies: i64 = client
         .query_one(

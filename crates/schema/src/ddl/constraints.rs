@@ -236,19 +236,9 @@ pub fn plan_drop_constraint(
         })?;
     let dependents: Vec<String> = if matches!(constraint.kind.as_str(), "unique" | "primary_key") {
         catalog
-            .relations
-            .values()
-            .flat_map(|other| {
-                other
-                    .foreign_keys
-                    .iter()
-                    .filter(|fk| {
-                        fk.target_schema == relation.schema
-                            && fk.target_table == relation.name
-                            && fk.target_columns == constraint.columns
-                    })
-                    .map(move |fk| format!("{}.{}", other.name, fk.name))
-            })
+            .references_to(relation)
+            .filter(|(_, fk)| fk.target_columns == constraint.columns)
+            .map(|(other, fk)| format!("{}.{}", other.name, fk.name))
             .collect()
     } else {
         Vec::new()
