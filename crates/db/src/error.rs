@@ -17,6 +17,16 @@ pub enum SqlState {
     Unavailable,
     /// Login failed: wrong password or role not permitted to log in.
     AuthenticationFailed,
+    /// `lock_timeout` ran out waiting for a lock.
+    LockNotAvailable,
+    /// A table of that name already exists.
+    DuplicateTable,
+    /// A value does not fit its type (bad input syntax, out of range, too long).
+    DataException,
+    /// Another integrity rule (exclusion, restrict) than the ones named above.
+    IntegrityViolation,
+    /// The statement is wrong: syntax, unknown type, a column that already exists...
+    InvalidStatement,
     Other,
 }
 
@@ -38,10 +48,15 @@ fn classify_code(code: &str) -> SqlState {
         "42501" => SqlState::InsufficientPrivilege,
         "40001" | "40P01" => SqlState::SerializationFailure,
         "28P01" | "28000" => SqlState::AuthenticationFailed,
+        "55P03" => SqlState::LockNotAvailable,
+        "42P07" => SqlState::DuplicateTable,
         // connection exceptions, admin shutdown, crash shutdown, cannot connect now,
         // too many connections
         code if code.starts_with("08") => SqlState::Unavailable,
         "57P01" | "57P02" | "57P03" | "53300" => SqlState::Unavailable,
+        code if code.starts_with("22") => SqlState::DataException,
+        code if code.starts_with("23") => SqlState::IntegrityViolation,
+        code if code.starts_with("42") => SqlState::InvalidStatement,
         _ => SqlState::Other,
     }
 }
@@ -94,6 +109,10 @@ mod tests {
         assert_eq!(classify_code("57P01"), SqlState::Unavailable);
         assert_eq!(classify_code("40001"), SqlState::SerializationFailure);
         assert_eq!(classify_code("42P01"), SqlState::UndefinedObject);
-        assert_eq!(classify_code("22P02"), SqlState::Other);
+        assert_eq!(classify_code("22P02"), SqlState::DataException);
+        assert_eq!(classify_code("55P03"), SqlState::LockNotAvailable);
+        assert_eq!(classify_code("42P07"), SqlState::DuplicateTable);
+        assert_eq!(classify_code("42601"), SqlState::InvalidStatement);
+        assert_eq!(classify_code("XX000"), SqlState::Other);
     }
 }

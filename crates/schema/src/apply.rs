@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use galley_db::{DbError, Pool};
+use galley_db::{DbError, Pool, SqlState, classify};
 
 use crate::cache::CHANNEL;
 use crate::ddl::Plan;
@@ -136,21 +136,25 @@ pub async fn apply_change(
 
 /// What PostgreSQL's refusal of a planned statement means to the admin.
 fn refusal(err: galley_db::tokio_postgres::Error, change: &SchemaChange) -> SchemaError {
-    let Some(db) = err.as_db_error() else {
-        return SchemaError::Db(err.into());
-    };
-    match db.code().code() {
-        "55P03" => SchemaError::LockTimeout,
+    let message = err.as_db_error().map(|db| db.message().to_owned());
+    match (classify(&err), message) {
+        (SqlState::LockNotAvailable, _) => SchemaError::LockTimeout,
         // Created by someone else between planning and applying.
-        "42P07" => SchemaError::TableExists {
+        (SqlState::DuplicateTable, _) => SchemaError::TableExists {
             table: change.target.clone(),
         },
-        // data exceptions, integrity violations, syntax/undefined objects: the definition
-        code if code.starts_with("22") || code.starts_with("23") || code.starts_with("42") => {
-            SchemaError::Refused {
-                message: db.message().to_owned(),
-            }
-        }
+        (
+            SqlState::DataException
+            | SqlState::UniqueViolation
+            | SqlState::ForeignKeyViolation
+            | SqlState::NotNullViolation
+            | SqlState::CheckViolation
+            | SqlState::IntegrityViolation
+            | SqlState::UndefinedObject
+            | SqlState::InsufficientPrivilege
+            | SqlState::InvalidStatement,
+            Some(message),
+        ) => SchemaError::Refused { message },
         _ => SchemaError::Db(err.into()),
     }
 }
