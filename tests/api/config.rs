@@ -219,7 +219,10 @@ async fn the_effective_configuration_is_logged_without_secrets() {
     let galley = GalleyProcess::serve(
         galley_bin(),
         &["--database-url", &url],
-        &[("GALLEY_AUTH_JWT_SECRET", secret)],
+        &[
+            ("GALLEY_AUTH_JWT_SECRET", secret),
+            ("GALLEY_DATABASE_ALLOW_UNSAFE_DURABILITY", "true"),
+        ],
     )
     .expect("serves");
     let logs = galley.logs().join("\n");

@@ -139,6 +139,7 @@ async fn two_instances_starting_together_apply_each_migration_once() {
         config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.http.workers = Some(1);
         config.database.url = Some(SecretString::from(db.url()));
+        config.database.allow_unsafe_durability = true;
         config.auth.jwt_secret = Some(SecretString::from(
             "8f3a6c1e9b2d4f7a0c5e8b1d3f6a9c2e4b7d0f3a",
         ));
@@ -261,7 +262,10 @@ async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
         let galley = GalleyProcess::serve(
             crate::support::galley_bin(),
             &["--database-url", &url],
-            &[("GALLEY_AUTH_JWT_SECRET", secret)],
+            &[
+                ("GALLEY_AUTH_JWT_SECRET", secret),
+                ("GALLEY_DATABASE_ALLOW_UNSAFE_DURABILITY", "true"),
+            ],
         )
         .unwrap_or_else(|err| panic!("{start} start: {err:#}"));
         let ready = reqwest::get(galley.url("/health/ready"))
@@ -284,4 +288,22 @@ async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
         .expect("role")
         .get(0);
     assert!(!superuser);
+}
+
+#[tokio::test]
+async fn a_server_that_can_lose_acknowledged_writes_is_refused() {
+    // The test cluster runs with fsync off.
+    let db = TestDatabase::migrated().await.expect("database");
+    let mut config = Config::default();
+    config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.database.url = Some(SecretString::from(db.url()));
+    config.auth.jwt_secret = Some(SecretString::from(
+        "3f1d9a7c5e2b4086a1c3e5f7092b4d6f8a1c3e5f",
+    ));
+    let err = match Application::build(config).await {
+        Ok(_) => panic!("started on an fsync=off server"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains("fsync=off"), "{err}");
+    assert!(err.contains("allow_unsafe_durability"), "{err}");
 }

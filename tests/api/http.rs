@@ -207,10 +207,13 @@ async fn every_log_line_of_a_request_carries_its_id() {
     let galley = galley_testkit::GalleyProcess::serve(
         std::path::Path::new(env!("CARGO_BIN_EXE_galley")),
         &["--database-url", &url],
-        &[(
-            "GALLEY_AUTH_JWT_SECRET",
-            "7c9e1f3a5b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f",
-        )],
+        &[
+            (
+                "GALLEY_AUTH_JWT_SECRET",
+                "7c9e1f3a5b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f",
+            ),
+            ("GALLEY_DATABASE_ALLOW_UNSAFE_DURABILITY", "true"),
+        ],
     )
     .expect("serves");
     let response = reqwest::Client::new()

@@ -24,6 +24,9 @@ pub struct DatabaseConfig {
     /// Seconds to wait for a connection (to open one, or for one to free up) before
     /// answering 503.
     pub connect_timeout_secs: u64,
+    /// Start even if the server runs with fsync, synchronous_commit or full_page_writes
+    /// off. Only for throwaway servers (tests, demos).
+    pub allow_unsafe_durability: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -34,6 +37,7 @@ impl Default for DatabaseConfig {
             os_user: "postgres".to_owned(),
             pool_size: 16,
             connect_timeout_secs: 5,
+            allow_unsafe_durability: false,
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod migrate;
 mod pgbin;
 mod pool;
+mod preflight;
 
 pub use config::DatabaseConfig;
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
@@ -19,6 +20,7 @@ pub use migrate::{
 };
 pub use pgbin::PgBinaries;
 pub use pool::{ConnectTargets, Pools};
+pub use preflight::preflight;
 
 /// Re-exported so dependants name the same client types as this crate.
 pub use deadpool_postgres::{Object as PooledClient, Pool};

@@ -99,6 +99,12 @@ impl Application {
         galley_db::migrate(&mut owner, &targets.authenticator)
             .await
             .context("preparing the database")?;
+        let problems = galley_db::preflight(&owner, config.database.allow_unsafe_durability)
+            .await
+            .context("checking the database server")?;
+        if !problems.is_empty() {
+            anyhow::bail!("refusing to start: {}", problems.join("; "));
+        }
         drop(owner);
         let _ = connection.await;
 

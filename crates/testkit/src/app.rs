@@ -87,6 +87,8 @@ async fn spawn_app_on(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> 
     config.http.workers = Some(1);
     config.database.url = Some(SecretString::from(db.url()));
     config.database.pool_size = 4;
+    // The test cluster runs with fsync off: fine for tests, refused anywhere else.
+    config.database.allow_unsafe_durability = true;
     config.auth.jwt_secret = Some(SecretString::from(random_secret()));
     // Unused with a database URL, but keep anything Galley writes out of the checkout.
     config.data_dir = std::env::temp_dir().join(format!("galley-test-app-{}", db.name));
