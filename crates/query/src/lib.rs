@@ -1,10 +1,11 @@
-//! The PostgREST dialect, as far as the URL goes: a query string parsed into a typed
-//! [`QueryParams`]. Pure: no IO, no SQL. Names are not checked here; the gateway checks
-//! every name against the catalog before anything reaches SQL.
+//! The PostgREST dialect: a query string parsed into a typed [`QueryParams`], then
+//! rendered against a [`TableShape`] from the catalog into one SQL [`Statement`] with
+//! bound parameters. Pure: no IO.
 
 mod ast;
 mod error;
 mod params;
+mod render;
 mod select;
 mod syntax;
 
@@ -14,4 +15,5 @@ pub use ast::{
 };
 pub use error::ParseError;
 pub use params::{QueryParams, parse_query};
+pub use render::{ReadOptions, RenderError, Statement, TableShape, render_read};
 pub use select::parse_select;
