@@ -8,6 +8,7 @@ mod config;
 mod database;
 mod embedded;
 mod http;
+mod rest;
 mod rest_sql;
 mod rules;
 mod schema_files;

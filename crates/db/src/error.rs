@@ -1,6 +1,10 @@
 //! The one place SQLSTATE codes are interpreted: every crate asks [`classify`] what a
 //! PostgreSQL error means instead of matching codes itself.
 
+/// SQLSTATE `undefined_column`: what PostgREST answers for an unknown column, which the
+/// gateway finds before PostgreSQL would.
+pub const UNDEFINED_COLUMN: &str = "42703";
+
 /// What a database error means to Galley.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlState {

@@ -34,6 +34,22 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[rest]` configuration: the PostgREST-dialect API at `/rest/v1`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// Most rows one read returns, whatever `limit` asks (Supabase's default: 1000).
+    pub max_rows: Option<u64>,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: Some(1000),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error(

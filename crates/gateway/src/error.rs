@@ -1,6 +1,8 @@
 //! The one place where errors become HTTP statuses, and the JSON shape every error body
 //! has: `{code, message, details, hint}` (PostgREST's shape) plus the request id.
 
+use std::borrow::Cow;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[error("{code}: {message}")]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
     details: Option<serde_json::Value>,
     hint: Option<String>,
@@ -88,18 +90,74 @@ impl ApiError {
         )
     }
 
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             details: None,
             hint: None,
         }
     }
 
-    pub fn code(&self) -> &'static str {
-        self.code
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// An error in PostgREST's terms for `/rest/v1`: a `PGRSTnnn` or SQLSTATE code.
+    pub(crate) fn rest(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+        details: Option<String>,
+        hint: Option<String>,
+    ) -> Self {
+        Self {
+            details: details.map(serde_json::Value::String),
+            hint,
+            ..Self::new(status, code, message)
+        }
+    }
+
+    /// A PostgreSQL error from running a request's statement, mapped as PostgREST maps
+    /// it: the SQLSTATE as `code`, the server's message, detail and hint. Permission
+    /// errors are 401 for anonymous requests (signing in may help) and 403 otherwise.
+    pub(crate) fn from_statement(err: &galley_db::tokio_postgres::Error, anonymous: bool) -> Self {
+        use galley_db::SqlState;
+        let Some(db) = err.as_db_error() else {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::unavailable("the database is unavailable; retry shortly");
+        };
+        let status = match galley_db::classify(err) {
+            SqlState::InsufficientPrivilege if anonymous => StatusCode::UNAUTHORIZED,
+            SqlState::InsufficientPrivilege => StatusCode::FORBIDDEN,
+            SqlState::UniqueViolation | SqlState::ForeignKeyViolation => StatusCode::CONFLICT,
+            SqlState::NotNullViolation
+            | SqlState::CheckViolation
+            | SqlState::IntegrityViolation
+            | SqlState::DataException
+            | SqlState::InvalidStatement => StatusCode::BAD_REQUEST,
+            SqlState::UndefinedObject => StatusCode::NOT_FOUND,
+            SqlState::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            SqlState::SerializationFailure
+            | SqlState::LockNotAvailable
+            | SqlState::DuplicateTable => StatusCode::CONFLICT,
+            SqlState::AuthenticationFailed | SqlState::Other => {
+                tracing::error!(error = %err, "statement failed");
+                return ApiError::internal();
+            }
+        };
+        Self::rest(
+            status,
+            db.code().code().to_owned(),
+            db.message(),
+            db.detail().map(str::to_owned),
+            db.hint().map(str::to_owned),
+        )
     }
 }
 
@@ -179,7 +237,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let body = ErrorBody {
-            code: self.code.to_owned(),
+            code: self.code.to_string(),
             message: self.message.clone(),
             details: self.details.clone(),
             hint: self.hint.clone(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-pub use config::{ConfigError, HttpConfig};
+pub use config::{ConfigError, HttpConfig, RestConfig};
 pub use error::{ApiError, ErrorBody};
 pub use state::AppState;
 

@@ -7,12 +7,15 @@ use galley_auth::TokenVerifier;
 use galley_db::Pools;
 use galley_schema::{CatalogCache, SchemaConfig};
 
+use crate::config::RestConfig;
+
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) pools: Pools,
     pub(crate) catalog: Arc<CatalogCache>,
     pub(crate) tokens: TokenVerifier,
     pub(crate) schema: SchemaConfig,
+    pub(crate) rest: RestConfig,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -22,12 +25,14 @@ impl AppState {
         catalog: Arc<CatalogCache>,
         tokens: TokenVerifier,
         schema: SchemaConfig,
+        rest: RestConfig,
     ) -> Self {
         Self {
             pools,
             catalog,
             tokens,
             schema,
+            rest,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use galley_auth::AuthConfig;
 use galley_db::DatabaseConfig;
-use galley_gateway::HttpConfig;
+use galley_gateway::{HttpConfig, RestConfig};
 use galley_schema::SchemaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub schema: SchemaConfig,
+    pub rest: RestConfig,
 }
 
 impl Default for Config {
@@ -37,6 +38,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             schema: SchemaConfig::default(),
+            rest: RestConfig::default(),
         }
     }
 }
@@ -51,7 +53,7 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 4] = ["http", "database", "auth", "schema"];
+const SECTIONS: [&str; 5] = ["http", "database", "auth", "schema", "rest"];
 
 /// Loads the configuration from every source, in order of precedence.
 pub fn load_config(flags: &Flags) -> anyhow::Result<Config> {

@@ -123,6 +123,7 @@ impl Application {
             catalog,
             TokenVerifier::new(secret),
             config.schema.clone(),
+            config.rest.clone(),
         );
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("listening on {}", config.http.listen))?;

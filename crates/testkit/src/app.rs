@@ -34,6 +34,29 @@ impl TestApp {
         self.key(ApiRole::Anon)
     }
 
+    /// An access token for a signed-in user `sub` (role `authenticated`), as the auth
+    /// endpoints will issue them.
+    pub fn user_token(&self, sub: &str) -> String {
+        let secret = self
+            .config
+            .auth
+            .jwt_secret
+            .as_ref()
+            .expect("test apps have a configured secret");
+        let claims = serde_json::json!({
+            "sub": sub,
+            "role": "authenticated",
+            "aud": "authenticated",
+            "exp": chrono::Utc::now().timestamp() + 3600,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+        )
+        .expect("HS256 signing cannot fail")
+    }
+
     fn key(&self, role: ApiRole) -> String {
         let secret = self
             .config

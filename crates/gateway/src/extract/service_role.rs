@@ -57,7 +57,7 @@ fn authorize(req: &HttpRequest) -> Result<ServiceRole, ApiError> {
 }
 
 /// `Authorization: Bearer <token>`, else the `apikey` header that Supabase clients send.
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let headers = req.headers();
     if let Some(value) = headers
         .get(AUTHORIZATION)

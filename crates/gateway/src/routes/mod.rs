@@ -2,6 +2,7 @@
 
 mod admin;
 mod health;
+mod rest;
 
 use actix_web::{HttpResponse, web};
 
@@ -10,6 +11,7 @@ use crate::error::ApiError;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     admin::configure(cfg);
+    rest::configure(cfg);
 }
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -1,0 +1,11 @@
+//! `/rest/v1`: the PostgREST dialect over the tables in `public`. For now: reads of one
+//! table (`GET`), with select, filters, logic trees, order, limit/offset, `Range` of
+//! rows via `limit`/`offset`, and `Prefer: count=exact`.
+
+mod read;
+
+use actix_web::web;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/rest/v1").configure(read::configure));
+}

@@ -1,0 +1,263 @@
+//! `GET /rest/v1/{table}` over HTTP: rows as JSON, filters and paging, counts, the
+//! request's role and claims enforced by row-level security, and PostgREST-shaped errors.
+
+use galley_gateway::ErrorBody;
+use galley_testkit::{TestApp, spawn_app};
+use serde_json::{Value, json};
+
+const ALICE: &str = "00000000-0000-4000-8000-0000000000a1";
+const BOB: &str = "00000000-0000-4000-8000-0000000000b2";
+
+async fn notes(app: &TestApp, rules: Value) {
+    let definition = json!({
+        "name": "notes",
+        "primary_key": "bigint",
+        "columns": [
+            {"name": "owner", "type": "uuid", "default": {"expression": "auth.uid()"}},
+            {"name": "body", "type": "text", "nullable": false},
+            {"name": "stars", "type": "integer", "nullable": false, "default": {"value": 0}}
+        ]
+    });
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/admin/v1/tables".to_owned(),
+            definition,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/admin/v1/tables/notes/rules".to_owned(),
+            rules,
+        ),
+    ] {
+        let response = app
+            .http
+            .request(method, app.url(&path))
+            .bearer_auth(app.service_key())
+            .json(&body)
+            .send()
+            .await
+            .expect("response");
+        assert!(response.status().is_success(), "{path}");
+    }
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute(&format!(
+            "INSERT INTO auth.users (id, email) VALUES ('{ALICE}', 'alice@example.com'), ('{BOB}', 'bob@example.com');
+             INSERT INTO public.notes (owner, body, stars) VALUES
+               ('{ALICE}', 'alice one', 5), ('{ALICE}', 'alice two', 1), ('{BOB}', 'bob one', 3);"
+        ))
+        .await
+        .expect("seed");
+}
+
+async fn get(app: &TestApp, query: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.http.get(app.url(&format!("/rest/v1/notes{query}")));
+    request = request.header("apikey", app.anon_key());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("response")
+}
+
+#[tokio::test]
+async fn anon_reads_public_rows_with_select_filters_order_and_paging() {
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}})).await;
+
+    let response = get(
+        &app,
+        "?select=body,stars&stars=gte.2&order=stars.desc",
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-range"], "0-1/*");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!([{"body": "alice one", "stars": 5}, {"body": "bob one", "stars": 3}])
+    );
+
+    let response = get(
+        &app,
+        "?select=body&order=body&limit=1&offset=1",
+        Some(&app.anon_key()),
+    )
+    .await;
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body, json!([{"body": "alice two"}]));
+
+    let response = app
+        .http
+        .get(app.url("/rest/v1/notes?select=body&or=(stars.eq.1,body.like.bob*)&order=body"))
+        .header("apikey", app.anon_key())
+        .header("prefer", "count=exact")
+        .query(&[("limit", "1")])
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 206);
+    assert_eq!(response.headers()["content-range"], "0-0/2");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body, json!([{"body": "alice two"}]));
+}
+
+#[tokio::test]
+async fn owner_rules_show_each_user_only_their_rows() {
+    let app = spawn_app().await;
+    notes(
+        &app,
+        json!({"select": {"preset": "owner", "column": "owner"}}),
+    )
+    .await;
+
+    let alice = get(
+        &app,
+        "?select=body&order=body",
+        Some(&app.user_token(ALICE)),
+    )
+    .await;
+    assert_eq!(alice.status(), 200);
+    assert_eq!(
+        alice.json::<Value>().await.expect("json"),
+        json!([{"body": "alice one"}, {"body": "alice two"}])
+    );
+    let bob = get(&app, "?select=body", Some(&app.user_token(BOB))).await;
+    assert_eq!(
+        bob.json::<Value>().await.expect("json"),
+        json!([{"body": "bob one"}])
+    );
+    // Asking for someone else's rows by filter changes nothing.
+    let sneaky = get(
+        &app,
+        &format!("?owner=eq.{ALICE}"),
+        Some(&app.user_token(BOB)),
+    )
+    .await;
+    assert_eq!(sneaky.json::<Value>().await.expect("json"), json!([]));
+
+    let anon = get(&app, "", None).await;
+    assert_eq!(anon.status(), 401);
+    let body: ErrorBody = anon.json().await.expect("error shape");
+    assert_eq!(body.code, "42501");
+    // service_role bypasses row-level security.
+    let all = get(&app, "?select=body", Some(&app.service_key())).await;
+    assert_eq!(
+        all.json::<Value>()
+            .await
+            .expect("json")
+            .as_array()
+            .expect("rows")
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn errors_come_in_postgrest_shape_and_change_nothing() {
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}})).await;
+    let cases = [
+        ("/rest/v1/nope", 404, "PGRST205"),
+        ("/rest/v1/notes?nope=eq.1", 400, "42703"),
+        ("/rest/v1/notes?stars=eq.abc", 400, "22P02"),
+        ("/rest/v1/notes?stars=frob.1", 400, "PGRST100"),
+        ("/rest/v1/notes?select=body,owner(id)", 400, "PGRST127"),
+        ("/rest/v1/notes?select=body::regclass", 400, "PGRST100"),
+        ("/rest/v1/notes?limit=-1", 400, "PGRST100"),
+        (
+            "/rest/v1/notes?order=body;DROP%20TABLE%20notes",
+            400,
+            "PGRST100",
+        ),
+        (
+            "/rest/v1/notes?body=eq.x%27;DROP%20TABLE%20public.notes;--",
+            200,
+            "",
+        ),
+        (
+            "/rest/v1/notes?select=%22body%22%20FROM%20auth.users--",
+            400,
+            "PGRST100",
+        ),
+        (
+            "/rest/v1/notes?select=%22body%20FROM%20auth.users--%22",
+            400,
+            "42703",
+        ),
+        ("/rest/v1/pg_catalog.pg_authid", 404, "PGRST205"),
+    ];
+    for (path, status, code) in cases {
+        let response = app
+            .http
+            .get(app.url(path))
+            .header("apikey", app.anon_key())
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        if status != 200 {
+            let body: ErrorBody = response.json().await.expect("error shape");
+            assert_eq!(body.code, code, "{path}: {}", body.message);
+            assert!(
+                !body.message.contains("SELECT"),
+                "no SQL in {path}: {}",
+                body.message
+            );
+        }
+    }
+    let forged = get(&app, "", Some("not.a.jwt")).await;
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        forged.json::<ErrorBody>().await.expect("error shape").code,
+        "PGRST301"
+    );
+    let rows: i64 = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one("SELECT count(*) FROM public.notes", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 3);
+}
+
+#[tokio::test]
+async fn a_table_created_with_psql_is_served_without_a_restart() {
+    let app = spawn_app().await;
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute(
+            "CREATE TABLE public.later (id int PRIMARY KEY); INSERT INTO public.later VALUES (1);
+             GRANT SELECT ON public.later TO anon;",
+        )
+        .await
+        .expect("psql DDL");
+    let mut status = 0;
+    for _ in 0..50 {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/later"))
+            .header("apikey", app.anon_key())
+            .send()
+            .await
+            .expect("response");
+        status = response.status().as_u16();
+        if status == 200 {
+            assert_eq!(
+                response.json::<Value>().await.expect("json"),
+                json!([{"id": 1}])
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+}
