@@ -261,3 +261,77 @@ async fn a_table_created_with_psql_is_served_without_a_restart() {
     }
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn head_range_and_single_object_responses() {
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}})).await;
+    let request = |path: &str| app.http.get(app.url(path)).header("apikey", app.anon_key());
+
+    let head = app
+        .http
+        .head(app.url("/rest/v1/notes"))
+        .header("apikey", app.anon_key())
+        .header("prefer", "count=exact")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-range"], "0-2/3");
+    assert!(head.bytes().await.expect("body").is_empty());
+
+    let ranged = request("/rest/v1/notes?select=body&order=body")
+        .header("range", "1-1")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(ranged.headers()["content-range"], "1-1/*");
+    assert_eq!(
+        ranged.json::<Value>().await.expect("json"),
+        json!([{"body": "alice two"}])
+    );
+    let backwards = request("/rest/v1/notes")
+        .header("range", "5-2")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(backwards.status(), 416);
+    assert_eq!(
+        backwards
+            .json::<ErrorBody>()
+            .await
+            .expect("error shape")
+            .code,
+        "PGRST103"
+    );
+
+    let single = request("/rest/v1/notes?select=body&stars=eq.5")
+        .header("accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(single.status(), 200);
+    assert_eq!(
+        single.json::<Value>().await.expect("json"),
+        json!({"body": "alice one"})
+    );
+    let many = request("/rest/v1/notes")
+        .header("accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(many.status(), 406);
+    let body: ErrorBody = many.json().await.expect("error shape");
+    assert_eq!(body.code, "PGRST116");
+    assert_eq!(body.details, Some(json!("The result contains 3 rows")));
+    let xml = request("/rest/v1/notes")
+        .header("accept", "text/xml")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(xml.status(), 406);
+    assert_eq!(
+        xml.json::<ErrorBody>().await.expect("error shape").code,
+        "PGRST107"
+    );
+}

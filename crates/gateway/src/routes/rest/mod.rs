@@ -1,6 +1,6 @@
 //! `/rest/v1`: the PostgREST dialect over the tables in `public`. For now: reads of one
-//! table (`GET`), with select, filters, logic trees, order, limit/offset, `Range` of
-//! rows via `limit`/`offset`, and `Prefer: count=exact`.
+//! table (`GET`, `HEAD`), with select, filters, logic trees, order, limit/offset and the
+//! `Range` header, `Prefer: count=exact`, and single-object responses.
 
 mod read;
 

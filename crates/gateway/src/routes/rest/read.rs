@@ -15,6 +15,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/{table}")
             .route(web::get().to(get_rows))
+            .route(web::head().to(get_rows))
             .default_service(web::to(crate::routes::method_not_allowed)),
     );
 }
@@ -53,6 +54,9 @@ async fn get_rows(
             None,
         ));
     }
+    let media = response_media(&req)?;
+    let mut query = query;
+    apply_range_header(&req, &mut query)?;
     let catalog = state.catalog.snapshot();
     let relation = catalog.relation("public", &table).ok_or_else(|| {
         ApiError::rest(
@@ -158,12 +162,138 @@ async fn get_rows(
         format!("{offset}-{}/{total_text}", offset + page - 1)
     };
     let partial = total.is_some_and(|total| page < total);
+    let (content_type, body) = match media {
+        Media::Array => ("application/json; charset=utf-8", body),
+        Media::Object => {
+            if page != 1 {
+                return Err(ApiError::rest(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "PGRST116",
+                    "Cannot coerce the result to a single JSON object",
+                    Some(format!("The result contains {page} rows")),
+                    None,
+                ));
+            }
+            // `json_agg` of one row is `[<object>]`.
+            let object = body
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(str::to_owned)
+                .ok_or_else(ApiError::internal)?;
+            ("application/vnd.pgrst.object+json; charset=utf-8", object)
+        }
+    };
     Ok(HttpResponse::build(if partial {
         StatusCode::PARTIAL_CONTENT
     } else {
         StatusCode::OK
     })
-    .content_type("application/json; charset=utf-8")
+    .content_type(content_type)
     .insert_header(("content-range", range))
     .body(body))
+}
+
+/// The response shape the client accepts.
+enum Media {
+    Array,
+    Object,
+}
+
+fn response_media(req: &HttpRequest) -> Result<Media, ApiError> {
+    let Some(accept) = req
+        .headers()
+        .get("accept")
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Ok(Media::Array);
+    };
+    for candidate in accept.split(',') {
+        let media = candidate.split(';').next().unwrap_or_default().trim();
+        match media {
+            ""
+            | "*/*"
+            | "application/*"
+            | "application/json"
+            | "application/vnd.pgrst.array+json" => {
+                return Ok(Media::Array);
+            }
+            "application/vnd.pgrst.object+json" => return Ok(Media::Object),
+            _ => {}
+        }
+    }
+    Err(ApiError::rest(
+        StatusCode::NOT_ACCEPTABLE,
+        "PGRST107",
+        format!(
+            "None of these media types are available: {}",
+            accept.chars().take(200).collect::<String>()
+        ),
+        None,
+        None,
+    ))
+}
+
+/// `Range: first-[last]` narrows the page like `offset`/`limit`, intersected with them.
+fn apply_range_header(
+    req: &HttpRequest,
+    query: &mut galley_query::QueryParams,
+) -> Result<(), ApiError> {
+    let Some(range) = req
+        .headers()
+        .get("range")
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let unsatisfiable = |details: &str| {
+        ApiError::rest(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "PGRST103",
+            "Requested range not satisfiable",
+            Some(details.to_owned()),
+            None,
+        )
+    };
+    let malformed = "The Range header must be first-last.";
+    let range = range.trim();
+    let range = range.strip_prefix("items=").unwrap_or(range);
+    let (first, last) = range
+        .split_once('-')
+        .ok_or_else(|| unsatisfiable(malformed))?;
+    let first: u64 = first.trim().parse().map_err(|_| unsatisfiable(malformed))?;
+    let last: Option<u64> = match last.trim() {
+        "" => None,
+        text => Some(text.parse().map_err(|_| unsatisfiable(malformed))?),
+    };
+    if let Some(last) = last
+        && last < first
+    {
+        return Err(unsatisfiable(
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+        ));
+    }
+    let root_offset = query
+        .offset
+        .iter()
+        .find(|(path, _)| path.is_empty())
+        .map_or(0, |(_, o)| *o);
+    let root_limit = query
+        .limit
+        .iter()
+        .find(|(path, _)| path.is_empty())
+        .map(|(_, l)| *l);
+    let mut limit = last.map(|last| last - first + 1);
+    if let Some(root_limit) = root_limit {
+        let remaining = root_limit.saturating_sub(first);
+        limit = Some(limit.map_or(remaining, |l| l.min(remaining)));
+    }
+    query.offset.retain(|(path, _)| !path.is_empty());
+    query.limit.retain(|(path, _)| !path.is_empty());
+    query
+        .offset
+        .push((Vec::new(), root_offset.saturating_add(first)));
+    if let Some(limit) = limit {
+        query.limit.push((Vec::new(), limit));
+    }
+    Ok(())
 }
