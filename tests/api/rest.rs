@@ -335,3 +335,154 @@ async fn head_range_and_single_object_responses() {
         "PGRST107"
     );
 }
+
+async fn post(
+    app: &TestApp,
+    query: &str,
+    token: Option<&str>,
+    body: &str,
+    prefer: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(app.url(&format!("/rest/v1/notes{query}")))
+        .header("apikey", app.anon_key())
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    request.send().await.expect("response")
+}
+
+#[tokio::test]
+async fn inserts_respect_owner_rules_and_return_what_was_asked() {
+    let app = spawn_app().await;
+    notes(
+        &app,
+        json!({
+            "select": {"preset": "owner", "column": "owner"},
+            "insert": {"preset": "owner", "column": "owner"}
+        }),
+    )
+    .await;
+    let alice = app.user_token(ALICE);
+
+    let created = post(
+        &app,
+        "?select=body,stars",
+        Some(&alice),
+        r#"{"body": "fresh"}"#,
+        Some("return=representation"),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["content-range"], "*/1");
+    assert_eq!(
+        created.json::<Value>().await.expect("json"),
+        json!([{"body": "fresh", "stars": 0}])
+    );
+
+    let bulk = post(
+        &app,
+        "",
+        Some(&alice),
+        r#"[{"body": "one"}, {"body": "two"}]"#,
+        None,
+    )
+    .await;
+    assert_eq!(bulk.status(), 201);
+    assert!(
+        bulk.bytes().await.expect("body").is_empty(),
+        "return=minimal sends no body"
+    );
+
+    let forged = post(
+        &app,
+        "",
+        Some(&alice),
+        &format!(r#"{{"body": "x", "owner": "{BOB}"}}"#),
+        None,
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        forged.json::<ErrorBody>().await.expect("error shape").code,
+        "42501"
+    );
+    let anon = post(&app, "", None, r#"{"body": "x"}"#, None).await;
+    assert_eq!(anon.status(), 401);
+
+    let mine = get(&app, "?select=body&order=body", Some(&alice)).await;
+    assert_eq!(
+        mine.json::<Value>().await.expect("json"),
+        json!([{"body": "alice one"}, {"body": "alice two"}, {"body": "fresh"}, {"body": "one"}, {"body": "two"}])
+    );
+}
+
+#[tokio::test]
+async fn malformed_inserts_are_refused_and_insert_nothing() {
+    let app = spawn_app().await;
+    notes(
+        &app,
+        json!({"insert": {"preset": "public"}, "select": {"preset": "public"}}),
+    )
+    .await;
+    let cases = [
+        ("", "not json", 400, "PGRST102"),
+        ("", "42", 400, "PGRST102"),
+        ("", r#"[{"body": "a"}, {"stars": 1}]"#, 400, "PGRST102"),
+        ("", r#"{"nope": 1}"#, 400, "42703"),
+        ("", r#"{"stars": 1}"#, 400, "23502"),
+        ("", r#"{"body": "x", "stars": "many"}"#, 400, "22P02"),
+        (
+            "",
+            r#"{"body": "x\"); DROP TABLE public.notes; --"}"#,
+            201,
+            "",
+        ),
+    ];
+    for (query, body, status, code) in cases {
+        let response = post(&app, query, None, body, None).await;
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        if !code.is_empty() {
+            let error: ErrorBody = response.json().await.expect("error shape");
+            assert_eq!(error.code, code, "{body}: {}", error.message);
+        }
+    }
+    // `columns=` reads only the named keys, so objects may differ.
+    let picked = post(
+        &app,
+        "?columns=body",
+        None,
+        r#"[{"body": "c1", "extra": 1}, {"body": "c2"}]"#,
+        None,
+    )
+    .await;
+    assert_eq!(picked.status(), 201);
+    let rows: i64 = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one("SELECT count(*) FROM public.notes", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        rows,
+        3 + 1 + 2,
+        "the seed, the hostile-but-valid body, and the two picked rows"
+    );
+}
+
+#[tokio::test]
+async fn an_insert_only_rule_accepts_writes_it_cannot_read_back() {
+    let app = spawn_app().await;
+    notes(&app, json!({"insert": {"preset": "public"}})).await;
+    let response = post(&app, "", None, r#"{"body": "drop box"}"#, None).await;
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+}

@@ -173,6 +173,54 @@ pub fn render_read(
     })
 }
 
+/// Renders an insert of the JSON rows in `body` (an array of objects) into `columns`,
+/// answering with the inserted rows shaped by `select` when `representation` is asked for.
+pub fn render_insert(
+    table: &TableShape,
+    columns: &[String],
+    body: String,
+    select: Option<&[SelectItem]>,
+    representation: bool,
+) -> Result<Statement, RenderError> {
+    let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
+    let mut r = Renderer {
+        table,
+        qualified: quote("pgrst_source"),
+        params: Vec::new(),
+    };
+    let mut quoted = Vec::with_capacity(columns.len());
+    for column in columns {
+        r.column_type(column)?;
+        quoted.push(quote(column));
+    }
+    let list = quoted.join(", ");
+    let rows = r.param(body);
+    let (returning, shape) = if representation {
+        let shape = match select {
+            Some(items) => r.select_list(items)?,
+            None => format!("{}.*", r.qualified),
+        };
+        (format!("{target}.*"), shape)
+    } else {
+        ("1".to_owned(), "1".to_owned())
+    };
+    let body_sql = if representation {
+        "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text"
+    } else {
+        "''"
+    };
+    let sql = format!(
+        "WITH pgrst_source AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
+         pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)) RETURNING {returning}) \
+         SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
+         FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
+    );
+    Ok(Statement {
+        sql,
+        params: r.params,
+    })
+}
+
 /// A double-quoted identifier.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -536,6 +584,25 @@ mod tests {
         ));
         assert!(matches!(
             render(&[("order", "\"id\\\" DESC; --\"")], ReadOptions::default()),
+            Err(RenderError::UnknownColumn { .. })
+        ));
+    }
+
+    #[test]
+    fn inserts_read_rows_from_one_json_parameter() {
+        let statement = render_insert(
+            &todos(),
+            &["title".into(), "done".into()],
+            r#"[{"title":"a","done":false}]"#.into(),
+            None,
+            true,
+        )
+        .expect("renders");
+        expect![[r#"WITH pgrst_source AS (INSERT INTO "public"."todos" ("title", "done") SELECT "title", "done" FROM pg_catalog.json_populate_recordset(NULL::"public"."todos", CAST($1 AS json)) RETURNING "public"."todos".*) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body FROM (SELECT "pgrst_source".* FROM pgrst_source) AS _pgrst_t"#]]
+        .assert_eq(&statement.sql);
+        assert_eq!(statement.params.len(), 1);
+        assert!(matches!(
+            render_insert(&todos(), &["nope".into()], "[]".into(), None, false),
             Err(RenderError::UnknownColumn { .. })
         ));
     }

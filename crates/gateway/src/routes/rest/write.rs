@@ -1,0 +1,87 @@
+//! `POST /rest/v1/{table}`: insert one object or an array of objects, in one statement
+//! that reads the rows from a single JSON parameter.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use galley_query::render_insert;
+
+use crate::error::ApiError;
+use crate::extract::RequestRole;
+use crate::state::AppState;
+
+fn invalid_json(details: impl Into<String>) -> ApiError {
+    ApiError::rest(
+        StatusCode::BAD_REQUEST,
+        "PGRST102",
+        "Empty or invalid json",
+        Some(details.into()),
+        None,
+    )
+}
+
+pub(super) async fn post_rows(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    table: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let query = super::parse_pairs(req.query_string())?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|err| invalid_json(err.to_string()))?;
+    let rows = match value {
+        serde_json::Value::Object(_) => vec![value],
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => items,
+        _ => {
+            return Err(invalid_json(
+                "the body must be an object or an array of objects",
+            ));
+        }
+    };
+    // The columns: `columns=`, else the first object's keys, which every object must share.
+    let columns: Vec<String> = match &query.columns {
+        Some(columns) => columns.clone(),
+        None => {
+            let keys = |row: &serde_json::Value| -> Vec<String> {
+                let mut keys: Vec<String> = row
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                keys.sort();
+                keys
+            };
+            let first = rows.first().map(keys).unwrap_or_default();
+            if rows.iter().any(|row| keys(row) != first) {
+                return Err(invalid_json("All object keys must match"));
+            }
+            first
+        }
+    };
+    let catalog = state.catalog.snapshot();
+    let shape = super::table_shape(&catalog, &table)?;
+    let representation = super::prefers(&req, "return=representation");
+    let created = rows.len();
+    let statement = render_insert(
+        &shape,
+        &columns,
+        serde_json::Value::Array(rows).to_string(),
+        query.select.as_deref(),
+        representation,
+    )
+    .map_err(super::render_error)?;
+    if columns.is_empty() && created > 0 {
+        return Err(invalid_json("an object to insert needs at least one key"));
+    }
+    let row = super::run(&state, &role, "POST", req.path(), &statement, false).await?;
+    let inserted: i64 = row.get(1);
+    let mut response = HttpResponse::Created();
+    response.insert_header(("content-range", format!("*/{inserted}")));
+    if representation {
+        let body: String = row.get(2);
+        Ok(response
+            .content_type("application/json; charset=utf-8")
+            .body(body))
+    } else {
+        Ok(response.finish())
+    }
+}
