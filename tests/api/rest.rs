@@ -486,3 +486,114 @@ async fn an_insert_only_rule_accepts_writes_it_cannot_read_back() {
     let response = post(&app, "", None, r#"{"body": "drop box"}"#, None).await;
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
 }
+
+async fn write(
+    app: &TestApp,
+    method: reqwest::Method,
+    query: &str,
+    token: &str,
+    body: Option<&str>,
+    prefer: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .request(method, app.url(&format!("/rest/v1/notes{query}")))
+        .header("apikey", app.anon_key())
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    request.send().await.expect("response")
+}
+
+#[tokio::test]
+async fn updates_and_deletes_touch_only_the_callers_matching_rows() {
+    let app = spawn_app().await;
+    notes(
+        &app,
+        json!({
+            "select": {"preset": "owner", "column": "owner"},
+            "update": {"preset": "owner", "column": "owner"},
+            "delete": {"preset": "owner", "column": "owner"}
+        }),
+    )
+    .await;
+    let alice = app.user_token(ALICE);
+    let bob = app.user_token(BOB);
+
+    let updated = write(
+        &app,
+        reqwest::Method::PATCH,
+        "?stars=gte.0&select=body,stars",
+        &alice,
+        Some(r#"{"stars": 9}"#),
+        Some("return=representation"),
+    )
+    .await;
+    assert_eq!(updated.status(), 200);
+    assert_eq!(updated.headers()["content-range"], "*/2");
+    let rows = updated.json::<Value>().await.expect("json");
+    assert_eq!(
+        rows.as_array().expect("rows").len(),
+        2,
+        "only alice's rows: {rows}"
+    );
+
+    let not_hers = write(
+        &app,
+        reqwest::Method::PATCH,
+        "?body=eq.bob%20one",
+        &alice,
+        Some(r#"{"body": "hacked"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(not_hers.status(), 204);
+    assert_eq!(not_hers.headers()["content-range"], "*/0");
+    let stolen = write(
+        &app,
+        reqwest::Method::PATCH,
+        "?body=eq.alice%20one",
+        &alice,
+        Some(&format!(r#"{{"owner": "{BOB}"}}"#)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        stolen.status(),
+        403,
+        "a row may not be handed to someone else"
+    );
+
+    let everything = write(&app, reqwest::Method::DELETE, "", &bob, None, None).await;
+    assert_eq!(everything.status(), 400);
+    assert_eq!(
+        everything
+            .json::<ErrorBody>()
+            .await
+            .expect("error shape")
+            .code,
+        "21000"
+    );
+    let deleted = write(&app, reqwest::Method::DELETE, "?id=gt.0", &bob, None, None).await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(deleted.headers()["content-range"], "*/1");
+
+    let client = app.db.connect().await.expect("connect");
+    let rows: Vec<(String, i32)> = client
+        .query("SELECT body, stars FROM public.notes ORDER BY body", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("alice one".to_owned(), 9), ("alice two".to_owned(), 9)]
+    );
+}

@@ -5,6 +5,10 @@
 /// gateway finds before PostgreSQL would.
 pub const UNDEFINED_COLUMN: &str = "42703";
 
+/// SQLSTATE `cardinality_violation`: what Supabase's `safeupdate` answers for an UPDATE or
+/// DELETE without a WHERE clause, which the gateway refuses before PostgreSQL sees it.
+pub const CARDINALITY_VIOLATION: &str = "21000";
+
 /// What a database error means to Galley.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlState {

@@ -15,5 +15,8 @@ pub use ast::{
 };
 pub use error::ParseError;
 pub use params::{QueryParams, parse_query};
-pub use render::{ReadOptions, RenderError, Statement, TableShape, render_insert, render_read};
+pub use render::{
+    Mutation, ReadOptions, RenderError, Statement, TableShape, render_insert, render_mutation,
+    render_read,
+};
 pub use select::parse_select;

@@ -46,6 +46,9 @@ pub enum RenderError {
     Unsupported(&'static str),
     #[error("the cast to {0} is not allowed")]
     CastNotAllowed(String),
+    /// An update or delete without a filter would touch every row.
+    #[error("UPDATE and DELETE require a filter; add one such as id=eq.1")]
+    MissingFilter,
 }
 
 /// Types a `select` may cast to.
@@ -212,6 +215,93 @@ pub fn render_insert(
     let sql = format!(
         "WITH pgrst_source AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
          pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)) RETURNING {returning}) \
+         SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
+         FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
+    );
+    Ok(Statement {
+        sql,
+        params: r.params,
+    })
+}
+
+/// What a filtered write does to the rows it matches.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Set the columns to the values in one JSON object.
+    Update {
+        columns: Vec<String>,
+        body: String,
+    },
+    Delete,
+}
+
+/// Renders an update or delete of the rows `query`'s filters match. Filters are required:
+/// a write to every row of a table is refused, as Supabase's `safeupdate` does.
+pub fn render_mutation(
+    table: &TableShape,
+    query: &QueryParams,
+    mutation: &Mutation,
+    representation: bool,
+) -> Result<Statement, RenderError> {
+    let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
+    let mut r = Renderer {
+        table,
+        qualified: target.clone(),
+        params: Vec::new(),
+    };
+    let mut conditions = Vec::new();
+    for (path, filter) in &query.filters {
+        if !path.is_empty() {
+            return Err(RenderError::Unsupported("filtering embedded resources"));
+        }
+        conditions.push(r.filter(filter)?);
+    }
+    for (path, tree) in &query.logic {
+        if !path.is_empty() {
+            return Err(RenderError::Unsupported(
+                "logic trees on embedded resources",
+            ));
+        }
+        conditions.push(r.tree(tree)?);
+    }
+    if conditions.is_empty() {
+        return Err(RenderError::MissingFilter);
+    }
+    let head = match mutation {
+        Mutation::Update { columns, body } => {
+            let mut sets = Vec::with_capacity(columns.len());
+            for column in columns {
+                r.column_type(column)?;
+                sets.push(format!("{0} = _pgrst_body.{0}", quote(column)));
+            }
+            if sets.is_empty() {
+                return Err(RenderError::Unsupported("an update without columns"));
+            }
+            let body = r.param(body.clone());
+            format!(
+                "UPDATE {target} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{target}, CAST({body} AS json))) AS _pgrst_body",
+                sets.join(", ")
+            )
+        }
+        Mutation::Delete => format!("DELETE FROM {target}"),
+    };
+    let where_clause = conditions.join(" AND ");
+    r.qualified = quote("pgrst_source");
+    let (returning, shape, body_sql) = if representation {
+        let shape = match &query.select {
+            Some(items) => r.select_list(items)?,
+            None => format!("{}.*", r.qualified),
+        };
+        (
+            format!("{target}.*"),
+            shape,
+            "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text",
+        )
+    } else {
+        ("1".to_owned(), "1".to_owned(), "''")
+    };
+    let sql = format!(
+        "WITH pgrst_source AS ({head} WHERE {where_clause} RETURNING {returning}) \
          SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
          FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
     );
@@ -605,6 +695,24 @@ mod tests {
             render_insert(&todos(), &["nope".into()], "[]".into(), None, false),
             Err(RenderError::UnknownColumn { .. })
         ));
+    }
+
+    #[test]
+    fn updates_and_deletes_need_a_filter_and_bind_their_values() {
+        let query = parse_query(&[("id".into(), "eq.5".into())]).expect("parses");
+        let update = Mutation::Update {
+            columns: vec!["done".into()],
+            body: r#"{"done":true}"#.into(),
+        };
+        let statement = render_mutation(&todos(), &query, &update, false).expect("renders");
+        expect![[r#"WITH pgrst_source AS (UPDATE "public"."todos" SET "done" = _pgrst_body."done" FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::"public"."todos", CAST($2 AS json))) AS _pgrst_body WHERE "public"."todos"."id" = CAST($1 AS bigint) RETURNING 1) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, '' AS body FROM (SELECT 1 FROM pgrst_source) AS _pgrst_t"#]]
+        .assert_eq(&statement.sql);
+        assert_eq!(statement.params, vec!["5", r#"{"done":true}"#]);
+        let everything = parse_query(&[]).expect("parses");
+        assert_eq!(
+            render_mutation(&todos(), &everything, &Mutation::Delete, false),
+            Err(RenderError::MissingFilter)
+        );
     }
 
     #[test]

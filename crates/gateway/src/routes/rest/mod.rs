@@ -24,6 +24,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(read::get_rows))
                 .route(web::head().to(read::get_rows))
                 .route(web::post().to(write::post_rows))
+                .route(web::patch().to(write::patch_rows))
+                .route(web::delete().to(write::delete_rows))
                 .default_service(web::to(crate::routes::method_not_allowed)),
         ),
     );
@@ -116,6 +118,14 @@ fn render_error(err: RenderError) -> ApiError {
         RenderError::CastNotAllowed(_) => ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST100",
+            err.to_string(),
+            None,
+            None,
+        ),
+        // What Supabase's safeupdate extension answers with.
+        RenderError::MissingFilter => ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            galley_db::CARDINALITY_VIOLATION,
             err.to_string(),
             None,
             None,

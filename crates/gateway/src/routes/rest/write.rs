@@ -1,9 +1,9 @@
-//! `POST /rest/v1/{table}`: insert one object or an array of objects, in one statement
-//! that reads the rows from a single JSON parameter.
+//! Writes: `POST` inserts one object or an array of objects, `PATCH` updates and
+//! `DELETE` deletes the rows the filters match; each one statement.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::render_insert;
+use galley_query::{Mutation, render_insert, render_mutation};
 
 use crate::error::ApiError;
 use crate::extract::RequestRole;
@@ -83,5 +83,66 @@ pub(super) async fn post_rows(
             .body(body))
     } else {
         Ok(response.finish())
+    }
+}
+
+/// `PATCH /rest/v1/{table}?<filters>`: set the body's columns on the matching rows.
+pub(super) async fn patch_rows(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    table: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|err| invalid_json(err.to_string()))?;
+    let serde_json::Value::Object(object) = &value else {
+        return Err(invalid_json("the body must be an object"));
+    };
+    let columns: Vec<String> = object.keys().cloned().collect();
+    let mutation = Mutation::Update {
+        columns,
+        body: value.to_string(),
+    };
+    mutate(role, state, table, req, mutation, "PATCH").await
+}
+
+/// `DELETE /rest/v1/{table}?<filters>`: delete the matching rows.
+pub(super) async fn delete_rows(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    table: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    mutate(role, state, table, req, Mutation::Delete, "DELETE").await
+}
+
+async fn mutate(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    table: web::Path<String>,
+    req: HttpRequest,
+    mutation: Mutation,
+    method: &str,
+) -> Result<HttpResponse, ApiError> {
+    let query = super::parse_pairs(req.query_string())?;
+    let catalog = state.catalog.snapshot();
+    let shape = super::table_shape(&catalog, &table)?;
+    let representation = super::prefers(&req, "return=representation");
+    let statement =
+        render_mutation(&shape, &query, &mutation, representation).map_err(super::render_error)?;
+    let row = super::run(&state, &role, method, req.path(), &statement, false).await?;
+    let affected: i64 = row.get(1);
+    let range = format!("*/{affected}");
+    if representation {
+        let body: String = row.get(2);
+        Ok(HttpResponse::Ok()
+            .insert_header(("content-range", range))
+            .content_type("application/json; charset=utf-8")
+            .body(body))
+    } else {
+        Ok(HttpResponse::NoContent()
+            .insert_header(("content-range", range))
+            .finish())
     }
 }
