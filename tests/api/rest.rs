@@ -597,3 +597,65 @@ async fn updates_and_deletes_touch_only_the_callers_matching_rows() {
         vec![("alice one".to_owned(), 9), ("alice two".to_owned(), 9)]
     );
 }
+
+#[tokio::test]
+async fn upserts_merge_or_ignore_duplicates() {
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}, "insert": {"preset": "public"}, "update": {"preset": "public"}})).await;
+    let service = app.service_key();
+    let merged = write(
+        &app,
+        reqwest::Method::POST,
+        "?select=id,body&order=id",
+        &service,
+        Some(r#"[{"id": 1, "body": "merged"}, {"id": 100, "body": "new"}]"#),
+        Some("resolution=merge-duplicates,return=representation"),
+    )
+    .await;
+    assert_eq!(merged.status(), 201);
+    assert_eq!(
+        merged.json::<Value>().await.expect("json"),
+        json!([{"id": 1, "body": "merged"}, {"id": 100, "body": "new"}])
+    );
+    let ignored = write(
+        &app,
+        reqwest::Method::POST,
+        "",
+        &service,
+        Some(r#"{"id": 2, "body": "ignored"}"#),
+        Some("resolution=ignore-duplicates"),
+    )
+    .await;
+    assert_eq!(ignored.status(), 201);
+    assert_eq!(ignored.headers()["content-range"], "*/0");
+    let duplicate = write(
+        &app,
+        reqwest::Method::POST,
+        "",
+        &service,
+        Some(r#"{"id": 2, "body": "dup"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(duplicate.status(), 409);
+    assert_eq!(
+        duplicate
+            .json::<ErrorBody>()
+            .await
+            .expect("error shape")
+            .code,
+        "23505"
+    );
+    let bodies: Vec<String> = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query("SELECT body FROM public.notes ORDER BY id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(bodies, vec!["merged", "alice two", "bob one", "new"]);
+}

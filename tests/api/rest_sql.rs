@@ -20,6 +20,7 @@ async fn read(
             ("meta".into(), "jsonb".into()),
             ("tags".into(), "text[]".into()),
         ],
+        primary_key: vec!["id".into()],
     };
     let pairs: Vec<(String, String)> = query
         .iter()

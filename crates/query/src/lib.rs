@@ -16,7 +16,7 @@ pub use ast::{
 pub use error::ParseError;
 pub use params::{QueryParams, parse_query};
 pub use render::{
-    Mutation, ReadOptions, RenderError, Statement, TableShape, render_insert, render_mutation,
-    render_read,
+    Mutation, OnConflict, ReadOptions, RenderError, Statement, TableShape, render_insert,
+    render_mutation, render_read,
 };
 pub use select::parse_select;

@@ -19,6 +19,19 @@ pub struct TableShape {
     pub name: String,
     /// Column names with their types as PostgreSQL prints them (`format_type`).
     pub columns: Vec<(String, String)>,
+    /// The primary key's columns: the default conflict target of an upsert.
+    pub primary_key: Vec<String>,
+}
+
+/// What an insert does when a row conflicts with an existing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Fail (the default).
+    Error,
+    /// `resolution=merge-duplicates`: update the existing row with the new values.
+    Merge(Option<Vec<String>>),
+    /// `resolution=ignore-duplicates`: keep the existing row.
+    Ignore(Option<Vec<String>>),
 }
 
 /// How a read is bounded and counted.
@@ -184,6 +197,7 @@ pub fn render_insert(
     body: String,
     select: Option<&[SelectItem]>,
     representation: bool,
+    on_conflict: &OnConflict,
 ) -> Result<Statement, RenderError> {
     let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
     let mut r = Renderer {
@@ -197,6 +211,39 @@ pub fn render_insert(
         quoted.push(quote(column));
     }
     let list = quoted.join(", ");
+    let conflict = match on_conflict {
+        OnConflict::Error => String::new(),
+        OnConflict::Merge(target) | OnConflict::Ignore(target) => {
+            let target = target.clone().unwrap_or_else(|| table.primary_key.clone());
+            if target.is_empty() {
+                return Err(RenderError::Unsupported(
+                    "upserts on a table without a primary key or on_conflict",
+                ));
+            }
+            for column in &target {
+                r.column_type(column)?;
+            }
+            let target = target
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match on_conflict {
+                OnConflict::Merge(_) => {
+                    let sets: Vec<String> = quoted
+                        .iter()
+                        .map(|c| format!("{c} = EXCLUDED.{c}"))
+                        .collect();
+                    if sets.is_empty() {
+                        format!(" ON CONFLICT ({target}) DO NOTHING")
+                    } else {
+                        format!(" ON CONFLICT ({target}) DO UPDATE SET {}", sets.join(", "))
+                    }
+                }
+                _ => format!(" ON CONFLICT ({target}) DO NOTHING"),
+            }
+        }
+    };
     let rows = r.param(body);
     let (returning, shape) = if representation {
         let shape = match select {
@@ -214,7 +261,7 @@ pub fn render_insert(
     };
     let sql = format!(
         "WITH pgrst_source AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
-         pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)) RETURNING {returning}) \
+         pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)){conflict} RETURNING {returning}) \
          SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
          FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
     );
@@ -592,6 +639,7 @@ mod tests {
                 ("done".into(), "boolean".into()),
                 ("meta".into(), "jsonb".into()),
             ],
+            primary_key: vec!["id".into()],
         }
     }
 
@@ -686,15 +734,60 @@ mod tests {
             r#"[{"title":"a","done":false}]"#.into(),
             None,
             true,
+            &OnConflict::Error,
         )
         .expect("renders");
         expect![[r#"WITH pgrst_source AS (INSERT INTO "public"."todos" ("title", "done") SELECT "title", "done" FROM pg_catalog.json_populate_recordset(NULL::"public"."todos", CAST($1 AS json)) RETURNING "public"."todos".*) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body FROM (SELECT "pgrst_source".* FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params.len(), 1);
         assert!(matches!(
-            render_insert(&todos(), &["nope".into()], "[]".into(), None, false),
+            render_insert(
+                &todos(),
+                &["nope".into()],
+                "[]".into(),
+                None,
+                false,
+                &OnConflict::Error
+            ),
             Err(RenderError::UnknownColumn { .. })
         ));
+    }
+
+    #[test]
+    fn upserts_merge_or_ignore_on_the_key() {
+        let merge = render_insert(
+            &todos(),
+            &["id".into(), "title".into()],
+            "[]".into(),
+            None,
+            false,
+            &OnConflict::Merge(None),
+        )
+        .expect("renders");
+        assert!(merge.sql.contains(
+            r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title""#
+        ));
+        let ignore = render_insert(
+            &todos(),
+            &["title".into()],
+            "[]".into(),
+            None,
+            false,
+            &OnConflict::Ignore(Some(vec!["title".into()])),
+        )
+        .expect("renders");
+        assert!(ignore.sql.contains(r#"ON CONFLICT ("title") DO NOTHING"#));
+        assert!(
+            render_insert(
+                &todos(),
+                &[],
+                "[]".into(),
+                None,
+                false,
+                &OnConflict::Ignore(Some(vec!["nope".into()]))
+            )
+            .is_err()
+        );
     }
 
     #[test]

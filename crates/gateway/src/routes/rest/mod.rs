@@ -91,6 +91,7 @@ fn table_shape(catalog: &Catalog, table: &str) -> Result<TableShape, ApiError> {
     Ok(TableShape {
         schema: relation.schema.clone(),
         name: relation.name.clone(),
+        primary_key: relation.primary_key.clone(),
         columns: relation
             .columns
             .iter()

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::{Mutation, render_insert, render_mutation};
+use galley_query::{Mutation, OnConflict, render_insert, render_mutation};
 
 use crate::error::ApiError;
 use crate::extract::RequestRole;
@@ -60,6 +60,13 @@ pub(super) async fn post_rows(
     let catalog = state.catalog.snapshot();
     let shape = super::table_shape(&catalog, &table)?;
     let representation = super::prefers(&req, "return=representation");
+    let on_conflict = if super::prefers(&req, "resolution=merge-duplicates") {
+        OnConflict::Merge(query.on_conflict.clone())
+    } else if super::prefers(&req, "resolution=ignore-duplicates") {
+        OnConflict::Ignore(query.on_conflict.clone())
+    } else {
+        OnConflict::Error
+    };
     let created = rows.len();
     let statement = render_insert(
         &shape,
@@ -67,6 +74,7 @@ pub(super) async fn post_rows(
         serde_json::Value::Array(rows).to_string(),
         query.select.as_deref(),
         representation,
+        &on_conflict,
     )
     .map_err(super::render_error)?;
     if columns.is_empty() && created > 0 {
