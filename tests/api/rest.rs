@@ -659,3 +659,74 @@ async fn upserts_merge_or_ignore_duplicates() {
         .collect();
     assert_eq!(bodies, vec!["merged", "alice two", "bob one", "new"]);
 }
+
+#[tokio::test]
+async fn functions_are_called_with_named_arguments() {
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}})).await;
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute(
+            "CREATE FUNCTION public.add(a integer, b integer DEFAULT 10) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT a + b';
+             CREATE FUNCTION public.starred(min integer) RETURNS SETOF public.notes LANGUAGE sql STABLE
+               AS 'SELECT * FROM public.notes WHERE stars >= min ORDER BY stars DESC';
+             CREATE FUNCTION public.secret() RETURNS text LANGUAGE sql AS 'SELECT ''hidden''';
+             REVOKE EXECUTE ON FUNCTION public.secret() FROM PUBLIC;",
+        )
+        .await
+        .expect("functions");
+    let call = |function: &str, body: &str| {
+        app.http
+            .post(app.url(&format!("/rest/v1/rpc/{function}")))
+            .header("apikey", app.anon_key())
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    // The catalog follows the new functions through the event trigger.
+    let mut sum = Value::Null;
+    for _ in 0..50 {
+        let response = call("add", r#"{"a": 2, "b": 3}"#).await.expect("response");
+        if response.status() == 200 {
+            sum = response.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(sum, json!(5));
+    let defaulted = call("add", r#"{"a": 2}"#).await.expect("response");
+    assert_eq!(defaulted.json::<Value>().await.expect("json"), json!(12));
+    let rows = call("starred", r#"{"min": 3}"#).await.expect("response");
+    let rows: Value = rows.json().await.expect("json");
+    assert_eq!(rows.as_array().expect("rows").len(), 2);
+    assert_eq!(rows[0]["body"], "alice one");
+
+    let unknown = call("add", r#"{"c": 1}"#).await.expect("response");
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<ErrorBody>().await.expect("error shape").code,
+        "PGRST202"
+    );
+    let bad = call("add", r#"{"a": "two"}"#).await.expect("response");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<ErrorBody>().await.expect("error shape").code,
+        "22P02"
+    );
+    let denied = call("secret", "{}").await.expect("response");
+    assert_eq!(denied.status(), 401);
+    assert_eq!(
+        denied.json::<ErrorBody>().await.expect("error shape").code,
+        "42501"
+    );
+    let outside = call("pg_sleep", r#"{"seconds": 1}"#)
+        .await
+        .expect("response");
+    assert_eq!(
+        outside.status(),
+        404,
+        "only functions in public are callable"
+    );
+}

@@ -16,7 +16,7 @@ pub use ast::{
 pub use error::ParseError;
 pub use params::{QueryParams, parse_query};
 pub use render::{
-    Mutation, OnConflict, ReadOptions, RenderError, Statement, TableShape, render_insert,
-    render_mutation, render_read,
+    FunctionShape, Mutation, OnConflict, ReadOptions, RenderError, Statement, TableShape,
+    render_call, render_insert, render_mutation, render_read,
 };
 pub use select::parse_select;

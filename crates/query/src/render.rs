@@ -59,6 +59,10 @@ pub enum RenderError {
     Unsupported(&'static str),
     #[error("the cast to {0} is not allowed")]
     CastNotAllowed(String),
+    #[error("function {function} has no argument {argument}")]
+    UnknownArgument { function: String, argument: String },
+    #[error("function {function} needs the argument {argument}")]
+    MissingArgument { function: String, argument: String },
     /// An update or delete without a filter would touch every row.
     #[error("UPDATE and DELETE require a filter; add one such as id=eq.1")]
     MissingFilter,
@@ -356,6 +360,75 @@ pub fn render_mutation(
         sql,
         params: r.params,
     })
+}
+
+/// A function as the catalog describes it: what an RPC may call.
+#[derive(Debug, Clone)]
+pub struct FunctionShape {
+    pub schema: String,
+    pub name: String,
+    /// Input arguments: name, type, whether it has a default.
+    pub args: Vec<(String, String, bool)>,
+    pub returns_set: bool,
+    /// Whether it returns rows (a table type or a record set) rather than a scalar.
+    pub returns_rows: bool,
+}
+
+/// Renders a call of `function` with named arguments taken from one JSON object; the
+/// body is the result as JSON: an array for set-returning functions, else one value.
+pub fn render_call(
+    function: &FunctionShape,
+    arguments: &[String],
+    body: String,
+) -> Result<Statement, RenderError> {
+    let mut params = vec![body];
+    let mut named = Vec::with_capacity(arguments.len());
+    for argument in arguments {
+        let (name, ty, _) = function
+            .args
+            .iter()
+            .find(|(name, _, _)| name == argument)
+            .ok_or_else(|| RenderError::UnknownArgument {
+                function: function.name.clone(),
+                argument: argument.clone(),
+            })?;
+        params.push(argument.clone());
+        // The value is the JSON body's member, as text, cast to the argument's type.
+        named.push(format!(
+            "{} := CAST(CAST($1 AS json)->>${} AS {ty})",
+            quote(name),
+            params.len()
+        ));
+    }
+    for (name, _, has_default) in &function.args {
+        if !has_default && !arguments.contains(name) {
+            return Err(RenderError::MissingArgument {
+                function: function.name.clone(),
+                argument: name.clone(),
+            });
+        }
+    }
+    let call = format!(
+        "{}.{}({})",
+        quote(&function.schema),
+        quote(&function.name),
+        named.join(", ")
+    );
+    let sql = if function.returns_set || function.returns_rows {
+        let aggregate = if function.returns_set {
+            "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')"
+        } else {
+            "pg_catalog.to_json(_pgrst_t)"
+        };
+        format!(
+            "SELECT NULL::bigint AS total_result_set, pg_catalog.count(*) AS page_total, {aggregate}::text AS body FROM {call} AS _pgrst_t"
+        )
+    } else {
+        format!(
+            "SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json({call})::text AS body"
+        )
+    };
+    Ok(Statement { sql, params })
 }
 
 /// A double-quoted identifier.
@@ -806,6 +879,33 @@ mod tests {
             render_mutation(&todos(), &everything, &Mutation::Delete, false),
             Err(RenderError::MissingFilter)
         );
+    }
+
+    #[test]
+    fn calls_bind_each_argument_by_name() {
+        let function = FunctionShape {
+            schema: "public".into(),
+            name: "add".into(),
+            args: vec![
+                ("a".into(), "integer".into(), false),
+                ("b".into(), "integer".into(), true),
+            ],
+            returns_set: false,
+            returns_rows: false,
+        };
+        let statement =
+            render_call(&function, &["a".into()], r#"{"a":1}"#.into()).expect("renders");
+        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := CAST(CAST($1 AS json)->>$2 AS integer)))::text AS body"#]]
+        .assert_eq(&statement.sql);
+        assert_eq!(statement.params, vec![r#"{"a":1}"#, "a"]);
+        assert!(matches!(
+            render_call(&function, &["b".into()], "{}".into()),
+            Err(RenderError::MissingArgument { .. })
+        ));
+        assert!(matches!(
+            render_call(&function, &["a".into(), "c".into()], "{}".into()),
+            Err(RenderError::UnknownArgument { .. })
+        ));
     }
 
     #[test]

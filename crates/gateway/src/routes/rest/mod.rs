@@ -3,6 +3,7 @@
 //! `Range` header, `Prefer: count=exact`, and single-object responses.
 
 mod read;
+mod rpc;
 mod write;
 
 use actix_web::http::StatusCode;
@@ -19,15 +20,21 @@ use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/rest/v1").service(
-            web::resource("/{table}")
-                .route(web::get().to(read::get_rows))
-                .route(web::head().to(read::get_rows))
-                .route(web::post().to(write::post_rows))
-                .route(web::patch().to(write::patch_rows))
-                .route(web::delete().to(write::delete_rows))
-                .default_service(web::to(crate::routes::method_not_allowed)),
-        ),
+        web::scope("/rest/v1")
+            .service(
+                web::resource("/rpc/{function}")
+                    .route(web::post().to(rpc::post_rpc))
+                    .default_service(web::to(crate::routes::method_not_allowed)),
+            )
+            .service(
+                web::resource("/{table}")
+                    .route(web::get().to(read::get_rows))
+                    .route(web::head().to(read::get_rows))
+                    .route(web::post().to(write::post_rows))
+                    .route(web::patch().to(write::patch_rows))
+                    .route(web::delete().to(write::delete_rows))
+                    .default_service(web::to(crate::routes::method_not_allowed)),
+            ),
     );
 }
 
@@ -124,6 +131,15 @@ fn render_error(err: RenderError) -> ApiError {
             None,
         ),
         // What Supabase's safeupdate extension answers with.
+        RenderError::UnknownArgument { .. } | RenderError::MissingArgument { .. } => {
+            ApiError::rest(
+                StatusCode::NOT_FOUND,
+                "PGRST202",
+                err.to_string(),
+                None,
+                None,
+            )
+        }
         RenderError::MissingFilter => ApiError::rest(
             StatusCode::BAD_REQUEST,
             galley_db::CARDINALITY_VIOLATION,
