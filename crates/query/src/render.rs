@@ -115,21 +115,7 @@ pub fn render_read(
         Some(items) => r.select_list(items)?,
         None => format!("{}.*", r.qualified),
     };
-    let mut conditions = Vec::new();
-    for (path, filter) in &query.filters {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported("filtering embedded resources"));
-        }
-        conditions.push(r.filter(filter)?);
-    }
-    for (path, tree) in &query.logic {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported(
-                "logic trees on embedded resources",
-            ));
-        }
-        conditions.push(r.tree(tree)?);
-    }
+    let conditions = r.conditions(query)?;
     let mut order = Vec::new();
     for (path, terms) in &query.order {
         if !path.is_empty() {
@@ -300,21 +286,7 @@ pub fn render_mutation(
         qualified: target.clone(),
         params: Vec::new(),
     };
-    let mut conditions = Vec::new();
-    for (path, filter) in &query.filters {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported("filtering embedded resources"));
-        }
-        conditions.push(r.filter(filter)?);
-    }
-    for (path, tree) in &query.logic {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported(
-                "logic trees on embedded resources",
-            ));
-        }
-        conditions.push(r.tree(tree)?);
-    }
+    let conditions = r.conditions(query)?;
     if conditions.is_empty() {
         return Err(RenderError::MissingFilter);
     }
@@ -437,6 +409,26 @@ fn quote(name: &str) -> String {
 }
 
 impl Renderer<'_> {
+    /// The root filters and logic trees, each one condition to AND together.
+    fn conditions(&mut self, query: &QueryParams) -> Result<Vec<String>, RenderError> {
+        let mut conditions = Vec::new();
+        for (path, filter) in &query.filters {
+            if !path.is_empty() {
+                return Err(RenderError::Unsupported("filtering embedded resources"));
+            }
+            conditions.push(self.filter(filter)?);
+        }
+        for (path, tree) in &query.logic {
+            if !path.is_empty() {
+                return Err(RenderError::Unsupported(
+                    "logic trees on embedded resources",
+                ));
+            }
+            conditions.push(self.tree(tree)?);
+        }
+        Ok(conditions)
+    }
+
     fn param(&mut self, value: String) -> String {
         self.params.push(value);
         format!("${}", self.params.len())
