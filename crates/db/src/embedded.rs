@@ -45,6 +45,11 @@ pub enum EmbeddedError {
          set database.os_user to another unprivileged user, or run Galley as a normal user"
     )]
     OsUserMissing { user: String },
+    #[error(
+        "{program} cannot run as the cluster's system user in {dir:?}: that user must be able to enter the data \
+         directory and every directory above it; choose a --data-dir it can reach (not under /root or a 0700 directory)"
+    )]
+    Unreachable { program: String, dir: PathBuf },
     #[error("{action} {path:?}: {source}")]
     Io {
         action: &'static str,
@@ -424,10 +429,20 @@ impl Cluster {
 }
 
 fn run(mut command: Command, program: &str) -> Result<(), EmbeddedError> {
-    let output: Output = command.output().map_err(|source| EmbeddedError::Io {
-        action: "run",
-        path: PathBuf::from(command.get_program()),
-        source,
+    let output: Output = command.output().map_err(|source| match source.kind() {
+        // As another system user, a directory it cannot enter fails the spawn itself.
+        io::ErrorKind::PermissionDenied => EmbeddedError::Unreachable {
+            program: program.to_owned(),
+            dir: command
+                .get_current_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        },
+        _ => EmbeddedError::Io {
+            action: "run",
+            path: PathBuf::from(command.get_program()),
+            source,
+        },
     })?;
     if output.status.success() {
         return Ok(());
