@@ -244,3 +244,28 @@ async fn every_log_line_of_a_request_carries_its_id() {
     }
     assert!(lines.iter().any(|line| line.contains("request served")));
 }
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_gets_413_in_the_error_shape() {
+    let app = spawn_app_with(|config| config.http.max_body_bytes = 1024).await;
+    // No Content-Length: the limit is enforced while the body streams in.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b' '; 512])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let response = app
+        .http
+        .post(app.url("/rest/v1/anything"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(body.code, "payload_too_large");
+    assert!(body.request_id.is_some());
+}

@@ -46,14 +46,52 @@ pub(crate) async fn request_id(
         tracing::info!(status = status.as_u16(), elapsed_ms, "request served");
     }
     match served {
-        Ok(mut response) => {
+        Ok(response) => {
+            let mut response = in_error_shape(response.map_into_boxed_body(), &id);
             insert_id(response.headers_mut(), &id);
-            Ok(response.map_into_boxed_body())
+            Ok(response)
         }
         // The error becomes a response later, outside this middleware; tag it so its body
         // and headers still carry the id.
         Err(inner) => Err(Tagged { inner, id }.into()),
     }
+}
+
+/// Error responses that did not come from `ApiError` (actix's own extractor errors, such
+/// as a streamed body over the limit) are rewritten into the one error shape, so clients
+/// never see a plain-text error.
+fn in_error_shape(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("application/vnd.pgrst")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        code if code >= 500 => "internal_error",
+        _ => "bad_request",
+    };
+    let body = crate::error::ErrorBody {
+        code: code.to_owned(),
+        message: status.canonical_reason().unwrap_or("error").to_lowercase(),
+        details: None,
+        hint: None,
+        request_id: Some(id.to_owned()),
+    };
+    let (request, _) = response.into_parts();
+    let rewritten = HttpResponse::build(status)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::to_string(&body).unwrap_or_default());
+    ServiceResponse::new(request, rewritten)
 }
 
 fn insert_id(headers: &mut HeaderMap, id: &str) {
