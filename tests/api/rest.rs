@@ -673,7 +673,10 @@ async fn functions_are_called_with_named_arguments() {
              CREATE FUNCTION public.starred(min integer) RETURNS SETOF public.notes LANGUAGE sql STABLE
                AS 'SELECT * FROM public.notes WHERE stars >= min ORDER BY stars DESC';
              CREATE FUNCTION public.secret() RETURNS text LANGUAGE sql AS 'SELECT ''hidden''';
-             REVOKE EXECUTE ON FUNCTION public.secret() FROM PUBLIC;",
+             REVOKE EXECUTE ON FUNCTION public.secret() FROM PUBLIC;
+             CREATE FUNCTION public.bump() RETURNS bigint LANGUAGE sql
+               AS 'UPDATE public.notes SET stars = stars + 1; SELECT count(*) FROM public.notes';
+             GRANT UPDATE ON public.notes TO anon;",
         )
         .await
         .expect("functions");
@@ -728,5 +731,31 @@ async fn functions_are_called_with_named_arguments() {
         outside.status(),
         404,
         "only functions in public are callable"
+    );
+
+    // GET passes arguments in the query string and runs read-only.
+    let by_get = app
+        .http
+        .get(app.url("/rest/v1/rpc/add?a=2&b=40"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(by_get.json::<Value>().await.expect("json"), json!(42));
+    let writes = app
+        .http
+        .get(app.url("/rest/v1/rpc/bump"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        writes.status(),
+        405,
+        "a function that writes cannot be called by GET"
+    );
+    assert_eq!(
+        writes.json::<ErrorBody>().await.expect("error shape").code,
+        "25006"
     );
 }

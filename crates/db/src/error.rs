@@ -27,6 +27,9 @@ pub enum SqlState {
     AuthenticationFailed,
     /// `lock_timeout` ran out waiting for a lock.
     LockNotAvailable,
+    /// A write was attempted in a read-only transaction (a GET that calls a volatile
+    /// function).
+    ReadOnlyTransaction,
     /// A table of that name already exists.
     DuplicateTable,
     /// A value does not fit its type (bad input syntax, out of range, too long).
@@ -57,6 +60,7 @@ fn classify_code(code: &str) -> SqlState {
         "40001" | "40P01" => SqlState::SerializationFailure,
         "28P01" | "28000" => SqlState::AuthenticationFailed,
         "55P03" => SqlState::LockNotAvailable,
+        "25006" => SqlState::ReadOnlyTransaction,
         "42P07" => SqlState::DuplicateTable,
         // connection exceptions, admin shutdown, crash shutdown, cannot connect now,
         // too many connections
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(classify_code("42P01"), SqlState::UndefinedObject);
         assert_eq!(classify_code("22P02"), SqlState::DataException);
         assert_eq!(classify_code("55P03"), SqlState::LockNotAvailable);
+        assert_eq!(classify_code("25006"), SqlState::ReadOnlyTransaction);
         assert_eq!(classify_code("42P07"), SqlState::DuplicateTable);
         assert_eq!(classify_code("42601"), SqlState::InvalidStatement);
         assert_eq!(classify_code("XX000"), SqlState::Other);

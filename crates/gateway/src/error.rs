@@ -143,6 +143,7 @@ impl ApiError {
             | SqlState::InvalidStatement => StatusCode::BAD_REQUEST,
             SqlState::UndefinedObject => StatusCode::NOT_FOUND,
             SqlState::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            SqlState::ReadOnlyTransaction => StatusCode::METHOD_NOT_ALLOWED,
             SqlState::SerializationFailure
             | SqlState::LockNotAvailable
             | SqlState::DuplicateTable => StatusCode::CONFLICT,

@@ -23,6 +23,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/rest/v1")
             .service(
                 web::resource("/rpc/{function}")
+                    .route(web::get().to(rpc::get_rpc))
+                    .route(web::head().to(rpc::get_rpc))
                     .route(web::post().to(rpc::post_rpc))
                     .default_service(web::to(crate::routes::method_not_allowed)),
             )

@@ -9,6 +9,40 @@ use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
 
+/// `GET /rest/v1/rpc/{function}?arg=value`: arguments from the query string, run in a
+/// read-only transaction, so only functions that do not write can be called this way.
+pub(super) async fn get_rpc(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    function: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = super::parse_pairs(req.query_string())?;
+    if !query.filters.is_empty() || !query.logic.is_empty() || query.select.is_some() {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST127",
+            "filtering or shaping the results of a function call is not supported yet",
+            None,
+            None,
+        ));
+    }
+    let object: serde_json::Map<String, serde_json::Value> = query
+        .arguments
+        .into_iter()
+        .map(|(name, value)| (name, serde_json::Value::String(value)))
+        .collect();
+    call(
+        role,
+        state,
+        function,
+        req,
+        serde_json::Value::Object(object),
+        true,
+    )
+    .await
+}
+
 pub(super) async fn post_rpc(
     role: RequestRole,
     state: web::Data<AppState>,
@@ -29,6 +63,17 @@ pub(super) async fn post_rpc(
             )
         })?
     };
+    call(role, state, function, req, value, false).await
+}
+
+async fn call(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    function: web::Path<String>,
+    req: HttpRequest,
+    value: serde_json::Value,
+    read_only: bool,
+) -> Result<HttpResponse, ApiError> {
     let serde_json::Value::Object(object) = &value else {
         return Err(ApiError::rest(
             StatusCode::BAD_REQUEST,
@@ -87,7 +132,8 @@ pub(super) async fn post_rpc(
         })?;
     let statement =
         render_call(&shape, &arguments, value.to_string()).map_err(super::render_error)?;
-    let row = super::run(&state, &role, "POST", req.path(), &statement, false).await?;
+    let method = if read_only { "GET" } else { "POST" };
+    let row = super::run(&state, &role, method, req.path(), &statement, read_only).await?;
     let body: String = row.get(2);
     Ok(HttpResponse::Ok()
         .content_type("application/json; charset=utf-8")
