@@ -174,6 +174,17 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
     })
 }
 
+/// 400 PGRST102, PostgREST's answer to a body it cannot use.
+fn invalid_json(details: impl Into<String>) -> ApiError {
+    ApiError::rest(
+        StatusCode::BAD_REQUEST,
+        "PGRST102",
+        "Empty or invalid json",
+        Some(details.into()),
+        None,
+    )
+}
+
 /// Whether a `Prefer` header lists `preference`.
 fn prefers(req: &actix_web::HttpRequest, preference: &str) -> bool {
     req.headers()

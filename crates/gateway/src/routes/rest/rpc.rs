@@ -53,15 +53,7 @@ pub(super) async fn post_rpc(
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            ApiError::rest(
-                StatusCode::BAD_REQUEST,
-                "PGRST102",
-                "Empty or invalid json",
-                Some(err.to_string()),
-                None,
-            )
-        })?
+        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?
     };
     call(role, state, function, req, value, false).await
 }
@@ -75,13 +67,7 @@ async fn call(
     read_only: bool,
 ) -> Result<HttpResponse, ApiError> {
     let serde_json::Value::Object(object) = &value else {
-        return Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST102",
-            "Empty or invalid json",
-            Some("the arguments must be one JSON object".to_owned()),
-            None,
-        ));
+        return Err(super::invalid_json("the arguments must be one JSON object"));
     };
     let mut arguments: Vec<String> = object.keys().cloned().collect();
     arguments.sort();

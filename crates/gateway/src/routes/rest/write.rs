@@ -1,23 +1,12 @@
 //! Writes: `POST` inserts one object or an array of objects, `PATCH` updates and
 //! `DELETE` deletes the rows the filters match; each one statement.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_query::{Mutation, OnConflict, render_insert, render_mutation};
 
 use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
-
-fn invalid_json(details: impl Into<String>) -> ApiError {
-    ApiError::rest(
-        StatusCode::BAD_REQUEST,
-        "PGRST102",
-        "Empty or invalid json",
-        Some(details.into()),
-        None,
-    )
-}
 
 pub(super) async fn post_rows(
     role: RequestRole,
@@ -28,12 +17,12 @@ pub(super) async fn post_rows(
 ) -> Result<HttpResponse, ApiError> {
     let query = super::parse_pairs(req.query_string())?;
     let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|err| invalid_json(err.to_string()))?;
+        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?;
     let rows = match value {
         serde_json::Value::Object(_) => vec![value],
         serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => items,
         _ => {
-            return Err(invalid_json(
+            return Err(super::invalid_json(
                 "the body must be an object or an array of objects",
             ));
         }
@@ -52,7 +41,7 @@ pub(super) async fn post_rows(
             };
             let first = rows.first().map(keys).unwrap_or_default();
             if rows.iter().any(|row| keys(row) != first) {
-                return Err(invalid_json("All object keys must match"));
+                return Err(super::invalid_json("All object keys must match"));
             }
             first
         }
@@ -78,7 +67,9 @@ pub(super) async fn post_rows(
     )
     .map_err(super::render_error)?;
     if columns.is_empty() && created > 0 {
-        return Err(invalid_json("an object to insert needs at least one key"));
+        return Err(super::invalid_json(
+            "an object to insert needs at least one key",
+        ));
     }
     let row = super::run(&state, &role, "POST", req.path(), &statement, false).await?;
     let inserted: i64 = row.get(1);
@@ -103,9 +94,9 @@ pub(super) async fn patch_rows(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|err| invalid_json(err.to_string()))?;
+        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?;
     let serde_json::Value::Object(object) = &value else {
-        return Err(invalid_json("the body must be an object"));
+        return Err(super::invalid_json("the body must be an object"));
     };
     let columns: Vec<String> = object.keys().cloned().collect();
     let mutation = Mutation::Update {
