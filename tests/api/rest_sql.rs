@@ -21,13 +21,19 @@ async fn read(
             ("tags".into(), "text[]".into()),
         ],
         primary_key: vec!["id".into()],
+        ..TableShape::default()
     };
     let pairs: Vec<(String, String)> = query
         .iter()
         .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect();
-    let statement =
-        render_read(&table, &parse_query(&pairs).expect("parses"), options).expect("renders");
+    let statement = render_read(
+        &vec![table.clone()],
+        &table,
+        &parse_query(&pairs).expect("parses"),
+        options,
+    )
+    .expect("renders");
     let types = vec![Type::TEXT; statement.params.len()];
     let prepared = db
         .prepare_typed(&statement.sql, &types)
@@ -73,7 +79,8 @@ async fn rendered_reads_return_what_postgrest_would() {
         ],
         ReadOptions {
             max_rows: None,
-            count_exact: true,
+            count: galley_query::Count::Exact,
+            ..ReadOptions::default()
         },
     )
     .await;
@@ -122,7 +129,7 @@ async fn rendered_reads_return_what_postgrest_would() {
         &[],
         ReadOptions {
             max_rows: Some(10),
-            count_exact: false,
+            ..ReadOptions::default()
         },
     )
     .await;

@@ -38,6 +38,12 @@ pub enum SqlState {
     IntegrityViolation,
     /// The statement is wrong: syntax, unknown type, a column that already exists...
     InvalidStatement,
+    /// `statement_timeout` (or a cancel request) stopped the statement.
+    QueryCanceled,
+    /// A function or trigger raised an exception with the default SQLSTATE (`RAISE`).
+    RaisedException,
+    /// The server is short of a resource (memory, disk) for this statement.
+    ResourceLimit,
     Other,
 }
 
@@ -55,7 +61,9 @@ fn classify_code(code: &str) -> SqlState {
         "23503" => SqlState::ForeignKeyViolation,
         "23502" => SqlState::NotNullViolation,
         "23514" => SqlState::CheckViolation,
-        "42P01" | "42703" | "42883" | "42704" | "3F000" => SqlState::UndefinedObject,
+        "42P01" | "42883" | "42704" | "3F000" => SqlState::UndefinedObject,
+        "57014" => SqlState::QueryCanceled,
+        "P0001" => SqlState::RaisedException,
         "42501" => SqlState::InsufficientPrivilege,
         "40001" | "40P01" => SqlState::SerializationFailure,
         "28P01" | "28000" => SqlState::AuthenticationFailed,
@@ -69,6 +77,9 @@ fn classify_code(code: &str) -> SqlState {
         code if code.starts_with("22") => SqlState::DataException,
         code if code.starts_with("23") => SqlState::IntegrityViolation,
         code if code.starts_with("42") => SqlState::InvalidStatement,
+        code if code.starts_with("53") => SqlState::ResourceLimit,
+        // Program limits: a statement too complex or nested too deep for PostgreSQL.
+        code if code.starts_with("54") => SqlState::InvalidStatement,
         _ => SqlState::Other,
     }
 }

@@ -40,12 +40,15 @@ impl Default for HttpConfig {
 pub struct RestConfig {
     /// Most rows one read returns, whatever `limit` asks (Supabase's default: 1000).
     pub max_rows: Option<u64>,
+    /// How long one request's statement may run before PostgreSQL cancels it (504).
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for RestConfig {
     fn default() -> Self {
         Self {
             max_rows: Some(1000),
+            statement_timeout_ms: 8000,
         }
     }
 }

@@ -123,6 +123,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with structured `details`.
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     /// A PostgreSQL error from running a request's statement, mapped as PostgREST maps
     /// it: the SQLSTATE as `code`, the server's message, detail and hint. Permission
     /// errors are 401 for anonymous requests (signing in may help) and 403 otherwise.
@@ -140,7 +146,10 @@ impl ApiError {
             | SqlState::CheckViolation
             | SqlState::IntegrityViolation
             | SqlState::DataException
-            | SqlState::InvalidStatement => StatusCode::BAD_REQUEST,
+            | SqlState::InvalidStatement
+            | SqlState::RaisedException => StatusCode::BAD_REQUEST,
+            SqlState::QueryCanceled => StatusCode::GATEWAY_TIMEOUT,
+            SqlState::ResourceLimit => StatusCode::SERVICE_UNAVAILABLE,
             SqlState::UndefinedObject => StatusCode::NOT_FOUND,
             SqlState::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             SqlState::ReadOnlyTransaction => StatusCode::METHOD_NOT_ALLOWED,

@@ -1,5 +1,5 @@
 //! The PostgREST dialect: a query string parsed into a typed [`QueryParams`], then
-//! rendered against a [`TableShape`] from the catalog into one SQL [`Statement`] with
+//! rendered against the tables of a [`SchemaView`] from the catalog into one SQL [`Statement`] with
 //! bound parameters. Pure: no IO.
 
 mod ast;
@@ -7,6 +7,7 @@ mod error;
 mod params;
 mod render;
 mod select;
+mod shape;
 mod syntax;
 
 pub use ast::{
@@ -16,7 +17,11 @@ pub use ast::{
 pub use error::ParseError;
 pub use params::{QueryParams, parse_query};
 pub use render::{
-    FunctionShape, Mutation, OnConflict, ReadOptions, RenderError, Statement, TableShape,
-    render_call, render_insert, render_mutation, render_read,
+    BodyFormat, Count, FunctionShape, InsertGroup, Mutation, OnConflict, ReadOptions, RenderError,
+    Representation, Statement, render_call, render_insert, render_mutation, render_read,
 };
 pub use select::parse_select;
+pub use shape::{
+    Cardinality, ForeignKeyShape, Junction, Relationship, ResolveError, SchemaView, TableShape,
+    resolve,
+};

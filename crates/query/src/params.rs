@@ -27,12 +27,26 @@ pub struct QueryParams {
 }
 
 /// How deep `or`/`and` trees may nest.
-const MAX_TREE_DEPTH: usize = 16;
+const MAX_TREE_DEPTH: usize = 10;
+
+/// How many values an `in` list may hold.
+const MAX_IN_VALUES: usize = 1000;
 
 pub fn parse_query(pairs: &[(String, String)]) -> Result<QueryParams, ParseError> {
     let mut params = QueryParams::default();
     for (key, value) in pairs {
         match key.as_str() {
+            // Given twice, these would have to be merged or one ignored; either could
+            // surprise, so a repeat is refused.
+            "select" | "columns" | "on_conflict"
+                if pairs.iter().filter(|(k, _)| k == key).count() > 1 =>
+            {
+                return Err(ParseError::new(
+                    "query string",
+                    key,
+                    format!("{key} may be given only once"),
+                ));
+            }
             "select" => params.select = Some(parse_select(value)?),
             "columns" => params.columns = Some(name_list(value, "columns")?),
             "on_conflict" => params.on_conflict = Some(name_list(value, "on_conflict")?),
@@ -265,6 +279,11 @@ fn filter_value(value: &str) -> Result<(bool, Operation), NotAFilter> {
                 return Ok((negated, Operation::In(Vec::new())));
             }
             let items = split_top_level(inner).map_err(NotAFilter::Bad)?;
+            if items.len() > MAX_IN_VALUES {
+                return Err(NotAFilter::Bad(format!(
+                    "an in list holds at most {MAX_IN_VALUES} values"
+                )));
+            }
             Ok((
                 negated,
                 Operation::In(items.into_iter().map(unquote).collect()),

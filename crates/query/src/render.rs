@@ -1,27 +1,18 @@
-//! Reads rendered as one SQL statement whose single row carries the response: the total
-//! (when asked), the page size, and the body as JSON built inside PostgreSQL.
+//! Requests rendered as one SQL statement whose single row carries the response: the
+//! total (when asked), the number of rows, and the body, built inside PostgreSQL.
 //!
-//! Names reach SQL only after matching a column of the [`TableShape`] exactly, and always
-//! double-quoted; values only as `$n` parameters, bound as text and cast in SQL to the
-//! column's type, so PostgreSQL parses them. Casts asked for in `select` come from a
-//! fixed allowlist.
+//! Names reach SQL only after matching a column or a relationship of the [`SchemaView`]
+//! exactly, and always double-quoted; values only as `$n` parameters, bound as text and
+//! cast in SQL to the column's type, so PostgreSQL parses them. Casts asked for in
+//! `select` come from a fixed allowlist. Embedded tables are joined laterally, each a
+//! subquery that PostgreSQL runs under the embedded table's own row-level security.
 
 use crate::ast::{
-    Compare, Field, Filter, FtsKind, IsValue, JsonKey, JsonStep, LogicOp, LogicTree, Nulls,
-    Operation, OrderDirection, OrderTerm, Quantifier, SelectItem,
+    Aggregate, Compare, EmbedHint, Field, Filter, FtsKind, IsValue, JsonKey, JsonStep, LogicOp,
+    LogicTree, Nulls, Operation, OrderDirection, OrderTerm, Quantifier, SelectItem,
 };
 use crate::params::QueryParams;
-
-/// The table as the catalog describes it: what rendering may name.
-#[derive(Debug, Clone)]
-pub struct TableShape {
-    pub schema: String,
-    pub name: String,
-    /// Column names with their types as PostgreSQL prints them (`format_type`).
-    pub columns: Vec<(String, String)>,
-    /// The primary key's columns: the default conflict target of an upsert.
-    pub primary_key: Vec<String>,
-}
+use crate::shape::{Relationship, ResolveError, SchemaView, TableShape, resolve};
 
 /// What an insert does when a row conflicts with an existing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,20 +25,56 @@ pub enum OnConflict {
     Ignore(Option<Vec<String>>),
 }
 
-/// How a read is bounded and counted.
+/// `Prefer: count=…`: how the total of matching rows is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Count {
+    #[default]
+    None,
+    Exact,
+    /// From the planner's estimate: the caller EXPLAINs [`Statement::count_source`].
+    Planned,
+    /// Exact up to `max_rows`, the planner's estimate beyond.
+    Estimated,
+}
+
+/// How the rows become the response body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON array of objects.
+    #[default]
+    Json,
+    /// The same without null members (`nulls=stripped`).
+    StrippedJson,
+    /// `text/csv`: a header line of the keys, then one line per row.
+    Csv,
+}
+
+/// How a read is bounded, counted and shaped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadOptions {
     /// Upper bound on rows returned, whatever `limit` says.
     pub max_rows: Option<u64>,
-    /// Compute the total number of matching rows (`Prefer: count=exact`).
-    pub count_exact: bool,
+    pub count: Count,
+    pub format: BodyFormat,
 }
 
-/// SQL and its parameters, all sent as text.
+/// What a write answers with, when it answers with rows (`return=representation`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Representation<'a> {
+    pub select: Option<&'a [SelectItem]>,
+    pub format: BodyFormat,
+}
+
+/// SQL and its parameters, all sent as text. The row it returns has the columns
+/// `total_result_set` (bigint), `page_total` (bigint), `body` (text) and `inserted`
+/// (bigint: rows an upsert inserted rather than updated, else NULL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
     pub sql: String,
     pub params: Vec<String>,
+    /// For `count=planned`/`estimated`: a query of the matching rows to EXPLAIN with the
+    /// same parameters.
+    pub count_source: Option<String>,
 }
 
 /// Why a request cannot be rendered; each maps to a 4xx.
@@ -55,7 +82,9 @@ pub struct Statement {
 pub enum RenderError {
     #[error("column {table}.{column} does not exist")]
     UnknownColumn { table: String, column: String },
-    #[error("{0} is not supported yet")]
+    #[error("Could not find the '{column}' column of '{table}' in the schema cache")]
+    UnknownBodyColumn { table: String, column: String },
+    #[error("{0} is not supported")]
     Unsupported(&'static str),
     #[error("the cast to {0} is not allowed")]
     CastNotAllowed(String),
@@ -66,6 +95,26 @@ pub enum RenderError {
     /// An update or delete without a filter would touch every row.
     #[error("UPDATE and DELETE require a filter; add one such as id=eq.1")]
     MissingFilter,
+    #[error(
+        "Could not find a relationship between '{parent}' and '{relation}' in the schema cache"
+    )]
+    NoRelationship { parent: String, relation: String },
+    #[error(
+        "Could not embed because more than one relationship was found for '{parent}' and '{relation}'"
+    )]
+    AmbiguousRelationship {
+        parent: String,
+        relation: String,
+        /// `(cardinality, embedding, relationship)` for each candidate.
+        candidates: Vec<(String, String, String)>,
+        hint: String,
+    },
+    #[error("'{0}' is not an embedded resource in this request")]
+    NotEmbedded(String),
+    #[error("A related order on '{0}' is not possible")]
+    RelatedOrder(String),
+    #[error("Bad operator on the '{0}' embedded resource")]
+    EmbedOperator(String),
 }
 
 /// Types a `select` may cast to.
@@ -94,170 +143,135 @@ const CASTS: &[&str] = &[
     "jsonb",
 ];
 
-struct Renderer<'a> {
-    table: &'a TableShape,
-    qualified: String,
-    params: Vec<String>,
-}
-
-/// Renders a read of `table` (root only: embeds come next).
+/// Renders a read of `table`: the `select` with its embeds, filters, order and page.
 pub fn render_read(
+    schema: &dyn SchemaView,
     table: &TableShape,
     query: &QueryParams,
     options: ReadOptions,
 ) -> Result<Statement, RenderError> {
-    let mut r = Renderer {
+    let from = format!("{}.{}", quote(&table.schema), quote(&table.name));
+    let mut r = Renderer::new(schema, query);
+    let scope = Scope {
         table,
-        qualified: format!("{}.{}", quote(&table.schema), quote(&table.name)),
-        params: Vec::new(),
+        reference: from.clone(),
+        path: Vec::new(),
     };
-    let select = match &query.select {
-        Some(items) => r.select_list(items)?,
-        None => format!("{}.*", r.qualified),
-    };
-    let conditions = r.conditions(query)?;
-    let mut order = Vec::new();
-    for (path, terms) in &query.order {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported("ordering embedded resources"));
-        }
-        for term in terms {
-            order.push(r.order_term(term)?);
-        }
-    }
-    let mut limit = None;
-    let mut offset = None;
-    for (path, value) in &query.limit {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported("limits on embedded resources"));
-        }
-        limit = Some(*value);
-    }
-    for (path, value) in &query.offset {
-        if !path.is_empty() {
-            return Err(RenderError::Unsupported("offsets on embedded resources"));
-        }
-        offset = Some(*value);
-    }
-    let limit = match (limit, options.max_rows) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    let mut source = format!("SELECT {select} FROM {}{where_clause}", r.qualified);
-    if !order.is_empty() {
-        source.push_str(&format!(" ORDER BY {}", order.join(", ")));
-    }
-    if let Some(limit) = limit {
-        let n = r.param(limit.to_string());
-        source.push_str(&format!(" LIMIT CAST({n} AS bigint)"));
-    }
-    if let Some(offset) = offset {
-        let n = r.param(offset.to_string());
-        source.push_str(&format!(" OFFSET CAST({n} AS bigint)"));
-    }
-    let total = if options.count_exact {
-        format!(
-            "(SELECT pg_catalog.count(*) FROM {}{where_clause})",
-            r.qualified
-        )
-    } else {
-        "NULL::bigint".to_owned()
-    };
+    let read = r.read(&scope, &from, options)?;
+    r.check_paths()?;
+    let body = body_sql(options.format, false);
     let sql = format!(
-        "WITH pgrst_source AS ({source}) SELECT {total} AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
-         coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body FROM (SELECT * FROM pgrst_source) AS _pgrst_t"
+        "WITH pgrst_source AS ({}) SELECT {} AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
+         {body} AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t",
+        read.source, read.total
     );
     Ok(Statement {
         sql,
         params: r.params,
+        count_source: Some(read.count_source),
     })
 }
 
-/// Renders an insert of the JSON rows in `body` (an array of objects) into `columns`,
-/// answering with the inserted rows shaped by `select` when `representation` is asked for.
+/// One group of rows to insert, all giving the same columns.
+#[derive(Debug, Clone)]
+pub struct InsertGroup {
+    pub columns: Vec<String>,
+    /// A JSON array of objects.
+    pub body: String,
+}
+
+/// Renders an insert of the JSON rows of each group into its columns (one `INSERT` per
+/// group, in one statement), answering with the inserted rows shaped by the
+/// representation when there is one.
 pub fn render_insert(
+    schema: &dyn SchemaView,
     table: &TableShape,
-    columns: &[String],
-    body: String,
-    select: Option<&[SelectItem]>,
-    representation: bool,
+    groups: &[InsertGroup],
     on_conflict: &OnConflict,
+    representation: Option<Representation<'_>>,
 ) -> Result<Statement, RenderError> {
     let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
-    let mut r = Renderer {
-        table,
-        qualified: quote("pgrst_source"),
-        params: Vec::new(),
-    };
-    let mut quoted = Vec::with_capacity(columns.len());
-    for column in columns {
-        r.column_type(column)?;
-        quoted.push(quote(column));
+    let empty = QueryParams::default();
+    let mut r = Renderer::new(schema, &empty);
+    let shape = r.write_shape(table, representation)?;
+    let merge = matches!(on_conflict, OnConflict::Merge(_));
+    let mut returning = shape.returning.clone();
+    if merge {
+        // A row the upsert inserted has no deleting transaction yet.
+        returning.push_str(&format!(
+            ", ({target}.xmax = 0) AS {}",
+            quote("pgrst_inserted")
+        ));
     }
-    let list = quoted.join(", ");
-    let conflict = match on_conflict {
-        OnConflict::Error => String::new(),
-        OnConflict::Merge(target) | OnConflict::Ignore(target) => {
-            let target = target.clone().unwrap_or_else(|| table.primary_key.clone());
-            if target.is_empty() {
-                return Err(RenderError::Unsupported(
-                    "upserts on a table without a primary key or on_conflict",
-                ));
-            }
-            for column in &target {
-                r.column_type(column)?;
-            }
-            let target = target
-                .iter()
-                .map(|c| quote(c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            match on_conflict {
-                OnConflict::Merge(_) => {
+    let mut ctes = Vec::with_capacity(groups.len());
+    for (index, group) in groups.iter().enumerate() {
+        let mut quoted = Vec::with_capacity(group.columns.len());
+        for column in &group.columns {
+            table
+                .column_type(column)
+                .ok_or_else(|| RenderError::UnknownBodyColumn {
+                    table: table.name.clone(),
+                    column: column.clone(),
+                })?;
+            quoted.push(quote(column));
+        }
+        if quoted.is_empty() {
+            return Err(RenderError::Unsupported("an insert without columns"));
+        }
+        let list = quoted.join(", ");
+        let conflict = match on_conflict {
+            OnConflict::Error => String::new(),
+            OnConflict::Merge(keys) | OnConflict::Ignore(keys) => {
+                let keys = keys.clone().unwrap_or_else(|| table.primary_key.clone());
+                if keys.is_empty() {
+                    return Err(RenderError::Unsupported(
+                        "upserts on a table without a primary key or on_conflict",
+                    ));
+                }
+                for key in &keys {
+                    r.column(table, key)?;
+                }
+                let keys = keys.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+                if merge {
                     let sets: Vec<String> = quoted
                         .iter()
                         .map(|c| format!("{c} = EXCLUDED.{c}"))
                         .collect();
-                    if sets.is_empty() {
-                        format!(" ON CONFLICT ({target}) DO NOTHING")
-                    } else {
-                        format!(" ON CONFLICT ({target}) DO UPDATE SET {}", sets.join(", "))
-                    }
+                    format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", sets.join(", "))
+                } else {
+                    format!(" ON CONFLICT ({keys}) DO NOTHING")
                 }
-                _ => format!(" ON CONFLICT ({target}) DO NOTHING"),
             }
-        }
-    };
-    let rows = r.param(body);
-    let (returning, shape) = if representation {
-        let shape = match select {
-            Some(items) => r.select_list(items)?,
-            None => format!("{}.*", r.qualified),
         };
-        (format!("{target}.*"), shape)
+        let rows = r.param(group.body.clone());
+        ctes.push(format!(
+            "pgrst_insert_{index} AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
+             pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)){conflict} RETURNING {returning})"
+        ));
+    }
+    if ctes.is_empty() {
+        return Err(RenderError::Unsupported("an insert without rows"));
+    }
+    let union = (0..ctes.len())
+        .map(|index| format!("SELECT * FROM pgrst_insert_{index}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let inserted = if merge {
+        "(SELECT pg_catalog.count(*) FROM pgrst_source WHERE pgrst_source.pgrst_inserted)"
     } else {
-        ("1".to_owned(), "1".to_owned())
-    };
-    let body_sql = if representation {
-        "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text"
-    } else {
-        "''"
+        "NULL::bigint"
     };
     let sql = format!(
-        "WITH pgrst_source AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
-         pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)){conflict} RETURNING {returning}) \
-         SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
-         FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
+        "WITH {}, pgrst_source AS ({union}) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
+         {} AS body, {inserted} AS inserted FROM ({}) AS _pgrst_t",
+        ctes.join(", "),
+        shape.body,
+        shape.rows
     );
     Ok(Statement {
         sql,
         params: r.params,
+        count_source: None,
     })
 }
 
@@ -275,62 +289,66 @@ pub enum Mutation {
 /// Renders an update or delete of the rows `query`'s filters match. Filters are required:
 /// a write to every row of a table is refused, as Supabase's `safeupdate` does.
 pub fn render_mutation(
+    schema: &dyn SchemaView,
     table: &TableShape,
     query: &QueryParams,
     mutation: &Mutation,
-    representation: bool,
+    representation: Option<Representation<'_>>,
 ) -> Result<Statement, RenderError> {
     let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
-    let mut r = Renderer {
+    let mut r = Renderer::new(schema, query);
+    let scope = Scope {
         table,
-        qualified: target.clone(),
-        params: Vec::new(),
+        reference: target.clone(),
+        path: Vec::new(),
     };
-    let conditions = r.conditions(query)?;
+    let conditions = r.conditions(&scope, &[])?.conditions;
     if conditions.is_empty() {
         return Err(RenderError::MissingFilter);
     }
+    let where_clause = conditions.join(" AND ");
+    let shape = r.write_shape(table, representation)?;
     let head = match mutation {
+        // Nothing to set: PostgREST answers as if no row matched.
+        Mutation::Update { columns, .. } if columns.is_empty() => {
+            format!(
+                "SELECT {} FROM {target} WHERE false AND {where_clause}",
+                shape.returning
+            )
+        }
         Mutation::Update { columns, body } => {
             let mut sets = Vec::with_capacity(columns.len());
             for column in columns {
-                r.column_type(column)?;
+                table
+                    .column_type(column)
+                    .ok_or_else(|| RenderError::UnknownBodyColumn {
+                        table: table.name.clone(),
+                        column: column.clone(),
+                    })?;
                 sets.push(format!("{0} = _pgrst_body.{0}", quote(column)));
-            }
-            if sets.is_empty() {
-                return Err(RenderError::Unsupported("an update without columns"));
             }
             let body = r.param(body.clone());
             format!(
-                "UPDATE {target} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{target}, CAST({body} AS json))) AS _pgrst_body",
-                sets.join(", ")
+                "UPDATE {target} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{target}, CAST({body} AS json))) AS _pgrst_body WHERE {where_clause} RETURNING {}",
+                sets.join(", "),
+                shape.returning
             )
         }
-        Mutation::Delete => format!("DELETE FROM {target}"),
+        Mutation::Delete => format!(
+            "DELETE FROM {target} WHERE {where_clause} RETURNING {}",
+            shape.returning
+        ),
     };
-    let where_clause = conditions.join(" AND ");
-    r.qualified = quote("pgrst_source");
-    let (returning, shape, body_sql) = if representation {
-        let shape = match &query.select {
-            Some(items) => r.select_list(items)?,
-            None => format!("{}.*", r.qualified),
-        };
-        (
-            format!("{target}.*"),
-            shape,
-            "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text",
-        )
-    } else {
-        ("1".to_owned(), "1".to_owned(), "''")
-    };
+    r.check_paths()?;
     let sql = format!(
-        "WITH pgrst_source AS ({head} WHERE {where_clause} RETURNING {returning}) \
-         SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, {body_sql} AS body \
-         FROM (SELECT {shape} FROM pgrst_source) AS _pgrst_t"
+        "WITH pgrst_source AS ({head}) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
+         {} AS body, NULL::bigint AS inserted FROM ({}) AS _pgrst_t",
+        shape.body, shape.rows
     );
     Ok(Statement {
         sql,
         params: r.params,
+        count_source: None,
     })
 }
 
@@ -342,18 +360,25 @@ pub struct FunctionShape {
     /// Input arguments: name, type, whether it has a default.
     pub args: Vec<(String, String, bool)>,
     pub returns_set: bool,
-    /// Whether it returns rows (a table type or a record set) rather than a scalar.
-    pub returns_rows: bool,
+    /// The rows it returns (a table type or `TABLE(...)`); `None` for a scalar.
+    pub returns: Option<TableShape>,
+    /// Returns `void`: the call answers without a body.
+    pub returns_void: bool,
 }
 
-/// Renders a call of `function` with named arguments taken from one JSON object; the
-/// body is the result as JSON: an array for set-returning functions, else one value.
+/// Renders a call of `function` with named arguments taken from one JSON object. A
+/// function returning rows is read like a table (select, filters, order, page, embeds);
+/// a scalar one answers with its value, or an array of values if it returns a set.
 pub fn render_call(
+    schema: &dyn SchemaView,
     function: &FunctionShape,
     arguments: &[String],
     body: String,
+    query: &QueryParams,
+    options: ReadOptions,
 ) -> Result<Statement, RenderError> {
-    let mut params = vec![body];
+    let mut r = Renderer::new(schema, query);
+    let json = r.param(body);
     let mut named = Vec::with_capacity(arguments.len());
     for argument in arguments {
         let (name, ty, _) = function
@@ -364,12 +389,11 @@ pub fn render_call(
                 function: function.name.clone(),
                 argument: argument.clone(),
             })?;
-        params.push(argument.clone());
         // The value is the JSON body's member, as text, cast to the argument's type.
+        let key = r.param(argument.clone());
         named.push(format!(
-            "{} := CAST(CAST($1 AS json)->>${} AS {ty})",
-            quote(name),
-            params.len()
+            "{} := CAST(CAST({json} AS json)->>{key} AS {ty})",
+            quote(name)
         ));
     }
     for (name, _, has_default) in &function.args {
@@ -386,21 +410,71 @@ pub fn render_call(
         quote(&function.name),
         named.join(", ")
     );
-    let sql = if function.returns_set || function.returns_rows {
-        let aggregate = if function.returns_set {
-            "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')"
-        } else {
-            "pg_catalog.to_json(_pgrst_t)"
-        };
-        format!(
-            "SELECT NULL::bigint AS total_result_set, pg_catalog.count(*) AS page_total, {aggregate}::text AS body FROM {call} AS _pgrst_t"
-        )
-    } else {
-        format!(
-            "SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json({call})::text AS body"
-        )
+    let sql = match &function.returns {
+        Some(table) => {
+            let from = format!("{call} AS {}", quote("pgrst_call"));
+            let scope = Scope {
+                table,
+                reference: quote("pgrst_call"),
+                path: Vec::new(),
+            };
+            let read = r.read(&scope, &from, options)?;
+            r.check_paths()?;
+            let body = body_sql(options.format, !function.returns_set);
+            format!(
+                "WITH pgrst_source AS ({}) SELECT {} AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
+                 {body} AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t",
+                read.source, read.total
+            )
+        }
+        None => {
+            if query.select.is_some()
+                || !query.filters.is_empty()
+                || !query.logic.is_empty()
+                || !query.order.is_empty()
+            {
+                return Err(RenderError::Unsupported(
+                    "shaping or filtering the result of a function that returns no rows",
+                ));
+            }
+            if function.returns_set {
+                format!(
+                    "SELECT NULL::bigint AS total_result_set, pg_catalog.count(*) AS page_total, \
+                     coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM {call} AS _pgrst_t"
+                )
+            } else {
+                format!(
+                    "SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, \
+                     pg_catalog.to_json({call})::text AS body, NULL::bigint AS inserted"
+                )
+            }
+        }
     };
-    Ok(Statement { sql, params })
+    Ok(Statement {
+        sql,
+        params: r.params,
+        count_source: None,
+    })
+}
+
+/// The body column: the rows `_pgrst_t` aggregated as the format asks; `single` takes
+/// the first row as an object (functions returning one row).
+fn body_sql(format: BodyFormat, single: bool) -> String {
+    let rows = "pg_catalog.json_agg(_pgrst_t)";
+    match (format, single) {
+        (BodyFormat::Csv, _) => "coalesce((SELECT pg_catalog.string_agg(_pgrst_k, ',') \
+             FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_pgrst_t)->0) AS _pgrst_k), '') \
+             || E'\\n' || coalesce(pg_catalog.string_agg(substr(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
+            .to_owned(),
+        (BodyFormat::Json, false) => format!("coalesce({rows}, '[]')::text"),
+        (BodyFormat::StrippedJson, false) => {
+            format!("coalesce(pg_catalog.json_strip_nulls({rows}), '[]')::text")
+        }
+        (BodyFormat::Json, true) => format!("coalesce({rows}->0, 'null')::text"),
+        (BodyFormat::StrippedJson, true) => {
+            format!("coalesce(pg_catalog.json_strip_nulls({rows}->0), 'null')::text")
+        }
+    }
 }
 
 /// A double-quoted identifier.
@@ -408,25 +482,84 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl Renderer<'_> {
-    /// The root filters and logic trees, each one condition to AND together.
-    fn conditions(&mut self, query: &QueryParams) -> Result<Vec<String>, RenderError> {
-        let mut conditions = Vec::new();
-        for (path, filter) in &query.filters {
-            if !path.is_empty() {
-                return Err(RenderError::Unsupported("filtering embedded resources"));
-            }
-            conditions.push(self.filter(filter)?);
+/// A table being read, under the name its columns are qualified with.
+struct Scope<'t> {
+    table: &'t TableShape,
+    reference: String,
+    /// The embed names leading here from the root: filters keyed `a.b.col` apply at
+    /// `["a", "b"]`.
+    path: Vec<String>,
+}
+
+/// One selected value and the key it gets in the row's JSON.
+struct Output {
+    sql: String,
+    name: String,
+    aggregate: bool,
+    /// Not part of the response: an empty embed `rel()`, kept for filtering.
+    hidden: bool,
+}
+
+/// An embed of a level: what filters and orders of the parent may refer to.
+struct Embedded {
+    name: String,
+    lateral: String,
+    relationship: Relationship,
+    spread: bool,
+    /// Index of its join in [`Level::joins`].
+    join: usize,
+}
+
+/// A level's select list and the joins it needs.
+#[derive(Default)]
+struct Level {
+    outputs: Vec<Output>,
+    /// `(join SQL, whether it can remove parent rows)`.
+    joins: Vec<(String, bool)>,
+    embeds: Vec<Embedded>,
+}
+
+/// A level's WHERE conditions, and the joins they made row-removing.
+struct Conditions {
+    conditions: Vec<String>,
+    row_joins: Vec<usize>,
+}
+
+/// The parts of a rendered read.
+struct Read {
+    source: String,
+    total: String,
+    count_source: String,
+}
+
+/// The rows a write answers with.
+struct WriteShape {
+    returning: String,
+    rows: String,
+    body: String,
+}
+
+struct Renderer<'a> {
+    schema: &'a dyn SchemaView,
+    query: &'a QueryParams,
+    params: Vec<String>,
+    aliases: usize,
+    /// Embed paths rendered so far: every filter, order and page key must name one.
+    embedded: Vec<Vec<String>>,
+    /// Columns referenced through `pgrst_source`: what a write must return.
+    returned: Vec<String>,
+}
+
+impl<'a> Renderer<'a> {
+    fn new(schema: &'a dyn SchemaView, query: &'a QueryParams) -> Self {
+        Self {
+            schema,
+            query,
+            params: Vec::new(),
+            aliases: 0,
+            embedded: vec![Vec::new()],
+            returned: Vec::new(),
         }
-        for (path, tree) in &query.logic {
-            if !path.is_empty() {
-                return Err(RenderError::Unsupported(
-                    "logic trees on embedded resources",
-                ));
-            }
-            conditions.push(self.tree(tree)?);
-        }
-        Ok(conditions)
     }
 
     fn param(&mut self, value: String) -> String {
@@ -434,22 +567,453 @@ impl Renderer<'_> {
         format!("${}", self.params.len())
     }
 
-    fn column_type(&self, name: &str) -> Result<&str, RenderError> {
-        self.table
-            .columns
-            .iter()
-            .find(|(column, _)| column == name)
-            .map(|(_, ty)| ty.as_str())
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("pgrst_{}", self.aliases)
+    }
+
+    /// A column of `table` qualified by `reference`, once the catalog knows it.
+    fn column(&mut self, table: &TableShape, name: &str) -> Result<String, RenderError> {
+        table
+            .column_type(name)
             .ok_or_else(|| RenderError::UnknownColumn {
-                table: self.table.name.clone(),
+                table: table.name.clone(),
                 column: name.to_owned(),
-            })
+            })?;
+        Ok(quote(name))
+    }
+
+    fn qualified(&mut self, scope: &Scope<'_>, name: &str) -> Result<String, RenderError> {
+        let column = self.column(scope.table, name)?;
+        if scope.reference == "\"pgrst_source\"" && !self.returned.iter().any(|c| c == name) {
+            self.returned.push(name.to_owned());
+        }
+        Ok(format!("{}.{column}", scope.reference))
+    }
+
+    /// Every filter, logic tree, order and page key must name the root or an embed.
+    fn check_paths(&self) -> Result<(), RenderError> {
+        let q = self.query;
+        let paths = q
+            .filters
+            .iter()
+            .map(|(p, _)| p)
+            .chain(q.logic.iter().map(|(p, _)| p))
+            .chain(q.order.iter().map(|(p, _)| p))
+            .chain(q.limit.iter().map(|(p, _)| p))
+            .chain(q.offset.iter().map(|(p, _)| p));
+        for path in paths {
+            if !self.embedded.contains(path) {
+                return Err(RenderError::NotEmbedded(path.join(".")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The root of a read: `SELECT … FROM from … WHERE … ORDER BY … LIMIT … OFFSET …`,
+    /// the total the options ask for, and the matching rows for EXPLAIN.
+    fn read(
+        &mut self,
+        scope: &Scope<'_>,
+        from: &str,
+        options: ReadOptions,
+    ) -> Result<Read, RenderError> {
+        let items = self.query.select.clone();
+        let level = self.level(scope, items.as_deref())?;
+        let conditions = self.conditions(scope, &level.embeds)?;
+        let limit = page(&self.query.limit, &scope.path);
+        let limit = match (limit, options.max_rows) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let offset = page(&self.query.offset, &scope.path);
+        let source = self.query_sql(scope, &level, &conditions.conditions, from, limit, offset)?;
+        let row_joins: String = level
+            .joins
+            .iter()
+            .enumerate()
+            .filter(|(index, (_, removes))| *removes || conditions.row_joins.contains(index))
+            .map(|(_, (join, _))| format!(" {join}"))
+            .collect();
+        let mut count_source = format!("SELECT 1 FROM {from}{row_joins}");
+        if !conditions.conditions.is_empty() {
+            count_source.push_str(&format!(" WHERE {}", conditions.conditions.join(" AND ")));
+        }
+        if let Some(groups) = group_by(&level) {
+            count_source.push_str(&groups);
+        }
+        let total = match (options.count, options.max_rows) {
+            (Count::None | Count::Planned, _) => "NULL::bigint".to_owned(),
+            (Count::Exact, _) | (Count::Estimated, None) => {
+                format!("(SELECT pg_catalog.count(*) FROM ({count_source}) AS _pgrst_c)")
+            }
+            (Count::Estimated, Some(max_rows)) => {
+                let n = self.param(max_rows.saturating_add(1).to_string());
+                format!(
+                    "(SELECT pg_catalog.count(*) FROM ({count_source} LIMIT CAST({n} AS bigint)) AS _pgrst_c)"
+                )
+            }
+        };
+        Ok(Read {
+            source,
+            total,
+            count_source,
+        })
+    }
+
+    /// `SELECT outputs FROM from joins WHERE … GROUP BY … ORDER BY … LIMIT … OFFSET …`.
+    fn query_sql(
+        &mut self,
+        scope: &Scope<'_>,
+        level: &Level,
+        conditions: &[String],
+        from: &str,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    ) -> Result<String, RenderError> {
+        let visible: Vec<String> = level
+            .outputs
+            .iter()
+            .filter(|o| !o.hidden)
+            .map(|o| format!("{} AS {}", o.sql, quote(&o.name)))
+            .collect();
+        let select = if visible.is_empty() {
+            "NULL AS \"pgrst_empty\"".to_owned()
+        } else {
+            visible.join(", ")
+        };
+        let mut sql = format!("SELECT {select} FROM {from}");
+        for (join, _) in &level.joins {
+            sql.push(' ');
+            sql.push_str(join);
+        }
+        if !conditions.is_empty() {
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if let Some(groups) = group_by(level) {
+            sql.push_str(&groups);
+        }
+        let mut order = Vec::new();
+        for (path, terms) in &self.query.order {
+            if *path == scope.path {
+                for term in terms {
+                    order.push(self.order_term(scope, &level.embeds, term)?);
+                }
+            }
+        }
+        if !order.is_empty() {
+            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        }
+        if let Some(limit) = limit {
+            let n = self.param(limit.to_string());
+            sql.push_str(&format!(" LIMIT CAST({n} AS bigint)"));
+        }
+        if let Some(offset) = offset {
+            let n = self.param(offset.to_string());
+            sql.push_str(&format!(" OFFSET CAST({n} AS bigint)"));
+        }
+        Ok(sql)
+    }
+
+    /// The select list of one level (`None`: every column), its embeds joined.
+    fn level(
+        &mut self,
+        scope: &Scope<'_>,
+        items: Option<&[SelectItem]>,
+    ) -> Result<Level, RenderError> {
+        let mut level = Level::default();
+        let star = [SelectItem::Star];
+        for item in items.unwrap_or(&star) {
+            match item {
+                SelectItem::Star => {
+                    for (name, _) in &scope.table.columns {
+                        let sql = self.qualified(scope, name)?;
+                        level.outputs.push(Output {
+                            sql,
+                            name: name.clone(),
+                            aggregate: false,
+                            hidden: false,
+                        });
+                    }
+                }
+                SelectItem::Field {
+                    alias,
+                    field,
+                    cast,
+                    aggregate,
+                } => {
+                    let (mut sql, _) = self.field(scope, field)?;
+                    if let Some(cast) = cast {
+                        sql = format!("CAST({sql} AS {})", allowed_cast(cast)?);
+                    }
+                    let mut name = alias.clone().unwrap_or_else(|| default_name(field));
+                    if let Some((aggregate, cast)) = aggregate {
+                        let function = match aggregate {
+                            Aggregate::Count => "count",
+                            Aggregate::Sum => "sum",
+                            Aggregate::Avg => "avg",
+                            Aggregate::Max => "max",
+                            Aggregate::Min => "min",
+                        };
+                        sql = format!("pg_catalog.{function}({sql})");
+                        if let Some(cast) = cast {
+                            sql = format!("CAST({sql} AS {})", allowed_cast(cast)?);
+                        }
+                        if alias.is_none() {
+                            function.clone_into(&mut name);
+                        }
+                    }
+                    level.outputs.push(Output {
+                        sql,
+                        name,
+                        aggregate: aggregate.is_some(),
+                        hidden: false,
+                    });
+                }
+                SelectItem::Count { alias, cast } => {
+                    let mut sql = "pg_catalog.count(*)".to_owned();
+                    if let Some(cast) = cast {
+                        sql = format!("CAST({sql} AS {})", allowed_cast(cast)?);
+                    }
+                    level.outputs.push(Output {
+                        sql,
+                        name: alias.clone().unwrap_or_else(|| "count".to_owned()),
+                        aggregate: true,
+                        hidden: false,
+                    });
+                }
+                SelectItem::Embed {
+                    alias,
+                    relation,
+                    hints,
+                    spread,
+                    select,
+                } => self.embed(
+                    scope,
+                    &mut level,
+                    alias.as_deref(),
+                    relation,
+                    hints,
+                    *spread,
+                    select,
+                )?,
+            }
+        }
+        Ok(level)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn embed(
+        &mut self,
+        scope: &Scope<'_>,
+        level: &mut Level,
+        alias: Option<&str>,
+        relation: &str,
+        hints: &[EmbedHint],
+        spread: bool,
+        select: &[SelectItem],
+    ) -> Result<(), RenderError> {
+        let mut hint = None;
+        let mut inner = false;
+        for h in hints {
+            match h {
+                EmbedHint::Inner => inner = true,
+                EmbedHint::Left => inner = false,
+                EmbedHint::Named(name) if hint.is_none() => hint = Some(name.as_str()),
+                EmbedHint::Named(_) => {
+                    return Err(RenderError::Unsupported("two relationship hints"));
+                }
+            }
+        }
+        let relationship =
+            resolve(self.schema, scope.table, relation, hint).map_err(|err| match err {
+                ResolveError::None => RenderError::NoRelationship {
+                    parent: scope.table.name.clone(),
+                    relation: relation.to_owned(),
+                },
+                ResolveError::Ambiguous { candidates, hint } => {
+                    RenderError::AmbiguousRelationship {
+                        parent: scope.table.name.clone(),
+                        relation: relation.to_owned(),
+                        candidates,
+                        hint,
+                    }
+                }
+            })?;
+        let name = alias.unwrap_or(relation).to_owned();
+        let mut path = scope.path.clone();
+        path.push(name.clone());
+        if self.embedded.contains(&path) {
+            return Err(RenderError::Unsupported(
+                "embedding two resources under one name; give one an alias",
+            ));
+        }
+        self.embedded.push(path.clone());
+        let table_alias = quote(&self.alias());
+        let lateral = quote(&self.alias());
+        let child = Scope {
+            table: &relationship.target,
+            reference: table_alias.clone(),
+            path,
+        };
+        // The child's own rows: joined to the parent, filtered, ordered and paged.
+        let child_level = self.level(
+            &child,
+            if select.is_empty() {
+                Some(&[])
+            } else {
+                Some(select)
+            },
+        )?;
+        let mut child_conditions = self.conditions(&child, &child_level.embeds)?;
+        let target = format!(
+            "{}.{}",
+            quote(&relationship.target.schema),
+            quote(&relationship.target.name)
+        );
+        let mut from = format!("{target} AS {table_alias}");
+        let mut joins = Vec::new();
+        match &relationship.junction {
+            None => {
+                for (parent_column, target_column) in &relationship.join {
+                    let parent = self.qualified(scope, parent_column)?;
+                    let own = self.qualified(&child, target_column)?;
+                    joins.push(format!("{own} = {parent}"));
+                }
+            }
+            Some(junction) => {
+                let junction_alias = quote(&self.alias());
+                from.push_str(&format!(
+                    ", {}.{} AS {junction_alias}",
+                    quote(&junction.table.schema),
+                    quote(&junction.table.name)
+                ));
+                for (junction_column, parent_column) in &junction.to_parent {
+                    let parent = self.qualified(scope, parent_column)?;
+                    let middle = self.column(&junction.table, junction_column)?;
+                    joins.push(format!("{junction_alias}.{middle} = {parent}"));
+                }
+                for (junction_column, target_column) in &junction.to_target {
+                    let own = self.qualified(&child, target_column)?;
+                    let middle = self.column(&junction.table, junction_column)?;
+                    joins.push(format!("{junction_alias}.{middle} = {own}"));
+                }
+            }
+        }
+        joins.append(&mut child_conditions.conditions);
+        let limit = page(&self.query.limit, &child.path);
+        let offset = page(&self.query.offset, &child.path);
+        let rows = self.query_sql(&child, &child_level, &joins, &from, limit, offset)?;
+        let to_one = relationship.cardinality.to_one();
+        let visible: Vec<&str> = child_level
+            .outputs
+            .iter()
+            .filter(|o| !o.hidden)
+            .map(|o| o.name.as_str())
+            .collect();
+        let (subquery, condition) = match (to_one, spread) {
+            (true, false) => (
+                format!("SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM ({rows}) AS _pgrst_e"),
+                "TRUE".to_owned(),
+            ),
+            (true, true) => (rows, "TRUE".to_owned()),
+            (false, false) => (
+                format!("SELECT pg_catalog.jsonb_agg(_pgrst_e) AS body FROM ({rows}) AS _pgrst_e"),
+                format!("{lateral}.body IS NOT NULL"),
+            ),
+            (false, true) => {
+                let mut columns: Vec<String> = visible
+                    .iter()
+                    .map(|name| {
+                        format!(
+                            "coalesce(pg_catalog.jsonb_agg(_pgrst_e.{0}), '[]') AS {0}",
+                            quote(name)
+                        )
+                    })
+                    .collect();
+                columns.push("pg_catalog.count(_pgrst_e) AS pgrst_rows".to_owned());
+                (
+                    format!("SELECT {} FROM ({rows}) AS _pgrst_e", columns.join(", ")),
+                    format!("{lateral}.pgrst_rows > 0"),
+                )
+            }
+        };
+        let join = if inner {
+            format!("INNER JOIN LATERAL ({subquery}) AS {lateral} ON {condition}")
+        } else {
+            format!("LEFT JOIN LATERAL ({subquery}) AS {lateral} ON TRUE")
+        };
+        level.joins.push((join, inner));
+        let hidden = select.is_empty();
+        if spread {
+            for name in visible {
+                level.outputs.push(Output {
+                    sql: format!("{lateral}.{}", quote(name)),
+                    name: name.to_owned(),
+                    aggregate: false,
+                    hidden,
+                });
+            }
+        } else {
+            let sql = if to_one {
+                format!("{lateral}.body")
+            } else {
+                format!("coalesce({lateral}.body, '[]')")
+            };
+            level.outputs.push(Output {
+                sql,
+                name: name.clone(),
+                aggregate: false,
+                hidden,
+            });
+        }
+        level.embeds.push(Embedded {
+            name,
+            lateral,
+            relationship,
+            spread,
+            join: level.joins.len() - 1,
+        });
+        Ok(())
+    }
+
+    /// The filters and logic trees of one level, each one condition to AND together.
+    fn conditions(
+        &mut self,
+        scope: &Scope<'_>,
+        embeds: &[Embedded],
+    ) -> Result<Conditions, RenderError> {
+        let mut out = Conditions {
+            conditions: Vec::new(),
+            row_joins: Vec::new(),
+        };
+        for (path, filter) in &self.query.filters {
+            if *path == scope.path {
+                let condition = self.filter(scope, embeds, filter, &mut out.row_joins)?;
+                out.conditions.push(condition);
+            }
+        }
+        for (path, tree) in &self.query.logic {
+            if *path == scope.path {
+                let condition = self.tree(scope, embeds, tree, &mut out.row_joins)?;
+                out.conditions.push(condition);
+            }
+        }
+        Ok(out)
     }
 
     /// The field's SQL and the type a compared value should be cast to (`None`: text).
-    fn field(&mut self, field: &Field) -> Result<(String, Option<String>), RenderError> {
-        let ty = self.column_type(&field.name)?.to_owned();
-        let mut sql = format!("{}.{}", self.qualified, quote(&field.name));
+    fn field(
+        &mut self,
+        scope: &Scope<'_>,
+        field: &Field,
+    ) -> Result<(String, Option<String>), RenderError> {
+        let ty = scope
+            .table
+            .column_type(&field.name)
+            .unwrap_or_default()
+            .to_owned();
+        let mut sql = self.qualified(scope, &field.name)?;
         if field.json_path.is_empty() {
             return Ok((sql, Some(ty)));
         }
@@ -474,39 +1038,38 @@ impl Renderer<'_> {
         Ok((sql, if text { None } else { Some("jsonb".to_owned()) }))
     }
 
-    fn select_list(&mut self, items: &[SelectItem]) -> Result<String, RenderError> {
-        let mut out = Vec::new();
-        for item in items {
-            match item {
-                SelectItem::Star => out.push(format!("{}.*", self.qualified)),
-                SelectItem::Field {
-                    alias,
-                    field,
-                    cast,
-                    aggregate,
-                } => {
-                    if aggregate.is_some() {
-                        return Err(RenderError::Unsupported("aggregates"));
-                    }
-                    let (mut sql, _) = self.field(field)?;
-                    if let Some(cast) = cast {
-                        if !CASTS.contains(&cast.as_str()) {
-                            return Err(RenderError::CastNotAllowed(cast.clone()));
-                        }
-                        sql = format!("CAST({sql} AS {cast})");
-                    }
-                    let name = alias.clone().unwrap_or_else(|| default_name(field));
-                    out.push(format!("{sql} AS {}", quote(&name)));
-                }
-                SelectItem::Count { .. } => return Err(RenderError::Unsupported("aggregates")),
-                SelectItem::Embed { .. } => return Err(RenderError::Unsupported("embedding")),
-            }
+    fn filter(
+        &mut self,
+        scope: &Scope<'_>,
+        embeds: &[Embedded],
+        filter: &Filter,
+        row_joins: &mut Vec<usize>,
+    ) -> Result<String, RenderError> {
+        // `rel=is.null` / `rel=not.is.null` on an embed: an anti- or semi-join.
+        if filter.field.json_path.is_empty()
+            && let Some(embed) = embeds.iter().find(|e| e.name == filter.field.name)
+        {
+            let null =
+                match (&filter.operation, filter.negated) {
+                    (Operation::Is(IsValue::Null), false)
+                    | (Operation::Is(IsValue::NotNull), true) => true,
+                    (Operation::Is(IsValue::NotNull), false)
+                    | (Operation::Is(IsValue::Null), true) => false,
+                    _ => return Err(RenderError::EmbedOperator(embed.name.clone())),
+                };
+            let test = match (embed.spread, embed.relationship.cardinality.to_one()) {
+                (false, _) => format!("{}.body", embed.lateral),
+                // A spread to-many embed counts its rows; a spread to-one one has none.
+                (true, false) => format!("nullif({}.pgrst_rows, 0)", embed.lateral),
+                (true, true) => return Err(RenderError::EmbedOperator(embed.name.clone())),
+            };
+            row_joins.push(embed.join);
+            return Ok(format!(
+                "{test} {}",
+                if null { "IS NULL" } else { "IS NOT NULL" }
+            ));
         }
-        Ok(out.join(", "))
-    }
-
-    fn filter(&mut self, filter: &Filter) -> Result<String, RenderError> {
-        let (expr, ty) = self.field(&filter.field)?;
+        let (expr, ty) = self.field(scope, &filter.field)?;
         let cast = |placeholder: String, ty: &Option<String>| match ty {
             Some(ty) => format!("CAST({placeholder} AS {ty})"),
             None => placeholder,
@@ -543,6 +1106,12 @@ impl Renderer<'_> {
                     value.replace('*', "%")
                 } else {
                     value.clone()
+                };
+                // Patterns compare text; a non-text column is compared as its text.
+                let expr = if pattern && ty.as_deref().is_some_and(|t| !is_text(t)) {
+                    format!("CAST({expr} AS text)")
+                } else {
+                    expr
                 };
                 match quantifier {
                     None if pattern => format!("{expr} {operator} {}", self.param(value)),
@@ -615,13 +1184,21 @@ impl Renderer<'_> {
         })
     }
 
-    fn tree(&mut self, tree: &LogicTree) -> Result<String, RenderError> {
+    fn tree(
+        &mut self,
+        scope: &Scope<'_>,
+        embeds: &[Embedded],
+        tree: &LogicTree,
+        row_joins: &mut Vec<usize>,
+    ) -> Result<String, RenderError> {
         match tree {
             LogicTree::Leaf { path, filter } => {
                 if !path.is_empty() {
-                    return Err(RenderError::Unsupported("filtering embedded resources"));
+                    return Err(RenderError::Unsupported(
+                        "filters on embedded columns inside or/and; use rel.or=(...)",
+                    ));
                 }
-                self.filter(filter)
+                self.filter(scope, embeds, filter, row_joins)
             }
             LogicTree::Node {
                 op,
@@ -631,7 +1208,7 @@ impl Renderer<'_> {
                 let joiner = if *op == LogicOp::And { " AND " } else { " OR " };
                 let parts = children
                     .iter()
-                    .map(|child| self.tree(child))
+                    .map(|child| self.tree(scope, embeds, child, row_joins))
                     .collect::<Result<Vec<_>, _>>()?;
                 let joined = format!("({})", parts.join(joiner));
                 Ok(if *negated {
@@ -643,12 +1220,45 @@ impl Renderer<'_> {
         }
     }
 
-    fn order_term(&mut self, term: &OrderTerm) -> Result<String, RenderError> {
-        if term.relation.is_some() {
-            return Err(RenderError::Unsupported("ordering by embedded resources"));
-        }
-        let (expr, _) = self.field(&term.field)?;
-        let mut sql = expr;
+    fn order_term(
+        &mut self,
+        scope: &Scope<'_>,
+        embeds: &[Embedded],
+        term: &OrderTerm,
+    ) -> Result<String, RenderError> {
+        let mut sql = match &term.relation {
+            None => self.field(scope, &term.field)?.0,
+            Some(relation) => {
+                // By a column of a to-one embed: that row's value, looked up again.
+                let embed = embeds
+                    .iter()
+                    .find(|e| e.name == *relation)
+                    .ok_or_else(|| RenderError::NotEmbedded(relation.clone()))?;
+                let relationship = &embed.relationship;
+                if !relationship.cardinality.to_one() || relationship.junction.is_some() {
+                    return Err(RenderError::RelatedOrder(relation.clone()));
+                }
+                let alias = quote(&self.alias());
+                let target = Scope {
+                    table: &relationship.target,
+                    reference: alias.clone(),
+                    path: Vec::new(),
+                };
+                let (value, _) = self.field(&target, &term.field)?;
+                let mut joins = Vec::new();
+                for (parent_column, target_column) in &relationship.join {
+                    let parent = self.qualified(scope, parent_column)?;
+                    let own = self.qualified(&target, target_column)?;
+                    joins.push(format!("{own} = {parent}"));
+                }
+                format!(
+                    "(SELECT {value} FROM {}.{} AS {alias} WHERE {})",
+                    quote(&relationship.target.schema),
+                    quote(&relationship.target.name),
+                    joins.join(" AND ")
+                )
+            }
+        };
         match term.direction {
             Some(OrderDirection::Asc) => sql.push_str(" ASC"),
             Some(OrderDirection::Desc) => sql.push_str(" DESC"),
@@ -661,6 +1271,89 @@ impl Renderer<'_> {
         }
         Ok(sql)
     }
+
+    /// The rows a write answers with, read from `pgrst_source`, and what the write must
+    /// return for them: only the columns the shape names, so a column the caller may
+    /// not read is never asked for unless the caller asks for it.
+    fn write_shape(
+        &mut self,
+        table: &TableShape,
+        representation: Option<Representation<'_>>,
+    ) -> Result<WriteShape, RenderError> {
+        let Some(representation) = representation else {
+            return Ok(WriteShape {
+                returning: "1".to_owned(),
+                rows: "SELECT 1 FROM pgrst_source".to_owned(),
+                body: "''".to_owned(),
+            });
+        };
+        let scope = Scope {
+            table,
+            reference: quote("pgrst_source"),
+            path: Vec::new(),
+        };
+        let level = self.level(&scope, representation.select)?;
+        if level.outputs.iter().any(|o| o.aggregate) {
+            return Err(RenderError::Unsupported(
+                "aggregates in a write's representation",
+            ));
+        }
+        let rows = self.query_sql(&scope, &level, &[], "pgrst_source", None, None)?;
+        let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
+        let returning = if self.returned.is_empty() {
+            "1".to_owned()
+        } else {
+            self.returned
+                .iter()
+                .map(|c| format!("{target}.{}", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(WriteShape {
+            returning,
+            rows,
+            body: body_sql(representation.format, false),
+        })
+    }
+}
+
+/// The page key (`limit`/`offset`) given for `path`, the last one if repeated.
+fn page(values: &[(Vec<String>, u64)], path: &[String]) -> Option<u64> {
+    values
+        .iter()
+        .rev()
+        .find(|(p, _)| p == path)
+        .map(|(_, value)| *value)
+}
+
+/// ` GROUP BY` every selected value that is not an aggregate, when one is.
+fn group_by(level: &Level) -> Option<String> {
+    if !level.outputs.iter().any(|o| o.aggregate) {
+        return None;
+    }
+    let groups: Vec<&str> = level
+        .outputs
+        .iter()
+        .filter(|o| !o.aggregate)
+        .map(|o| o.sql.as_str())
+        .collect();
+    if groups.is_empty() {
+        Some(String::new())
+    } else {
+        Some(format!(" GROUP BY {}", groups.join(", ")))
+    }
+}
+
+fn allowed_cast(cast: &str) -> Result<&str, RenderError> {
+    CASTS
+        .iter()
+        .find(|allowed| **allowed == cast)
+        .copied()
+        .ok_or_else(|| RenderError::CastNotAllowed(cast.to_owned()))
+}
+
+fn is_text(ty: &str) -> bool {
+    ty == "text" || ty.starts_with("character") || ty == "citext" || ty == "name"
 }
 
 /// The output key of a selected field: the last JSON key, else the column name.
@@ -693,6 +1386,7 @@ mod tests {
 
     use super::*;
     use crate::params::parse_query;
+    use crate::shape::ForeignKeyShape;
 
     fn todos() -> TableShape {
         TableShape {
@@ -703,17 +1397,44 @@ mod tests {
                 ("title".into(), "text".into()),
                 ("done".into(), "boolean".into()),
                 ("meta".into(), "jsonb".into()),
+                ("owner".into(), "uuid".into()),
             ],
             primary_key: vec!["id".into()],
+            foreign_keys: vec![ForeignKeyShape {
+                name: "todos_owner_fkey".into(),
+                columns: vec!["owner".into()],
+                target_schema: "public".into(),
+                target_table: "people".into(),
+                target_columns: vec!["id".into()],
+            }],
+            ..TableShape::default()
         }
     }
 
-    fn render(query: &[(&str, &str)], options: ReadOptions) -> Result<Statement, RenderError> {
-        let pairs: Vec<(String, String)> = query
+    fn people() -> TableShape {
+        TableShape {
+            schema: "public".into(),
+            name: "people".into(),
+            columns: vec![("id".into(), "uuid".into()), ("name".into(), "text".into())],
+            primary_key: vec!["id".into()],
+            ..TableShape::default()
+        }
+    }
+
+    fn schema() -> Vec<TableShape> {
+        vec![todos(), people()]
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> QueryParams {
+        let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        render_read(&todos(), &parse_query(&pairs).expect("parses"), options)
+        parse_query(&pairs).expect("parses")
+    }
+
+    fn render(pairs: &[(&str, &str)], options: ReadOptions) -> Result<Statement, RenderError> {
+        render_read(&schema(), &todos(), &query(pairs), options)
     }
 
     #[test]
@@ -731,11 +1452,12 @@ mod tests {
             ],
             ReadOptions {
                 max_rows: Some(1000),
-                count_exact: true,
+                count: Count::Exact,
+                format: BodyFormat::Json,
             },
         )
         .expect("renders");
-        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."id" AS "id", "public"."todos"."title" AS "name", "public"."todos"."meta"->>$1 AS "kind", CAST("public"."todos"."done" AS text) AS "done" FROM "public"."todos" WHERE "public"."todos"."done" IS FALSE AND "public"."todos"."id" = ANY(CAST($2 AS bigint[])) AND "public"."todos"."title" ILIKE $3 AND ("public"."todos"."id" > CAST($4 AS bigint) OR "public"."todos"."meta"->>$5 = $6) ORDER BY "public"."todos"."id" DESC NULLS LAST LIMIT CAST($7 AS bigint) OFFSET CAST($8 AS bigint)) SELECT (SELECT pg_catalog.count(*) FROM "public"."todos" WHERE "public"."todos"."done" IS FALSE AND "public"."todos"."id" = ANY(CAST($2 AS bigint[])) AND "public"."todos"."title" ILIKE $3 AND ("public"."todos"."id" > CAST($4 AS bigint) OR "public"."todos"."meta"->>$5 = $6)) AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."id" AS "id", "public"."todos"."title" AS "name", "public"."todos"."meta"->>$1 AS "kind", CAST("public"."todos"."done" AS text) AS "done" FROM "public"."todos" WHERE "public"."todos"."done" IS FALSE AND "public"."todos"."id" = ANY(CAST($2 AS bigint[])) AND "public"."todos"."title" ILIKE $3 AND ("public"."todos"."id" > CAST($4 AS bigint) OR "public"."todos"."meta"->>$5 = $6) ORDER BY "public"."todos"."id" DESC NULLS LAST LIMIT CAST($7 AS bigint) OFFSET CAST($8 AS bigint)) SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM "public"."todos" WHERE "public"."todos"."done" IS FALSE AND "public"."todos"."id" = ANY(CAST($2 AS bigint[])) AND "public"."todos"."title" ILIKE $3 AND ("public"."todos"."id" > CAST($4 AS bigint) OR "public"."todos"."meta"->>$5 = $6)) AS _pgrst_c) AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(
             statement.params,
@@ -749,6 +1471,77 @@ mod tests {
                 "20",
                 "40"
             ]
+        );
+    }
+
+    #[test]
+    fn embeds_join_laterally_with_their_own_filters_and_page() {
+        let statement = render(
+            &[
+                ("select", "title,owner:people!inner(name)"),
+                ("owner.name", "eq.ann"),
+                ("order", "owner(name).desc"),
+            ],
+            ReadOptions::default(),
+        )
+        .expect("renders");
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."title" AS "title", "pgrst_2".body AS "owner" FROM "public"."todos" INNER JOIN LATERAL (SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM (SELECT "pgrst_1"."name" AS "name" FROM "public"."people" AS "pgrst_1" WHERE "pgrst_1"."id" = "public"."todos"."owner" AND "pgrst_1"."name" = CAST($1 AS text)) AS _pgrst_e) AS "pgrst_2" ON TRUE ORDER BY (SELECT "pgrst_3"."name" FROM "public"."people" AS "pgrst_3" WHERE "pgrst_3"."id" = "public"."todos"."owner") DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        .assert_eq(&statement.sql);
+        assert_eq!(statement.params, vec!["ann"]);
+        // The other direction is to-many, an array.
+        let people = render_read(
+            &schema(),
+            &people(),
+            &query(&[("select", "name,todos(title)"), ("todos.limit", "2")]),
+            ReadOptions::default(),
+        )
+        .expect("renders");
+        assert!(
+            people
+                .sql
+                .contains("coalesce(\"pgrst_2\".body, '[]') AS \"todos\""),
+            "{}",
+            people.sql
+        );
+        assert!(
+            people.sql.contains("pg_catalog.jsonb_agg(_pgrst_e)"),
+            "{}",
+            people.sql
+        );
+    }
+
+    #[test]
+    fn keys_for_resources_not_embedded_are_refused() {
+        assert_eq!(
+            render(&[("owner.name", "eq.x")], ReadOptions::default()),
+            Err(RenderError::NotEmbedded("owner".into()))
+        );
+        assert_eq!(
+            render(
+                &[("select", "*,people(*)"), ("people", "eq.1")],
+                ReadOptions::default()
+            ),
+            Err(RenderError::EmbedOperator("people".into()))
+        );
+        assert!(matches!(
+            render(&[("select", "*,nope(*)")], ReadOptions::default()),
+            Err(RenderError::NoRelationship { .. })
+        ));
+    }
+
+    #[test]
+    fn aggregates_group_by_the_other_columns() {
+        let statement = render(
+            &[("select", "done,count(),total:id.sum()")],
+            ReadOptions::default(),
+        )
+        .expect("renders");
+        assert!(
+            statement.sql.contains(
+                r#"SELECT "public"."todos"."done" AS "done", pg_catalog.count(*) AS "count", pg_catalog.sum("public"."todos"."id") AS "total" FROM "public"."todos" GROUP BY "public"."todos"."done""#
+            ),
+            "{}",
+            statement.sql
         );
     }
 
@@ -769,7 +1562,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_disallowed_casts_and_embeds_are_refused() {
+    fn unknown_names_and_disallowed_casts_are_refused() {
         assert_eq!(
             render(&[("nope", "eq.1")], ReadOptions::default()),
             Err(RenderError::UnknownColumn {
@@ -782,74 +1575,67 @@ mod tests {
             Err(RenderError::CastNotAllowed(_))
         ));
         assert!(matches!(
-            render(&[("select", "id,owner(name)")], ReadOptions::default()),
-            Err(RenderError::Unsupported("embedding"))
-        ));
-        assert!(matches!(
             render(&[("order", "\"id\\\" DESC; --\"")], ReadOptions::default()),
             Err(RenderError::UnknownColumn { .. })
         ));
     }
 
-    #[test]
-    fn inserts_read_rows_from_one_json_parameter() {
-        let statement = render_insert(
+    fn insert(
+        columns: &[&str],
+        on_conflict: &OnConflict,
+        representation: Option<Representation<'_>>,
+    ) -> Result<Statement, RenderError> {
+        render_insert(
+            &schema(),
             &todos(),
-            &["title".into(), "done".into()],
-            r#"[{"title":"a","done":false}]"#.into(),
-            None,
-            true,
+            &[InsertGroup {
+                columns: columns.iter().map(|c| (*c).into()).collect(),
+                body: "[]".into(),
+            }],
+            on_conflict,
+            representation,
+        )
+    }
+
+    #[test]
+    fn inserts_read_rows_from_one_json_parameter_and_return_only_what_is_shown() {
+        let items = crate::select::parse_select("id,title").expect("parses");
+        let statement = insert(
+            &["title", "done"],
             &OnConflict::Error,
+            Some(Representation {
+                select: Some(&items),
+                format: BodyFormat::Json,
+            }),
         )
         .expect("renders");
-        expect![[r#"WITH pgrst_source AS (INSERT INTO "public"."todos" ("title", "done") SELECT "title", "done" FROM pg_catalog.json_populate_recordset(NULL::"public"."todos", CAST($1 AS json)) RETURNING "public"."todos".*) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body FROM (SELECT "pgrst_source".* FROM pgrst_source) AS _pgrst_t"#]]
+        expect![[r#"WITH pgrst_insert_0 AS (INSERT INTO "public"."todos" ("title", "done") SELECT "title", "done" FROM pg_catalog.json_populate_recordset(NULL::"public"."todos", CAST($1 AS json)) RETURNING "public"."todos"."id", "public"."todos"."title"), pgrst_source AS (SELECT * FROM pgrst_insert_0) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT "pgrst_source"."id" AS "id", "pgrst_source"."title" AS "title" FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params.len(), 1);
         assert!(matches!(
-            render_insert(
-                &todos(),
-                &["nope".into()],
-                "[]".into(),
-                None,
-                false,
-                &OnConflict::Error
-            ),
-            Err(RenderError::UnknownColumn { .. })
+            insert(&["nope"], &OnConflict::Error, None),
+            Err(RenderError::UnknownBodyColumn { .. })
         ));
     }
 
     #[test]
     fn upserts_merge_or_ignore_on_the_key() {
-        let merge = render_insert(
-            &todos(),
-            &["id".into(), "title".into()],
-            "[]".into(),
-            None,
-            false,
-            &OnConflict::Merge(None),
-        )
-        .expect("renders");
+        let merge = insert(&["id", "title"], &OnConflict::Merge(None), None).expect("renders");
         assert!(merge.sql.contains(
             r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title""#
         ));
-        let ignore = render_insert(
-            &todos(),
-            &["title".into()],
-            "[]".into(),
-            None,
-            false,
+        let ignore = insert(
+            &["title"],
             &OnConflict::Ignore(Some(vec!["title".into()])),
+            None,
         )
         .expect("renders");
         assert!(ignore.sql.contains(r#"ON CONFLICT ("title") DO NOTHING"#));
         assert!(
-            render_insert(
-                &todos(),
-                &[],
-                "[]".into(),
-                None,
-                false,
-                &OnConflict::Ignore(Some(vec!["nope".into()]))
+            insert(
+                &["title"],
+                &OnConflict::Ignore(Some(vec!["nope".into()])),
+                None
             )
             .is_err()
         );
@@ -857,18 +1643,19 @@ mod tests {
 
     #[test]
     fn updates_and_deletes_need_a_filter_and_bind_their_values() {
-        let query = parse_query(&[("id".into(), "eq.5".into())]).expect("parses");
+        let query = query(&[("id", "eq.5")]);
         let update = Mutation::Update {
             columns: vec!["done".into()],
             body: r#"{"done":true}"#.into(),
         };
-        let statement = render_mutation(&todos(), &query, &update, false).expect("renders");
-        expect![[r#"WITH pgrst_source AS (UPDATE "public"."todos" SET "done" = _pgrst_body."done" FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::"public"."todos", CAST($2 AS json))) AS _pgrst_body WHERE "public"."todos"."id" = CAST($1 AS bigint) RETURNING 1) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, '' AS body FROM (SELECT 1 FROM pgrst_source) AS _pgrst_t"#]]
+        let statement =
+            render_mutation(&schema(), &todos(), &query, &update, None).expect("renders");
+        expect![[r#"WITH pgrst_source AS (UPDATE "public"."todos" SET "done" = _pgrst_body."done" FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::"public"."todos", CAST($2 AS json))) AS _pgrst_body WHERE "public"."todos"."id" = CAST($1 AS bigint) RETURNING 1) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, '' AS body, NULL::bigint AS inserted FROM (SELECT 1 FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params, vec!["5", r#"{"done":true}"#]);
-        let everything = parse_query(&[]).expect("parses");
+        let everything = QueryParams::default();
         assert_eq!(
-            render_mutation(&todos(), &everything, &Mutation::Delete, false),
+            render_mutation(&schema(), &todos(), &everything, &Mutation::Delete, None),
             Err(RenderError::MissingFilter)
         );
     }
@@ -883,19 +1670,31 @@ mod tests {
                 ("b".into(), "integer".into(), true),
             ],
             returns_set: false,
-            returns_rows: false,
+            returns: None,
+            returns_void: false,
         };
-        let statement =
-            render_call(&function, &["a".into()], r#"{"a":1}"#.into()).expect("renders");
-        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := CAST(CAST($1 AS json)->>$2 AS integer)))::text AS body"#]]
+        let none = QueryParams::default();
+        let call = |args: &[&str], body: &str| {
+            let args: Vec<String> = args.iter().map(|a| (*a).into()).collect();
+            render_call(
+                &schema(),
+                &function,
+                &args,
+                body.into(),
+                &none,
+                ReadOptions::default(),
+            )
+        };
+        let statement = call(&["a"], r#"{"a":1}"#).expect("renders");
+        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := CAST(CAST($1 AS json)->>$2 AS integer)))::text AS body, NULL::bigint AS inserted"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params, vec![r#"{"a":1}"#, "a"]);
         assert!(matches!(
-            render_call(&function, &["b".into()], "{}".into()),
+            call(&["b"], "{}"),
             Err(RenderError::MissingArgument { .. })
         ));
         assert!(matches!(
-            render_call(&function, &["a".into(), "c".into()], "{}".into()),
+            call(&["a", "c"], "{}"),
             Err(RenderError::UnknownArgument { .. })
         ));
     }
@@ -906,7 +1705,7 @@ mod tests {
             &[("limit", "5000")],
             ReadOptions {
                 max_rows: Some(1000),
-                count_exact: false,
+                ..ReadOptions::default()
             },
         )
         .expect("renders");

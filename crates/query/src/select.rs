@@ -10,10 +10,27 @@ pub fn parse_select(text: &str) -> Result<Vec<SelectItem>, ParseError> {
 }
 
 /// How deep embeds may nest: deeper is refused, not recursed into.
-const MAX_DEPTH: usize = 16;
+const MAX_DEPTH: usize = 5;
+
+/// How many items a `select` may list, embeds included.
+const MAX_ITEMS: usize = 100;
 
 fn items(text: &str) -> Result<Vec<SelectItem>, String> {
-    items_at(text, 0)
+    let items = items_at(text, 0)?;
+    if count(&items) > MAX_ITEMS {
+        return Err(format!("a select lists at most {MAX_ITEMS} items"));
+    }
+    Ok(items)
+}
+
+fn count(items: &[SelectItem]) -> usize {
+    items
+        .iter()
+        .map(|item| match item {
+            SelectItem::Embed { select, .. } => 1 + count(select),
+            _ => 1,
+        })
+        .sum()
 }
 
 fn items_at(text: &str, depth: usize) -> Result<Vec<SelectItem>, String> {
@@ -315,7 +332,9 @@ mod tests {
                 "{err}"
             );
         }
-        let deep = format!("{}x{}", "r(".repeat(40), ")".repeat(40));
+        let deep = format!("{}x{}", "r(".repeat(6), ")".repeat(6));
+        assert!(parse_select(&format!("{}x{}", "r(".repeat(5), ")".repeat(5))).is_ok());
+        assert!(parse_select(&vec!["a"; 101].join(",")).is_err());
         assert!(parse_select(&deep).is_err());
     }
 }

@@ -152,7 +152,8 @@ fn refusal(err: galley_db::tokio_postgres::Error, change: &SchemaChange) -> Sche
             | SqlState::IntegrityViolation
             | SqlState::UndefinedObject
             | SqlState::InsufficientPrivilege
-            | SqlState::InvalidStatement,
+            | SqlState::InvalidStatement
+            | SqlState::RaisedException,
             Some(message),
         ) => SchemaError::Refused { message },
         _ => SchemaError::Db(err.into()),

@@ -1,154 +1,378 @@
-//! `/rest/v1`: the PostgREST dialect over the tables in `public`. For now: reads of one
-//! table (`GET`, `HEAD`), with select, filters, logic trees, order, limit/offset and the
-//! `Range` header, `Prefer: count=exact`, and single-object responses.
+//! `/rest/v1`: the PostgREST dialect over the tables and functions of `public`. Every
+//! request is one statement, run in its own transaction as the request's role with its
+//! claims, method, path and headers set for that transaction only.
 
+mod media;
+mod openapi;
+mod prefer;
 mod read;
 mod rpc;
 mod write;
 
 use actix_web::http::StatusCode;
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, web};
 use galley_db::DbError;
-use galley_db::tokio_postgres::Row;
 use galley_db::tokio_postgres::types::{ToSql, Type};
-use galley_query::{RenderError, Statement, TableShape};
-use galley_schema::Catalog;
+use galley_query::{ForeignKeyShape, RenderError, SchemaView, Statement, TableShape};
+use galley_schema::{Catalog, Relation};
 
 use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
 
+pub(crate) use media::Media;
+pub(crate) use prefer::Preferences;
+
+/// The one schema `/rest/v1` serves.
+const SCHEMA: &str = "public";
+
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/rest/v1")
+            .service(
+                web::resource(["", "/"])
+                    .route(web::get().to(openapi::document))
+                    .route(web::head().to(openapi::document))
+                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_root))
+                    .default_service(web::to(unsupported_method)),
+            )
             .service(
                 web::resource("/rpc/{function}")
                     .route(web::get().to(rpc::get_rpc))
                     .route(web::head().to(rpc::get_rpc))
                     .route(web::post().to(rpc::post_rpc))
-                    .default_service(web::to(crate::routes::method_not_allowed)),
+                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_rpc))
+                    .default_service(web::to(rpc_method_not_allowed)),
             )
             .service(
                 web::resource("/{table}")
                     .route(web::get().to(read::get_rows))
                     .route(web::head().to(read::get_rows))
                     .route(web::post().to(write::post_rows))
+                    .route(web::put().to(write::put_row))
                     .route(web::patch().to(write::patch_rows))
                     .route(web::delete().to(write::delete_rows))
-                    .default_service(web::to(crate::routes::method_not_allowed)),
-            ),
+                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_table))
+                    .default_service(web::to(unsupported_method)),
+            )
+            .default_service(web::to(invalid_path)),
     );
 }
 
-/// Runs one rendered statement in its own transaction, as the request's role with its
-/// claims, method and path set for the transaction only.
-async fn run(
-    state: &AppState,
-    role: &RequestRole,
-    method: &str,
-    path: &str,
-    statement: &Statement,
-    read_only: bool,
-) -> Result<Row, ApiError> {
-    let failed =
-        |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
-    let mut client = state.pools.api.get().await.map_err(DbError::from)?;
-    let tx = client
-        .build_transaction()
-        .read_only(read_only)
-        .start()
-        .await
-        .map_err(failed)?;
-    let claims = role.claims.to_string();
-    tx.execute(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-         set_config('request.method', $3, true), set_config('request.path', $4, true)",
-        &[&role.role, &claims, &method, &path],
-    )
-    .await
-    .map_err(failed)?;
-    let types = vec![Type::TEXT; statement.params.len()];
-    let prepared = tx
-        .prepare_typed_cached(&statement.sql, &types)
-        .await
-        .map_err(failed)?;
-    let params: Vec<&(dyn ToSql + Sync)> = statement
-        .params
-        .iter()
-        .map(|p| p as &(dyn ToSql + Sync))
-        .collect();
-    let row = tx.query_one(&prepared, &params).await.map_err(failed)?;
-    tx.commit().await.map_err(failed)?;
-    Ok(row)
+async fn options_root() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("allow", "OPTIONS,GET,HEAD"))
+        .finish()
 }
 
-/// The table a request names, as rendering needs it; 404 PGRST205 when the catalog has
-/// no such table in `public`.
-fn table_shape(catalog: &Catalog, table: &str) -> Result<TableShape, ApiError> {
-    let relation = catalog.relation("public", table).ok_or_else(|| {
-        ApiError::rest(
-            StatusCode::NOT_FOUND,
-            "PGRST205",
-            format!(
-                "Could not find the table 'public.{}' in the schema cache",
-                table.chars().take(63).collect::<String>()
-            ),
-            None,
-            None,
-        )
-    })?;
-    Ok(TableShape {
+async fn options_rpc() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("allow", "OPTIONS,GET,HEAD,POST"))
+        .finish()
+}
+
+async fn options_table() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("allow", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"))
+        .finish()
+}
+
+async fn unsupported_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::rest(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PGRST117",
+        format!("Unsupported HTTP method: {}", req.method()),
+        None,
+        None,
+    ))
+}
+
+async fn rpc_method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::rest(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PGRST101",
+        format!("Cannot use the {} method on RPC", req.method()),
+        None,
+        None,
+    ))
+}
+
+async fn invalid_path() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::rest(
+        StatusCode::NOT_FOUND,
+        "PGRST125",
+        "Invalid path specified in request URL",
+        None,
+        None,
+    ))
+}
+
+/// The catalog as rendering sees it: the tables of `public` and nothing else.
+pub(crate) struct CatalogView<'a>(pub(crate) &'a Catalog);
+
+impl SchemaView for CatalogView<'_> {
+    fn table(&self, name: &str) -> Option<TableShape> {
+        self.0.relation(SCHEMA, name).map(shape_of)
+    }
+
+    fn referencing(&self, schema: &str, name: &str) -> Vec<TableShape> {
+        self.0
+            .relations
+            .values()
+            .filter(|r| r.schema == SCHEMA)
+            .filter(|r| {
+                r.foreign_keys
+                    .iter()
+                    .any(|fk| fk.target_schema == schema && fk.target_table == name)
+            })
+            .map(shape_of)
+            .collect()
+    }
+}
+
+fn shape_of(relation: &Relation) -> TableShape {
+    TableShape {
         schema: relation.schema.clone(),
         name: relation.name.clone(),
         primary_key: relation.primary_key.clone(),
+        unique: relation.unique.clone(),
         columns: relation
             .columns
             .iter()
             .map(|c| (c.name.clone(), c.data_type.clone()))
             .collect(),
+        foreign_keys: relation
+            .foreign_keys
+            .iter()
+            .map(|fk| ForeignKeyShape {
+                name: fk.name.clone(),
+                columns: fk.columns.clone(),
+                target_schema: fk.target_schema.clone(),
+                target_table: fk.target_table.clone(),
+                target_columns: fk.target_columns.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// How one statement runs and what is checked before its transaction commits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Exec<'a> {
+    pub(crate) read_only: bool,
+    /// `Prefer: tx=rollback`: answer as usual, keep nothing.
+    pub(crate) rollback: bool,
+    /// A single object was asked for: any other number of rows rolls back with 406.
+    pub(crate) single: bool,
+    /// `Prefer: max-affected=N` with `handling=strict`: more rows roll back with 400.
+    pub(crate) max_affected: Option<i64>,
+    /// Estimate the total from the planner: EXPLAIN this query of the matching rows.
+    pub(crate) planned: Option<&'a str>,
+}
+
+/// What the statement's single row says.
+pub(crate) struct Outcome {
+    pub(crate) total: Option<i64>,
+    pub(crate) page: i64,
+    pub(crate) body: String,
+    pub(crate) inserted: Option<i64>,
+    pub(crate) planned: Option<i64>,
+}
+
+/// Runs one rendered statement in its own transaction, as the request's role with its
+/// claims, method, path and headers set for the transaction only.
+pub(crate) async fn run(
+    state: &AppState,
+    role: &RequestRole,
+    req: &HttpRequest,
+    statement: &Statement,
+    exec: Exec<'_>,
+) -> Result<Outcome, ApiError> {
+    let failed =
+        |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
+    let mut client = state.pools.api.get().await.map_err(DbError::from)?;
+    let tx = client
+        .build_transaction()
+        .read_only(exec.read_only)
+        .start()
+        .await
+        .map_err(failed)?;
+    let claims = role.claims.to_string();
+    let method = req.method().as_str();
+    let path = req.path();
+    let headers = request_headers(req);
+    let timeout = state.rest.statement_timeout_ms.to_string();
+    tx.execute(
+        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+         set_config('request.method', $3, true), set_config('request.path', $4, true), \
+         set_config('request.headers', $5, true), set_config('statement_timeout', $6, true)",
+        &[&role.role, &claims, &method, &path, &headers, &timeout],
+    )
+    .await
+    .map_err(failed)?;
+    let types = vec![Type::TEXT; statement.params.len()];
+    let params: Vec<&(dyn ToSql + Sync)> = statement
+        .params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect();
+    let prepared = tx
+        .prepare_typed_cached(&statement.sql, &types)
+        .await
+        .map_err(failed)?;
+    let row = tx.query_one(&prepared, &params).await.map_err(failed)?;
+    let mut outcome = Outcome {
+        total: row.get(0),
+        page: row.get(1),
+        body: row.get(2),
+        inserted: row.get(3),
+        planned: None,
+    };
+    if let Some(source) = exec.planned {
+        let explain = format!("EXPLAIN (FORMAT JSON) {source}");
+        let prepared = tx.prepare_typed(&explain, &types).await.map_err(failed)?;
+        let plan: serde_json::Value = tx
+            .query_one(&prepared, &params)
+            .await
+            .map_err(failed)?
+            .get(0);
+        outcome.planned = plan
+            .pointer("/0/Plan/Plan Rows")
+            .and_then(serde_json::Value::as_f64)
+            .map(|rows| rows as i64);
+    }
+    if exec.single && outcome.page != 1 {
+        return Err(ApiError::rest(
+            StatusCode::NOT_ACCEPTABLE,
+            "PGRST116",
+            "Cannot coerce the result to a single JSON object",
+            Some(format!("The result contains {} rows", outcome.page)),
+            None,
+        ));
+    }
+    if let Some(max) = exec.max_affected
+        && outcome.page > max
+    {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST124",
+            "Query result exceeds max-affected preference constraint",
+            Some(format!("The query affects {} rows", outcome.page)),
+            None,
+        ));
+    }
+    if exec.rollback {
+        tx.rollback().await.map_err(failed)?;
+    } else {
+        tx.commit().await.map_err(failed)?;
+    }
+    Ok(outcome)
+}
+
+/// The request's headers as one JSON object, names lower-cased, for `request.headers`.
+fn request_headers(req: &HttpRequest) -> String {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in req.headers() {
+        if let Ok(value) = value.to_str() {
+            headers.insert(
+                name.as_str().to_owned(),
+                serde_json::Value::String(value.to_owned()),
+            );
+        }
+    }
+    serde_json::Value::Object(headers).to_string()
+}
+
+/// The table a request names, as rendering needs it; 404 PGRST205 when `public` has no
+/// such table.
+fn table_shape(catalog: &Catalog, table: &str) -> Result<TableShape, ApiError> {
+    CatalogView(catalog).table(table).ok_or_else(|| {
+        ApiError::rest(
+            StatusCode::NOT_FOUND,
+            "PGRST205",
+            format!(
+                "Could not find the table '{SCHEMA}.{}' in the schema cache",
+                table.chars().take(63).collect::<String>()
+            ),
+            None,
+            None,
+        )
     })
 }
 
+/// `Accept-Profile` (reads) or `Content-Profile` (writes) may only name `public`.
+fn check_profile(req: &HttpRequest) -> Result<(), ApiError> {
+    let header = match *req.method() {
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD => "accept-profile",
+        _ => "content-profile",
+    };
+    match req.headers().get(header) {
+        None => Ok(()),
+        Some(value) if value.as_bytes() == SCHEMA.as_bytes() => Ok(()),
+        Some(value) => Err(ApiError::rest(
+            StatusCode::NOT_ACCEPTABLE,
+            "PGRST106",
+            format!(
+                "Invalid schema: {}",
+                String::from_utf8_lossy(value.as_bytes())
+                    .chars()
+                    .take(63)
+                    .collect::<String>()
+            ),
+            None,
+            Some(format!("Only the following schemas are exposed: {SCHEMA}")),
+        )),
+    }
+}
+
 fn render_error(err: RenderError) -> ApiError {
+    let message = err.to_string();
+    let plain =
+        |status, code: &'static str| ApiError::rest(status, code, message.clone(), None, None);
     match err {
-        RenderError::UnknownColumn { .. } => ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            galley_db::UNDEFINED_COLUMN,
-            err.to_string(),
-            None,
-            None,
-        ),
-        RenderError::Unsupported(_) => ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST127",
-            err.to_string(),
-            None,
-            None,
-        ),
-        RenderError::CastNotAllowed(_) => ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            err.to_string(),
-            None,
-            None,
-        ),
-        // What Supabase's safeupdate extension answers with.
-        RenderError::UnknownArgument { .. } | RenderError::MissingArgument { .. } => {
-            ApiError::rest(
-                StatusCode::NOT_FOUND,
-                "PGRST202",
-                err.to_string(),
-                None,
-                None,
-            )
+        RenderError::UnknownColumn { .. } => {
+            plain(StatusCode::BAD_REQUEST, galley_db::UNDEFINED_COLUMN)
         }
-        RenderError::MissingFilter => ApiError::rest(
+        RenderError::UnknownBodyColumn { .. } => plain(StatusCode::BAD_REQUEST, "PGRST204"),
+        RenderError::Unsupported(_) => plain(StatusCode::BAD_REQUEST, "PGRST127"),
+        RenderError::CastNotAllowed(_) => plain(StatusCode::BAD_REQUEST, "PGRST100"),
+        RenderError::UnknownArgument { .. } | RenderError::MissingArgument { .. } => {
+            plain(StatusCode::NOT_FOUND, "PGRST202")
+        }
+        // What Supabase's safeupdate extension answers with.
+        RenderError::MissingFilter => {
+            plain(StatusCode::BAD_REQUEST, galley_db::CARDINALITY_VIOLATION)
+        }
+        RenderError::NoRelationship { .. } => ApiError::rest(
             StatusCode::BAD_REQUEST,
-            galley_db::CARDINALITY_VIOLATION,
-            err.to_string(),
-            None,
+            "PGRST200",
+            message.clone(),
+            Some("Searched for a foreign key relationship between the tables in the schema 'public' but no matches were found.".to_owned()),
             None,
         ),
+        RenderError::AmbiguousRelationship {
+            candidates, hint, ..
+        } => ApiError::rest(
+            StatusCode::MULTIPLE_CHOICES,
+            "PGRST201",
+            message.clone(),
+            None,
+            Some(hint),
+        )
+        .with_details(serde_json::Value::Array(
+            candidates
+                .into_iter()
+                .map(|(cardinality, embedding, relationship)| {
+                    serde_json::json!({
+                        "cardinality": cardinality,
+                        "embedding": embedding,
+                        "relationship": relationship,
+                    })
+                })
+                .collect(),
+        )),
+        RenderError::NotEmbedded(_) => plain(StatusCode::BAD_REQUEST, "PGRST108"),
+        RenderError::RelatedOrder(_) => plain(StatusCode::BAD_REQUEST, "PGRST118"),
+        RenderError::EmbedOperator(_) => plain(StatusCode::BAD_REQUEST, "PGRST120"),
     }
 }
 
@@ -163,6 +387,18 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
             None,
         )
     })?;
+    if pairs
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            "failed to parse the query string: it contains a NUL byte",
+            None,
+            None,
+        ));
+    }
     galley_query::parse_query(&pairs).map_err(|err| {
         ApiError::rest(
             StatusCode::BAD_REQUEST,
@@ -185,11 +421,35 @@ fn invalid_json(details: impl Into<String>) -> ApiError {
     )
 }
 
-/// Whether a `Prefer` header lists `preference`.
-fn prefers(req: &actix_web::HttpRequest, preference: &str) -> bool {
-    req.headers()
-        .get_all("prefer")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim() == preference)
+/// A JSON body. Strings may not hold NUL (PostgreSQL text cannot); lone surrogates and
+/// numbers out of range are refused by the parser. Of duplicate keys the last wins, and
+/// the value re-serialised from the parsed body is what PostgreSQL sees, so the two agree.
+fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| invalid_json(err.to_string()))?;
+    if contains_nul(&value) {
+        return Err(invalid_json("a string contains a NUL character"));
+    }
+    Ok(value)
+}
+
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v))
+        }
+        _ => false,
+    }
+}
+
+/// `Content-Range` for a page starting at `offset` of `page` rows out of `total`.
+fn content_range(offset: i64, page: i64, total: Option<i64>) -> String {
+    let total = total.map_or_else(|| "*".to_owned(), |total| total.to_string());
+    if page == 0 {
+        format!("*/{total}")
+    } else {
+        format!("{offset}-{}/{total}", offset + page - 1)
+    }
 }

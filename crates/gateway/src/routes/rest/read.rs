@@ -1,10 +1,11 @@
 //! `GET /rest/v1/{table}`: one statement, run as the request's role with its claims, whose
-//! single row carries the total, the page size and the JSON body.
+//! single row carries the total, the page size and the body.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::{ReadOptions, render_read};
+use galley_query::{Count, ReadOptions, render_read};
 
+use super::{CatalogView, Exec, Media, Outcome, Preferences};
 use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
@@ -15,116 +16,116 @@ pub(super) async fn get_rows(
     table: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = super::parse_pairs(req.query_string())?;
+    super::check_profile(&req)?;
+    let mut query = super::parse_pairs(req.query_string())?;
     if let Some((key, _)) = query.arguments.first() {
         return Err(ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST100",
-            format!("failed to parse filter ({key})"),
+            format!(
+                "failed to parse filter ({})",
+                key.chars().take(100).collect::<String>()
+            ),
             Some("expected an operator such as eq., in. or is.".to_owned()),
             None,
         ));
     }
-    let media = response_media(&req)?;
-    let mut query = query;
+    let media = Media::parse(&req)?;
+    let prefs = Preferences::parse(&req)?;
     apply_range_header(&req, &mut query)?;
     let catalog = state.catalog.snapshot();
     let shape = super::table_shape(&catalog, &table)?;
-    let count_exact = super::prefers(&req, "count=exact");
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
-        count_exact,
+        count: prefs.count,
+        format: media.format(),
     };
-    let statement = render_read(&shape, &query, options).map_err(super::render_error)?;
-    let row = super::run(&state, &role, "GET", req.path(), &statement, true).await?;
-    let total: Option<i64> = row.get(0);
-    let page: i64 = row.get(1);
-    let body: String = row.get(2);
-    let offset = query
+    let statement = render_read(&CatalogView(&catalog), &shape, &query, options)
+        .map_err(super::render_error)?;
+    let exec = Exec {
+        read_only: true,
+        single: media.single(),
+        planned: planned(prefs.count, &statement),
+        ..Exec::default()
+    };
+    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    let offset = root_offset(&query);
+    rows_response(&media, &prefs, state.rest.max_rows, outcome, offset)
+}
+
+/// The query to EXPLAIN when the total may come from the planner.
+pub(super) fn planned(count: Count, statement: &galley_query::Statement) -> Option<&str> {
+    match count {
+        Count::Planned | Count::Estimated => statement.count_source.as_deref(),
+        Count::None | Count::Exact => None,
+    }
+}
+
+pub(super) fn root_offset(query: &galley_query::QueryParams) -> i64 {
+    query
         .offset
         .iter()
+        .rev()
         .find(|(path, _)| path.is_empty())
-        .map_or(0, |(_, offset)| *offset as i64);
-    let total_text = total.map_or_else(|| "*".to_owned(), |total| total.to_string());
-    let range = if page == 0 {
-        format!("*/{total_text}")
-    } else {
-        format!("{offset}-{}/{total_text}", offset + page - 1)
-    };
-    let partial = total.is_some_and(|total| page < total);
-    let (content_type, body) = match media {
-        Media::Array => ("application/json; charset=utf-8", body),
-        Media::Object => {
-            if page != 1 {
-                return Err(ApiError::rest(
-                    StatusCode::NOT_ACCEPTABLE,
-                    "PGRST116",
-                    "Cannot coerce the result to a single JSON object",
-                    Some(format!("The result contains {page} rows")),
-                    None,
-                ));
+        .map_or(0, |(_, offset)| i64::try_from(*offset).unwrap_or(i64::MAX))
+}
+
+/// A page of rows: 200, or 206 when the total is known and larger, with
+/// `Content-Range`; 416 when the offset lies past the total.
+pub(super) fn rows_response(
+    media: &Media,
+    prefs: &Preferences,
+    max_rows: Option<u64>,
+    outcome: Outcome,
+    offset: i64,
+) -> Result<HttpResponse, ApiError> {
+    let total = match prefs.count {
+        Count::None => None,
+        Count::Exact => outcome.total,
+        Count::Planned => outcome.planned,
+        // Exact up to max_rows; beyond, the planner's figure.
+        Count::Estimated => match (outcome.total, max_rows) {
+            (Some(total), Some(max)) if total > i64::try_from(max).unwrap_or(i64::MAX) => {
+                Some(outcome.planned.map_or(total, |planned| planned.max(total)))
             }
-            // `json_agg` of one row is `[<object>]`.
-            let object = body
-                .strip_prefix('[')
-                .and_then(|rest| rest.strip_suffix(']'))
-                .map(str::to_owned)
-                .ok_or_else(ApiError::internal)?;
-            ("application/vnd.pgrst.object+json; charset=utf-8", object)
-        }
+            (total, _) => total,
+        },
     };
-    Ok(HttpResponse::build(if partial {
+    if let Some(total) = total
+        && outcome.page == 0
+        && offset > 0
+        && offset > total
+    {
+        return Err(ApiError::rest(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "PGRST103",
+            "Requested range not satisfiable",
+            Some(format!(
+                "An offset of {offset} was requested, but there are only {total} rows."
+            )),
+            None,
+        ));
+    }
+    let partial = total.is_some_and(|total| outcome.page < total);
+    let mut response = HttpResponse::build(if partial {
         StatusCode::PARTIAL_CONTENT
     } else {
         StatusCode::OK
-    })
-    .content_type(content_type)
-    .insert_header(("content-range", range))
-    .body(body))
-}
-
-/// The response shape the client accepts.
-enum Media {
-    Array,
-    Object,
-}
-
-fn response_media(req: &HttpRequest) -> Result<Media, ApiError> {
-    let Some(accept) = req
-        .headers()
-        .get("accept")
-        .and_then(|value| value.to_str().ok())
-    else {
-        return Ok(Media::Array);
-    };
-    for candidate in accept.split(',') {
-        let media = candidate.split(';').next().unwrap_or_default().trim();
-        match media {
-            ""
-            | "*/*"
-            | "application/*"
-            | "application/json"
-            | "application/vnd.pgrst.array+json" => {
-                return Ok(Media::Array);
-            }
-            "application/vnd.pgrst.object+json" => return Ok(Media::Object),
-            _ => {}
-        }
+    });
+    response.insert_header((
+        "content-range",
+        super::content_range(offset, outcome.page, total),
+    ));
+    if let Some(header) = prefs.applied_header() {
+        response.insert_header(header);
     }
-    Err(ApiError::rest(
-        StatusCode::NOT_ACCEPTABLE,
-        "PGRST107",
-        format!(
-            "None of these media types are available: {}",
-            accept.chars().take(200).collect::<String>()
-        ),
-        None,
-        None,
-    ))
+    Ok(response
+        .content_type(media.content_type())
+        .body(media.body(outcome.body)))
 }
 
 /// `Range: first-[last]` narrows the page like `offset`/`limit`, intersected with them.
-fn apply_range_header(
+pub(super) fn apply_range_header(
     req: &HttpRequest,
     query: &mut galley_query::QueryParams,
 ) -> Result<(), ApiError> {

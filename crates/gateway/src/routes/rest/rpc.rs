@@ -1,10 +1,14 @@
-//! `POST /rest/v1/rpc/{function}`: call a function of `public` with named arguments from
-//! a JSON object. PostgreSQL's EXECUTE privileges decide who may call what.
+//! `/rest/v1/rpc/{function}`: call a function of `public` with named arguments from a
+//! JSON object (POST) or the query string (GET, HEAD). PostgreSQL's EXECUTE privileges
+//! decide who may call what. A function returning rows is read like a table: select,
+//! filters, order, page and embeds apply to its result.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::{FunctionShape, render_call};
+use galley_query::{FunctionShape, QueryParams, ReadOptions, SchemaView, TableShape, render_call};
+use galley_schema::{Catalog, Function};
 
+use super::{CatalogView, Exec, Media, Preferences};
 use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
@@ -17,18 +21,8 @@ pub(super) async fn get_rpc(
     function: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = super::parse_pairs(req.query_string())?;
-    if !query.filters.is_empty() || !query.logic.is_empty() || query.select.is_some() {
-        return Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST127",
-            "filtering or shaping the results of a function call is not supported yet",
-            None,
-            None,
-        ));
-    }
-    let object: serde_json::Map<String, serde_json::Value> = query
-        .arguments
+    let mut query = super::parse_pairs(req.query_string())?;
+    let object: serde_json::Map<String, serde_json::Value> = std::mem::take(&mut query.arguments)
         .into_iter()
         .map(|(name, value)| (name, serde_json::Value::String(value)))
         .collect();
@@ -37,6 +31,7 @@ pub(super) async fn get_rpc(
         state,
         function,
         req,
+        query,
         serde_json::Value::Object(object),
         true,
     )
@@ -50,12 +45,25 @@ pub(super) async fn post_rpc(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let query = super::parse_pairs(req.query_string())?;
+    if let Some((key, _)) = query.arguments.first() {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            format!(
+                "failed to parse filter ({})",
+                key.chars().take(100).collect::<String>()
+            ),
+            Some("arguments of a POST call go in the body".to_owned()),
+            None,
+        ));
+    }
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?
+        super::parse_body(&body)?
     };
-    call(role, state, function, req, value, false).await
+    call(role, state, function, req, query, value, false).await
 }
 
 async fn call(
@@ -63,39 +71,29 @@ async fn call(
     state: web::Data<AppState>,
     function: web::Path<String>,
     req: HttpRequest,
+    mut query: QueryParams,
     value: serde_json::Value,
-    read_only: bool,
+    get: bool,
 ) -> Result<HttpResponse, ApiError> {
+    super::check_profile(&req)?;
     let serde_json::Value::Object(object) = &value else {
         return Err(super::invalid_json("the arguments must be one JSON object"));
     };
+    let media = Media::parse(&req)?;
+    let prefs = Preferences::parse(&req)?;
+    if get {
+        super::read::apply_range_header(&req, &mut query)?;
+    }
     let mut arguments: Vec<String> = object.keys().cloned().collect();
     arguments.sort();
     let catalog = state.catalog.snapshot();
     // The overload whose arguments cover the given names and need no other.
-    let shape = catalog
+    let (found, shape) = catalog
         .functions
         .iter()
-        .filter(|f| f.schema == "public" && f.name == *function)
-        .map(|f| FunctionShape {
-            schema: f.schema.clone(),
-            name: f.name.clone(),
-            args: f
-                .args
-                .iter()
-                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
-                .map(|a| {
-                    (
-                        a.name.clone().unwrap_or_default(),
-                        a.data_type.clone(),
-                        a.has_default,
-                    )
-                })
-                .collect(),
-            returns_set: f.returns_set,
-            returns_rows: f.returns.starts_with("TABLE("),
-        })
-        .find(|f| {
+        .filter(|f| f.schema == super::SCHEMA && f.name == *function)
+        .map(|f| (f, function_shape(&catalog, f)))
+        .find(|(_, f)| {
             arguments
                 .iter()
                 .all(|name| f.args.iter().any(|(arg, _, _)| arg == name))
@@ -108,7 +106,8 @@ async fn call(
                 StatusCode::NOT_FOUND,
                 "PGRST202",
                 format!(
-                    "Could not find the function public.{}({}) in the schema cache",
+                    "Could not find the function {}.{}({}) in the schema cache",
+                    super::SCHEMA,
                     function.chars().take(63).collect::<String>(),
                     arguments.join(", ").chars().take(200).collect::<String>()
                 ),
@@ -116,12 +115,83 @@ async fn call(
                 None,
             )
         })?;
-    let statement =
-        render_call(&shape, &arguments, value.to_string()).map_err(super::render_error)?;
-    let method = if read_only { "GET" } else { "POST" };
-    let row = super::run(&state, &role, method, req.path(), &statement, read_only).await?;
-    let body: String = row.get(2);
+    let options = ReadOptions {
+        max_rows: state.rest.max_rows,
+        count: prefs.count,
+        format: media.format(),
+    };
+    let statement = render_call(
+        &CatalogView(&catalog),
+        &shape,
+        &arguments,
+        value.to_string(),
+        &query,
+        options,
+    )
+    .map_err(super::render_error)?;
+    // Reads by GET, and functions that declare they do not write, run read-only.
+    let read_only = get || found.volatility != "volatile";
+    let exec = Exec {
+        read_only,
+        rollback: prefs.rollback,
+        single: media.single(),
+        max_affected: prefs.max_affected,
+        planned: super::read::planned(prefs.count, &statement),
+    };
+    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    if shape.returns_void {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    if shape.returns.is_some() && shape.returns_set {
+        let offset = super::read::root_offset(&query);
+        return super::read::rows_response(&media, &prefs, state.rest.max_rows, outcome, offset);
+    }
     Ok(HttpResponse::Ok()
         .content_type("application/json; charset=utf-8")
-        .body(body))
+        .body(outcome.body))
+}
+
+/// A function of the catalog as rendering needs it, with the rows it returns when it
+/// returns a table type of `public` or `TABLE(...)`.
+fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
+    let returned = f.returns.strip_prefix("SETOF ").unwrap_or(&f.returns);
+    let returned = returned
+        .strip_prefix("public.")
+        .unwrap_or(returned)
+        .trim_matches('"');
+    let table_columns: Vec<(String, String)> = f
+        .args
+        .iter()
+        .filter(|a| a.mode == "table")
+        .map(|a| (a.name.clone().unwrap_or_default(), a.data_type.clone()))
+        .collect();
+    let returns = if !table_columns.is_empty() {
+        Some(TableShape {
+            schema: super::SCHEMA.to_owned(),
+            name: f.name.clone(),
+            columns: table_columns,
+            ..TableShape::default()
+        })
+    } else {
+        CatalogView(catalog).table(returned)
+    };
+    FunctionShape {
+        schema: f.schema.clone(),
+        name: f.name.clone(),
+        args: f
+            .args
+            .iter()
+            .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+            .map(|a| {
+                (
+                    a.name.clone().unwrap_or_default(),
+                    a.data_type.clone(),
+                    a.has_default,
+                )
+            })
+            .collect(),
+        returns_set: f.returns_set,
+        returns,
+        returns_void: f.returns == "void",
+    }
 }

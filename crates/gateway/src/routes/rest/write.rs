@@ -1,12 +1,157 @@
-//! Writes: `POST` inserts one object or an array of objects, `PATCH` updates and
-//! `DELETE` deletes the rows the filters match; each one statement.
+//! Writes: `POST` inserts (or upserts) one object or an array of objects, `PUT` upserts
+//! the one row its primary-key filters name, `PATCH` updates and `DELETE` deletes the
+//! rows the filters match; each one statement.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::{Mutation, OnConflict, render_insert, render_mutation};
+use galley_query::{
+    Count, Field, InsertGroup, Mutation, OnConflict, Operation, QueryParams, Representation,
+    SelectItem, TableShape, render_insert, render_mutation,
+};
 
+use super::prefer::{Resolution, Return};
+use super::{CatalogView, Exec, Media, Outcome, Preferences};
 use crate::error::ApiError;
 use crate::extract::RequestRole;
 use crate::state::AppState;
+
+/// What a write request asked for besides its rows.
+struct Ask {
+    query: QueryParams,
+    prefs: Preferences,
+    media: Media,
+}
+
+fn ask(req: &HttpRequest) -> Result<Ask, ApiError> {
+    super::check_profile(req)?;
+    let query = super::parse_pairs(req.query_string())?;
+    if let Some((key, _)) = query.arguments.first() {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            format!(
+                "failed to parse filter ({})",
+                key.chars().take(100).collect::<String>()
+            ),
+            Some("expected an operator such as eq., in. or is.".to_owned()),
+            None,
+        ));
+    }
+    Ok(Ask {
+        query,
+        prefs: Preferences::parse(req)?,
+        media: Media::parse(req)?,
+    })
+}
+
+/// The primary key as select items: what `return=headers-only` needs for `Location`.
+fn key_items(table: &TableShape) -> Vec<SelectItem> {
+    table
+        .primary_key
+        .iter()
+        .map(|column| SelectItem::Field {
+            alias: None,
+            field: Field {
+                name: column.clone(),
+                json_path: Vec::new(),
+            },
+            cast: None,
+            aggregate: None,
+        })
+        .collect()
+}
+
+fn representation<'a>(ask: &'a Ask, keys: &'a [SelectItem]) -> Option<Representation<'a>> {
+    match ask.prefs.return_ {
+        Return::Minimal => None,
+        Return::Representation => Some(Representation {
+            select: ask.query.select.as_deref(),
+            format: ask.media.format(),
+        }),
+        Return::HeadersOnly if keys.is_empty() => None,
+        Return::HeadersOnly => Some(Representation {
+            select: Some(keys),
+            format: galley_query::BodyFormat::Json,
+        }),
+    }
+}
+
+/// The rows of an insert body: one object or an array of objects.
+fn body_rows(body: &[u8]) -> Result<Vec<serde_json::Value>, ApiError> {
+    match super::parse_body(body)? {
+        value @ serde_json::Value::Object(_) => Ok(vec![value]),
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => {
+            Ok(items)
+        }
+        _ => Err(super::invalid_json(
+            "the body must be an object or an array of objects",
+        )),
+    }
+}
+
+fn keys(row: &serde_json::Value) -> Vec<String> {
+    row.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The rows split into groups that each give the same columns. With `missing=default`
+/// a row leaves out the columns it lacks, so PostgreSQL fills in their defaults; else
+/// every row gives every column (`columns=`, or the keys all rows share), absent ones NULL.
+fn insert_groups(
+    rows: Vec<serde_json::Value>,
+    columns: Option<&[String]>,
+    missing_default: bool,
+) -> Result<Vec<InsertGroup>, ApiError> {
+    let all: Vec<String> = match columns {
+        Some(columns) => columns.to_vec(),
+        None => {
+            let first = rows.first().map(keys).unwrap_or_default();
+            if rows.iter().any(|row| {
+                let mut k = keys(row);
+                let mut f = first.clone();
+                k.sort();
+                f.sort();
+                k != f
+            }) && !missing_default
+            {
+                return Err(super::invalid_json("All object keys must match"));
+            }
+            let mut all = first;
+            for row in &rows {
+                for key in keys(row) {
+                    if !all.contains(&key) {
+                        all.push(key);
+                    }
+                }
+            }
+            all
+        }
+    };
+    let mut groups: Vec<(Vec<String>, Vec<serde_json::Value>)> = Vec::new();
+    for row in rows {
+        let columns: Vec<String> = if missing_default {
+            let present = row.as_object().map(|o| o.keys().collect::<Vec<_>>());
+            all.iter()
+                .filter(|c| present.as_ref().is_some_and(|p| p.contains(c)))
+                .cloned()
+                .collect()
+        } else {
+            all.clone()
+        };
+        match groups.iter_mut().find(|(c, _)| *c == columns) {
+            Some((_, rows)) => rows.push(row),
+            None => groups.push((columns, vec![row])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(columns, rows)| InsertGroup {
+            columns,
+            body: serde_json::Value::Array(rows).to_string(),
+        })
+        .collect())
+}
 
 pub(super) async fn post_rows(
     role: RequestRole,
@@ -15,74 +160,166 @@ pub(super) async fn post_rows(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let query = super::parse_pairs(req.query_string())?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?;
-    let rows = match value {
-        serde_json::Value::Object(_) => vec![value],
-        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => items,
-        _ => {
-            return Err(super::invalid_json(
-                "the body must be an object or an array of objects",
-            ));
-        }
-    };
-    // The columns: `columns=`, else the first object's keys, which every object must share.
-    let columns: Vec<String> = match &query.columns {
-        Some(columns) => columns.clone(),
-        None => {
-            let keys = |row: &serde_json::Value| -> Vec<String> {
-                let mut keys: Vec<String> = row
-                    .as_object()
-                    .map(|o| o.keys().cloned().collect())
-                    .unwrap_or_default();
-                keys.sort();
-                keys
-            };
-            let first = rows.first().map(keys).unwrap_or_default();
-            if rows.iter().any(|row| keys(row) != first) {
-                return Err(super::invalid_json("All object keys must match"));
-            }
-            first
-        }
-    };
+    let ask = ask(&req)?;
+    let rows = body_rows(&body)?;
     let catalog = state.catalog.snapshot();
     let shape = super::table_shape(&catalog, &table)?;
-    let representation = super::prefers(&req, "return=representation");
-    let on_conflict = if super::prefers(&req, "resolution=merge-duplicates") {
-        OnConflict::Merge(query.on_conflict.clone())
-    } else if super::prefers(&req, "resolution=ignore-duplicates") {
-        OnConflict::Ignore(query.on_conflict.clone())
-    } else {
-        OnConflict::Error
-    };
-    let created = rows.len();
-    let statement = render_insert(
-        &shape,
-        &columns,
-        serde_json::Value::Array(rows).to_string(),
-        query.select.as_deref(),
-        representation,
-        &on_conflict,
-    )
-    .map_err(super::render_error)?;
-    if columns.is_empty() && created > 0 {
+    let count = rows.len();
+    let groups = insert_groups(
+        rows,
+        ask.query.columns.as_deref(),
+        ask.prefs.missing_default,
+    )?;
+    if groups.iter().any(|g| g.columns.is_empty()) {
         return Err(super::invalid_json(
             "an object to insert needs at least one key",
         ));
     }
-    let row = super::run(&state, &role, "POST", req.path(), &statement, false).await?;
-    let inserted: i64 = row.get(1);
-    let mut response = HttpResponse::Created();
-    response.insert_header(("content-range", format!("*/{inserted}")));
-    if representation {
-        let body: String = row.get(2);
-        Ok(response
-            .content_type("application/json; charset=utf-8")
-            .body(body))
-    } else {
-        Ok(response.finish())
+    let on_conflict = match ask.prefs.resolution {
+        Some(Resolution::MergeDuplicates) => OnConflict::Merge(ask.query.on_conflict.clone()),
+        Some(Resolution::IgnoreDuplicates) => OnConflict::Ignore(ask.query.on_conflict.clone()),
+        None => OnConflict::Error,
+    };
+    if count == 0 {
+        // Nothing to insert: PostgREST answers 201 with no rows.
+        let mut response = HttpResponse::Created();
+        response.insert_header(("content-range", "*/0"));
+        return Ok(match ask.prefs.return_ {
+            Return::Representation => response.content_type(ask.media.content_type()).body(
+                if ask.media.format() == galley_query::BodyFormat::Csv {
+                    "\n"
+                } else {
+                    "[]"
+                },
+            ),
+            _ => response.finish(),
+        });
     }
+    let keys = key_items(&shape);
+    let statement = render_insert(
+        &CatalogView(&catalog),
+        &shape,
+        &groups,
+        &on_conflict,
+        representation(&ask, &keys),
+    )
+    .map_err(super::render_error)?;
+    let exec = Exec {
+        rollback: ask.prefs.rollback,
+        single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        ..Exec::default()
+    };
+    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    // An upsert that only updated existing rows answers 200.
+    let status = match outcome.inserted {
+        Some(0) => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    Ok(written(&ask, status, &shape, &table, outcome, true))
+}
+
+/// `PUT /rest/v1/{table}?<pk>=eq.<v>`: insert or replace the one row the primary key
+/// names; the body's key columns must agree with the filters.
+pub(super) async fn put_row(
+    role: RequestRole,
+    state: web::Data<AppState>,
+    table: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let ask = ask(&req)?;
+    let catalog = state.catalog.snapshot();
+    let shape = super::table_shape(&catalog, &table)?;
+    if !ask.query.limit.is_empty() || !ask.query.offset.is_empty() {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST114",
+            "limit/offset querystring parameters are not allowed for PUT",
+            None,
+            None,
+        ));
+    }
+    let filter_error = || {
+        ApiError::rest(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PGRST105",
+            "Filters must include all and only primary key columns with 'eq' operators",
+            None,
+            None,
+        )
+    };
+    let mut key_values = Vec::new();
+    for (path, filter) in &ask.query.filters {
+        match &filter.operation {
+            Operation::Compare {
+                op: galley_query::Compare::Eq,
+                quantifier: None,
+                value,
+            } if path.is_empty()
+                && !filter.negated
+                && filter.field.json_path.is_empty()
+                && shape.primary_key.contains(&filter.field.name) =>
+            {
+                key_values.push((filter.field.name.clone(), value.clone()));
+            }
+            _ => return Err(filter_error()),
+        }
+    }
+    let mut named: Vec<&String> = key_values.iter().map(|(c, _)| c).collect();
+    named.sort();
+    named.dedup();
+    if shape.primary_key.is_empty()
+        || named.len() != key_values.len()
+        || named.len() != shape.primary_key.len()
+        || !ask.query.logic.is_empty()
+    {
+        return Err(filter_error());
+    }
+    let value = match super::parse_body(&body)? {
+        serde_json::Value::Array(mut items) if items.len() == 1 => items.remove(0),
+        value => value,
+    };
+    let serde_json::Value::Object(object) = &value else {
+        return Err(super::invalid_json("the body must be one object"));
+    };
+    for (column, expected) in &key_values {
+        let matches = match object.get(column) {
+            Some(serde_json::Value::String(s)) => s == expected,
+            Some(serde_json::Value::Number(n)) => n.to_string() == *expected,
+            _ => false,
+        };
+        if !matches {
+            return Err(ApiError::rest(
+                StatusCode::BAD_REQUEST,
+                "PGRST115",
+                "Payload values do not match URL in primary key column(s)",
+                None,
+                None,
+            ));
+        }
+    }
+    let groups = insert_groups(vec![value.clone()], None, false)?;
+    let keys = key_items(&shape);
+    let statement = render_insert(
+        &CatalogView(&catalog),
+        &shape,
+        &groups,
+        &OnConflict::Merge(None),
+        representation(&ask, &keys),
+    )
+    .map_err(super::render_error)?;
+    let exec = Exec {
+        rollback: ask.prefs.rollback,
+        single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        ..Exec::default()
+    };
+    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    let status = match (outcome.inserted, ask.prefs.return_) {
+        (_, Return::Minimal) => StatusCode::NO_CONTENT,
+        (Some(0), _) => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    Ok(written(&ask, status, &shape, &table, outcome, false))
 }
 
 /// `PATCH /rest/v1/{table}?<filters>`: set the body's columns on the matching rows.
@@ -93,17 +330,20 @@ pub(super) async fn patch_rows(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|err| super::invalid_json(err.to_string()))?;
+    let value = super::parse_body(&body)?;
     let serde_json::Value::Object(object) = &value else {
         return Err(super::invalid_json("the body must be an object"));
     };
-    let columns: Vec<String> = object.keys().cloned().collect();
+    let ask = ask(&req)?;
+    let columns: Vec<String> = match &ask.query.columns {
+        Some(columns) => columns.clone(),
+        None => object.keys().cloned().collect(),
+    };
     let mutation = Mutation::Update {
         columns,
         body: value.to_string(),
     };
-    mutate(role, state, table, req, mutation, "PATCH").await
+    mutate(role, state, table, req, ask, mutation).await
 }
 
 /// `DELETE /rest/v1/{table}?<filters>`: delete the matching rows.
@@ -113,7 +353,8 @@ pub(super) async fn delete_rows(
     table: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    mutate(role, state, table, req, Mutation::Delete, "DELETE").await
+    let ask = ask(&req)?;
+    mutate(role, state, table, req, ask, Mutation::Delete).await
 }
 
 async fn mutate(
@@ -121,27 +362,81 @@ async fn mutate(
     state: web::Data<AppState>,
     table: web::Path<String>,
     req: HttpRequest,
+    ask: Ask,
     mutation: Mutation,
-    method: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let query = super::parse_pairs(req.query_string())?;
     let catalog = state.catalog.snapshot();
     let shape = super::table_shape(&catalog, &table)?;
-    let representation = super::prefers(&req, "return=representation");
-    let statement =
-        render_mutation(&shape, &query, &mutation, representation).map_err(super::render_error)?;
-    let row = super::run(&state, &role, method, req.path(), &statement, false).await?;
-    let affected: i64 = row.get(1);
-    let range = format!("*/{affected}");
-    if representation {
-        let body: String = row.get(2);
-        Ok(HttpResponse::Ok()
-            .insert_header(("content-range", range))
-            .content_type("application/json; charset=utf-8")
-            .body(body))
+    let keys = key_items(&shape);
+    let statement = render_mutation(
+        &CatalogView(&catalog),
+        &shape,
+        &ask.query,
+        &mutation,
+        representation(&ask, &keys),
+    )
+    .map_err(super::render_error)?;
+    let exec = Exec {
+        rollback: ask.prefs.rollback,
+        single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        max_affected: ask.prefs.max_affected,
+        ..Exec::default()
+    };
+    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    let status = if ask.prefs.return_ == Return::Representation {
+        StatusCode::OK
     } else {
-        Ok(HttpResponse::NoContent()
-            .insert_header(("content-range", range))
-            .finish())
+        StatusCode::NO_CONTENT
+    };
+    Ok(written(&ask, status, &shape, &table, outcome, false))
+}
+
+/// The response to a write: `Content-Range` with the count when one was asked for, the
+/// rows with `return=representation`, `Location` with `return=headers-only`.
+fn written(
+    ask: &Ask,
+    status: StatusCode,
+    shape: &TableShape,
+    table: &str,
+    outcome: Outcome,
+    insert: bool,
+) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    let range = match (ask.prefs.count, insert) {
+        (Count::None, _) => "*/*".to_owned(),
+        (_, true) => format!("*/{}", outcome.page),
+        (_, false) => super::content_range(0, outcome.page, Some(outcome.page)),
+    };
+    response.insert_header(("content-range", range));
+    if let Some(header) = ask.prefs.applied_header() {
+        response.insert_header(header);
     }
+    match ask.prefs.return_ {
+        Return::Representation => response
+            .content_type(ask.media.content_type())
+            .body(ask.media.body(outcome.body)),
+        Return::HeadersOnly => {
+            if let Some(location) = location(shape, table, &outcome.body) {
+                response.insert_header(("location", location));
+            }
+            response.finish()
+        }
+        Return::Minimal => response.finish(),
+    }
+}
+
+/// `/{table}?pk=eq.value` for the first row written, from its key columns.
+fn location(shape: &TableShape, table: &str, body: &str) -> Option<String> {
+    let rows: serde_json::Value = serde_json::from_str(body).ok()?;
+    let row = rows.get(0)?.as_object()?;
+    let mut query = Vec::new();
+    for column in &shape.primary_key {
+        let value = match row.get(column)? {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        query.push((column.clone(), format!("eq.{value}")));
+    }
+    let query = serde_urlencoded::to_string(&query).ok()?;
+    Some(format!("/{table}?{query}"))
 }

@@ -1,0 +1,411 @@
+//! What rendering may name: the tables of the exposed schema and the foreign keys that
+//! relate them, as the catalog describes them, and how an embed in `select` resolves to
+//! one relationship among them.
+
+/// A table or view as the catalog describes it.
+#[derive(Debug, Clone, Default)]
+pub struct TableShape {
+    pub schema: String,
+    pub name: String,
+    /// Column names with their types as PostgreSQL prints them (`format_type`).
+    pub columns: Vec<(String, String)>,
+    /// The primary key's columns: the default conflict target of an upsert.
+    pub primary_key: Vec<String>,
+    /// Each unique constraint or unique index, as its column list.
+    pub unique: Vec<Vec<String>>,
+    pub foreign_keys: Vec<ForeignKeyShape>,
+}
+
+impl TableShape {
+    pub fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, ty)| ty.as_str())
+    }
+
+    /// Whether `columns` hold at most one row: they contain the primary key or a unique key.
+    fn is_unique(&self, columns: &[String]) -> bool {
+        std::iter::once(&self.primary_key)
+            .chain(&self.unique)
+            .any(|key| !key.is_empty() && key.iter().all(|c| columns.contains(c)))
+    }
+
+    /// Whether one key (primary or unique) covers every column in `columns`.
+    fn key_covers(&self, columns: &[&String]) -> bool {
+        std::iter::once(&self.primary_key)
+            .chain(&self.unique)
+            .any(|key| columns.iter().all(|c| key.contains(c)))
+    }
+
+    fn is(&self, schema: &str, name: &str) -> bool {
+        self.schema == schema && self.name == name
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ForeignKeyShape {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub target_schema: String,
+    pub target_table: String,
+    pub target_columns: Vec<String>,
+}
+
+impl ForeignKeyShape {
+    fn targets(&self, table: &TableShape) -> bool {
+        table.is(&self.target_schema, &self.target_table)
+    }
+
+    /// The key's single column, the name a hint or an embed may use for it.
+    fn single_column(&self) -> Option<&str> {
+        match self.columns.as_slice() {
+            [column] => Some(column),
+            _ => None,
+        }
+    }
+}
+
+/// The exposed tables, as one request sees them.
+pub trait SchemaView {
+    /// A table or view of the exposed schema by name; `None` for anything else.
+    fn table(&self, name: &str) -> Option<TableShape>;
+    /// The exposed tables with a foreign key to `schema.name`.
+    fn referencing(&self, schema: &str, name: &str) -> Vec<TableShape>;
+}
+
+/// A fixed list of tables, all exposed: for tests and tools.
+impl SchemaView for Vec<TableShape> {
+    fn table(&self, name: &str) -> Option<TableShape> {
+        self.iter().find(|t| t.name == name).cloned()
+    }
+
+    fn referencing(&self, schema: &str, name: &str) -> Vec<TableShape> {
+        self.iter()
+            .filter(|t| {
+                t.foreign_keys
+                    .iter()
+                    .any(|fk| fk.target_schema == schema && fk.target_table == name)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cardinality {
+    ManyToOne,
+    OneToOne,
+    OneToMany,
+    ManyToMany,
+}
+
+impl Cardinality {
+    pub fn to_one(self) -> bool {
+        matches!(self, Cardinality::ManyToOne | Cardinality::OneToOne)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Cardinality::ManyToOne => "many-to-one",
+            Cardinality::OneToOne => "one-to-one",
+            Cardinality::OneToMany => "one-to-many",
+            Cardinality::ManyToMany => "many-to-many",
+        }
+    }
+}
+
+/// How an embedded table joins its parent.
+#[derive(Debug, Clone)]
+pub struct Relationship {
+    pub target: TableShape,
+    pub cardinality: Cardinality,
+    /// Direct: `(parent column, target column)` pairs that are equal.
+    pub join: Vec<(String, String)>,
+    pub junction: Option<Junction>,
+    /// The names a `!hint` may use to pick this relationship.
+    hints: Vec<String>,
+    /// How PostgREST describes it when a choice is ambiguous.
+    description: String,
+}
+
+/// A many-to-many relationship's middle table.
+#[derive(Debug, Clone)]
+pub struct Junction {
+    pub table: TableShape,
+    /// `(junction column, parent column)` pairs.
+    pub to_parent: Vec<(String, String)>,
+    /// `(junction column, target column)` pairs.
+    pub to_target: Vec<(String, String)>,
+}
+
+/// Why an embed names no single relationship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// PGRST200.
+    None,
+    /// PGRST201: each candidate as `(cardinality, embedding, relationship)`, and the hint
+    /// listing the spellings that would pick one.
+    Ambiguous {
+        candidates: Vec<(String, String, String)>,
+        hint: String,
+    },
+}
+
+/// The relationship `relation` (a table, a foreign key name or a foreign key column)
+/// names from `parent`, narrowed by `hint` when there is one.
+pub fn resolve(
+    schema: &dyn SchemaView,
+    parent: &TableShape,
+    relation: &str,
+    hint: Option<&str>,
+) -> Result<Relationship, ResolveError> {
+    let mut found: Vec<Relationship> = Vec::new();
+    let mut push = |candidate: Relationship| {
+        let same = found.iter().any(|r| {
+            r.cardinality == candidate.cardinality
+                && r.description == candidate.description
+                && r.target
+                    .is(&candidate.target.schema, &candidate.target.name)
+        });
+        if !same {
+            found.push(candidate);
+        }
+    };
+    if let Some(target) = schema.table(relation) {
+        for fk in parent.foreign_keys.iter().filter(|fk| fk.targets(&target)) {
+            push(many_to_one(parent, fk, &target));
+        }
+        for fk in target.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
+            push(one_to_many(parent, fk, &target));
+        }
+        for junction in schema.referencing(&parent.schema, &parent.name) {
+            for left in junction.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
+                for right in junction
+                    .foreign_keys
+                    .iter()
+                    .filter(|fk| fk.targets(&target))
+                {
+                    let columns: Vec<&String> = left.columns.iter().chain(&right.columns).collect();
+                    if left.name != right.name && junction.key_covers(&columns) {
+                        push(many_to_many(&junction, left, right, &target));
+                    }
+                }
+            }
+        }
+    }
+    // A foreign key of the parent named by its constraint or its column.
+    for fk in &parent.foreign_keys {
+        if (fk.name == relation || fk.single_column() == Some(relation))
+            && let Some(target) = schema.table(&fk.target_table)
+            && fk.targets(&target)
+        {
+            push(many_to_one(parent, fk, &target));
+        }
+    }
+    // A foreign key of another table, pointing here, named by its constraint.
+    for other in schema.referencing(&parent.schema, &parent.name) {
+        for fk in other.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
+            if fk.name == relation {
+                push(one_to_many(parent, fk, &other));
+            }
+        }
+    }
+    if let Some(hint) = hint {
+        found.retain(|r| r.hints.iter().any(|h| h == hint));
+    }
+    match found.len() {
+        0 => Err(ResolveError::None),
+        1 => Ok(found.remove(0)),
+        _ => Err(ResolveError::Ambiguous {
+            hint: format!(
+                "Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                found
+                    .iter()
+                    .map(|r| format!("'{relation}!{}'", r.hints[0]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            candidates: found
+                .iter()
+                .map(|r| {
+                    (
+                        r.cardinality.label().to_owned(),
+                        format!("{} with {}", parent.name, r.target.name),
+                        r.description.clone(),
+                    )
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn many_to_one(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
+    let mut hints = vec![fk.name.clone()];
+    hints.extend(fk.single_column().map(str::to_owned));
+    Relationship {
+        target: target.clone(),
+        cardinality: if parent.is_unique(&fk.columns) {
+            Cardinality::OneToOne
+        } else {
+            Cardinality::ManyToOne
+        },
+        join: fk
+            .columns
+            .iter()
+            .cloned()
+            .zip(fk.target_columns.iter().cloned())
+            .collect(),
+        junction: None,
+        hints,
+        description: fk.name.clone(),
+    }
+}
+
+fn one_to_many(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
+    let _ = parent;
+    let mut hints = vec![fk.name.clone()];
+    hints.extend(fk.single_column().map(str::to_owned));
+    Relationship {
+        target: target.clone(),
+        cardinality: if target.is_unique(&fk.columns) {
+            Cardinality::OneToOne
+        } else {
+            Cardinality::OneToMany
+        },
+        join: fk
+            .target_columns
+            .iter()
+            .cloned()
+            .zip(fk.columns.iter().cloned())
+            .collect(),
+        junction: None,
+        hints,
+        description: fk.name.clone(),
+    }
+}
+
+fn many_to_many(
+    junction: &TableShape,
+    left: &ForeignKeyShape,
+    right: &ForeignKeyShape,
+    target: &TableShape,
+) -> Relationship {
+    let pairs = |fk: &ForeignKeyShape| -> Vec<(String, String)> {
+        fk.columns
+            .iter()
+            .cloned()
+            .zip(fk.target_columns.iter().cloned())
+            .collect()
+    };
+    Relationship {
+        target: target.clone(),
+        cardinality: Cardinality::ManyToMany,
+        join: Vec::new(),
+        junction: Some(Junction {
+            table: junction.clone(),
+            to_parent: pairs(left),
+            to_target: pairs(right),
+        }),
+        hints: vec![junction.name.clone(), left.name.clone(), right.name.clone()],
+        description: format!("{}.{}", junction.schema, junction.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fk(name: &str, columns: &[&str], target: &str, target_columns: &[&str]) -> ForeignKeyShape {
+        ForeignKeyShape {
+            name: name.into(),
+            columns: columns.iter().map(|c| (*c).into()).collect(),
+            target_schema: "public".into(),
+            target_table: target.into(),
+            target_columns: target_columns.iter().map(|c| (*c).into()).collect(),
+        }
+    }
+
+    fn table(name: &str, pk: &[&str], fks: Vec<ForeignKeyShape>) -> TableShape {
+        TableShape {
+            schema: "public".into(),
+            name: name.into(),
+            columns: Vec::new(),
+            primary_key: pk.iter().map(|c| (*c).into()).collect(),
+            unique: Vec::new(),
+            foreign_keys: fks,
+        }
+    }
+
+    fn schema() -> Vec<TableShape> {
+        vec![
+            table("users", &["id"], vec![]),
+            table(
+                "posts",
+                &["id"],
+                vec![
+                    fk("posts_author_fkey", &["author"], "users", &["id"]),
+                    fk("posts_editor_fkey", &["editor"], "users", &["id"]),
+                ],
+            ),
+            table(
+                "profiles",
+                &["user_id"],
+                vec![fk("profiles_user_id_fkey", &["user_id"], "users", &["id"])],
+            ),
+            table("tags", &["id"], vec![]),
+            table(
+                "post_tags",
+                &["post_id", "tag_id"],
+                vec![
+                    fk("post_tags_post_id_fkey", &["post_id"], "posts", &["id"]),
+                    fk("post_tags_tag_id_fkey", &["tag_id"], "tags", &["id"]),
+                ],
+            ),
+        ]
+    }
+
+    fn resolve_in(
+        parent: &str,
+        relation: &str,
+        hint: Option<&str>,
+    ) -> Result<Relationship, ResolveError> {
+        let tables = schema();
+        let parent = tables.table(parent).expect("parent");
+        resolve(&tables, &parent, relation, hint)
+    }
+
+    #[test]
+    fn foreign_keys_resolve_in_both_directions_and_through_junctions() {
+        let author = resolve_in("posts", "author", None).expect("by column");
+        assert_eq!(author.cardinality, Cardinality::ManyToOne);
+        assert_eq!(author.join, vec![("author".to_owned(), "id".to_owned())]);
+        let posts = resolve_in("users", "posts", Some("posts_author_fkey")).expect("hinted");
+        assert_eq!(posts.cardinality, Cardinality::OneToMany);
+        assert_eq!(posts.join, vec![("id".to_owned(), "author".to_owned())]);
+        let profile = resolve_in("users", "profiles", None).expect("one to one");
+        assert_eq!(profile.cardinality, Cardinality::OneToOne);
+        let tags = resolve_in("posts", "tags", None).expect("many to many");
+        assert_eq!(tags.cardinality, Cardinality::ManyToMany);
+        assert_eq!(tags.junction.expect("junction").table.name, "post_tags");
+    }
+
+    #[test]
+    fn two_keys_to_one_table_are_ambiguous_until_hinted() {
+        let Err(ResolveError::Ambiguous { candidates, hint }) = resolve_in("posts", "users", None)
+        else {
+            panic!("expected ambiguity");
+        };
+        assert_eq!(candidates.len(), 2);
+        assert!(hint.contains("'users!posts_author_fkey'"), "{hint}");
+        assert!(resolve_in("posts", "users", Some("editor")).is_ok());
+        assert_eq!(
+            resolve_in("posts", "users", Some("nope")).err(),
+            Some(ResolveError::None)
+        );
+        assert_eq!(
+            resolve_in("tags", "users", None).err(),
+            Some(ResolveError::None)
+        );
+    }
+}
