@@ -736,6 +736,29 @@ impl<'a> Renderer<'a> {
                         });
                     }
                 }
+                // `rel(count)`: PostgREST's older spelling of `count()`, when the
+                // table has no column of that name.
+                SelectItem::Field {
+                    alias,
+                    field,
+                    cast,
+                    aggregate: None,
+                } if field.name == "count"
+                    && field.json_path.is_empty()
+                    && !scope.path.is_empty()
+                    && scope.table.column_type("count").is_none() =>
+                {
+                    let mut sql = "pg_catalog.count(*)".to_owned();
+                    if let Some(cast) = cast {
+                        sql = format!("CAST({sql} AS {})", allowed_cast(cast)?);
+                    }
+                    level.outputs.push(Output {
+                        sql,
+                        name: alias.clone().unwrap_or_else(|| "count".to_owned()),
+                        aggregate: true,
+                        hidden: false,
+                    });
+                }
                 SelectItem::Field {
                     alias,
                     field,

@@ -220,11 +220,19 @@ pub(crate) async fn run(
         .await
         .map_err(failed)?;
     let row = tx.query_one(&prepared, &params).await.map_err(failed)?;
+    let column = |err: galley_db::tokio_postgres::Error| {
+        tracing::error!(error = %err, "unexpected result row");
+        ApiError::internal()
+    };
     let mut outcome = Outcome {
-        total: row.get(0),
-        page: row.get(1),
-        body: row.get(2),
-        inserted: row.get(3),
+        total: row.try_get(0).map_err(column)?,
+        page: row.try_get(1).map_err(column)?,
+        // A function returning NULL (or void) yields no body.
+        body: row
+            .try_get::<_, Option<String>>(2)
+            .map_err(column)?
+            .unwrap_or_default(),
+        inserted: row.try_get(3).map_err(column)?,
         planned: None,
     };
     if let Some(source) = exec.planned {

@@ -1,0 +1,347 @@
+// The PostgREST dialect, Tier 1 and Tier 2, through the real @supabase/supabase-js: embeds,
+// every filter, ordering, paging, counts, media types, Prefer, RPC and aggregates.
+// The tables are made with psql, as an operator would, so this also shows that Galley
+// serves what it did not create, without a restart.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { createHmac, randomUUID } from "node:crypto";
+import { createClient } from "@supabase/supabase-js";
+import ws from "ws";
+
+const url = process.env.SDK_URL;
+const anonKey = process.env.SDK_ANON_KEY;
+const secret = process.env.SDK_JWT_SECRET;
+const dbUrl = process.env.SDK_DB_URL;
+
+function userToken(sub) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const header = encode({ alg: "HS256", typ: "JWT" });
+  const payload = encode({ sub, role: "authenticated", aud: "authenticated", exp: Math.floor(Date.now() / 1000) + 3600 });
+  const signature = createHmac("sha256", secret).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${signature}`;
+}
+
+function clientFor(token) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  return createClient(url, anonKey, { global: { headers }, auth: { persistSession: false }, realtime: { transport: ws } });
+}
+
+function psqlPath() {
+  const root = "/usr/lib/postgresql";
+  for (const version of existsSync(root) ? readdirSync(root).sort().reverse() : []) {
+    const candidate = `${root}/${version}/bin/psql`;
+    if (existsSync(candidate)) return candidate;
+  }
+  return "psql";
+}
+
+function sql(text) {
+  return execFileSync(psqlPath(), [dbUrl, "-v", "ON_ERROR_STOP=1", "-qAtc", text], { encoding: "utf8" });
+}
+
+const writer = randomUUID();
+const reader = randomUUID();
+const asWriter = clientFor(userToken(writer));
+const asReader = clientFor(userToken(reader));
+const anon = clientFor(null);
+
+before(async () => {
+  sql(`
+    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events CASCADE;
+    CREATE TABLE authors (id bigint PRIMARY KEY, name text NOT NULL, born date, meta jsonb);
+    CREATE TABLE books (
+      id bigint PRIMARY KEY, title text NOT NULL,
+      author_id bigint REFERENCES authors (id), editor_id bigint REFERENCES authors (id),
+      pages int, price numeric(8,2), tags text[], during int4range, summary tsvector,
+      owner uuid DEFAULT auth.uid(), note text);
+    CREATE TABLE genres (id bigint PRIMARY KEY, name text UNIQUE NOT NULL);
+    CREATE TABLE book_genres (book_id bigint REFERENCES books (id), genre_id bigint REFERENCES genres (id), PRIMARY KEY (book_id, genre_id));
+    CREATE TABLE profiles (author_id bigint PRIMARY KEY REFERENCES authors (id), bio text);
+    CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text NOT NULL DEFAULT 'info', level int NOT NULL DEFAULT 3, note text);
+    INSERT INTO authors VALUES
+      (1, 'Ursula', '1929-10-21', '{"country": "US", "awards": 7}'),
+      (2, 'Stanislaw', '1921-09-12', '{"country": "PL"}'),
+      (3, 'Octavia', NULL, NULL);
+    INSERT INTO books (id, title, author_id, editor_id, pages, price, tags, during, summary, note) VALUES
+      (1, 'The Dispossessed', 1, 2, 387, 9.99, '{scifi,politics}', '[1970,1975)', to_tsvector('english', 'an ambiguous utopia on two worlds'), 'classic'),
+      (2, 'A Wizard of Earthsea', 1, NULL, 183, 7.50, '{fantasy}', '[1966,1969)', to_tsvector('english', 'a young wizard and his shadow'), NULL),
+      (3, 'Solaris', 2, 1, 204, 8.25, '{scifi}', '[1959,1961)', to_tsvector('english', 'a living ocean on a distant planet'), NULL),
+      (4, 'Kindred', 3, NULL, 264, 10.00, '{scifi,history}', '[1976,1979)', to_tsvector('english', 'time travel to a plantation'), 'classic');
+    INSERT INTO genres VALUES (1, 'science fiction'), (2, 'fantasy'), (3, 'history');
+    INSERT INTO book_genres VALUES (1, 1), (2, 2), (3, 1), (4, 1), (4, 3);
+    INSERT INTO profiles VALUES (1, 'Wrote Earthsea');
+    CREATE OR REPLACE FUNCTION books_by(author bigint) RETURNS SETOF books LANGUAGE sql STABLE AS $$ SELECT * FROM books WHERE author_id = author $$;
+    CREATE OR REPLACE FUNCTION add_numbers(a int, b int DEFAULT 1) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+    CREATE OR REPLACE FUNCTION log_event(kind text) RETURNS void LANGUAGE sql AS $$ INSERT INTO events (kind) VALUES (kind) $$;
+    GRANT SELECT ON authors, books, genres, book_genres, profiles TO anon, authenticated;
+    GRANT INSERT, UPDATE, DELETE ON books, events TO authenticated;
+    GRANT SELECT ON events TO authenticated;
+    ALTER TABLE books ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY books_read ON books FOR SELECT USING (true);
+    CREATE POLICY books_write ON books FOR INSERT WITH CHECK (owner = auth.uid());
+    CREATE POLICY books_change ON books FOR UPDATE USING (owner = auth.uid());
+    CREATE POLICY books_remove ON books FOR DELETE USING (owner = auth.uid());
+  `);
+  // The catalog reloads on DDL; wait until the last table is served.
+  for (let i = 0; i < 100; i++) {
+    const { error } = await anon.from("profiles").select("bio").limit(1);
+    const rpc = await anon.rpc("add_numbers", { a: 1 });
+    if (!error && !rpc.error) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("the tables made with psql were not served");
+});
+
+test("to-one, to-many, one-to-one and many-to-many embeds", async () => {
+  const books = await anon.from("books").select("title, author:authors!author_id(name), genres(name)").order("id").limit(2);
+  assert.equal(books.error, null);
+  assert.deepEqual(books.data, [
+    { title: "The Dispossessed", author: { name: "Ursula" }, genres: [{ name: "science fiction" }] },
+    { title: "A Wizard of Earthsea", author: { name: "Ursula" }, genres: [{ name: "fantasy" }] },
+  ]);
+  const authors = await anon.from("authors").select("name, profiles(bio), books!author_id(title)").order("id");
+  assert.deepEqual(authors.data[0], { name: "Ursula", profiles: { bio: "Wrote Earthsea" }, books: [{ title: "The Dispossessed" }, { title: "A Wizard of Earthsea" }] });
+  assert.deepEqual(authors.data[2], { name: "Octavia", profiles: null, books: [{ title: "Kindred" }] });
+  // By the foreign key column, and by the constraint's name.
+  const byColumn = await anon.from("books").select("title, editor_id(name)").eq("id", 3).single();
+  assert.deepEqual(byColumn.data, { title: "Solaris", editor_id: { name: "Ursula" } });
+  const byConstraint = await anon.from("books").select("title, books_editor_id_fkey(name)").eq("id", 1).single();
+  assert.deepEqual(byConstraint.data, { title: "The Dispossessed", books_editor_id_fkey: { name: "Stanislaw" } });
+});
+
+test("an ambiguous embed answers 300 with the candidates", async () => {
+  const { error, status, statusText } = await anon.from("books").select("title, authors(name)");
+  assert.equal(status, 300);
+  assert.equal(statusText, "Multiple Choices");
+  assert.equal(error.code, "PGRST201");
+  assert.equal(error.details.length, 2);
+  assert.match(error.hint, /authors!books_author_id_fkey/);
+  const none = await anon.from("books").select("title, events(kind)");
+  assert.equal(none.status, 400);
+  assert.equal(none.error.code, "PGRST200");
+});
+
+test("inner embeds, embedded filters, order and limit, null filtering and spreads", async () => {
+  const inner = await anon.from("books").select("title, genres!inner(name)").eq("genres.name", "history");
+  assert.deepEqual(inner.data, [{ title: "Kindred", genres: [{ name: "history" }] }]);
+  const outer = await anon.from("books").select("id, genres(name)").eq("genres.name", "history").order("id");
+  assert.equal(outer.data.length, 4);
+  assert.deepEqual(outer.data[0].genres, []);
+  const paged = await anon
+    .from("authors")
+    .select("name, books!author_id(title)")
+    .eq("id", 1)
+    .order("title", { referencedTable: "books", ascending: false })
+    .limit(1, { referencedTable: "books" })
+    .single();
+  assert.deepEqual(paged.data, { name: "Ursula", books: [{ title: "The Dispossessed" }] });
+  const withProfile = await anon.from("authors").select("name, profiles()").not("profiles", "is", null);
+  assert.deepEqual(withProfile.data, [{ name: "Ursula" }]);
+  const withoutProfile = await anon.from("authors").select("name, profiles()").is("profiles", null).order("name");
+  assert.deepEqual(withoutProfile.data, [{ name: "Octavia" }, { name: "Stanislaw" }]);
+  const spread = await anon.from("books").select("title, ...authors!author_id(author_name:name)").eq("id", 3).single();
+  assert.deepEqual(spread.data, { title: "Solaris", author_name: "Stanislaw" });
+  const byAuthor = await anon.from("books").select("title, author:authors!author_id(name)").order("author(name)", { ascending: false }).order("id").limit(2);
+  assert.deepEqual(byAuthor.data.map((b) => b.author.name), ["Ursula", "Ursula"]);
+  const embeddedOr = await anon.from("authors").select("name, books!author_id(title)").or("pages.gt.300,title.eq.Kindred", { referencedTable: "books" }).order("id");
+  assert.deepEqual(embeddedOr.data.map((a) => a.books.length), [1, 0, 1]);
+});
+
+test("every filter operator, negation, nested logic and quantifiers", async () => {
+  const titles = async (query) => {
+    const { data, error } = await query.order("id");
+    assert.equal(error, null, JSON.stringify(error));
+    return data.map((row) => row.title);
+  };
+  const books = () => anon.from("books").select("title");
+  assert.deepEqual(await titles(books().neq("author_id", 1)), ["Solaris", "Kindred"]);
+  assert.deepEqual(await titles(books().gt("pages", 264).lte("pages", 387)), ["The Dispossessed"]);
+  assert.deepEqual(await titles(books().like("title", "%Wizard%")), ["A Wizard of Earthsea"]);
+  assert.deepEqual(await titles(books().ilike("title", "solaris")), ["Solaris"]);
+  assert.deepEqual(await titles(books().match({ author_id: 1, pages: 183 })), ["A Wizard of Earthsea"]);
+  assert.deepEqual(await titles(books().regexMatch("title", "^[KS]")), ["Solaris", "Kindred"]);
+  assert.deepEqual(await titles(books().regexIMatch("title", "^the")), ["The Dispossessed"]);
+  assert.deepEqual(await titles(books().is("note", null)), ["A Wizard of Earthsea", "Solaris"]);
+  assert.deepEqual(await titles(books().isDistinct("note", "classic")), ["A Wizard of Earthsea", "Solaris"]);
+  assert.deepEqual(await titles(books().in("id", [2, 4])), ["A Wizard of Earthsea", "Kindred"]);
+  assert.deepEqual(await titles(books().not("id", "in", "(2,4)")), ["The Dispossessed", "Solaris"]);
+  assert.deepEqual(await titles(books().contains("tags", ["scifi", "history"])), ["Kindred"]);
+  assert.deepEqual(await titles(books().containedBy("tags", ["scifi", "politics", "fantasy"])), ["The Dispossessed", "A Wizard of Earthsea", "Solaris"]);
+  assert.deepEqual(await titles(books().overlaps("tags", ["fantasy", "history"])), ["A Wizard of Earthsea", "Kindred"]);
+  assert.deepEqual(await titles(books().rangeLt("during", "[1970,1971)")), ["A Wizard of Earthsea", "Solaris"]);
+  assert.deepEqual(await titles(books().rangeGt("during", "[1970,1971)")), ["Kindred"]);
+  assert.deepEqual(await titles(books().rangeGte("during", "[1966,1967)")), ["The Dispossessed", "A Wizard of Earthsea", "Kindred"]);
+  assert.deepEqual(await titles(books().rangeLte("during", "[1960,1961)")), ["Solaris"]);
+  assert.deepEqual(await titles(books().rangeAdjacent("during", "[1975,1976)")), ["The Dispossessed", "Kindred"]);
+  assert.deepEqual(await titles(books().textSearch("summary", "wizard & shadow", { config: "english" })), ["A Wizard of Earthsea"]);
+  assert.deepEqual(await titles(books().textSearch("summary", "living ocean", { type: "plain", config: "english" })), ["Solaris"]);
+  assert.deepEqual(await titles(books().textSearch("summary", "two worlds", { type: "phrase", config: "english" })), ["The Dispossessed"]);
+  assert.deepEqual(await titles(books().textSearch("summary", "time -ocean", { type: "websearch", config: "english" })), ["Kindred"]);
+  assert.deepEqual(await titles(books().likeAnyOf("title", ["%olaris", "Kin%"])), ["Solaris", "Kindred"]);
+  assert.deepEqual(await titles(books().likeAllOf("title", ["%e%", "%s%"])), ["The Dispossessed", "A Wizard of Earthsea"]);
+  assert.deepEqual(await titles(books().filter("pages", "gt(any)", "{300,250}")), ["The Dispossessed", "Kindred"]);
+  assert.deepEqual(await titles(books().or("pages.lt.200,and(author_id.eq.2,note.not.is.null)")), ["A Wizard of Earthsea"]);
+  assert.deepEqual(await titles(books().or("title.eq.Solaris,and(pages.gt.300,tags.cs.{politics})")), ["The Dispossessed", "Solaris"]);
+  const json = await anon.from("authors").select("name, country:meta->>country, awards:meta->awards").eq("meta->>country", "US");
+  assert.deepEqual(json.data, [{ name: "Ursula", country: "US", awards: 7 }]);
+  const cast = await anon.from("books").select("pages::text, price").eq("id", 1).single();
+  assert.deepEqual(cast.data, { pages: "387", price: 9.99 });
+});
+
+test("ordering with nulls placement, ranges, counts and HEAD", async () => {
+  const born = await anon.from("authors").select("name").order("born", { ascending: true, nullsFirst: true });
+  assert.deepEqual(born.data.map((a) => a.name), ["Octavia", "Stanislaw", "Ursula"]);
+  const last = await anon.from("authors").select("name").order("born", { ascending: false, nullsFirst: false });
+  assert.deepEqual(last.data.map((a) => a.name), ["Ursula", "Stanislaw", "Octavia"]);
+  const page = await anon.from("books").select("id", { count: "exact" }).order("id").range(1, 2);
+  assert.equal(page.status, 206);
+  assert.equal(page.statusText, "Partial Content");
+  assert.equal(page.count, 4);
+  assert.deepEqual(page.data, [{ id: 2 }, { id: 3 }]);
+  const planned = await anon.from("books").select("id", { count: "planned" });
+  assert.equal(planned.error, null);
+  assert.ok(Number.isInteger(planned.count) && planned.count >= 0, `planned ${planned.count}`);
+  const estimated = await anon.from("books").select("id", { count: "estimated" });
+  assert.equal(estimated.count, 4);
+  const head = await anon.from("books").select("*", { count: "exact", head: true }).eq("author_id", 1);
+  assert.equal(head.status, 200);
+  assert.equal(head.count, 2);
+  assert.equal(head.data, null);
+  const beyond = await anon.from("books").select("id", { count: "exact" }).range(10, 12);
+  assert.equal(beyond.status, 416);
+  assert.equal(beyond.error.code, "PGRST103");
+});
+
+test("single, maybeSingle, CSV and stripped nulls", async () => {
+  const one = await anon.from("authors").select("name").eq("id", 2).single();
+  assert.deepEqual(one.data, { name: "Stanislaw" });
+  const none = await anon.from("authors").select("name").eq("id", 99).maybeSingle();
+  assert.equal(none.data, null);
+  assert.equal(none.error, null);
+  const csv = await anon.from("authors").select("id,name,born").order("id").csv();
+  assert.equal(csv.data, "id,name,born\n1,Ursula,1929-10-21\n2,Stanislaw,1921-09-12\n3,Octavia,");
+  const stripped = await anon.from("authors").select("name, born").eq("id", 3).stripNulls();
+  assert.deepEqual(stripped.data, [{ name: "Octavia" }]);
+});
+
+test("inserts with defaults, upserts, rollback and max-affected", async () => {
+  const inserted = await asWriter
+    .from("books")
+    .insert([{ id: 10, title: "Dawn", pages: 248 }, { id: 11, title: "Ubik", note: "pkd" }], { defaultToNull: false })
+    .select("id, title, pages, note, owner")
+    .order("id");
+  assert.equal(inserted.error, null, JSON.stringify(inserted.error));
+  assert.equal(inserted.status, 201);
+  assert.deepEqual(inserted.data.map((b) => [b.id, b.pages, b.note]), [[10, 248, null], [11, null, "pkd"]]);
+  assert.ok(inserted.data.every((b) => b.owner === writer), "owner took its default, auth.uid()");
+
+  const ignored = await asWriter.from("books").upsert({ id: 10, title: "Dawn (again)" }, { ignoreDuplicates: true }).select("title");
+  assert.deepEqual(ignored.data, []);
+  const merged = await asWriter.from("books").upsert({ id: 10, title: "Dawn: Xenogenesis" }).select("title");
+  assert.deepEqual(merged.data, [{ title: "Dawn: Xenogenesis" }]);
+  const onKey = await asWriter.from("books").upsert({ id: 11, title: "Ubik", note: null }, { onConflict: "id" }).select("title, note");
+  assert.deepEqual(onKey.data, [{ title: "Ubik", note: null }]);
+
+  const rolledBack = await asWriter.from("books").update({ title: "never" }).eq("id", 11).select("title").rollback();
+  assert.deepEqual(rolledBack.data, [{ title: "never" }]);
+  const kept = await anon.from("books").select("title").eq("id", 11).single();
+  assert.equal(kept.data.title, "Ubik");
+
+  const tooMany = await asWriter.from("books").update({ note: "x" }).in("id", [10, 11]).maxAffected(1);
+  assert.equal(tooMany.status, 400);
+  assert.equal(tooMany.error.code, "PGRST124");
+  const unchanged = await anon.from("books").select("note").eq("id", 10).single();
+  assert.equal(unchanged.data.note, null);
+
+  const foreign = await asReader.from("books").update({ title: "mine now" }).eq("id", 10).select();
+  assert.deepEqual(foreign.data, [], "row-level security hides another user's rows");
+  const forged = await asReader.from("books").insert({ id: 12, title: "forged", owner: writer });
+  assert.equal(forged.status, 403);
+  assert.equal(forged.error.code, "42501");
+  const removed = await asWriter.from("books").delete({ count: "exact" }).in("id", [10, 11]);
+  assert.equal(removed.count, 2);
+});
+
+test("PUT, headers-only and OPTIONS over plain HTTP", async () => {
+  const headers = { apikey: anonKey, authorization: `Bearer ${userToken(writer)}`, "content-type": "application/json" };
+  const put = await fetch(`${url}/rest/v1/books?id=eq.20`, {
+    method: "PUT",
+    headers: { ...headers, prefer: "return=representation" },
+    body: JSON.stringify({ id: 20, title: "Parable of the Sower", owner: writer }),
+  });
+  assert.equal(put.status, 201);
+  assert.deepEqual((await put.json())[0].title, "Parable of the Sower");
+  const again = await fetch(`${url}/rest/v1/books?id=eq.20`, { method: "PUT", headers, body: JSON.stringify({ id: 20, title: "Parable", owner: writer }) });
+  assert.equal(again.status, 204);
+  const mismatch = await fetch(`${url}/rest/v1/books?id=eq.20`, { method: "PUT", headers, body: JSON.stringify({ id: 21, title: "x" }) });
+  assert.equal(mismatch.status, 400);
+  assert.equal((await mismatch.json()).code, "PGRST115");
+  const located = await fetch(`${url}/rest/v1/books`, {
+    method: "POST",
+    headers: { ...headers, prefer: "return=headers-only" },
+    body: JSON.stringify({ id: 21, title: "Wild Seed" }),
+  });
+  assert.equal(located.status, 201);
+  assert.equal(located.headers.get("location"), "/books?id=eq.21");
+  const options = await fetch(`${url}/rest/v1/books`, { method: "OPTIONS" });
+  assert.equal(options.status, 200);
+  assert.match(options.headers.get("allow"), /PUT/);
+  await asWriter.from("books").delete().in("id", [20, 21]);
+});
+
+test("functions by POST, GET and HEAD, with filters on their rows", async () => {
+  const sum = await anon.rpc("add_numbers", { a: 2, b: 3 });
+  assert.equal(sum.data, 5);
+  const defaulted = await anon.rpc("add_numbers", { a: 2 }, { get: true });
+  assert.equal(defaulted.data, 3);
+  const rows = await anon.rpc("books_by", { author: 1 }).select("title").gt("pages", 200);
+  assert.deepEqual(rows.data, [{ title: "The Dispossessed" }]);
+  const embedded = await anon.rpc("books_by", { author: 2 }, { get: true }).select("title, genres(name)");
+  assert.deepEqual(embedded.data, [{ title: "Solaris", genres: [{ name: "science fiction" }] }]);
+  const counted = await anon.rpc("books_by", { author: 1 }, { head: true, count: "exact" });
+  assert.equal(counted.count, 2);
+  const logged = await asWriter.rpc("log_event", { kind: "audit" });
+  assert.equal(logged.error, null);
+  assert.equal(logged.status, 204);
+  const readOnly = await asWriter.rpc("log_event", { kind: "sneaky" }, { get: true });
+  assert.equal(readOnly.status, 405);
+  const missing = await anon.rpc("pg_sleep", { seconds: 1 });
+  assert.equal(missing.status, 404);
+  assert.equal(missing.error.code, "PGRST202");
+});
+
+test("aggregates group by the other columns", async () => {
+  const perAuthor = await anon.from("books").select("author_id, count(), pages.sum(), price.max()").order("author_id");
+  assert.equal(perAuthor.error, null, JSON.stringify(perAuthor.error));
+  assert.deepEqual(perAuthor.data, [
+    { author_id: 1, count: 2, sum: 570, max: 9.99 },
+    { author_id: 2, count: 1, sum: 204, max: 8.25 },
+    { author_id: 3, count: 1, sum: 264, max: 10 },
+  ]);
+  const total = await anon.from("books").select("total:pages.sum(), books:count()");
+  assert.deepEqual(total.data, [{ total: 1038, books: 4 }]);
+  const embedded = await anon.from("authors").select("name, books!author_id(count)").eq("id", 1).single();
+  assert.deepEqual(embedded.data, { name: "Ursula", books: [{ count: 2 }] });
+});
+
+test("profiles, the OpenAPI document and the schema cache", async () => {
+  const publicSchema = await anon.schema("public").from("genres").select("name").order("id").limit(1);
+  assert.deepEqual(publicSchema.data, [{ name: "science fiction" }]);
+  const hidden = await anon.schema("auth").from("users").select("*");
+  assert.equal(hidden.status, 406);
+  assert.equal(hidden.error.code, "PGRST106");
+  const doc = await (await fetch(`${url}/rest/v1/`, { headers: { apikey: anonKey } })).json();
+  assert.equal(doc.openapi, "3.1.0");
+  assert.ok(doc.paths["/books"] && doc.paths["/rpc/books_by"], Object.keys(doc.paths).join(","));
+  assert.equal(doc.components.schemas.books.properties.pages.type, "integer");
+  assert.equal(doc.paths["/events"], undefined, "anon holds no privilege on events");
+  sql("ALTER TABLE genres ADD COLUMN slug text");
+  for (let i = 0; i < 100; i++) {
+    const { error } = await anon.from("genres").select("slug").limit(1);
+    if (!error) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail("a column added with psql was not served");
+});
