@@ -14,6 +14,7 @@
                                       galley CPU time line after it
   pgbench NAME CONNS OUTPUT           one result line from pgbench's output
   table RESULTS                       print the results as a table
+  perf-crates                         sum a flat `perf report` (stdin) by crate
 """
 
 import base64
@@ -186,7 +187,20 @@ def table(results_file):
             print("-+-".join("-" * w for w in widths))
 
 
+def perf_crates():
+    totals = {}
+    for line in sys.stdin:
+        m = re.match(r"\s*([0-9.]+)%\s.*?\[\.\]\s+(.*)", line)
+        if not m:
+            continue
+        symbol = re.sub(r"^(dyn |impl |mut )", "", m.group(2).lstrip("<&*( "))
+        crate = re.split(r"::|<| ", symbol)[0]
+        totals[crate] = totals.get(crate, 0.0) + float(m.group(1))
+    for crate, share in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"{share:8.2f}%  {crate}")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"jwt": jwt, "check": check, "capture": capture, "wrk": wrk, "pgbench": pgbench,
-     "table": table}[command](*args)
+     "table": table, "perf-crates": perf_crates}[command](*args)

@@ -7,6 +7,7 @@ mod columns;
 mod config;
 mod database;
 mod embedded;
+mod hostile;
 mod http;
 mod rest;
 mod rest_sql;

@@ -61,7 +61,7 @@ fn classify_code(code: &str) -> SqlState {
         "23503" => SqlState::ForeignKeyViolation,
         "23502" => SqlState::NotNullViolation,
         "23514" => SqlState::CheckViolation,
-        "42P01" | "42883" | "42704" | "3F000" => SqlState::UndefinedObject,
+        "42P01" | "42883" | "3F000" => SqlState::UndefinedObject,
         "57014" => SqlState::QueryCanceled,
         "P0001" => SqlState::RaisedException,
         "42501" => SqlState::InsufficientPrivilege,

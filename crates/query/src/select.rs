@@ -126,7 +126,11 @@ fn embed(
             _ => EmbedHint::Named(hint),
         });
     }
-    if hints.len() > 2 {
+    let joins = hints
+        .iter()
+        .filter(|h| matches!(h, EmbedHint::Inner | EmbedHint::Left))
+        .count();
+    if hints.len() > 2 || joins > 1 || hints.len() - joins > 1 {
         return Err("at most a hint and a join type may follow a relation".to_owned());
     }
     let rest = cursor.rest();

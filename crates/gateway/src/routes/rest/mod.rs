@@ -386,6 +386,17 @@ fn render_error(err: RenderError) -> ApiError {
 
 /// The query string as ordered pairs, parsed; 400 PGRST100 otherwise.
 fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError> {
+    // Decoding replaces invalid UTF-8 with U+FFFD; refuse it instead, so what the
+    // client sent and what is matched never differ (the CVE-2025-1094 class).
+    if std::str::from_utf8(&percent_decoded(query_string)).is_err() {
+        return Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            "failed to parse the query string: it is not valid UTF-8 once decoded",
+            None,
+            None,
+        ));
+    }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string).map_err(|err| {
         ApiError::rest(
             StatusCode::BAD_REQUEST,
@@ -416,6 +427,29 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
             None,
         )
     })
+}
+
+/// The bytes `%XX` escapes stand for (a malformed escape is kept as it is).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// 400 PGRST102, PostgREST's answer to a body it cannot use.

@@ -1,0 +1,548 @@
+//! Every hostile input of SECURITY.md §3.3 against `/rest/v1`: a 4xx in the error shape
+//! (or the documented literal match), never a 5xx, no SQL or internal names in the body,
+//! and the data exactly as it was. Column privileges are enforced wherever a column can
+//! appear: select, filters, JSON paths, order, `columns`, `on_conflict` and embeds.
+
+use galley_gateway::ErrorBody;
+use galley_testkit::{TestApp, spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::Value;
+
+const ALICE: &str = "00000000-0000-4000-8000-0000000000a1";
+const BOB: &str = "00000000-0000-4000-8000-0000000000b2";
+/// 63 bytes: the longest name PostgreSQL keeps whole.
+const LONG: &str = "abcdefghij_abcdefghij_abcdefghij_abcdefghij_abcdefghij_abcdefgh";
+
+async fn seed(app: &TestApp) {
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO auth.users (id, email) VALUES ('{ALICE}', 'a@example.com'), ('{BOB}', 'b@example.com');
+             CREATE TABLE public.accounts (
+               id bigint PRIMARY KEY, name text NOT NULL, secret text, data jsonb,
+               role text NOT NULL DEFAULT 'member', owner uuid DEFAULT auth.uid(), n bigint,
+               tsv tsvector, {LONG} int);
+             CREATE TABLE public.posts (id bigint PRIMARY KEY, account_id bigint REFERENCES public.accounts (id),
+               author uuid REFERENCES auth.users (id), title text);
+             GRANT SELECT (id, name, data, role, owner, n, tsv, {LONG}) ON public.accounts TO anon, authenticated;
+             GRANT INSERT (id, name, data, owner, n) ON public.accounts TO authenticated;
+             GRANT UPDATE (name, data, n) ON public.accounts TO authenticated;
+             GRANT DELETE ON public.accounts TO authenticated;
+             GRANT SELECT ON public.posts TO anon, authenticated;
+             ALTER TABLE public.accounts ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY read ON public.accounts FOR SELECT USING (true);
+             CREATE POLICY write ON public.accounts FOR INSERT WITH CHECK (owner = auth.uid());
+             CREATE POLICY change ON public.accounts FOR UPDATE USING (owner = auth.uid());
+             CREATE POLICY remove ON public.accounts FOR DELETE USING (owner = auth.uid());
+             INSERT INTO public.accounts (id, name, secret, data, owner, n, tsv) VALUES
+               (1, 'alice', 'alice-secret', '{{\"k\": \"v\", \"a\": 1}}', '{ALICE}', 1, to_tsvector('english', 'alpha beta')),
+               (2, 'bob', 'bob-secret', '{{\"k\": \"w\"}}', '{BOB}', 2, to_tsvector('english', 'gamma')),
+               (3, 'a b', NULL, NULL, '{BOB}', 3, NULL);
+             INSERT INTO public.posts VALUES (1, 1, '{ALICE}', 'hello');
+             CREATE FUNCTION public.slow() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM pg_sleep(2)';"
+        ))
+        .await
+        .expect("seed");
+    // Served once the catalog has reloaded.
+    for _ in 0..200 {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/posts?select=id"))
+            .header("apikey", app.anon_key())
+            .send()
+            .await
+            .expect("response");
+        if response.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the tables were not served");
+}
+
+/// Everything the tables hold, as one string: unchanged means no side effect.
+async fn checksum(app: &TestApp) -> String {
+    let client = app.db.connect().await.expect("connect");
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT string_agg(a::text, '|' ORDER BY id) FROM public.accounts a), '') \
+             || '#' || coalesce((SELECT string_agg(p::text, '|' ORDER BY id) FROM public.posts p), '')",
+            &[],
+        )
+        .await
+        .expect("checksum");
+    row.get(0)
+}
+
+struct Probe<'a> {
+    method: Method,
+    /// Path and query, raw (already percent-encoded where it matters).
+    target: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    body: Option<&'a str>,
+    /// The statuses the table allows for this input.
+    expect: &'a [u16],
+}
+
+fn get<'a>(target: &'a str, expect: &'a [u16]) -> Probe<'a> {
+    Probe {
+        method: Method::GET,
+        target,
+        headers: Vec::new(),
+        body: None,
+        expect,
+    }
+}
+
+fn post<'a>(target: &'a str, body: &'a str, expect: &'a [u16]) -> Probe<'a> {
+    Probe {
+        method: Method::POST,
+        target,
+        headers: Vec::new(),
+        body: Some(body),
+        expect,
+    }
+}
+
+/// Sends the probe as Alice; checks the status, the error shape and that nothing
+/// internal leaks. Returns the body of a success.
+async fn probe(app: &TestApp, token: &str, probe: Probe<'_>) -> Value {
+    let url = format!("{}{}", app.url(""), probe.target);
+    let mut request = app
+        .http
+        .request(probe.method.clone(), &url)
+        .header("apikey", app.anon_key())
+        .bearer_auth(token);
+    for (name, value) in &probe.headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = probe.body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("response");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert!(
+        probe.expect.contains(&status),
+        "{} {} {:?}: {status} (expected one of {:?}): {text}",
+        probe.method,
+        probe.target,
+        probe.body,
+        probe.expect
+    );
+    assert!(status < 500 || probe.expect.contains(&status), "{status}");
+    for leak in [
+        "SELECT ",
+        "pg_catalog",
+        "pgrst_",
+        "galley.",
+        "secret\"",
+        "alice-secret",
+        ".rs:",
+        "panicked",
+    ] {
+        // The client's own input may be quoted back; nothing else may show.
+        let echoed = probe.target.contains(leak.trim())
+            || probe.body.is_some_and(|body| body.contains(leak.trim()))
+            || probe
+                .headers
+                .iter()
+                .any(|(_, value)| value.contains(leak.trim()));
+        assert!(
+            echoed || !text.contains(leak),
+            "{} {}: the body shows {leak:?}: {text}",
+            probe.method,
+            probe.target
+        );
+    }
+    if status >= 400 {
+        let error: ErrorBody = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{}: not the error shape ({err}): {text}", probe.target));
+        assert!(!error.code.is_empty());
+        Value::Null
+    } else if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}
+
+#[tokio::test]
+async fn hostile_inputs_get_a_clean_4xx_and_change_nothing() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let before = checksum(&app).await;
+    let alice = app.user_token(ALICE);
+    let t = alice.as_str();
+    let none: Value = serde_json::json!([]);
+    let deep_and = format!(
+        "/rest/v1/accounts?and=({}id.eq.1{})",
+        "and(".repeat(1000),
+        ")".repeat(1000)
+    );
+    let long_select = format!("/rest/v1/accounts?select={LONG}x");
+    let long_filter = format!("/rest/v1/accounts?{LONG}x=eq.1");
+    let in_list = format!(
+        "/rest/v1/accounts?id=in.({})",
+        (0..1001)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+
+    // 1-4, 7: values are bound, so these match nothing.
+    for target in [
+        "/rest/v1/accounts?select=id&name=eq.%27%20OR%20%271%27=%271",
+        "/rest/v1/accounts?select=id&name=eq.x%27;DROP%20TABLE%20accounts;--",
+        "/rest/v1/accounts?select=id&name=eq.%5C%27;select%20pg_sleep(5)--",
+        "/rest/v1/accounts?select=id&name=eq.$$%7C%7C(select%20version())%7C%7C$$",
+        "/rest/v1/accounts?select=id&name=eq.%EF%BC%87%20OR%201=1",
+        "/rest/v1/accounts?select=id&name=eq.%CA%BC%20OR%201=1",
+        // 42: decoded once; `%2527` is the text `%27`.
+        "/rest/v1/accounts?select=id&name=eq.%2527",
+        // 40: repeated filters are ANDed.
+        "/rest/v1/accounts?select=id&id=eq.1&id=eq.2",
+        // 8: quotes in an in list stay literal.
+        "/rest/v1/accounts?select=id&name=in.(%22a%5C%22),b%22)",
+        "/rest/v1/accounts?select=id&name=in.(a,%22b%5C%5C%22)",
+    ] {
+        assert_eq!(probe(&app, t, get(target, &[200])).await, none, "{target}");
+    }
+    // 42: `+` and `%20` both mean a space; `%2C` splits an in list like `,`.
+    for target in [
+        "/rest/v1/accounts?select=id&name=eq.a+b",
+        "/rest/v1/accounts?select=id&name=eq.a%20b",
+        "/rest/v1/accounts?select=id&name=in.(zzz%2Ca%20b)",
+    ] {
+        assert_eq!(
+            probe(&app, t, get(target, &[200])).await,
+            serde_json::json!([{"id": 3}]),
+            "{target}"
+        );
+    }
+
+    // Refused outright.
+    let bad_request = [400];
+    for target in [
+        "/rest/v1/accounts?name=eq.%00abc",               // 5
+        "/rest/v1/accounts?name=eq.%C0%27",               // 6
+        "/rest/v1/accounts?name=eq.%FF%27",               // 6
+        "/rest/v1/accounts?id=in.(1,2)or(1=1)",           // 8
+        "/rest/v1/accounts?id=is.null;drop",              // 9
+        "/rest/v1/accounts?id=is.notnull%27",             // 9
+        "/rest/v1/accounts?name=evil.x",                  // 10
+        "/rest/v1/accounts?name=eq)or(1=1.x",             // 10
+        "/rest/v1/accounts?or=(id.eq.1,id.eq.2)or(true)", // 11
+        deep_and.as_str(),                                // 12
+        "/rest/v1/accounts?select=id,(select%20password%20from%20users)", // 13
+        "/rest/v1/accounts?select=%22a%22%22b%22",        // 14
+        "/rest/v1/accounts?select=%22x%22%22;%20drop%20table%20t;--%22", // 14
+        long_select.as_str(),                             // 16
+        long_filter.as_str(),                             // 16
+        "/rest/v1/accounts?select=id::text;drop%20table%20t", // 18
+        "/rest/v1/accounts?select=id::int))--",           // 19
+        "/rest/v1/accounts?select=id::regclass",          // 19
+        "/rest/v1/accounts?select=id::pg_catalog.text",   // 19
+        "/rest/v1/accounts?select=data->a,b",             // 20: b is no column
+        "/rest/v1/accounts?order=id.asc;drop",            // 22
+        "/rest/v1/accounts?order=id.desc%20nulls%20first,(select%201)", // 22
+        "/rest/v1/accounts?order=random()",               // 22
+        "/rest/v1/accounts?limit=-1",                     // 24
+        "/rest/v1/accounts?limit=1e9",                    // 24
+        "/rest/v1/accounts?limit=1;select",               // 24
+        "/rest/v1/accounts?offset=99999999999999999999",  // 24
+        "/rest/v1/accounts?select=*,auth_users(*)",       // 27
+        "/rest/v1/accounts?select=*,internal.secrets(*)", // 27
+        "/rest/v1/posts?select=*,users(*)",               // 27: auth.users is not exposed
+        "/rest/v1/accounts?select=*,posts!fk%22;drop(*)", // 28
+        "/rest/v1/accounts?select=*,posts!inner!inner(*)", // 28
+        "/rest/v1/accounts?tsv=fts(english%27;drop).x",   // 37
+        "/rest/v1/accounts?tsv=wfts(xx).a",               // 37
+        "/rest/v1/accounts?select=id&select=secret",      // 40
+        in_list.as_str(),                                 // limits
+    ] {
+        probe(&app, t, get(target, &bad_request)).await;
+    }
+    // 17, 20: an alias is quoted, a JSON key is a bound value; either works or is refused.
+    for target in [
+        "/rest/v1/accounts?select=x:id,%22y%22--%22:id",
+        "/rest/v1/accounts?select=data->>%27a%27%27;drop",
+        "/rest/v1/accounts?select=data->>-1",
+        "/rest/v1/accounts?select=data->99999999999999999999",
+    ] {
+        probe(&app, t, get(target, &[200, 400])).await;
+    }
+
+    // 15, 21, 23 and C10: a column Alice may not read is refused wherever it appears.
+    for target in [
+        "/rest/v1/accounts?select=secret",
+        "/rest/v1/accounts?select=*",
+        "/rest/v1/accounts?select=id&secret=like.a*",
+        "/rest/v1/accounts?select=id&secret->>k=eq.x",
+        "/rest/v1/accounts?select=id&order=secret.asc",
+        "/rest/v1/accounts?select=id&or=(secret.eq.x,id.eq.1)",
+        "/rest/v1/posts?select=id,accounts(secret)",
+        "/rest/v1/posts?select=id,accounts(id)&accounts.secret=eq.x",
+    ] {
+        probe(&app, t, get(target, &[403])).await;
+    }
+    let anon_denied = probe(
+        &app,
+        &app.anon_key(),
+        get("/rest/v1/accounts?select=id&secret=eq.x", &[401]),
+    )
+    .await;
+    assert_eq!(anon_denied, Value::Null);
+
+    // 29-31: paths and schemas that are not exposed.
+    for target in [
+        "/rest/v1/users;drop",
+        "/rest/v1/pg_catalog.pg_authid",
+        "/rest/v1/%22auth%22.%22users%22",
+        "/rest/v1/%2e%2e/x",
+        "/rest/v1/accounts/1",
+        "/rest/v1/rpc/pg_sleep",
+        "/rest/v1/rpc/set_config",
+        "/rest/v1/rpc/pg_read_file",
+        "/rest/v1/rpc/dblink",
+    ] {
+        probe(&app, t, get(target, &[404])).await;
+    }
+    probe(&app, t, get("/rest/v1/users%00", &[400, 404])).await;
+    let mut profile = get("/rest/v1/accounts?select=id", &[406]);
+    profile.headers.push(("accept-profile", "pg_catalog"));
+    probe(&app, t, profile).await;
+    let mut profile = post("/rest/v1/accounts", r#"{"id": 9, "name": "x"}"#, &[406]);
+    profile.headers.push(("content-profile", "auth"));
+    probe(&app, t, profile).await;
+    for name in ["pg_sleep", "set_config", "pg_read_file", "dblink"] {
+        let target = format!("/rest/v1/rpc/{name}");
+        probe(&app, t, post(&target, "{}", &[404])).await;
+    }
+
+    // 25, 26, 32-34: writes that must not happen.
+    let alice_row = format!(r#"{{"id": 9, "name": "x", "owner": "{ALICE}"}}"#);
+    let mass = format!(
+        r#"{{"id": 1, "name": "x", "owner": "{BOB}", "role": "service_role", "secret": "s"}}"#
+    );
+    for (target, body, expect) in [
+        (
+            "/rest/v1/accounts?on_conflict=id)%20do%20update%20set%20role=%27admin%27--",
+            alice_row.as_str(),
+            &[400][..],
+        ),
+        (
+            "/rest/v1/accounts?on_conflict=nope",
+            alice_row.as_str(),
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts?columns=id,role",
+            r#"{"id": 9, "role": "admin"}"#,
+            &[403],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id\"; drop table t;--": 1}"#,
+            &[400],
+        ),
+        ("/rest/v1/accounts", r#"{"__proto__": {}}"#, &[400]),
+        ("/rest/v1/accounts", r#"{"constructor": 1}"#, &[400]),
+        ("/rest/v1/accounts", mass.as_str(), &[403]),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "x", "n": 1e400}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "x", "n": NaN}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "\ud800"}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "nul\u0000"}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "x", "n": 9223372036854775808}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"{"id": 9, "name": "x", "owner": "not-a-uuid"}"#,
+            &[400],
+        ),
+        (
+            "/rest/v1/accounts",
+            r#"[{"id": 9, "name": "x"}, {"id": 10}]"#,
+            &[400],
+        ),
+        ("/rest/v1/accounts", r#"{"a":"#, &[400]),
+    ] {
+        let mut request = post(target, body, expect);
+        let prefer = if target.contains("on_conflict") {
+            "return=representation, resolution=merge-duplicates"
+        } else {
+            "return=minimal"
+        };
+        request.headers.push(("prefer", prefer));
+        probe(&app, t, request).await;
+    }
+    // 33 by PATCH: Bob's row is out of Alice's reach; her own `role` is not hers to set.
+    let patch = |target, body, expect| Probe {
+        method: Method::PATCH,
+        target,
+        headers: vec![("prefer", "return=representation")],
+        body: Some(body),
+        expect,
+    };
+    assert_eq!(
+        probe(
+            &app,
+            t,
+            patch(
+                "/rest/v1/accounts?id=eq.2&select=id,name",
+                r#"{"name": "taken"}"#,
+                &[200]
+            )
+        )
+        .await,
+        none
+    );
+    probe(
+        &app,
+        t,
+        patch("/rest/v1/accounts?id=eq.1", r#"{"role": "admin"}"#, &[403]),
+    )
+    .await;
+    probe(
+        &app,
+        t,
+        patch("/rest/v1/accounts", r#"{"name": "all"}"#, &[400]),
+    )
+    .await;
+    let delete = Probe {
+        method: Method::DELETE,
+        target: "/rest/v1/accounts?owner=eq.00000000-0000-4000-8000-0000000000b2&select=id,name",
+        headers: vec![("prefer", "return=representation")],
+        body: None,
+        expect: &[200],
+    };
+    assert_eq!(probe(&app, t, delete).await, none);
+
+    // 38, 39: preferences and ranges are bounded, not trusted.
+    let mut timezone = get("/rest/v1/accounts?select=id&id=eq.1", &[200]);
+    timezone
+        .headers
+        .push(("prefer", "timezone=';drop, tx=commit"));
+    probe(&app, t, timezone).await;
+    let mut strict = get("/rest/v1/accounts?select=id", &[400]);
+    strict
+        .headers
+        .push(("prefer", "handling=strict, timezone=';drop"));
+    probe(&app, t, strict).await;
+    let mut range = get("/rest/v1/accounts?select=id", &[200]);
+    range.headers.push(("range", "0-999999999"));
+    probe(&app, t, range).await;
+    for bad in ["-5-", "a-b", "5-1"] {
+        let mut range = get("/rest/v1/accounts?select=id", &[416]);
+        range.headers.push(("range", bad));
+        probe(&app, t, range).await;
+    }
+    // 36: patterns that match everything are bounded by max_rows.
+    let all = probe(
+        &app,
+        t,
+        get("/rest/v1/accounts?select=id&name=like.*", &[200]),
+    )
+    .await;
+    assert_eq!(all.as_array().map(Vec::len), Some(3));
+    probe(
+        &app,
+        t,
+        get("/rest/v1/accounts?select=id&name=ilike.%25_%25", &[200]),
+    )
+    .await;
+
+    assert_eq!(checksum(&app).await, before, "the data changed");
+}
+
+#[tokio::test]
+async fn a_statement_over_its_time_answers_504_and_the_server_carries_on() {
+    let app = spawn_app_with(|config| config.rest.statement_timeout_ms = 200).await;
+    seed(&app).await;
+    let alice = app.user_token(ALICE);
+    let response = app
+        .http
+        .post(app.url("/rest/v1/rpc/slow"))
+        .header("apikey", app.anon_key())
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 504);
+    let error: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(error.code, "57014");
+    let after = probe(
+        &app,
+        &alice,
+        get("/rest/v1/accounts?select=id&id=eq.1", &[200]),
+    )
+    .await;
+    assert_eq!(after, serde_json::json!([{"id": 1}]));
+}
+
+#[tokio::test]
+async fn returned_rows_are_only_rows_the_caller_may_read() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let client = app.db.connect().await.expect("connect");
+    // Anyone may update a box; only its owner may see it.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE public.boxes (id bigint PRIMARY KEY, owner uuid, label text);
+             GRANT SELECT, UPDATE ON public.boxes TO authenticated;
+             ALTER TABLE public.boxes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON public.boxes FOR SELECT USING (owner = auth.uid());
+             CREATE POLICY anyone ON public.boxes FOR UPDATE USING (true);
+             INSERT INTO public.boxes VALUES (1, '{ALICE}', 'alice box'), (2, '{BOB}', 'bob box');"
+        ))
+        .await
+        .expect("boxes");
+    let bob = app.user_token(BOB);
+    let mut updated = Value::Null;
+    for _ in 0..200 {
+        let response = app
+            .http
+            .patch(app.url("/rest/v1/boxes?id=gt.0"))
+            .header("apikey", app.anon_key())
+            .header("prefer", "return=representation")
+            .bearer_auth(&bob)
+            .json(&serde_json::json!({"label": "relabelled"}))
+            .send()
+            .await
+            .expect("response");
+        if response.status() == 404 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        assert_eq!(response.status(), 200);
+        updated = response.json().await.expect("json");
+        break;
+    }
+    let rows = updated.as_array().expect("rows");
+    assert!(
+        rows.iter().all(|row| row["owner"] == BOB),
+        "only Bob's own box comes back: {updated}"
+    );
+}
