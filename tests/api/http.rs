@@ -67,6 +67,38 @@ async fn oversized_body_returns_413_in_the_error_shape() {
 }
 
 #[tokio::test]
+async fn oversized_targets_and_headers_are_refused_in_the_error_shape() {
+    let app = spawn_app().await;
+    let long = format!("/rest/v1/t?select={}", "a".repeat(9 * 1024));
+    let many = format!(
+        "/rest/v1/t?{}",
+        (0..201)
+            .map(|n| format!("c{n}=eq.1"))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    for (path, status, code) in [
+        (long.as_str(), 414, "uri_too_long"),
+        (many.as_str(), 414, "uri_too_long"),
+    ] {
+        let response = app.http.get(app.url(path)).send().await.expect("response");
+        assert_eq!(response.status(), status);
+        let body: ErrorBody = response.json().await.expect("error shape");
+        assert_eq!(body.code, code);
+    }
+    let response = app
+        .http
+        .get(app.url("/health/live"))
+        .header("x-padding", "p".repeat(9 * 1024))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 431);
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert_eq!(body.code, "header_too_large");
+}
+
+#[tokio::test]
 async fn incoming_request_id_is_kept_and_a_hostile_one_replaced() {
     let app = spawn_app().await;
     let kept = app

@@ -58,6 +58,20 @@ impl ApiError {
         )
     }
 
+    /// A request target (path and query) over the limit, or with too many parameters.
+    pub fn uri_too_long(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::URI_TOO_LONG, "uri_too_long", message)
+    }
+
+    /// A request header over the limit.
+    pub fn headers_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            format!("a request header exceeds the limit of {limit} bytes"),
+        )
+    }
+
     /// A body that is not the JSON the endpoint takes.
     pub fn invalid_body(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
