@@ -14,7 +14,7 @@
                                       galley CPU time line after it
   pgbench NAME CONNS OUTPUT           one result line from pgbench's output
   table RESULTS                       print the results as a table
-  perf-crates                         sum a flat `perf report` (stdin) by crate
+  perf-crates                         sum a flat `perf report` (stdin) by crate: top 15
 """
 
 import base64
@@ -196,7 +196,7 @@ def perf_crates():
         symbol = re.sub(r"^(dyn |impl |mut )", "", m.group(2).lstrip("<&*( "))
         crate = re.split(r"::|<| ", symbol)[0]
         totals[crate] = totals.get(crate, 0.0) + float(m.group(1))
-    for crate, share in sorted(totals.items(), key=lambda kv: -kv[1]):
+    for crate, share in sorted(totals.items(), key=lambda kv: -kv[1])[:15]:
         print(f"{share:8.2f}%  {crate}")
 
 
