@@ -546,3 +546,76 @@ async fn returned_rows_are_only_rows_the_caller_may_read() {
         "only Bob's own box comes back: {updated}"
     );
 }
+
+#[tokio::test]
+async fn one_pooled_connection_carries_nothing_from_one_request_to_the_next() {
+    let app = spawn_app_with(|config| config.database.pool_size = 1).await;
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE FUNCTION public.whoami() RETURNS json LANGUAGE sql STABLE AS
+               $$ SELECT json_build_object('role', current_user::text,
+                    'claims', current_setting('request.jwt.claims', true)) $$;
+             GRANT EXECUTE ON FUNCTION public.whoami() TO anon, authenticated, service_role;
+             CREATE FUNCTION public.boom() RETURNS int LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'boom'; END $$;",
+        )
+        .await
+        .expect("function");
+    let call = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/rest/v1/rpc/whoami"))
+                .header("apikey", app.anon_key())
+                .bearer_auth(token)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .expect("response")
+        }
+    };
+    let mut served = false;
+    for _ in 0..200 {
+        if call(app.service_key()).await.status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(served, "whoami was not served");
+    // A failing request as service_role, then requests as others, on the one connection.
+    let failed = app
+        .http
+        .post(app.url("/rest/v1/rpc/boom"))
+        .header("apikey", app.anon_key())
+        .bearer_auth(app.service_key())
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(failed.status(), 400);
+    assert_eq!(
+        failed.json::<ErrorBody>().await.expect("error").code,
+        "P0001"
+    );
+    let anon: Value = call(app.anon_key()).await.json().await.expect("json");
+    assert_eq!(anon["role"], "anon");
+    assert!(
+        !anon["claims"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("service_role"),
+        "{anon}"
+    );
+    let alice: Value = call(app.user_token(ALICE))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(alice["role"], "authenticated");
+    assert!(alice["claims"].as_str().unwrap_or_default().contains(ALICE));
+    // Outside a request's transaction the connection is the authenticator's again.
+    let next: Value = call(app.anon_key()).await.json().await.expect("json");
+    assert_eq!(next["role"], "anon");
+}

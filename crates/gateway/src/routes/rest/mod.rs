@@ -178,8 +178,18 @@ pub(crate) struct Outcome {
     pub(crate) planned: Option<i64>,
 }
 
+/// The first statement of every request's transaction: who it runs as and what it is.
+const SETUP: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+     set_config('request.method', $3, true), set_config('request.path', $4, true), \
+     set_config('request.headers', $5, true), set_config('statement_timeout', $6, true)";
+
 /// Runs one rendered statement in its own transaction, as the request's role with its
 /// claims, method, path and headers set for the transaction only.
+///
+/// The statements are prepared once per connection; `BEGIN`, the settings and the
+/// statement are then sent together (tokio-postgres pipelines requests that are polled
+/// together), and for a read that needs no check before it ends, `COMMIT` with them: one
+/// round trip to PostgreSQL.
 pub(crate) async fn run(
     state: &AppState,
     role: &RequestRole,
@@ -189,40 +199,122 @@ pub(crate) async fn run(
 ) -> Result<Outcome, ApiError> {
     let failed =
         |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
-    let mut client = state.pools.api.get().await.map_err(DbError::from)?;
-    let tx = client
-        .build_transaction()
-        .read_only(exec.read_only)
-        .start()
-        .await
-        .map_err(failed)?;
+    let client = state.pools.api.get().await.map_err(DbError::from)?;
+    let types = vec![Type::TEXT; statement.params.len()];
+    // Names only: preparing it outside the transaction, as `authenticator`, is safe.
+    let setup = client.prepare_cached(SETUP).await.map_err(failed)?;
     let claims = role.claims.to_string();
     let method = req.method().as_str();
     let path = req.path();
     let headers = request_headers(req);
     let timeout = state.rest.statement_timeout_ms.to_string();
-    tx.execute(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-         set_config('request.method', $3, true), set_config('request.path', $4, true), \
-         set_config('request.headers', $5, true), set_config('statement_timeout', $6, true)",
-        &[&role.role, &claims, &method, &path, &headers, &timeout],
-    )
-    .await
-    .map_err(failed)?;
-    let types = vec![Type::TEXT; statement.params.len()];
     let params: Vec<&(dyn ToSql + Sync)> = statement
         .params
         .iter()
         .map(|p| p as &(dyn ToSql + Sync))
         .collect();
-    let prepared = tx
-        .prepare_typed_cached(&statement.sql, &types)
-        .await
-        .map_err(failed)?;
-    let row = tx.query_one(&prepared, &params).await.map_err(failed)?;
+    let begin = if exec.read_only {
+        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
+    } else {
+        "BEGIN ISOLATION LEVEL READ COMMITTED"
+    };
+    // A read-only transaction changes nothing however it ends, so when nothing has to be
+    // checked first it can end in the same round trip.
+    let end_at_once = exec.read_only && exec.planned.is_none() && !exec.rollback;
+    let setup_params: [&(dyn ToSql + Sync); 6] =
+        [&role.role, &claims, &method, &path, &headers, &timeout];
+    let (began, set, ran) = tokio::join!(
+        client.batch_execute(begin),
+        client.execute(&setup, &setup_params),
+        async {
+            // Prepared (once per connection) inside the transaction, after the role is
+            // set: the statement names the caller's tables, not the authenticator's.
+            let prepared = client.prepare_typed_cached(&statement.sql, &types).await?;
+            let (row, ended) = tokio::join!(client.query_one(&prepared, &params), async {
+                if end_at_once {
+                    client.batch_execute("COMMIT").await
+                } else {
+                    Ok(())
+                }
+            });
+            Ok::<_, galley_db::tokio_postgres::Error>((row, ended))
+        },
+    );
+    let (row, ended) = match ran {
+        Ok((row, ended)) => (row, ended),
+        Err(err) => (Err(err), Ok(())),
+    };
+    let row = match began.and(set).and(row) {
+        Ok(row) => row,
+        Err(err) => {
+            // Leave the connection outside any transaction for the next request (after a
+            // COMMIT this is a no-op with a warning).
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(failed(err));
+        }
+    };
+    let checked = check(
+        &client,
+        &row,
+        &prepared_explain(exec.planned),
+        &types,
+        &params,
+        exec,
+    )
+    .await;
+    if end_at_once {
+        ended.map_err(failed)?;
+        return checked.map_err(|err| err.into_api(role));
+    }
+    match checked {
+        Ok(outcome) if !exec.rollback => {
+            client.batch_execute("COMMIT").await.map_err(failed)?;
+            Ok(outcome)
+        }
+        Ok(outcome) => {
+            client.batch_execute("ROLLBACK").await.map_err(failed)?;
+            Ok(outcome)
+        }
+        Err(err) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(err.into_api(role))
+        }
+    }
+}
+
+/// `EXPLAIN` of the query the planner estimates the total from.
+fn prepared_explain(planned: Option<&str>) -> Option<String> {
+    planned.map(|source| format!("EXPLAIN (FORMAT JSON) {source}"))
+}
+
+/// Why a statement that ran must not stand.
+enum Refusal {
+    Db(galley_db::tokio_postgres::Error),
+    Api(ApiError),
+}
+
+impl Refusal {
+    fn into_api(self, role: &RequestRole) -> ApiError {
+        match self {
+            Refusal::Db(err) => ApiError::from_statement(&err, role.is_anonymous()),
+            Refusal::Api(err) => err,
+        }
+    }
+}
+
+/// Reads the statement's row and checks what must hold before the transaction ends: a
+/// single object has exactly one row, `max-affected` is not exceeded.
+async fn check(
+    client: &galley_db::tokio_postgres::Client,
+    row: &galley_db::tokio_postgres::Row,
+    explain: &Option<String>,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    exec: Exec<'_>,
+) -> Result<Outcome, Refusal> {
     let column = |err: galley_db::tokio_postgres::Error| {
         tracing::error!(error = %err, "unexpected result row");
-        ApiError::internal()
+        Refusal::Api(ApiError::internal())
     };
     let mut outcome = Outcome {
         total: row.try_get(0).map_err(column)?,
@@ -235,43 +327,41 @@ pub(crate) async fn run(
         inserted: row.try_get(3).map_err(column)?,
         planned: None,
     };
-    if let Some(source) = exec.planned {
-        let explain = format!("EXPLAIN (FORMAT JSON) {source}");
-        let prepared = tx.prepare_typed(&explain, &types).await.map_err(failed)?;
-        let plan: serde_json::Value = tx
-            .query_one(&prepared, &params)
+    if let Some(explain) = explain {
+        let prepared = client
+            .prepare_typed(explain, types)
             .await
-            .map_err(failed)?
-            .get(0);
+            .map_err(Refusal::Db)?;
+        let plan: serde_json::Value = client
+            .query_one(&prepared, params)
+            .await
+            .map_err(Refusal::Db)?
+            .try_get(0)
+            .map_err(column)?;
         outcome.planned = plan
             .pointer("/0/Plan/Plan Rows")
             .and_then(serde_json::Value::as_f64)
             .map(|rows| rows as i64);
     }
     if exec.single && outcome.page != 1 {
-        return Err(ApiError::rest(
+        return Err(Refusal::Api(ApiError::rest(
             StatusCode::NOT_ACCEPTABLE,
             "PGRST116",
             "Cannot coerce the result to a single JSON object",
             Some(format!("The result contains {} rows", outcome.page)),
             None,
-        ));
+        )));
     }
     if let Some(max) = exec.max_affected
         && outcome.page > max
     {
-        return Err(ApiError::rest(
+        return Err(Refusal::Api(ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST124",
             "Query result exceeds max-affected preference constraint",
             Some(format!("The query affects {} rows", outcome.page)),
             None,
-        ));
-    }
-    if exec.rollback {
-        tx.rollback().await.map_err(failed)?;
-    } else {
-        tx.commit().await.map_err(failed)?;
+        )));
     }
     Ok(outcome)
 }
