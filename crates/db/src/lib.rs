@@ -19,7 +19,7 @@ pub use migrate::{
     MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,
 };
 pub use pgbin::PgBinaries;
-pub use pool::{ConnectTargets, Pools};
+pub use pool::{ConnectTargets, Lease, Pools};
 pub use preflight::preflight;
 
 /// Re-exported so dependants name the same client types as this crate.

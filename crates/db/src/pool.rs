@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::embedded::{Cluster, SUPERUSER};
@@ -77,24 +77,73 @@ impl Pools {
     /// (and reports itself not ready) while the database is down.
     pub fn build(targets: &ConnectTargets, api_size: usize, timeout: Duration) -> Self {
         Self {
-            api: pool(targets.authenticator.clone(), api_size, timeout),
-            owner: pool(targets.owner.clone(), 4, timeout),
+            // Requests hold their connection through a `Lease`, which closes one left
+            // mid-transaction, so checking it again on the way out would only cost a
+            // round trip per request. A connection a database restart killed is seen
+            // closed (its task has ended) and replaced.
+            api: pool(
+                targets.authenticator.clone(),
+                api_size,
+                timeout,
+                RecyclingMethod::Fast,
+            ),
+            // `Verified` runs a trivial query before handing out a reused connection, so
+            // schema changes and background work never start on a dead one.
+            owner: pool(targets.owner.clone(), 4, timeout, RecyclingMethod::Verified),
         }
     }
 }
 
-fn pool(config: tokio_postgres::Config, size: usize, timeout: Duration) -> Pool {
-    // `Verified` runs a trivial query before handing out a reused connection, so a
-    // connection killed by a database restart is replaced instead of failing a request.
-    // Requests only ever change settings with SET LOCAL / set_config(.., true), which end
-    // with their transaction, so no state leaks between requests.
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        },
-    );
+/// A pooled connection held for one request's transaction. Released once the
+/// transaction has ended, it goes back to the pool; dropped without being released
+/// (the client went away and the request's future was dropped mid-transaction, or the
+/// ROLLBACK itself failed), it is taken out of the pool and closed, so PostgreSQL rolls
+/// the transaction back and no role, setting or open transaction reaches the next
+/// request.
+pub struct Lease {
+    object: Option<Object>,
+}
+
+impl Lease {
+    pub fn new(object: Object) -> Self {
+        Self {
+            object: Some(object),
+        }
+    }
+
+    /// The transaction has ended: the connection may serve the next request.
+    pub fn release(mut self) {
+        drop(self.object.take());
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = deadpool_postgres::ClientWrapper;
+
+    fn deref(&self) -> &Self::Target {
+        self.object
+            .as_ref()
+            .expect("a lease holds its connection until released or dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+fn pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    timeout: Duration,
+    recycling_method: RecyclingMethod,
+) -> Pool {
+    // Requests only ever change settings with set_config(.., true), which end with their
+    // transaction, so no state leaks between requests.
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)

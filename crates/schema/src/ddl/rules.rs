@@ -120,7 +120,9 @@ pub fn plan_rules(relation: &Relation, rules: &AccessRules) -> Result<Plan, Sche
                         ),
                     ));
                 }
-                ("authenticated", format!("{column} = auth.uid()"))
+                // `(SELECT auth.uid())` is evaluated once per statement (an InitPlan), not
+                // once per row: a scan under this rule costs what the scan costs.
+                ("authenticated", format!("{column} = (SELECT auth.uid())"))
             }
             Rule::Custom { expression } => {
                 ("anon, authenticated", single_expression(expression, field)?)
@@ -240,9 +242,9 @@ mod tests {
             ALTER TABLE public."todos" FORCE ROW LEVEL SECURITY;
             CREATE POLICY "galley_select" ON public."todos" FOR SELECT TO anon, authenticated USING (true);
             GRANT SELECT ON public."todos" TO anon, authenticated;
-            CREATE POLICY "galley_insert" ON public."todos" FOR INSERT TO authenticated WITH CHECK ("owner" = auth.uid());
+            CREATE POLICY "galley_insert" ON public."todos" FOR INSERT TO authenticated WITH CHECK ("owner" = (SELECT auth.uid()));
             GRANT INSERT ON public."todos" TO authenticated;
-            CREATE POLICY "galley_update" ON public."todos" FOR UPDATE TO authenticated USING ("owner" = auth.uid()) WITH CHECK ("owner" = auth.uid());
+            CREATE POLICY "galley_update" ON public."todos" FOR UPDATE TO authenticated USING ("owner" = (SELECT auth.uid())) WITH CHECK ("owner" = (SELECT auth.uid()));
             GRANT UPDATE ON public."todos" TO authenticated;
             CREATE POLICY "galley_delete" ON public."todos" FOR DELETE TO anon, authenticated USING (owner = auth.uid() AND title <> 'keep');
             GRANT DELETE ON public."todos" TO anon, authenticated;

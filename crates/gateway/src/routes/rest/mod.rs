@@ -199,7 +199,7 @@ pub(crate) async fn run(
 ) -> Result<Outcome, ApiError> {
     let failed =
         |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
-    let client = state.pools.api.get().await.map_err(DbError::from)?;
+    let client = galley_db::Lease::new(state.pools.api.get().await.map_err(DbError::from)?);
     let types = vec![Type::TEXT; statement.params.len()];
     // Names only: preparing it outside the transaction, as `authenticator`, is safe.
     let setup = client.prepare_cached(SETUP).await.map_err(failed)?;
@@ -249,7 +249,9 @@ pub(crate) async fn run(
         Err(err) => {
             // Leave the connection outside any transaction for the next request (after a
             // COMMIT this is a no-op with a warning).
-            let _ = client.batch_execute("ROLLBACK").await;
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                client.release();
+            }
             return Err(failed(err));
         }
     };
@@ -264,22 +266,16 @@ pub(crate) async fn run(
     .await;
     if end_at_once {
         ended.map_err(failed)?;
+        client.release();
         return checked.map_err(|err| err.into_api(role));
     }
-    match checked {
-        Ok(outcome) if !exec.rollback => {
-            client.batch_execute("COMMIT").await.map_err(failed)?;
-            Ok(outcome)
-        }
-        Ok(outcome) => {
-            client.batch_execute("ROLLBACK").await.map_err(failed)?;
-            Ok(outcome)
-        }
-        Err(err) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(err.into_api(role))
-        }
-    }
+    let end = match (&checked, exec.rollback) {
+        (Ok(_), false) => "COMMIT",
+        _ => "ROLLBACK",
+    };
+    client.batch_execute(end).await.map_err(failed)?;
+    client.release();
+    checked.map_err(|err| err.into_api(role))
 }
 
 /// `EXPLAIN` of the query the planner estimates the total from.
