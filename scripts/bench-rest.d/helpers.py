@@ -77,8 +77,11 @@ def capture(log_file, script_file, defines_file, id_value=None):
                 and statements[-1][0] == pid:
             for number, value in PARAM.findall(text):
                 statements[-1][2][number] = None if value == "NULL" else value[1:-1].replace("''", "'")
-    # The last START TRANSACTION ... COMMIT of the backend that served the request.
-    start = max(i for i, s in enumerate(statements) if s[1].startswith("START TRANSACTION"))
+    # The last BEGIN (or START TRANSACTION) ... COMMIT of the backend that served the request.
+    begins = [i for i, s in enumerate(statements) if s[1].startswith(("START TRANSACTION", "BEGIN"))]
+    if not begins:
+        sys.exit(f"bench-rest: no transaction in {log_file}")
+    start = max(begins)
     pid = statements[start][0]
     transaction = []
     for s in statements[start:]:
@@ -88,7 +91,7 @@ def capture(log_file, script_file, defines_file, id_value=None):
         if s[1] == "COMMIT":
             break
     else:
-        sys.exit(f"bench-rest: no COMMIT after the request's START TRANSACTION in {log_file}")
+        sys.exit(f"bench-rest: no COMMIT after the request's BEGIN in {log_file}")
     if not any("set_config('role'" in s[1] for s in transaction):
         sys.exit(f"bench-rest: the captured transaction sets no role: {transaction}")
 

@@ -272,6 +272,7 @@ test("PUT, headers-only and OPTIONS over plain HTTP", async () => {
     body: JSON.stringify({ id: 20, title: "Parable of the Sower", owner: writer }),
   });
   assert.equal(put.status, 201);
+  assert.equal(put.headers.get("content-profile"), "public");
   assert.deepEqual((await put.json())[0].title, "Parable of the Sower");
   const again = await fetch(`${url}/rest/v1/books?id=eq.20`, { method: "PUT", headers, body: JSON.stringify({ id: 20, title: "Parable", owner: writer }) });
   assert.equal(again.status, 204);

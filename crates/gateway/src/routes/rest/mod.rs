@@ -29,6 +29,8 @@ const SCHEMA: &str = "public";
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/rest/v1")
+            // The schema every answer comes from, as PostgREST names it.
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("content-profile", SCHEMA)))
             .service(
                 web::resource(["", "/"])
                     .route(web::get().to(openapi::document))
