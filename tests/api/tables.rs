@@ -396,6 +396,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "DELETE /tables/{name}/constraints/{constraint}",
         "DELETE /tables/{name}/indexes/{index}",
         "GET /schema/history",
+        "GET /outbox",
         "GET /enums",
         "POST /enums",
     ];

@@ -3,13 +3,59 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize, Serializer};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 signing secret shared by every instance. When unset, Galley generates one on
     /// first start and keeps it in `<data_dir>/jwt_secret` (mode 0600).
     #[serde(serialize_with = "redact")]
     pub jwt_secret: Option<SecretString>,
+    /// The URL clients reach this Galley at (behind a proxy: the public one). Emailed
+    /// links start with it; the request's `Host` header is never used. Default: the HTTP
+    /// listen address.
+    pub public_url: Option<String>,
+    /// The app: where a followed link sends the browser when `redirect_to` is absent or
+    /// not allowed. Default: `public_url`.
+    pub site_url: Option<String>,
+    /// Further `redirect_to` targets links may send the browser to (URL prefixes).
+    pub redirect_urls: Vec<String>,
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    /// How long a rotated refresh token may still be presented (by a client that lost the
+    /// answer to its refresh) before presenting it counts as reuse.
+    pub refresh_reuse_interval_secs: u64,
+    /// New accounts confirm their email before signing in. Default: on when SMTP is
+    /// configured, off otherwise (mail would never arrive).
+    pub confirm_email: Option<bool>,
+    pub disable_signup: bool,
+    pub password_min_length: usize,
+    pub password_max_bytes: usize,
+    /// Passwords hashed at once; more wait. Default: the number of CPUs.
+    pub hash_concurrency: Option<usize>,
+    /// How long an emailed link works.
+    pub link_ttl_secs: u64,
+    /// Named in the mails.
+    pub project_name: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            public_url: None,
+            site_url: None,
+            redirect_urls: Vec::new(),
+            access_token_ttl_secs: 3600,
+            refresh_reuse_interval_secs: 10,
+            confirm_email: None,
+            disable_signup: false,
+            password_min_length: 8,
+            password_max_bytes: 128,
+            hash_concurrency: None,
+            link_ttl_secs: 3600,
+            project_name: "Galley".to_owned(),
+        }
+    }
 }
 
 fn redact<S: Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {

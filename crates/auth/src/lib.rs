@@ -1,16 +1,33 @@
-//! Accounts, sessions and tokens. For now: the project's JWT secret, the long-lived API
-//! keys (`anon`, `service_role`) that app developers hand to `createClient`, and the
-//! verification of the tokens requests carry.
+//! Accounts, sessions and tokens: the project's JWT secret and the long-lived API keys
+//! (`anon`, `service_role`), the verification of the tokens requests carry, and the
+//! Supabase Auth–compatible account operations behind `/auth/v1` (passwords hashed with
+//! argon2id, sessions with rotating refresh tokens, single-use emailed links, the mail
+//! outbox).
 
+mod accounts;
 mod config;
+mod error;
 mod keys;
+mod mail;
+mod password;
 mod secret;
+mod tokens;
+mod user;
 mod verify;
 
+pub use accounts::{
+    Accounts, AdminUser, AuthSettings, Caller, LogoutScope, Session, Signup, UserUpdate,
+    VerifyKind, normalise_email,
+};
 pub use config::AuthConfig;
+pub use error::AuthError;
 pub use keys::{ApiRole, KeyClaims, mint_api_key};
+pub use mail::{MailKind, Templates};
+pub use password::{HashCost, PasswordHasherPool, PasswordPolicy, WeakPassword};
 pub use secret::{JwtSecret, SecretError};
-pub use verify::{TokenError, TokenVerifier, VerifiedClaims};
+pub use tokens::{AccessClaims, AccessSigner, RefreshKey, one_time_hash, one_time_token};
+pub use user::{UserRecord, timestamp};
+pub use verify::{AUDIENCE, TokenError, TokenVerifier, VerifiedClaims};
 
 /// `iss` of every token Galley signs.
 pub const ISSUER: &str = "galley";

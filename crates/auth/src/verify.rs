@@ -16,6 +16,9 @@ pub enum TokenError {
     NoRole,
 }
 
+/// The audience of the access tokens Galley issues.
+pub const AUDIENCE: &str = "authenticated";
+
 /// The claims Galley acts on; the full claim set travels on as JSON.
 #[derive(Debug, Clone)]
 pub struct VerifiedClaims {
@@ -35,6 +38,9 @@ impl TokenVerifier {
     pub fn new(secret: &JwtSecret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
+        validation.validate_nbf = true;
+        // Checked below: a token without `aud` (the API keys) is accepted, one with another
+        // audience is not.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         Self {
@@ -53,6 +59,21 @@ impl TokenVerifier {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
+        let audience_ok = match data.claims.get("aud") {
+            None => true,
+            Some(serde_json::Value::String(aud)) => aud == AUDIENCE,
+            Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a == AUDIENCE),
+            Some(_) => false,
+        };
+        if !audience_ok {
+            return Err(TokenError::Invalid);
+        }
+        // Issued in the future (beyond the clock skew allowed): refused.
+        if let Some(iat) = data.claims.get("iat").and_then(serde_json::Value::as_i64)
+            && iat > chrono::Utc::now().timestamp() + 30
+        {
+            return Err(TokenError::Invalid);
+        }
         let role = serde_json::from_value::<Role>(data.claims.clone())
             .ok()
             .and_then(|claims| claims.role)

@@ -23,7 +23,7 @@ pub use pool::{ConnectTargets, Lease, Pools};
 pub use preflight::preflight;
 
 /// Re-exported so dependants name the same client types as this crate.
-pub use deadpool_postgres::{Object as PooledClient, Pool};
+pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolError};
 pub use tokio_postgres;
 
 /// The database Galley creates and uses inside an embedded cluster.

@@ -88,8 +88,13 @@ impl Pools {
                 RecyclingMethod::Fast,
             ),
             // `Verified` runs a trivial query before handing out a reused connection, so
-            // schema changes and background work never start on a dead one.
-            owner: pool(targets.owner.clone(), 4, timeout, RecyclingMethod::Verified),
+            // schema changes, auth and background work never start on a dead one.
+            owner: pool(
+                targets.owner.clone(),
+                10,
+                timeout,
+                RecyclingMethod::Verified,
+            ),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use galley_auth::TokenVerifier;
+use galley_auth::{Accounts, TokenVerifier};
 use galley_db::Pools;
 use galley_schema::{CatalogCache, SchemaConfig};
 
@@ -16,6 +16,7 @@ pub struct AppState {
     pub(crate) tokens: TokenVerifier,
     pub(crate) schema: SchemaConfig,
     pub(crate) rest: RestConfig,
+    pub(crate) accounts: Arc<Accounts>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -26,6 +27,7 @@ impl AppState {
         tokens: TokenVerifier,
         schema: SchemaConfig,
         rest: RestConfig,
+        accounts: Arc<Accounts>,
     ) -> Self {
         Self {
             pools,
@@ -33,6 +35,7 @@ impl AppState {
             tokens,
             schema,
             rest,
+            accounts,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -3,10 +3,14 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use galley_auth::{JwtSecret, TokenVerifier};
+use galley_auth::{
+    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, PasswordHasherPool, PasswordPolicy,
+    RefreshKey, Templates, TokenVerifier,
+};
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
     SUPERUSER,
@@ -118,16 +122,18 @@ impl Application {
             .await
             .context("reading the schema catalog")?;
         let catalog_listener = catalog.spawn_listener(targets.owner.clone());
+        let listener = TcpListener::bind(config.http.listen)
+            .with_context(|| format!("listening on {}", config.http.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        let accounts = accounts(config, secret, &pools, address)?;
         let state = AppState::new(
             pools.clone(),
             catalog,
             TokenVerifier::new(secret),
             config.schema.clone(),
             config.rest.clone(),
+            Arc::new(accounts),
         );
-        let listener = TcpListener::bind(config.http.listen)
-            .with_context(|| format!("listening on {}", config.http.listen))?;
-        let address = listener.local_addr().context("reading the bound address")?;
         let server = galley_gateway::server(listener, state.clone(), &config.http)
             .context("starting HTTP")?;
         Ok(Serving {
@@ -246,4 +252,51 @@ async fn create_database(cluster: &Cluster) -> anyhow::Result<()> {
     drop(client);
     let _ = connection.await;
     Ok(())
+}
+
+/// The account operations behind `/auth/v1`, from `[auth]`.
+fn accounts(
+    config: &Config,
+    secret: &JwtSecret,
+    pools: &Pools,
+    address: SocketAddr,
+) -> anyhow::Result<Accounts> {
+    let auth = &config.auth;
+    let public_url = auth
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let site_url = auth.site_url.clone().unwrap_or_else(|| public_url.clone());
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let hasher =
+        PasswordHasherPool::new(HashCost::default(), auth.hash_concurrency.unwrap_or(cpus))
+            .context("setting up password hashing")?;
+    let seconds = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
+    Ok(Accounts::new(
+        pools.owner.clone(),
+        hasher,
+        PasswordPolicy {
+            min_chars: auth.password_min_length,
+            max_bytes: auth.password_max_bytes,
+        },
+        RefreshKey::derive(secret),
+        AccessSigner::new(secret),
+        Templates {
+            project: auth.project_name.clone(),
+        },
+        AuthSettings {
+            issuer: format!("{public_url}/auth/v1"),
+            public_url,
+            site_url,
+            redirect_urls: auth.redirect_urls.clone(),
+            access_token_ttl: seconds(auth.access_token_ttl_secs),
+            refresh_reuse_interval: seconds(auth.refresh_reuse_interval_secs),
+            // No SMTP yet: a confirmation mail could not arrive.
+            confirm_email: auth.confirm_email.unwrap_or(false),
+            disable_signup: auth.disable_signup,
+            link_ttl: seconds(auth.link_ttl_secs),
+        },
+    ))
 }

@@ -1,6 +1,7 @@
 //! Route table. Each folder or file mirrors a URL prefix and has a `configure`.
 
 mod admin;
+mod auth;
 mod health;
 mod rest;
 
@@ -11,6 +12,7 @@ use crate::error::ApiError;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     admin::configure(cfg);
+    auth::configure(cfg);
     rest::configure(cfg);
 }
 

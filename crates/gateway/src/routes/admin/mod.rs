@@ -4,6 +4,7 @@ mod catalog;
 mod enums;
 mod history;
 mod openapi;
+mod outbox;
 mod tables;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(tables::configure)
             .configure(enums::configure)
             .configure(history::configure)
+            .configure(outbox::configure)
             .configure(openapi::configure),
     );
 }

@@ -1,0 +1,143 @@
+//! An account as `auth.users` holds it, and as Supabase Auth shows it (`User`).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use galley_db::tokio_postgres::Row;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// The columns [`UserRecord::from_row`] reads, for `SELECT` and `RETURNING` lists.
+pub(crate) const USER_COLUMNS: &str = "u.id, u.aud, u.role, u.email, u.encrypted_password, \
+    u.email_confirmed_at, u.phone, u.phone_confirmed_at, u.confirmation_sent_at, u.recovery_sent_at, \
+    u.email_change, u.email_change_sent_at, u.invited_at, u.last_sign_in_at, u.raw_app_meta_data, \
+    u.raw_user_meta_data, u.is_anonymous, u.banned_until, u.created_at, u.updated_at, u.deleted_at";
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub aud: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub encrypted_password: Option<String>,
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    pub phone: Option<String>,
+    pub phone_confirmed_at: Option<DateTime<Utc>>,
+    pub confirmation_sent_at: Option<DateTime<Utc>>,
+    pub recovery_sent_at: Option<DateTime<Utc>>,
+    pub email_change: Option<String>,
+    pub email_change_sent_at: Option<DateTime<Utc>>,
+    pub invited_at: Option<DateTime<Utc>>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub app_metadata: Value,
+    pub user_metadata: Value,
+    pub is_anonymous: bool,
+    pub banned_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl UserRecord {
+    /// Reads the [`USER_COLUMNS`] starting at column `at`.
+    pub(crate) fn from_row(row: &Row, at: usize) -> Result<Self, galley_db::tokio_postgres::Error> {
+        Ok(Self {
+            id: row.try_get(at)?,
+            aud: row.try_get(at + 1)?,
+            role: row.try_get(at + 2)?,
+            email: row.try_get(at + 3)?,
+            encrypted_password: row.try_get(at + 4)?,
+            email_confirmed_at: row.try_get(at + 5)?,
+            phone: row.try_get(at + 6)?,
+            phone_confirmed_at: row.try_get(at + 7)?,
+            confirmation_sent_at: row.try_get(at + 8)?,
+            recovery_sent_at: row.try_get(at + 9)?,
+            email_change: row.try_get(at + 10)?,
+            email_change_sent_at: row.try_get(at + 11)?,
+            invited_at: row.try_get(at + 12)?,
+            last_sign_in_at: row.try_get(at + 13)?,
+            app_metadata: row.try_get(at + 14)?,
+            user_metadata: row.try_get(at + 15)?,
+            is_anonymous: row.try_get(at + 16)?,
+            banned_until: row.try_get(at + 17)?,
+            created_at: row.try_get(at + 18)?,
+            updated_at: row.try_get(at + 19)?,
+            deleted_at: row.try_get(at + 20)?,
+        })
+    }
+
+    pub fn is_banned(&self, now: DateTime<Utc>) -> bool {
+        self.banned_until.is_some_and(|until| until > now)
+    }
+
+    /// The `User` object of the Supabase Auth API.
+    pub fn to_json(&self) -> Value {
+        let mut user = Map::new();
+        user.insert("id".into(), json!(self.id));
+        user.insert("aud".into(), json!(self.aud));
+        user.insert("role".into(), json!(self.role));
+        user.insert(
+            "email".into(),
+            json!(self.email.clone().unwrap_or_default()),
+        );
+        let times = [
+            ("email_confirmed_at", self.email_confirmed_at),
+            ("phone_confirmed_at", self.phone_confirmed_at),
+            ("confirmation_sent_at", self.confirmation_sent_at),
+            ("recovery_sent_at", self.recovery_sent_at),
+            ("email_change_sent_at", self.email_change_sent_at),
+            ("invited_at", self.invited_at),
+            (
+                "confirmed_at",
+                match (self.email_confirmed_at, self.phone_confirmed_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            ),
+            ("last_sign_in_at", self.last_sign_in_at),
+            ("banned_until", self.banned_until),
+            ("deleted_at", self.deleted_at),
+        ];
+        for (name, time) in times {
+            if let Some(time) = time {
+                user.insert(name.into(), json!(timestamp(time)));
+            }
+        }
+        user.insert(
+            "phone".into(),
+            json!(self.phone.clone().unwrap_or_default()),
+        );
+        if let Some(new_email) = &self.email_change {
+            user.insert("new_email".into(), json!(new_email));
+        }
+        user.insert("app_metadata".into(), self.app_metadata.clone());
+        user.insert("user_metadata".into(), self.user_metadata.clone());
+        let identities = match &self.email {
+            Some(email) => vec![json!({
+                "identity_id": self.id,
+                "id": self.id,
+                "user_id": self.id,
+                "identity_data": {
+                    "sub": self.id,
+                    "email": email,
+                    "email_verified": self.email_confirmed_at.is_some(),
+                    "phone_verified": false,
+                },
+                "provider": "email",
+                "last_sign_in_at": self.last_sign_in_at.map(timestamp),
+                "created_at": timestamp(self.created_at),
+                "updated_at": timestamp(self.updated_at),
+                "email": email,
+            })],
+            None => Vec::new(),
+        };
+        user.insert("identities".into(), Value::Array(identities));
+        user.insert("created_at".into(), json!(timestamp(self.created_at)));
+        user.insert("updated_at".into(), json!(timestamp(self.updated_at)));
+        user.insert("is_anonymous".into(), json!(self.is_anonymous));
+        Value::Object(user)
+    }
+}
+
+/// RFC 3339 with microseconds and `Z`, as GoTrue prints times.
+pub fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

@@ -1,0 +1,710 @@
+//! `/auth/v1`: the Supabase Auth (GoTrue) dialect, so `@supabase/supabase-js`'s `auth`
+//! works unchanged: signup, password and refresh-token grants, logout, the user's own
+//! record, recovery and confirmation links, settings, JWKS, and the admin's users.
+//! The work is `galley_auth::Accounts`'; this module is HTTP only.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use galley_auth::{
+    AdminUser, AuthError, Caller, LogoutScope, Session, Signup, UserUpdate, VerifyKind,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::extract::ServiceRole;
+use crate::state::AppState;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/auth/v1")
+            .route("/signup", web::post().to(signup))
+            .route("/token", web::post().to(token))
+            .route("/logout", web::post().to(logout))
+            .route("/user", web::get().to(get_user))
+            .route("/user", web::put().to(put_user))
+            .route("/recover", web::post().to(recover))
+            .route("/resend", web::post().to(resend))
+            .route("/verify", web::post().to(verify_post))
+            .route("/verify", web::get().to(verify_get))
+            .route("/settings", web::get().to(settings))
+            .route("/health", web::get().to(health))
+            .route("/.well-known/jwks.json", web::get().to(jwks))
+            .route("/admin/users", web::get().to(admin_list))
+            .route("/admin/users", web::post().to(admin_create))
+            .route("/admin/users/{id}", web::get().to(admin_get))
+            .route("/admin/users/{id}", web::put().to(admin_update))
+            .route("/admin/users/{id}", web::delete().to(admin_delete)),
+    );
+}
+
+/// An auth error as GoTrue answers it: `{code, message}` with the API version header
+/// when the client sent `X-Supabase-Api-Version` (auth-js always does), the older
+/// `{code: <status>, error_code, msg}` otherwise.
+struct Failure {
+    error: AuthError,
+    versioned: bool,
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = if self.versioned {
+            json!({"code": self.error.code, "message": self.error.message})
+        } else {
+            json!({"code": self.error.status, "error_code": self.error.code, "msg": self.error.message})
+        };
+        if let (Some(weak), Some(object)) = (&self.error.weak, body.as_object_mut()) {
+            object.insert("weak_password".into(), json!({"reasons": weak.reasons}));
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(("x-sb-error-code", self.error.code));
+        if self.versioned {
+            response.insert_header(("x-supabase-api-version", API_VERSION));
+        }
+        response.json(body)
+    }
+}
+
+const API_VERSION: &str = "2024-01-01";
+
+fn versioned(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("x-supabase-api-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= API_VERSION)
+}
+
+type Answer = Result<HttpResponse, Failure>;
+
+/// Attaches the request's error dialect to an auth error.
+trait Dialect<T> {
+    fn dialect(self, req: &HttpRequest) -> Result<T, Failure>;
+}
+
+impl<T> Dialect<T> for Result<T, AuthError> {
+    fn dialect(self, req: &HttpRequest) -> Result<T, Failure> {
+        self.map_err(|error| Failure {
+            error,
+            versioned: versioned(req),
+        })
+    }
+}
+
+fn ok(req: &HttpRequest, body: Value) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if versioned(req) {
+        response.insert_header(("x-supabase-api-version", API_VERSION));
+    }
+    response.json(body)
+}
+
+/// A JSON body, or GoTrue's `bad_json`.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, AuthError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_str("{}").map_err(|err| bad_json(&err));
+    }
+    serde_json::from_slice(bytes).map_err(|err| bad_json(&err))
+}
+
+fn bad_json(err: &serde_json::Error) -> AuthError {
+    AuthError::new(
+        400,
+        "bad_json",
+        format!("Could not parse request body as JSON: {err}"),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct RedirectQuery {
+    redirect_to: Option<String>,
+}
+
+fn redirect_to(req: &HttpRequest) -> Option<String> {
+    web::Query::<RedirectQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().redirect_to)
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    data: Option<Map<String, Value>>,
+}
+
+async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let input: SignupBody = body(&bytes).dialect(&req)?;
+    if input.phone.is_some() {
+        return Err(AuthError::new(
+            400,
+            "phone_provider_disabled",
+            "Phone signups are disabled",
+        ))
+        .dialect(&req);
+    }
+    let Some(email) = input.email else {
+        return Err(AuthError::new(
+            422,
+            "anonymous_provider_disabled",
+            "Anonymous sign-ins are disabled",
+        ))
+        .dialect(&req);
+    };
+    let outcome = state
+        .accounts
+        .signup(
+            &email,
+            input.password.as_deref().unwrap_or_default(),
+            input.data,
+            redirect_to(&req).as_deref(),
+        )
+        .await
+        .dialect(&req)?;
+    Ok(match outcome {
+        Signup::Session(session) => session_response(&req, &session),
+        Signup::User(user) => ok(&req, user),
+    })
+}
+
+fn session_response(req: &HttpRequest, session: &Session) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if versioned(req) {
+        response.insert_header(("x-supabase-api-version", API_VERSION));
+    }
+    response
+        .insert_header(("cache-control", "no-store"))
+        .json(session.to_json())
+}
+
+#[derive(Deserialize)]
+struct GrantQuery {
+    grant_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let grant = web::Query::<GrantQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().grant_type)
+        .unwrap_or_default();
+    let input: TokenBody = body(&bytes).dialect(&req)?;
+    let session = match grant.as_str() {
+        "password" => {
+            let (email, password) = match (input.email, input.phone, input.password) {
+                (Some(_), Some(_), _) => {
+                    return Err(AuthError::validation(
+                        "Only an email address or phone number should be provided on login.",
+                    ))
+                    .dialect(&req);
+                }
+                (Some(email), None, Some(password)) => (email, password),
+                (None, None, _) => {
+                    return Err(AuthError::validation("missing email or phone")).dialect(&req);
+                }
+                _ => return Err(AuthError::invalid_credentials()).dialect(&req),
+            };
+            let user_agent = req
+                .headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(256).collect::<String>());
+            let result = state
+                .accounts
+                .password_grant(&email, &password, user_agent.as_deref())
+                .await;
+            if let Err(err) = &result {
+                tracing::info!(
+                    event = "auth.login_failed",
+                    code = err.code,
+                    "a sign-in was refused"
+                );
+            }
+            result.dialect(&req)?
+        }
+        "refresh_token" => {
+            let Some(token) = input.refresh_token.filter(|t| !t.is_empty()) else {
+                return Ok(HttpResponse::BadRequest().json(json!({
+                    "error": "invalid_request",
+                    "error_description": "refresh_token required",
+                })));
+            };
+            state.accounts.refresh_grant(&token).await.dialect(&req)?
+        }
+        _ => {
+            return Err(AuthError::new(
+                400,
+                "invalid_credentials",
+                "unsupported_grant_type",
+            ))
+            .dialect(&req);
+        }
+    };
+    Ok(session_response(&req, &session))
+}
+
+/// The caller of a user endpoint: a verified access token naming a user. API keys (no
+/// `sub`) are not users.
+fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, AuthError> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            AuthError::new(
+                401,
+                "no_authorization",
+                "This endpoint requires a valid Bearer token",
+            )
+        })?;
+    let claims = state.tokens.verify(token).map_err(|err| {
+        AuthError::new(
+            401,
+            "bad_jwt",
+            format!("invalid JWT: unable to parse or verify signature, {err}"),
+        )
+    })?;
+    let sub = claims
+        .raw
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AuthError::new(403, "bad_jwt", "invalid claim: missing sub claim"))?;
+    let user_id = Uuid::parse_str(sub)
+        .map_err(|_| AuthError::new(400, "bad_jwt", "invalid claim: sub claim must be a UUID"))?;
+    let session_id = claims
+        .raw
+        .get("session_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    Ok(Caller {
+        user_id,
+        session_id,
+    })
+}
+
+#[derive(Deserialize)]
+struct LogoutQuery {
+    scope: Option<String>,
+}
+
+async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let scope = web::Query::<LogoutQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().scope)
+        .unwrap_or_default();
+    let scope = match scope.as_str() {
+        "" | "global" => LogoutScope::Global,
+        "local" => LogoutScope::Local,
+        "others" => LogoutScope::Others,
+        other => {
+            return Err(AuthError::validation(format!(
+                "Unsupported logout scope {:?}",
+                other.chars().take(32).collect::<String>()
+            )))
+            .dialect(&req);
+        }
+    };
+    state.accounts.logout(&caller, scope).await.dialect(&req)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_user(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let user = state.accounts.current_user(&caller).await.dialect(&req)?;
+    Ok(ok(&req, user.to_json()))
+}
+
+#[derive(Deserialize)]
+struct UserBody {
+    email: Option<String>,
+    password: Option<String>,
+    data: Option<Map<String, Value>>,
+    app_metadata: Option<Value>,
+    phone: Option<String>,
+}
+
+async fn put_user(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let input: UserBody = body(&bytes).dialect(&req)?;
+    if input.app_metadata.is_some() {
+        return Err(AuthError::new(
+            403,
+            "not_admin",
+            "Updating app_metadata requires admin privileges",
+        ))
+        .dialect(&req);
+    }
+    if input.phone.is_some() {
+        return Err(AuthError::new(
+            400,
+            "phone_provider_disabled",
+            "Phone logins are disabled",
+        ))
+        .dialect(&req);
+    }
+    let update = UserUpdate {
+        email: input.email,
+        password: input.password,
+        data: input.data,
+    };
+    let user = state
+        .accounts
+        .update_user(&caller, update, redirect_to(&req).as_deref())
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, user.to_json()))
+}
+
+#[derive(Deserialize)]
+struct RecoverBody {
+    email: Option<String>,
+}
+
+async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let input: RecoverBody = body(&bytes).dialect(&req)?;
+    state
+        .accounts
+        .recover(
+            input.email.as_deref().unwrap_or_default(),
+            redirect_to(&req).as_deref(),
+        )
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, json!({})))
+}
+
+#[derive(Deserialize)]
+struct ResendBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    email: Option<String>,
+}
+
+async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let input: ResendBody = body(&bytes).dialect(&req)?;
+    let Some(email) = input.email else {
+        return Err(AuthError::validation("An email address is required")).dialect(&req);
+    };
+    state
+        .accounts
+        .resend(
+            input.kind.as_deref().unwrap_or_default(),
+            &email,
+            redirect_to(&req).as_deref(),
+        )
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, json!({})))
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    token: Option<String>,
+    token_hash: Option<String>,
+    email: Option<String>,
+}
+
+async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let input: VerifyBody = body(&bytes).dialect(&req)?;
+    let kind = verify_kind(input.kind.as_deref()).dialect(&req)?;
+    let token = match (input.token, input.token_hash) {
+        (Some(token), None) if input.email.is_some() => token,
+        (None, Some(hash)) if input.email.is_none() => hash,
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(AuthError::validation(
+                "Verify requires either a token or a token hash",
+            ))
+            .dialect(&req);
+        }
+        _ => {
+            return Err(AuthError::validation(
+                "Only the token_hash and type should be provided",
+            ))
+            .dialect(&req);
+        }
+    };
+    let session = state.accounts.verify(kind, &token).await.dialect(&req)?;
+    Ok(session_response(&req, &session))
+}
+
+fn verify_kind(kind: Option<&str>) -> Result<VerifyKind, AuthError> {
+    let kind = kind.ok_or_else(|| AuthError::validation("Verify requires a verification type"))?;
+    VerifyKind::parse(kind).ok_or_else(|| AuthError::validation("Unsupported verification type"))
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    token: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    redirect_to: Option<String>,
+}
+
+/// The link in a mail: follows it and sends the browser on, to `redirect_to` when it is
+/// allowed, else the site URL, with the session (or the error) in the fragment.
+async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let query = web::Query::<VerifyQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(VerifyQuery {
+            token: None,
+            kind: None,
+            redirect_to: None,
+        });
+    let accounts = &state.accounts;
+    let target = query
+        .redirect_to
+        .filter(|target| accounts.allowed_redirect(target))
+        .unwrap_or_else(|| accounts.settings().site_url.clone());
+    let result = match verify_kind(query.kind.as_deref()) {
+        Ok(kind) => accounts
+            .verify(kind, query.token.as_deref().unwrap_or_default())
+            .await
+            .map(|session| (session, kind)),
+        Err(err) => Err(err),
+    };
+    let fragment = match result {
+        Ok((session, kind)) => serde_urlencoded::to_string([
+            ("access_token", session.access_token.as_str()),
+            ("expires_at", &session.expires_at.to_string()),
+            ("expires_in", &session.expires_in.to_string()),
+            ("refresh_token", session.refresh_token.as_str()),
+            ("token_type", "bearer"),
+            ("type", kind.as_str()),
+        ]),
+        Err(err) => serde_urlencoded::to_string([
+            ("error", "access_denied"),
+            ("error_code", err.code),
+            ("error_description", err.message.as_str()),
+        ]),
+    }
+    .unwrap_or_default();
+    let base = target.split('#').next().unwrap_or_default();
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, format!("{base}#{fragment}")))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
+
+async fn settings(state: web::Data<AppState>) -> HttpResponse {
+    let settings = state.accounts.settings();
+    HttpResponse::Ok().json(json!({
+        "external": {
+            "anonymous_users": false, "apple": false, "azure": false, "bitbucket": false,
+            "discord": false, "facebook": false, "figma": false, "fly": false, "github": false,
+            "gitlab": false, "google": false, "keycloak": false, "kakao": false, "linkedin": false,
+            "linkedin_oidc": false, "notion": false, "spotify": false, "slack": false,
+            "slack_oidc": false, "snapchat": false, "twitch": false, "twitter": false,
+            "workos": false, "zoom": false, "email": true, "phone": false,
+        },
+        "disable_signup": settings.disable_signup,
+        "mailer_autoconfirm": !settings.confirm_email,
+        "phone_autoconfirm": false,
+        "sms_provider": "",
+        "saml_enabled": false,
+    }))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "GoTrue",
+        "description": "Galley's Supabase Auth-compatible API",
+    }))
+}
+
+/// The public keys access tokens may be verified with. Tokens are HS256 with the
+/// project secret, which is never published, so the set is empty.
+async fn jwks() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=600"))
+        .json(json!({"keys": []}))
+}
+
+// ---- admin ----
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn admin_list(_admin: ServiceRole, state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let query = web::Query::<PageQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(PageQuery {
+            page: None,
+            per_page: None,
+        });
+    let page = query.page.unwrap_or(1).max(1);
+    let per_page = query.per_page.unwrap_or(50).clamp(1, 1000);
+    let (users, total) = state
+        .accounts
+        .list_users(page, per_page)
+        .await
+        .dialect(&req)?;
+    let last = ((total + per_page - 1) / per_page).max(1);
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!(
+            "</admin/users?page={}&per_page={per_page}>; rel=\"next\"",
+            page + 1
+        ));
+    }
+    links.push(format!(
+        "</admin/users?page={last}&per_page={per_page}>; rel=\"last\""
+    ));
+    let mut response = ok(
+        &req,
+        json!({
+            "users": users.iter().map(galley_auth::UserRecord::to_json).collect::<Vec<_>>(),
+            "aud": "authenticated",
+        }),
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = total.to_string().parse() {
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("x-total-count"),
+            value,
+        );
+    }
+    if let Ok(value) = links.join(", ").parse() {
+        headers.insert(actix_web::http::header::LINK, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct AdminBody {
+    email: Option<String>,
+    password: Option<String>,
+    email_confirm: Option<bool>,
+    user_metadata: Option<Map<String, Value>>,
+    app_metadata: Option<Map<String, Value>>,
+    ban_duration: Option<String>,
+    role: Option<String>,
+    phone: Option<String>,
+}
+
+impl AdminBody {
+    fn into_spec(self) -> Result<AdminUser, AuthError> {
+        if self.phone.is_some() {
+            return Err(AuthError::new(
+                400,
+                "phone_provider_disabled",
+                "Phone logins are disabled",
+            ));
+        }
+        Ok(AdminUser {
+            email: self.email,
+            password: self.password,
+            email_confirm: self.email_confirm,
+            user_metadata: self.user_metadata,
+            app_metadata: self.app_metadata,
+            ban_duration: self.ban_duration,
+            role: self.role,
+        })
+    }
+}
+
+async fn admin_create(
+    _admin: ServiceRole,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Answer {
+    let spec = body::<AdminBody>(&bytes)
+        .and_then(AdminBody::into_spec)
+        .dialect(&req)?;
+    let user = state.accounts.create_user(spec).await.dialect(&req)?;
+    tracing::info!(event = "auth.admin_user_created", user_id = %user.id, "an admin created a user");
+    Ok(ok(&req, user.to_json()))
+}
+
+fn user_id(path: &str) -> Result<Uuid, AuthError> {
+    Uuid::parse_str(path).map_err(|_| AuthError::new(404, "user_not_found", "User not found"))
+}
+
+async fn admin_get(
+    _admin: ServiceRole,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    let id = user_id(&path).dialect(&req)?;
+    let user = state.accounts.get_user(id).await.dialect(&req)?;
+    Ok(ok(&req, user.to_json()))
+}
+
+async fn admin_update(
+    _admin: ServiceRole,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Answer {
+    let id = user_id(&path).dialect(&req)?;
+    let spec = body::<AdminBody>(&bytes)
+        .and_then(AdminBody::into_spec)
+        .dialect(&req)?;
+    let user = state
+        .accounts
+        .admin_update_user(id, spec)
+        .await
+        .dialect(&req)?;
+    tracing::info!(event = "auth.admin_user_updated", user_id = %id, "an admin changed a user");
+    Ok(ok(&req, user.to_json()))
+}
+
+#[derive(Deserialize, Default)]
+struct DeleteBody {
+    should_soft_delete: Option<bool>,
+}
+
+async fn admin_delete(
+    _admin: ServiceRole,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Answer {
+    let id = user_id(&path).dialect(&req)?;
+    let input: DeleteBody = body(&bytes).dialect(&req)?;
+    state
+        .accounts
+        .delete_user(id, input.should_soft_delete.unwrap_or(false))
+        .await
+        .dialect(&req)?;
+    tracing::info!(event = "auth.admin_user_deleted", user_id = %id, "an admin deleted a user");
+    Ok(ok(&req, json!({})))
+}

@@ -1,0 +1,853 @@
+//! `/auth/v1` over HTTP: accounts, sessions and rotating refresh tokens, recovery links
+//! from the outbox, the admin's users, GoTrue's error shapes, and the attacks the
+//! security checklist names (token reuse, concurrent refreshes and signups, forged JWTs).
+
+use galley_testkit::{TestApp, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/auth/v1{path}")))
+        .header("apikey", app.anon_key())
+        .header("x-supabase-api-version", "2024-01-01")
+        .json(&body)
+        .send()
+        .await
+        .expect("response")
+}
+
+async fn with_token(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .request(method, app.url(&format!("/auth/v1{path}")))
+        .header("apikey", app.anon_key())
+        .header("x-supabase-api-version", "2024-01-01")
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("response")
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn sign_up(app: &TestApp, email: &str, password: &str) -> Value {
+    let (status, body) = json_of(
+        post(
+            app,
+            "/signup",
+            json!({"email": email, "password": password, "data": {"name": "Ada"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
+    json_of(
+        post(
+            app,
+            "/token?grant_type=password",
+            json!({"email": email, "password": password}),
+        )
+        .await,
+    )
+    .await
+}
+
+async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
+    json_of(
+        post(
+            app,
+            "/token?grant_type=refresh_token",
+            json!({"refresh_token": token}),
+        )
+        .await,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn signup_signin_user_and_logout_speak_gotrue() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "  Ada@Example.com ", "correct horse battery").await;
+    assert_eq!(session["token_type"], "bearer");
+    assert_eq!(session["expires_in"], 3600);
+    assert_eq!(session["user"]["email"], "ada@example.com");
+    assert_eq!(session["user"]["user_metadata"]["name"], "Ada");
+    assert_eq!(session["user"]["app_metadata"]["provider"], "email");
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    let access = session["access_token"].as_str().expect("access token");
+
+    // The access token carries GoTrue's claims and works on the REST side as the user.
+    let payload = access.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .expect("base64"),
+    )
+    .expect("claims");
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "email",
+        "phone",
+        "app_metadata",
+        "user_metadata",
+        "role",
+        "aal",
+        "amr",
+        "session_id",
+        "is_anonymous",
+    ] {
+        assert!(claims.get(claim).is_some(), "claim {claim} in {claims}");
+    }
+    assert_eq!(claims["role"], "authenticated");
+    assert_eq!(claims["aud"], "authenticated");
+    assert_eq!(claims["amr"][0]["method"], "password");
+
+    let (status, user) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", access, None).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(user["id"], claims["sub"]);
+
+    let (status, error) = sign_in(&app, "ada@example.com", "wrong horse battery").await;
+    assert_eq!(status, 400);
+    assert_eq!(error["code"], "invalid_credentials");
+    let (status, unknown) = sign_in(&app, "nobody@example.com", "wrong horse battery").await;
+    assert_eq!(
+        (status, &unknown),
+        (400, &error),
+        "an unknown email answers the same"
+    );
+    let (status, second) = sign_in(&app, "ADA@example.com", "correct horse battery").await;
+    assert_eq!(status, 200);
+
+    // Logout of this session only; the other session still works.
+    let response = with_token(
+        &app,
+        reqwest::Method::POST,
+        "/logout?scope=local",
+        access,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    let (status, error) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", access, None).await).await;
+    assert_eq!(status, 403);
+    assert_eq!(error["code"], "session_not_found");
+    let other = second["access_token"].as_str().expect("token");
+    let (status, _) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", other, None).await).await;
+    assert_eq!(status, 200);
+    let (status, _) = refresh(&app, session["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(
+        status, 400,
+        "the signed-out session's refresh token is dead"
+    );
+
+    // Errors in the legacy shape without the version header.
+    let legacy = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .json(&json!({"email": "ada@example.com", "password": "nope nope nope"}))
+        .send()
+        .await
+        .expect("response");
+    assert!(legacy.headers().get("x-supabase-api-version").is_none());
+    let (status, body) = json_of(legacy).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"})
+    );
+}
+
+#[tokio::test]
+async fn weak_or_malformed_signups_are_refused() {
+    let app = spawn_app().await;
+    for (body, status, code) in [
+        (
+            json!({"email": "a@example.com", "password": "short"}),
+            422,
+            "weak_password",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "password123"}),
+            422,
+            "weak_password",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "x".repeat(129)}),
+            422,
+            "weak_password",
+        ),
+        (json!({"email": "a@example.com"}), 400, "validation_failed"),
+        (
+            json!({"email": "not an email", "password": "correct horse battery"}),
+            400,
+            "validation_failed",
+        ),
+        (
+            json!({"email": "a@b.c\r\nBcc: x@y.z", "password": "correct horse battery"}),
+            400,
+            "validation_failed",
+        ),
+    ] {
+        let (got, error) = json_of(post(&app, "/signup", body.clone()).await).await;
+        assert_eq!(
+            (got, error["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {error}"
+        );
+    }
+    let response = app
+        .http
+        .post(app.url("/auth/v1/signup"))
+        .header("x-supabase-api-version", "2024-01-01")
+        .body("{not json")
+        .send()
+        .await
+        .expect("response");
+    let (status, error) = json_of(response).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("bad_json")));
+    let (_, weak) = json_of(
+        post(
+            &app,
+            "/signup",
+            json!({"email": "b@example.com", "password": "iloveyou"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(weak["weak_password"]["reasons"], json!(["pwned"]));
+    sign_up(&app, "dup@example.com", "correct horse battery").await;
+    let (status, error) = json_of(
+        post(
+            &app,
+            "/signup",
+            json!({"email": "DUP@example.com", "password": "another good one"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (422, Some("user_already_exists"))
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_ends_the_session() {
+    let app = spawn_app_with(|config| config.auth.refresh_reuse_interval_secs = 0).await;
+    let session = sign_up(&app, "rot@example.com", "correct horse battery").await;
+    let first = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let (status, second) = refresh(&app, &first).await;
+    assert_eq!(status, 200, "{second}");
+    let second_token = second["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_owned();
+    assert_ne!(second_token, first);
+    // The first token again, after the reuse interval: reuse, and the session is gone.
+    let (status, error) = refresh(&app, &first).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("refresh_token_already_used"))
+    );
+    let (status, error) = refresh(&app, &second_token).await;
+    assert_eq!(status, 400, "{error}");
+    let access = second["access_token"].as_str().expect("access");
+    let (status, _) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", access, None).await).await;
+    assert_eq!(
+        status, 403,
+        "the revoked session's access token is refused by /user"
+    );
+    let (status, error) = refresh(&app, "not-a-token").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("refresh_token_not_found"))
+    );
+    let (status, error) =
+        json_of(post(&app, "/token?grant_type=refresh_token", json!({})).await).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_leave_one_live_branch() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "race@example.com", "correct horse battery").await;
+    let token = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let answers = futures_util::future::join_all((0..20).map(|_| refresh(&app, &token))).await;
+    let mut tokens: Vec<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["refresh_token"].as_str().expect("token").to_owned()
+        })
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "every concurrent refresh got the same successor"
+    );
+    // The successor is the one live token; it rotates on.
+    let (status, next) = refresh(&app, &tokens[0]).await;
+    assert_eq!(status, 200);
+    assert_ne!(next["refresh_token"], tokens[0].as_str());
+    let client = app.db.connect().await.expect("connect");
+    let sessions: i64 = client
+        .query_one("SELECT count(*) FROM auth.sessions", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(sessions, 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_signups_with_one_email_make_one_user() {
+    let app = spawn_app().await;
+    let spellings = [
+        "same@example.com",
+        "SAME@example.com",
+        "Same@Example.com",
+        " same@EXAMPLE.com ",
+    ];
+    let app = &app;
+    let answers = futures_util::future::join_all((0..50).map(|n| {
+        let email = spellings[n % spellings.len()];
+        async move {
+            json_of(
+                post(
+                    app,
+                    "/signup",
+                    json!({"email": email, "password": "correct horse battery"}),
+                )
+                .await,
+            )
+            .await
+        }
+    }))
+    .await;
+    let created = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(created, 1, "{answers:?}");
+    assert!(answers.iter().all(|(status, body)| *status == 200
+        || (*status == 422 && body["code"] == "user_already_exists")));
+    let client = app.db.connect().await.expect("connect");
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM auth.users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(users, 1);
+}
+
+/// The recovery link in the newest mail to `email`, from the outbox.
+async fn link_in_outbox(app: &TestApp, email: &str) -> String {
+    let mails: Value = app
+        .http
+        .get(app.url("/admin/v1/outbox"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let mail = mails
+        .as_array()
+        .expect("mails")
+        .iter()
+        .find(|m| m["recipient"] == email)
+        .unwrap_or_else(|| panic!("no mail to {email} in {mails}"));
+    let body = mail["body"].as_str().expect("body");
+    body.split_whitespace()
+        .find(|word| word.starts_with("http"))
+        .expect("a link")
+        .to_owned()
+}
+
+fn query_value(link: &str, key: &str) -> String {
+    let query = link.split_once('?').expect("query").1;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("pairs");
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .expect("key")
+}
+
+#[tokio::test]
+async fn password_recovery_by_link_ends_the_other_sessions() {
+    let app = spawn_app_with(|config| {
+        config.auth.public_url = Some("https://galley.example".into());
+        config.auth.site_url = Some("https://app.example".into());
+    })
+    .await;
+    let first = sign_up(&app, "lost@example.com", "correct horse battery").await;
+    let (status, body) =
+        json_of(post(&app, "/recover", json!({"email": "lost@example.com"})).await).await;
+    assert_eq!((status, body), (200, json!({})));
+    let (status, body) =
+        json_of(post(&app, "/recover", json!({"email": "ghost@example.com"})).await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({})),
+        "an unknown address answers the same"
+    );
+
+    let link = link_in_outbox(&app, "lost@example.com").await;
+    assert!(
+        link.starts_with("https://galley.example/auth/v1/verify?"),
+        "{link}"
+    );
+    let token = query_value(&link, "token");
+    let client = app.db.connect().await.expect("connect");
+    let stored: i64 = client
+        .query_one(
+            "SELECT count(*) FROM auth.one_time_tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&token],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 1, "only the token's SHA-256 is stored");
+    let plain: i64 = client
+        .query_one(
+            "SELECT count(*) FROM auth.one_time_tokens WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'",
+            &[&token],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(plain, 0);
+
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"type": "recovery", "token_hash": token}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let (status, error) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"type": "recovery", "token_hash": token}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (403, Some("otp_expired")),
+        "single use"
+    );
+
+    let access = session["access_token"].as_str().expect("access");
+    let (status, _) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"password": "a brand new secret"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = sign_in(&app, "lost@example.com", "correct horse battery").await;
+    assert_eq!(status, 400, "the old password is refused");
+    let (status, _) = sign_in(&app, "lost@example.com", "a brand new secret").await;
+    assert_eq!(status, 200);
+    let (status, _) = refresh(&app, first["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(status, 400, "the session from before the reset is revoked");
+    let (status, error) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"password": "a brand new secret"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (422, Some("same_password"))
+    );
+
+    // The link followed in a browser: 303 to the site with the session in the fragment.
+    post(&app, "/recover", json!({"email": "lost@example.com"})).await;
+    let link = link_in_outbox(&app, "lost@example.com").await;
+    let path = link
+        .strip_prefix("https://galley.example")
+        .expect("public url");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = no_redirect
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with("https://app.example#access_token="),
+        "{location}"
+    );
+    assert!(location.contains("&type=recovery"));
+    let again = no_redirect
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("response");
+    let location = again.headers()["location"].to_str().expect("location");
+    assert!(location.contains("error_code=otp_expired"), "{location}");
+    let evil = no_redirect
+        .get(app.url(&format!(
+            "{}&redirect_to=https%3A%2F%2Fevil.example",
+            path.replace("&redirect_to=", "&x=")
+        )))
+        .send()
+        .await
+        .expect("response");
+    let location = evil.headers()["location"].to_str().expect("location");
+    assert!(location.starts_with("https://app.example#"), "{location}");
+}
+
+#[tokio::test]
+async fn user_updates_merge_metadata_and_refuse_app_metadata() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "meta@example.com", "correct horse battery").await;
+    let access = session["access_token"].as_str().expect("access");
+    let (status, user) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"data": {"theme": "dark", "name": null}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(user["user_metadata"]["theme"], "dark");
+    assert!(user["user_metadata"].get("name").is_none(), "{user}");
+    let (status, error) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"app_metadata": {"role": "admin"}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, error["code"].as_str()), (403, Some("not_admin")));
+    let (status, user) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"email": "New@Example.com"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, user["email"].as_str()),
+        (200, Some("new@example.com"))
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_a_ban_ends_sessions() {
+    let app = spawn_app().await;
+    let admin = app.service_key();
+    let (status, created) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/admin/users",
+            &admin,
+            Some(json!({"email": "made@example.com", "password": "correct horse battery", "email_confirm": true, "app_metadata": {"plan": "pro"}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["app_metadata"]["plan"], "pro");
+    let id = created["id"].as_str().expect("id").to_owned();
+    for n in 0..3 {
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/admin/users",
+            &admin,
+            Some(json!({"email": format!("u{n}@example.com")})),
+        )
+        .await;
+    }
+    let response = with_token(
+        &app,
+        reqwest::Method::GET,
+        "/admin/users?page=1&per_page=2",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(response.headers()["x-total-count"], "4");
+    assert!(
+        response.headers()["link"]
+            .to_str()
+            .expect("link")
+            .contains("rel=\"next\"")
+    );
+    let (_, page) = json_of(response).await;
+    assert_eq!(page["users"].as_array().map(Vec::len), Some(2));
+
+    let (status, session) = sign_in(&app, "made@example.com", "correct horse battery").await;
+    assert_eq!(status, 200);
+    let (status, banned) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            &format!("/admin/users/{id}"),
+            &admin,
+            Some(json!({"ban_duration": "24h"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(banned["banned_until"].is_string());
+    let (status, _) = refresh(&app, session["refresh_token"].as_str().expect("refresh")).await;
+    assert_eq!(
+        status, 400,
+        "a banned user's session stops at the next refresh"
+    );
+    let (status, error) = sign_in(&app, "made@example.com", "correct horse battery").await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("user_banned")));
+
+    // Users cannot reach the admin endpoints.
+    let user_token = session["access_token"].as_str().expect("access");
+    let response = with_token(&app, reqwest::Method::GET, "/admin/users", user_token, None).await;
+    assert_eq!(response.status(), 403);
+
+    let response = with_token(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/users/{id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (status, error) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/users/{id}"),
+            &admin,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("user_not_found"))
+    );
+}
+
+fn sign(header: Value, claims: Value, key: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!("{}.{}", encode(&header), encode(&claims));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    mac.update(input.as_bytes());
+    let signature =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn forged_expired_and_misdirected_tokens_are_refused_with_401() {
+    let app = spawn_app().await;
+    let session = sign_up(&app, "jwt@example.com", "correct horse battery").await;
+    let sub = session["user"]["id"].as_str().expect("id").to_owned();
+    let secret = app.config.auth.jwt_secret.as_ref().map(|s| {
+        use secrecy::ExposeSecret;
+        s.expose_secret().to_owned()
+    });
+    let secret = secret.expect("the test app has a secret");
+    let now = chrono::Utc::now().timestamp();
+    let claims = |extra: Value| {
+        let mut base = json!({"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": now + 600, "iat": now});
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+            base.extend(extra.clone());
+        }
+        base
+    };
+    let hs = json!({"alg": "HS256", "typ": "JWT"});
+    let valid = sign(hs.clone(), claims(json!({})), secret.as_bytes());
+    let tampered = {
+        let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+        use base64::Engine;
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(claims(json!({"role": "service_role"})).to_string());
+        parts.join(".")
+    };
+    let none = {
+        use base64::Engine;
+        let encode =
+            |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.",
+            encode(json!({"alg": "none", "typ": "JWT"})),
+            encode(claims(json!({})))
+        )
+    };
+    let attacks = [
+        ("alg none", none),
+        (
+            "HS/RS confusion",
+            sign(
+                json!({"alg": "RS256", "typ": "JWT"}),
+                claims(json!({})),
+                secret.as_bytes(),
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                hs.clone(),
+                claims(json!({"exp": now - 3600})),
+                secret.as_bytes(),
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                hs.clone(),
+                claims(json!({"nbf": now + 3600})),
+                secret.as_bytes(),
+            ),
+        ),
+        (
+            "issued in the future",
+            sign(
+                hs.clone(),
+                claims(json!({"iat": now + 3600})),
+                secret.as_bytes(),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                hs.clone(),
+                claims(json!({"aud": "someone-else"})),
+                secret.as_bytes(),
+            ),
+        ),
+        ("tampered payload", tampered),
+        (
+            "other secret",
+            sign(
+                hs.clone(),
+                claims(json!({})),
+                b"an entirely different secret of 32+ bytes",
+            ),
+        ),
+        (
+            "role outside the allowlist",
+            sign(
+                hs.clone(),
+                claims(json!({"role": "postgres"})),
+                secret.as_bytes(),
+            ),
+        ),
+    ];
+    let (status, _) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", &valid, None).await).await;
+    assert_eq!(status, 200, "the control token works");
+    for (name, token) in attacks {
+        let rest = app
+            .http
+            .get(app.url("/rest/v1/nowhere"))
+            .header("apikey", app.anon_key())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(rest.status(), 401, "REST, {name}");
+        if name != "role outside the allowlist" {
+            let (status, error) =
+                json_of(with_token(&app, reqwest::Method::GET, "/user", &token, None).await).await;
+            assert_eq!(status, 401, "auth, {name}: {error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn settings_health_and_jwks_answer() {
+    let app = spawn_app().await;
+    for (path, check) in [
+        ("/auth/v1/settings", "external"),
+        ("/auth/v1/health", "version"),
+        ("/auth/v1/.well-known/jwks.json", "keys"),
+    ] {
+        let body: Value = app
+            .http
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("response")
+            .json()
+            .await
+            .expect("json");
+        assert!(body.get(check).is_some(), "{path}: {body}");
+    }
+}
