@@ -10,6 +10,7 @@ mod database;
 mod embedded;
 mod hostile;
 mod http;
+mod mail;
 mod rest;
 mod rest_sql;
 mod rules;

@@ -148,6 +148,8 @@ pub struct AdminUser {
 
 pub struct Accounts {
     pool: Pool,
+    /// Woken when mail is queued, so the outbox worker sends it at once.
+    mail_queued: std::sync::Arc<tokio::sync::Notify>,
     hasher: PasswordHasherPool,
     policy: PasswordPolicy,
     refresh: RefreshKey,
@@ -168,6 +170,7 @@ impl Accounts {
     ) -> Self {
         Self {
             pool,
+            mail_queued: std::sync::Arc::new(tokio::sync::Notify::new()),
             hasher,
             policy,
             refresh,
@@ -179,6 +182,11 @@ impl Accounts {
 
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
+    }
+
+    /// What the outbox worker waits on.
+    pub fn mail_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.mail_queued.clone()
     }
 
     /// `POST /signup`.
@@ -245,6 +253,7 @@ impl Accounts {
                             .send_link(&tx, &user, MailKind::Confirmation, &email, redirect_to)
                             .await?;
                         tx.commit().await?;
+                        self.mail_queued.notify_one();
                         return Ok(Signup::User(user.to_json()));
                     }
                     None => return Err(AuthError::unexpected()),
@@ -260,6 +269,7 @@ impl Accounts {
                 .send_link(&tx, &user, MailKind::Confirmation, &email, redirect_to)
                 .await?;
             tx.commit().await?;
+            self.mail_queued.notify_one();
             Ok(Signup::User(user.to_json()))
         }
     }
@@ -557,6 +567,7 @@ impl Accounts {
             }
         }
         tx.commit().await?;
+        self.mail_queued.notify_one();
         Ok(user)
     }
 
@@ -577,6 +588,7 @@ impl Accounts {
                 .await?;
         }
         tx.commit().await?;
+        self.mail_queued.notify_one();
         Ok(())
     }
 
@@ -619,6 +631,7 @@ impl Accounts {
             }
         }
         tx.commit().await?;
+        self.mail_queued.notify_one();
         Ok(())
     }
 

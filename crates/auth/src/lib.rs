@@ -22,7 +22,7 @@ pub use accounts::{
 pub use config::AuthConfig;
 pub use error::AuthError;
 pub use keys::{ApiRole, KeyClaims, mint_api_key};
-pub use mail::{MailKind, Templates};
+pub use mail::{MailKind, OutboxWorker, SmtpConfig, SmtpTls, Templates};
 pub use password::{HashCost, PasswordHasherPool, PasswordPolicy, WeakPassword};
 pub use secret::{JwtSecret, SecretError};
 pub use tokens::{AccessClaims, AccessSigner, RefreshKey, one_time_hash, one_time_token};

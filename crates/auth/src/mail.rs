@@ -75,3 +75,189 @@ pub(crate) async fn enqueue(
         .await
         .map(|_| ())
 }
+
+/// `[smtp]`: where mail goes. Without it, mail stays in the outbox (readable through the
+/// admin API) and signups need no confirmation.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// `none` (plain, for a relay on the same host), `starttls` or `tls`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    #[serde(default, serialize_with = "redact")]
+    pub password: Option<secrecy::SecretString>,
+    /// The sender, e.g. `Galley <no-reply@example.com>`.
+    pub from: String,
+}
+
+fn default_port() -> u16 {
+    587
+}
+
+fn redact<S: serde::Serializer>(
+    secret: &Option<secrecy::SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => ser.serialize_str("[redacted]"),
+        None => ser.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+/// Delivers the outbox over SMTP. Every instance runs one; rows are claimed with
+/// `FOR UPDATE SKIP LOCKED`, so each mail is sent by one of them. A failed send is
+/// retried with exponential backoff (1 s doubling to a minute), so an SMTP outage delays
+/// mail and loses none. A sent mail's body is cleared: the link in it is a credential.
+pub struct OutboxWorker {
+    pool: galley_db::Pool,
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Rows claimed per round.
+const BATCH: i64 = 20;
+
+impl OutboxWorker {
+    pub fn new(
+        pool: galley_db::Pool,
+        config: &SmtpConfig,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<Self, String> {
+        use lettre::AsyncSmtpTransport;
+        use secrecy::ExposeSecret;
+        let mut builder = match config.tls {
+            SmtpTls::None => {
+                AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&config.host)
+            }
+            SmtpTls::Starttls => {
+                AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&config.host)
+                    .map_err(|err| err.to_string())?
+            }
+            SmtpTls::Tls => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&config.host)
+                .map_err(|err| err.to_string())?,
+        }
+        .port(config.port)
+        .timeout(Some(std::time::Duration::from_secs(10)));
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    user.clone(),
+                    password.expose_secret().to_owned(),
+                ));
+        }
+        let from = config
+            .from
+            .parse()
+            .map_err(|err| format!("smtp.from: {err}"))?;
+        Ok(Self {
+            pool,
+            transport: builder.build(),
+            from,
+            wake,
+        })
+    }
+
+    /// Delivers until the task is dropped: a round whenever mail is queued here, and at
+    /// least every second for mail queued elsewhere and for retries.
+    pub async fn run(self) {
+        loop {
+            match self.round().await {
+                Ok(sent) if sent == BATCH as usize => continue,
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "outbox: a delivery round failed"),
+            }
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.wake.notified()).await;
+        }
+    }
+
+    /// One round: claims due mail and tries each; returns how many were claimed.
+    async fn round(&self) -> Result<usize, String> {
+        use lettre::AsyncTransport;
+        let mut client = self.pool.get().await.map_err(|err| err.to_string())?;
+        let tx = client.transaction().await.map_err(|err| err.to_string())?;
+        let rows = tx
+            .query(
+                "SELECT id, kind, recipient, subject, body_text, attempts FROM galley.outbox \
+                 WHERE sent_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $1 \
+                 FOR UPDATE SKIP LOCKED",
+                &[&BATCH],
+            )
+            .await
+            .map_err(|err| err.to_string())?;
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let kind: String = row.get(1);
+            let recipient: String = row.get(2);
+            let subject: String = row.get(3);
+            let body: String = row.get(4);
+            let attempts: i32 = row.get(5);
+            let outcome = match self.message(&recipient, &subject, body) {
+                Ok(message) => self
+                    .transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.to_string()),
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(()) => {
+                    tx.execute(
+                        "UPDATE galley.outbox SET sent_at = now(), body_text = '', attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(|err| err.to_string())?;
+                    tracing::info!(event = "mail.sent", mail_id = id, kind = %kind, "mail delivered");
+                }
+                Err(err) => {
+                    let backoff = 2f64.powi(attempts.min(6)).min(60.0);
+                    let error: String = err.chars().take(500).collect();
+                    tx.execute(
+                        "UPDATE galley.outbox SET attempts = attempts + 1, last_error = $2, \
+                         next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+                        &[&id, &error, &backoff],
+                    )
+                    .await
+                    .map_err(|err| err.to_string())?;
+                    tracing::warn!(event = "mail.failed", mail_id = id, kind = %kind, attempts = attempts + 1, error = %error, "mail not delivered; will retry");
+                }
+            }
+        }
+        tx.commit().await.map_err(|err| err.to_string())?;
+        Ok(rows.len())
+    }
+
+    fn message(
+        &self,
+        recipient: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<lettre::Message, String> {
+        let to: lettre::message::Mailbox = recipient
+            .parse()
+            .map_err(|err| format!("recipient: {err}"))?;
+        lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|err| err.to_string())
+    }
+}

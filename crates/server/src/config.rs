@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use galley_auth::AuthConfig;
+use galley_auth::{AuthConfig, SmtpConfig};
 use galley_db::DatabaseConfig;
 use galley_gateway::{HttpConfig, RestConfig};
 use galley_schema::SchemaConfig;
@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub schema: SchemaConfig,
     pub rest: RestConfig,
+    /// Where auth's mail goes; without it mail stays in the outbox.
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             schema: SchemaConfig::default(),
             rest: RestConfig::default(),
+            smtp: None,
         }
     }
 }
@@ -53,7 +56,7 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 5] = ["http", "database", "auth", "schema", "rest"];
+const SECTIONS: [&str; 6] = ["http", "database", "auth", "schema", "rest", "smtp"];
 
 /// Loads the configuration from every source, in order of precedence.
 pub fn load_config(flags: &Flags) -> anyhow::Result<Config> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use galley_auth::{
-    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, PasswordHasherPool, PasswordPolicy,
-    RefreshKey, Templates, TokenVerifier,
+    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, OutboxWorker, PasswordHasherPool,
+    PasswordPolicy, RefreshKey, Templates, TokenVerifier,
 };
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
@@ -36,6 +36,8 @@ struct Serving {
     state: AppState,
     pools: Pools,
     catalog_listener: tokio::task::JoinHandle<()>,
+    /// Delivers the mail outbox, when SMTP is configured.
+    mail_worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Schemas whose tables and functions the API exposes.
@@ -126,6 +128,14 @@ impl Application {
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let accounts = accounts(config, secret, &pools, address)?;
+        let mail_worker = match &config.smtp {
+            Some(smtp) => {
+                let worker = OutboxWorker::new(pools.owner.clone(), smtp, accounts.mail_queued())
+                    .map_err(|err| anyhow::anyhow!("smtp: {err}"))?;
+                Some(tokio::spawn(worker.run()))
+            }
+            None => None,
+        };
         let state = AppState::new(
             pools.clone(),
             catalog,
@@ -142,6 +152,7 @@ impl Application {
             state,
             pools,
             catalog_listener,
+            mail_worker,
         })
     }
 
@@ -159,6 +170,7 @@ impl Application {
             state,
             pools,
             catalog_listener,
+            mail_worker,
         } = self.serving;
         let url = format!("http://{address}");
         tracing::info!(
@@ -180,6 +192,9 @@ impl Application {
         handle.stop(true).await;
         let served = serving.await;
         catalog_listener.abort();
+        if let Some(worker) = mail_worker {
+            worker.abort();
+        }
         pools.api.close();
         pools.owner.close();
         if let Some(embedded) = self.embedded {
@@ -293,8 +308,8 @@ fn accounts(
             redirect_urls: auth.redirect_urls.clone(),
             access_token_ttl: seconds(auth.access_token_ttl_secs),
             refresh_reuse_interval: seconds(auth.refresh_reuse_interval_secs),
-            // No SMTP yet: a confirmation mail could not arrive.
-            confirm_email: auth.confirm_email.unwrap_or(false),
+            // Without SMTP a confirmation mail could not arrive.
+            confirm_email: auth.confirm_email.unwrap_or(config.smtp.is_some()),
             disable_signup: auth.disable_signup,
             link_ttl: seconds(auth.link_ttl_secs),
         },
