@@ -1,0 +1,185 @@
+// The whole account journey through the real @supabase/supabase-js against /auth/v1, with
+// mail delivered to a real SMTP server (tests/sdk/smtp-sink.mjs) that scripts/test starts:
+// sign up, confirm through the mailed link, sign in, a REST call scoped by row-level
+// security, refresh, reset the password through the mailed link, and the old password and
+// the other sessions stop working.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, existsSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { createClient } from "@supabase/supabase-js";
+import ws from "ws";
+
+const url = process.env.SDK_URL;
+const anonKey = process.env.SDK_ANON_KEY;
+const serviceKey = process.env.SDK_SERVICE_KEY;
+const mailFile = process.env.SDK_MAIL_FILE;
+
+function client(key = anonKey) {
+  return createClient(url, key, {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    realtime: { transport: ws },
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/// The link in the newest mail to `email` whose subject matches, once it has arrived.
+async function mailedLink(email, subject, after = 0) {
+  for (let i = 0; i < 200; i++) {
+    const mails = existsSync(mailFile)
+      ? readFileSync(mailFile, "utf8").trim().split("\n").filter(Boolean).map((line) => JSON.parse(line))
+      : [];
+    const mine = mails.filter((m) => m.to.includes(email) && subject.test(m.subject));
+    if (mine.length > after) {
+      const text = mine[mine.length - 1].text;
+      return text.split(/\s+/).find((word) => word.startsWith("http"));
+    }
+    await sleep(100);
+  }
+  throw new Error(`no mail to ${email} matching ${subject}`);
+}
+
+async function admin(method, path, body) {
+  const response = await fetch(`${url}/admin/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${serviceKey}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${await response.text()}`);
+}
+
+before(async () => {
+  await admin("POST", "/tables", {
+    name: "diary",
+    primary_key: "bigint",
+    columns: [
+      { name: "owner", type: "uuid", nullable: false, default: { expression: "auth.uid()" } },
+      { name: "entry", type: "text", nullable: false },
+    ],
+    foreign_keys: [{ columns: ["owner"], references: { table: "auth.users" }, on_delete: "cascade" }],
+  });
+  const owner = { preset: "owner", column: "owner" };
+  await admin("PUT", "/tables/diary/rules", { select: owner, insert: owner, update: owner, delete: owner });
+});
+
+test("sign up, confirm by mail, sign in, row-level security, refresh, reset the password", async () => {
+  const email = `ada-${randomUUID().slice(0, 8)}@example.com`;
+  const password = "correct horse battery";
+  const supabase = client();
+
+  const signedUp = await supabase.auth.signUp({ email, password, options: { data: { name: "Ada" } } });
+  assert.equal(signedUp.error, null);
+  assert.equal(signedUp.data.session, null, "the address must be confirmed first");
+  assert.equal(signedUp.data.user.email, email);
+  const early = await supabase.auth.signInWithPassword({ email, password });
+  assert.equal(early.error.code, "email_not_confirmed");
+
+  // The confirmation link, followed as a browser would.
+  const confirm = await mailedLink(email, /Confirm your signup/);
+  const followed = await fetch(confirm, { redirect: "manual" });
+  assert.equal(followed.status, 303);
+  assert.match(followed.headers.get("location"), /#access_token=.*&type=signup/);
+
+  const signedIn = await supabase.auth.signInWithPassword({ email, password });
+  assert.equal(signedIn.error, null);
+  const session = signedIn.data.session;
+  assert.ok(session.access_token && session.refresh_token);
+  assert.equal(signedIn.data.user.user_metadata.name, "Ada");
+
+  // Row-level security scopes REST calls to this user.
+  const wrote = await supabase.from("diary").insert({ entry: "dear diary" }).select("entry, owner");
+  assert.equal(wrote.error, null, JSON.stringify(wrote.error));
+  assert.deepEqual(wrote.data, [{ entry: "dear diary", owner: signedIn.data.user.id }]);
+  const other = client();
+  const otherEmail = `bob-${randomUUID().slice(0, 8)}@example.com`;
+  const bobUser = await client(serviceKey).auth.admin.createUser({ email: otherEmail, password, email_confirm: true });
+  assert.equal(bobUser.error, null);
+  await other.auth.signInWithPassword({ email: otherEmail, password });
+  await other.from("diary").insert({ entry: "bob's secret" });
+  const mine = await supabase.from("diary").select("entry");
+  assert.deepEqual(mine.data, [{ entry: "dear diary" }]);
+  const anon = await client().from("diary").select("entry");
+  assert.deepEqual(anon.data ?? [], [], "anon sees nothing");
+
+  // Refresh: new tokens; the user and claims as before.
+  const refreshed = await supabase.auth.refreshSession();
+  assert.equal(refreshed.error, null);
+  assert.notEqual(refreshed.data.session.refresh_token, session.refresh_token);
+  const user = await supabase.auth.getUser();
+  assert.equal(user.data.user.email, email);
+  const claims = await supabase.auth.getClaims();
+  assert.equal(claims.error, null);
+  assert.equal(claims.data.claims.sub, signedIn.data.user.id);
+  assert.equal(claims.data.claims.role, "authenticated");
+  const updated = await supabase.auth.updateUser({ data: { theme: "dark" } });
+  assert.equal(updated.data.user.user_metadata.theme, "dark");
+
+  // A second device, signed in with the old password.
+  const laptop = client();
+  const laptopSession = await laptop.auth.signInWithPassword({ email, password });
+  assert.equal(laptopSession.error, null);
+
+  // Forgot the password: the emailed link, then a new password.
+  const reset = client();
+  const recovered = await reset.auth.resetPasswordForEmail(email);
+  assert.equal(recovered.error, null);
+  const link = await mailedLink(email, /Reset your/);
+  const token = new URL(link).searchParams.get("token");
+  const verified = await reset.auth.verifyOtp({ token_hash: token, type: "recovery" });
+  assert.equal(verified.error, null, JSON.stringify(verified.error));
+  assert.ok(verified.data.session);
+  const changed = await reset.auth.updateUser({ password: "a much newer secret" });
+  assert.equal(changed.error, null, JSON.stringify(changed.error));
+  const reused = await client().auth.verifyOtp({ token_hash: token, type: "recovery" });
+  assert.equal(reused.error.code, "otp_expired", "the link works once");
+
+  const old = await client().auth.signInWithPassword({ email, password });
+  assert.equal(old.error.code, "invalid_credentials");
+  const fresh = await client().auth.signInWithPassword({ email, password: "a much newer secret" });
+  assert.equal(fresh.error, null);
+  const revoked = await laptop.auth.refreshSession();
+  assert.ok(revoked.error, "the other device's session was revoked");
+
+  // Sign out: the session's refresh token is dead.
+  const out = await reset.auth.signOut({ scope: "local" });
+  assert.equal(out.error, null);
+});
+
+test("a rotated refresh token presented again within the reuse interval gets the current one", async () => {
+  const email = `reuse-${randomUUID().slice(0, 8)}@example.com`;
+  await client(serviceKey).auth.admin.createUser({ email, password: "correct horse battery", email_confirm: true });
+  const supabase = client();
+  const { data } = await supabase.auth.signInWithPassword({ email, password: "correct horse battery" });
+  const first = data.session.refresh_token;
+  const second = await client().auth.refreshSession({ refresh_token: first });
+  assert.equal(second.error, null);
+  // Within the reuse interval the parent answers with the current token.
+  const again = await client().auth.refreshSession({ refresh_token: first });
+  assert.equal(again.error, null);
+  assert.equal(again.data.session.refresh_token, second.data.session.refresh_token);
+});
+
+test("auth.admin manages users", async () => {
+  const adminClient = client(serviceKey).auth.admin;
+  const email = `made-${randomUUID().slice(0, 8)}@example.com`;
+  const created = await adminClient.createUser({ email, password: "correct horse battery", email_confirm: true, user_metadata: { team: "blue" } });
+  assert.equal(created.error, null);
+  const id = created.data.user.id;
+  const listed = await adminClient.listUsers({ page: 1, perPage: 1 });
+  assert.equal(listed.error, null);
+  assert.equal(listed.data.users.length, 1);
+  assert.ok(listed.data.total >= 1);
+  const fetched = await adminClient.getUserById(id);
+  assert.equal(fetched.data.user.email, email);
+  const banned = await adminClient.updateUserById(id, { ban_duration: "1h" });
+  assert.ok(banned.data.user.banned_until);
+  const refused = await client().auth.signInWithPassword({ email, password: "correct horse battery" });
+  assert.equal(refused.error.code, "user_banned");
+  const deleted = await adminClient.deleteUser(id);
+  assert.equal(deleted.error, null);
+  const gone = await adminClient.getUserById(id);
+  assert.equal(gone.error.code, "user_not_found");
+  const notAdmin = await client().auth.admin.listUsers();
+  assert.ok(notAdmin.error, "the anon key is not an admin");
+});
