@@ -333,7 +333,8 @@ async fn twenty_concurrent_refreshes_of_one_token_leave_one_live_branch() {
 
 #[tokio::test]
 async fn fifty_concurrent_signups_with_one_email_make_one_user() {
-    let app = spawn_app().await;
+    // Fifty from one address is past the per-IP signup limit; this is about the race.
+    let app = spawn_app_with(|config| config.ratelimit.email_per_ip = 100).await;
     let spellings = [
         "same@example.com",
         "SAME@example.com",
@@ -850,4 +851,91 @@ async fn settings_health_and_jwks_answer() {
             .expect("json");
         assert!(body.get(check).is_some(), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn rate_limits_count_per_ip_and_per_account_and_trust_only_configured_proxies() {
+    let app = spawn_app_with(|config| {
+        config.ratelimit.token_per_ip = 3;
+        config.ratelimit.per_account = 5;
+        config.ratelimit.email_per_ip = 2;
+    })
+    .await;
+    let login = |forwarded: &'static str, email: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/auth/v1/token?grant_type=password"))
+                .header("x-supabase-api-version", "2024-01-01")
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"email": email, "password": "whatever it is"}))
+                .send()
+                .await
+                .expect("response")
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("10.0.0.1", "a@example.com").await.status(), 400);
+    }
+    // X-Forwarded-For from an untrusted peer changes nothing: the peer is the client.
+    let limited = login("10.0.0.2", "a@example.com").await;
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("seconds");
+    assert!((1..=300).contains(&wait), "{wait}");
+    let (_, error) = json_of(limited).await;
+    assert_eq!(error["code"], "over_request_rate_limit");
+    for _ in 0..2 {
+        assert_eq!(
+            post(&app, "/recover", json!({"email": "b@example.com"}))
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        post(&app, "/recover", json!({"email": "b@example.com"}))
+            .await
+            .status(),
+        429
+    );
+
+    // Behind a trusted proxy, each forwarded client has its own bucket; an account's
+    // bucket is shared by all of them.
+    let proxied = spawn_app_with(|config| {
+        config.ratelimit.token_per_ip = 3;
+        config.ratelimit.per_account = 4;
+        config.ratelimit.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await;
+    let login = |forwarded: String| {
+        let app = &proxied;
+        async move {
+            app.http
+                .post(app.url("/auth/v1/token?grant_type=password"))
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"email": "c@example.com", "password": "whatever it is"}))
+                .send()
+                .await
+                .expect("response")
+                .status()
+                .as_u16()
+        }
+    };
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((1..=6).map(|n| login(format!("203.0.113.{n}, 127.0.0.1"))))
+            .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
 }

@@ -72,6 +72,9 @@ async fn app_with_smtp(port: u16) -> TestApp {
             from: "Galley <no-reply@galley.test>".into(),
         });
         config.auth.public_url = Some("https://galley.example".into());
+        // The outage test sends fifty recoveries for one account from one address.
+        config.ratelimit.email_per_ip = 100;
+        config.ratelimit.per_account = 100;
     })
     .await
 }

@@ -7,6 +7,7 @@ mod cors;
 mod error;
 mod extract;
 mod middleware;
+mod ratelimit;
 mod routes;
 mod state;
 
@@ -18,6 +19,7 @@ use actix_web::{App, HttpServer, web};
 
 pub use config::{ConfigError, HttpConfig, RestConfig};
 pub use error::{ApiError, ErrorBody};
+pub use ratelimit::RateLimitConfig;
 pub use state::AppState;
 
 /// JSON bodies: limited, and every refusal in the error shape.

@@ -8,6 +8,7 @@ use galley_db::Pools;
 use galley_schema::{CatalogCache, SchemaConfig};
 
 use crate::config::RestConfig;
+use crate::ratelimit::{RateLimitConfig, RateLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +18,7 @@ pub struct AppState {
     pub(crate) schema: SchemaConfig,
     pub(crate) rest: RestConfig,
     pub(crate) accounts: Arc<Accounts>,
+    pub(crate) limits: Arc<RateLimiter>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -28,6 +30,7 @@ impl AppState {
         schema: SchemaConfig,
         rest: RestConfig,
         accounts: Arc<Accounts>,
+        limits: RateLimitConfig,
     ) -> Self {
         Self {
             pools,
@@ -36,6 +39,7 @@ impl AppState {
             schema,
             rest,
             accounts,
+            limits: Arc::new(RateLimiter::new(limits)),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use galley_auth::{AuthConfig, SmtpConfig};
 use galley_db::DatabaseConfig;
-use galley_gateway::{HttpConfig, RestConfig};
+use galley_gateway::{HttpConfig, RateLimitConfig, RestConfig};
 use galley_schema::SchemaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,8 @@ pub struct Config {
     pub rest: RestConfig,
     /// Where auth's mail goes; without it mail stays in the outbox.
     pub smtp: Option<SmtpConfig>,
+    /// Request limits of the auth endpoints.
+    pub ratelimit: RateLimitConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             schema: SchemaConfig::default(),
             rest: RestConfig::default(),
             smtp: None,
+            ratelimit: RateLimitConfig::default(),
         }
     }
 }
@@ -56,7 +59,15 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 6] = ["http", "database", "auth", "schema", "rest", "smtp"];
+const SECTIONS: [&str; 7] = [
+    "http",
+    "database",
+    "auth",
+    "schema",
+    "rest",
+    "smtp",
+    "ratelimit",
+];
 
 /// Loads the configuration from every source, in order of precedence.
 pub fn load_config(flags: &Flags) -> anyhow::Result<Config> {

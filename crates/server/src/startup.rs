@@ -143,6 +143,7 @@ impl Application {
             config.schema.clone(),
             config.rest.clone(),
             Arc::new(accounts),
+            config.ratelimit.clone(),
         );
         let server = galley_gateway::server(listener, state.clone(), &config.http)
             .context("starting HTTP")?;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::extract::ServiceRole;
+use crate::ratelimit::Bucket;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -45,6 +46,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 struct Failure {
     error: AuthError,
     versioned: bool,
+    /// Seconds until a rate-limited client may try again.
+    retry_after: Option<u64>,
 }
 
 impl std::fmt::Debug for Failure {
@@ -75,6 +78,9 @@ impl actix_web::ResponseError for Failure {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header(("x-sb-error-code", self.error.code));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("retry-after", seconds.to_string()));
+        }
         if self.versioned {
             response.insert_header(("x-supabase-api-version", API_VERSION));
         }
@@ -103,7 +109,44 @@ impl<T> Dialect<T> for Result<T, AuthError> {
         self.map_err(|error| Failure {
             error,
             versioned: versioned(req),
+            retry_after: None,
         })
+    }
+}
+
+/// Takes a request from the caller's IP bucket and, when given, the account's; 429 with
+/// `Retry-After` when either is empty.
+fn limit(
+    state: &AppState,
+    req: &HttpRequest,
+    bucket: Bucket,
+    account: Option<&str>,
+) -> Result<(), Failure> {
+    let ip = state.limits.client_ip(req);
+    state
+        .limits
+        .take(bucket, &ip)
+        .map_err(|wait| limited(req, bucket, &ip, wait))?;
+    match account {
+        Some(account) => limit_account(state, req, account),
+        None => Ok(()),
+    }
+}
+
+/// Takes a request from the account's bucket, wherever it comes from.
+fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(), Failure> {
+    state
+        .limits
+        .take(Bucket::Account, &account.trim().to_lowercase())
+        .map_err(|wait| limited(req, Bucket::Account, &state.limits.client_ip(req), wait))
+}
+
+fn limited(req: &HttpRequest, bucket: Bucket, ip: &str, wait: std::time::Duration) -> Failure {
+    tracing::warn!(event = "auth.rate_limited", bucket = ?bucket, client_ip = %ip, "a client was rate limited");
+    Failure {
+        error: AuthError::new(429, "over_request_rate_limit", "Request rate limit reached"),
+        versioned: versioned(req),
+        retry_after: Some(wait.as_secs().max(1)),
     }
 }
 
@@ -151,6 +194,7 @@ struct SignupBody {
 }
 
 async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    limit(&state, &req, Bucket::Email, None)?;
     let input: SignupBody = body(&bytes).dialect(&req)?;
     if input.phone.is_some() {
         return Err(AuthError::new(
@@ -212,6 +256,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
         .ok()
         .and_then(|q| q.into_inner().grant_type)
         .unwrap_or_default();
+    limit(&state, &req, Bucket::Token, None)?;
     let input: TokenBody = body(&bytes).dialect(&req)?;
     let session = match grant.as_str() {
         "password" => {
@@ -222,7 +267,10 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                     ))
                     .dialect(&req);
                 }
-                (Some(email), None, Some(password)) => (email, password),
+                (Some(email), None, Some(password)) => {
+                    limit_account(&state, &req, &email)?;
+                    (email, password)
+                }
                 (None, None, _) => {
                     return Err(AuthError::validation("missing email or phone")).dialect(&req);
                 }
@@ -391,6 +439,7 @@ struct RecoverBody {
 
 async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let input: RecoverBody = body(&bytes).dialect(&req)?;
+    limit(&state, &req, Bucket::Email, input.email.as_deref())?;
     state
         .accounts
         .recover(
@@ -411,6 +460,7 @@ struct ResendBody {
 
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let input: ResendBody = body(&bytes).dialect(&req)?;
+    limit(&state, &req, Bucket::Email, input.email.as_deref())?;
     let Some(email) = input.email else {
         return Err(AuthError::validation("An email address is required")).dialect(&req);
     };
@@ -436,6 +486,7 @@ struct VerifyBody {
 }
 
 async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    limit(&state, &req, Bucket::Verify, None)?;
     let input: VerifyBody = body(&bytes).dialect(&req)?;
     let kind = verify_kind(input.kind.as_deref()).dialect(&req)?;
     let token = match (input.token, input.token_hash) {
@@ -473,7 +524,8 @@ struct VerifyQuery {
 
 /// The link in a mail: follows it and sends the browser on, to `redirect_to` when it is
 /// allowed, else the site URL, with the session (or the error) in the fragment.
-async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    limit(&state, &req, Bucket::Verify, None)?;
     let query = web::Query::<VerifyQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or(VerifyQuery {
@@ -510,10 +562,10 @@ async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
     }
     .unwrap_or_default();
     let base = target.split('#').next().unwrap_or_default();
-    HttpResponse::SeeOther()
+    Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, format!("{base}#{fragment}")))
         .insert_header(("cache-control", "no-store"))
-        .finish()
+        .finish())
 }
 
 async fn settings(state: web::Data<AppState>) -> HttpResponse {

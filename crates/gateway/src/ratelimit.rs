@@ -1,0 +1,160 @@
+//! Rate limits for the auth endpoints: token buckets per client IP and per account,
+//! kept in this instance's memory (behind a load balancer each instance counts its own
+//! share). The client IP is the peer's address, or, when the peer is a configured
+//! trusted proxy, the nearest untrusted address in `X-Forwarded-For`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use serde::{Deserialize, Serialize};
+
+/// `[auth_limits]`: requests allowed per five minutes (a burst of that many, refilled
+/// evenly).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// `/token` (password and refresh grants), per IP.
+    pub token_per_ip: u32,
+    /// `/signup`, `/recover`, `/resend`, per IP.
+    pub email_per_ip: u32,
+    /// `/verify`, per IP.
+    pub verify_per_ip: u32,
+    /// Password sign-ins, recoveries and resends for one email address, from anywhere.
+    pub per_account: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            token_per_ip: 150,
+            email_per_ip: 30,
+            verify_per_ip: 30,
+            per_account: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Bucket {
+    Token,
+    Email,
+    Verify,
+    Account,
+}
+
+const WINDOW: Duration = Duration::from_secs(300);
+/// Past this many buckets, idle full ones are forgotten.
+const PRUNE_AT: usize = 10_000;
+
+struct State {
+    tokens: f64,
+    updated: Instant,
+}
+
+pub(crate) struct RateLimiter {
+    config: RateLimitConfig,
+    buckets: Mutex<HashMap<(Bucket, String), State>>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(config: RateLimitConfig) -> Self {
+        Self {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn capacity(&self, bucket: Bucket) -> u32 {
+        match bucket {
+            Bucket::Token => self.config.token_per_ip,
+            Bucket::Email => self.config.email_per_ip,
+            Bucket::Verify => self.config.verify_per_ip,
+            Bucket::Account => self.config.per_account,
+        }
+    }
+
+    /// Takes one request from the bucket; `Err` holds how long until one is free.
+    pub(crate) fn take(&self, bucket: Bucket, key: &str) -> Result<(), Duration> {
+        let capacity = f64::from(self.capacity(bucket).max(1));
+        let rate = capacity / WINDOW.as_secs_f64();
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > PRUNE_AT {
+            buckets.retain(|_, state| {
+                state.tokens + now.duration_since(state.updated).as_secs_f64() * rate < capacity
+            });
+        }
+        let state = buckets.entry((bucket, key.to_owned())).or_insert(State {
+            tokens: capacity,
+            updated: now,
+        });
+        let refilled =
+            (state.tokens + now.duration_since(state.updated).as_secs_f64() * rate).min(capacity);
+        state.updated = now;
+        if refilled >= 1.0 {
+            state.tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            state.tokens = refilled;
+            Err(Duration::from_secs_f64(((1.0 - refilled) / rate).max(1.0)))
+        }
+    }
+
+    /// The client's address: the peer, unless it is a trusted proxy, in which case the
+    /// nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
+    pub(crate) fn client_ip(&self, req: &HttpRequest) -> String {
+        let peer = req.peer_addr().map(|addr| addr.ip());
+        let Some(peer) = peer else {
+            return "unknown".to_owned();
+        };
+        if !self.config.trusted_proxies.contains(&peer) {
+            return peer.to_string();
+        }
+        let forwarded: Vec<IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|part| part.trim().parse().ok())
+            .collect();
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !self.config.trusted_proxies.contains(ip))
+            .unwrap_or(&peer)
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refuses_with_a_wait() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            token_per_ip: 3,
+            ..RateLimitConfig::default()
+        });
+        for _ in 0..3 {
+            assert!(limiter.take(Bucket::Token, "1.2.3.4").is_ok());
+        }
+        let wait = limiter.take(Bucket::Token, "1.2.3.4").expect_err("limited");
+        assert!(wait >= Duration::from_secs(1) && wait <= WINDOW, "{wait:?}");
+        assert!(limiter.take(Bucket::Token, "5.6.7.8").is_ok(), "another IP");
+        assert!(
+            limiter.take(Bucket::Email, "1.2.3.4").is_ok(),
+            "another bucket"
+        );
+    }
+}
