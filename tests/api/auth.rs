@@ -939,3 +939,140 @@ async fn rate_limits_count_per_ip_and_per_account_and_trust_only_configured_prox
         "{statuses:?}"
     );
 }
+
+/// A private key PEM made by openssl: `ec` (P-256) or `rsa` (2048 bits).
+fn private_key(dir: &std::path::Path, kind: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{kind}.pem"));
+    let args: &[&str] = match kind {
+        "ec" => &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ],
+        _ => &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+    };
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .arg("-out")
+        .arg(&path)
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    path
+}
+
+fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().expect("header");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .expect("base64"),
+    )
+    .expect("json")
+}
+
+#[tokio::test]
+async fn asymmetric_keys_sign_publish_in_jwks_and_rotate() {
+    use galley_auth::SigningKeyConfig;
+    let dir = tempfile::tempdir().expect("dir");
+    let ec = private_key(dir.path(), "ec");
+    let rsa = private_key(dir.path(), "rsa");
+    let key = |kid: &str, algorithm: &str, file: &std::path::Path| SigningKeyConfig {
+        kid: kid.into(),
+        algorithm: algorithm.into(),
+        private_key_file: file.to_path_buf(),
+    };
+    let first_keys = vec![key("ec-1", "ES256", &ec)];
+    let app = spawn_app_with(move |config| config.auth.signing_keys = first_keys).await;
+    let session = sign_up(&app, "keys@example.com", "correct horse battery").await;
+    let old_token = session["access_token"].as_str().expect("access").to_owned();
+    let header = header_of(&old_token);
+    assert_eq!(
+        (header["alg"].as_str(), header["kid"].as_str()),
+        (Some("ES256"), Some("ec-1"))
+    );
+    let jwks: Value = app
+        .http
+        .get(app.url("/auth/v1/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jwks["keys"][0]["kid"], "ec-1");
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    assert!(
+        jwks["keys"][0].get("d").is_none(),
+        "no private part: {jwks}"
+    );
+    let (status, _) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", &old_token, None).await).await;
+    assert_eq!(status, 200);
+
+    // Rotation: RS256 signs, the EC key still verifies.
+    let rotated_keys = vec![key("rsa-2", "RS256", &rsa), key("ec-1", "ES256", &ec)];
+    let rotated = galley_testkit::spawn_second_instance_with(&app, move |config| {
+        config.auth.signing_keys = rotated_keys
+    })
+    .await;
+    let (status, fresh) = sign_in(&rotated, "keys@example.com", "correct horse battery").await;
+    assert_eq!(status, 200);
+    let new_token = fresh["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(header_of(&new_token)["kid"], "rsa-2");
+    for token in [&old_token, &new_token] {
+        let (status, _) =
+            json_of(with_token(&rotated, reqwest::Method::GET, "/user", token, None).await).await;
+        assert_eq!(status, 200);
+    }
+    // HS/RS confusion: an HMAC over the token with the RSA key's public JWK is no signature.
+    let public: Value = rotated
+        .http
+        .get(rotated.url("/auth/v1/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(public["keys"].as_array().map(Vec::len), Some(2));
+    let forged = sign(
+        json!({"alg": "HS256", "typ": "JWT", "kid": "rsa-2"}),
+        json!({"sub": session["user"]["id"], "role": "authenticated", "exp": chrono::Utc::now().timestamp() + 600}),
+        public["keys"][0]["n"].as_str().expect("n").as_bytes(),
+    );
+    let (status, _) =
+        json_of(with_token(&rotated, reqwest::Method::GET, "/user", &forged, None).await).await;
+    assert_eq!(status, 401);
+
+    // The EC key removed: its tokens are refused at once.
+    let last_keys = vec![key("rsa-2", "RS256", &rsa)];
+    let last = galley_testkit::spawn_second_instance_with(&app, move |config| {
+        config.auth.signing_keys = last_keys
+    })
+    .await;
+    let (status, _) =
+        json_of(with_token(&last, reqwest::Method::GET, "/user", &old_token, None).await).await;
+    assert_eq!(status, 401);
+    let rest = last
+        .http
+        .get(last.url("/rest/v1/nowhere"))
+        .header("apikey", last.anon_key())
+        .bearer_auth(&old_token)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(rest.status(), 401);
+    let (status, _) =
+        json_of(with_token(&last, reqwest::Method::GET, "/user", &new_token, None).await).await;
+    assert_eq!(status, 200);
+}

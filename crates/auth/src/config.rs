@@ -36,6 +36,9 @@ pub struct AuthConfig {
     pub link_ttl_secs: u64,
     /// Named in the mails.
     pub project_name: String,
+    /// RS256/ES256 keys for access tokens; the first signs, all verify and are published
+    /// in the JWKS. Empty: HS256 with `jwt_secret`.
+    pub signing_keys: Vec<crate::SigningKeyConfig>,
 }
 
 impl Default for AuthConfig {
@@ -54,6 +57,7 @@ impl Default for AuthConfig {
             hash_concurrency: None,
             link_ttl_secs: 3600,
             project_name: "Galley".to_owned(),
+            signing_keys: Vec::new(),
         }
     }
 }

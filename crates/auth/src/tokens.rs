@@ -98,24 +98,41 @@ pub struct AccessClaims {
     pub is_anonymous: bool,
 }
 
-/// Signs access tokens (HS256 with the project secret).
+/// Signs access tokens: HS256 with the project secret, or the first configured
+/// asymmetric key, whose `kid` goes in the header.
 #[derive(Clone)]
 pub struct AccessSigner {
     key: EncodingKey,
+    algorithm: Algorithm,
+    kid: Option<String>,
 }
 
 impl AccessSigner {
     pub fn new(secret: &JwtSecret) -> Self {
         Self {
             key: EncodingKey::from_secret(secret.expose().as_bytes()),
+            algorithm: Algorithm::HS256,
+            kid: None,
+        }
+    }
+
+    pub fn with_keys(secret: &JwtSecret, keys: &crate::signing::KeySet) -> Self {
+        match &keys.signer {
+            Some((kid, algorithm, key)) => Self {
+                key: key.clone(),
+                algorithm: *algorithm,
+                kid: Some(kid.clone()),
+            },
+            None => Self::new(secret),
         }
     }
 
     pub fn sign(&self, claims: &AccessClaims) -> String {
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(self.algorithm);
         header.typ = Some("JWT".to_owned());
+        header.kid.clone_from(&self.kid);
         jsonwebtoken::encode(&header, claims, &self.key)
-            .expect("HS256 signing of serialisable claims cannot fail")
+            .expect("signing serialisable claims with a loaded key cannot fail")
     }
 }
 

@@ -4,6 +4,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::JwtSecret;
+use crate::signing::KeySet;
 
 /// Why a token was not accepted. Messages are safe to show to the client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -26,16 +27,23 @@ pub struct VerifiedClaims {
     pub raw: serde_json::Value,
 }
 
-/// Checks HS256 signatures with the project's secret. One algorithm, pinned: a token that
-/// names another (`none`, RS256 with the secret as a public key) is refused.
+/// Checks access tokens and API keys. A token without `kid` is HS256 with the project's
+/// secret; one with a `kid` is verified by that configured key only, with that key's
+/// algorithm. The algorithm is never taken from the token: `none`, or RS256 "signed" with
+/// the secret as an HMAC key, is refused.
 #[derive(Clone)]
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    keys: KeySet,
 }
 
 impl TokenVerifier {
     pub fn new(secret: &JwtSecret) -> Self {
+        Self::with_keys(secret, KeySet::secret_only())
+    }
+
+    pub fn with_keys(secret: &JwtSecret, keys: KeySet) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
         validation.validate_nbf = true;
@@ -44,9 +52,15 @@ impl TokenVerifier {
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         Self {
-            key: DecodingKey::from_secret(secret.expose().as_bytes()),
+            key: crate::signing::secret_key(secret),
             validation,
+            keys,
         }
+    }
+
+    /// The public keys tokens may be verified with, as a JWKS.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.jwks()
     }
 
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
@@ -54,10 +68,22 @@ impl TokenVerifier {
         struct Role {
             role: Option<String>,
         }
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
-            .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let (key, validation) = match &header.kid {
+            None => (&self.key, self.validation.clone()),
+            Some(kid) => {
+                let verifier = self.keys.verifier(kid).ok_or(TokenError::Invalid)?;
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![verifier.algorithm];
+                (&verifier.key, validation)
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(|err| {
+                match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
             })?;
         let audience_ok = match data.claims.get("aud") {
             None => true,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use galley_auth::{
-    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, OutboxWorker, PasswordHasherPool,
-    PasswordPolicy, RefreshKey, Templates, TokenVerifier,
+    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
+    PasswordHasherPool, PasswordPolicy, RefreshKey, Templates, TokenVerifier,
 };
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
@@ -127,7 +127,8 @@ impl Application {
         let listener = TcpListener::bind(config.http.listen)
             .with_context(|| format!("listening on {}", config.http.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let accounts = accounts(config, secret, &pools, address)?;
+        let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
+        let accounts = accounts(config, secret, &keys, &pools, address)?;
         let mail_worker = match &config.smtp {
             Some(smtp) => {
                 let worker = OutboxWorker::new(pools.owner.clone(), smtp, accounts.mail_queued())
@@ -139,7 +140,7 @@ impl Application {
         let state = AppState::new(
             pools.clone(),
             catalog,
-            TokenVerifier::new(secret),
+            TokenVerifier::with_keys(secret, keys),
             config.schema.clone(),
             config.rest.clone(),
             Arc::new(accounts),
@@ -274,6 +275,7 @@ async fn create_database(cluster: &Cluster) -> anyhow::Result<()> {
 fn accounts(
     config: &Config,
     secret: &JwtSecret,
+    keys: &KeySet,
     pools: &Pools,
     address: SocketAddr,
 ) -> anyhow::Result<Accounts> {
@@ -298,7 +300,7 @@ fn accounts(
             max_bytes: auth.password_max_bytes,
         },
         RefreshKey::derive(secret),
-        AccessSigner::new(secret),
+        AccessSigner::with_keys(secret, keys),
         Templates {
             project: auth.project_name.clone(),
         },

@@ -96,9 +96,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// Another Galley instance on the same database and secret as `app`: a second node
 /// behind the load balancer.
 pub async fn spawn_second_instance(app: &TestApp) -> TestApp {
+    spawn_second_instance_with(app, |_| {}).await
+}
+
+/// Another instance on the same database and secret, with settings of its own (a
+/// rolling change of configuration).
+pub async fn spawn_second_instance_with(
+    app: &TestApp,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let secret = app.config.auth.jwt_secret.clone();
     spawn_app_on(app.db.clone(), move |config| {
-        config.auth.jwt_secret = secret
+        config.auth.jwt_secret = secret;
+        configure(config);
     })
     .await
 }

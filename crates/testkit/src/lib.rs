@@ -10,6 +10,8 @@ mod app;
 mod cluster;
 mod process;
 
-pub use app::{TestApp, spawn_app, spawn_app_with, spawn_second_instance};
+pub use app::{
+    TestApp, spawn_app, spawn_app_with, spawn_second_instance, spawn_second_instance_with,
+};
 pub use cluster::{TestCluster, TestDatabase};
 pub use process::GalleyProcess;

@@ -595,12 +595,12 @@ async fn health() -> HttpResponse {
     }))
 }
 
-/// The public keys access tokens may be verified with. Tokens are HS256 with the
-/// project secret, which is never published, so the set is empty.
-async fn jwks() -> HttpResponse {
+/// The public keys access tokens may be verified with: the configured RS256/ES256 keys.
+/// The HS256 secret is never published, so without such keys the set is empty.
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "public, max-age=600"))
-        .json(json!({"keys": []}))
+        .json(state.tokens.jwks())
 }
 
 // ---- admin ----

@@ -1,0 +1,71 @@
+-- wrk script for scripts/bench-auth. Arguments after `--`:
+--   signup TAG PASSWORD          POST /auth/v1/signup, a new email every request:
+--                                bench-TAG-<thread>-<n>-<random>@example.com
+--   login PREFIX COUNT PASSWORD  POST /auth/v1/token?grant_type=password, cycling through
+--                                PREFIX<1..COUNT>@example.com (each thread from its own
+--                                starting point)
+-- Headers (apikey, content-type, x-supabase-api-version) come from wrk's -H. Every
+-- response's status is counted, and done() prints the JSON line scripts/bench-rest.d/wrk.lua
+-- prints (requests, duration, p50/p99 latency, socket errors, status counts), so
+-- scripts/bench-rest.d/helpers.py reads both alike.
+
+local threads = {}
+
+function setup(thread)
+  thread:set("thread_no", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  mode = args[1]
+  statuses = {}
+  counter = 0
+  math.randomseed(os.time() * 1000 + thread_no)
+  if mode == "signup" then
+    tag = args[2]
+    password = args[3]
+  elseif mode == "login" then
+    prefix = args[2]
+    count = tonumber(args[3])
+    password = args[4]
+    counter = math.random(0, count - 1)
+  else
+    error("auth.lua: unknown mode " .. tostring(mode))
+  end
+end
+
+function request()
+  counter = counter + 1
+  if mode == "signup" then
+    local email = string.format("bench-%s-%d-%d-%d@example.com",
+      tag, thread_no, counter, math.random(0, 999999))
+    return wrk.format("POST", "/auth/v1/signup", nil,
+      string.format('{"email":"%s","password":"%s"}', email, password))
+  end
+  local email = string.format("%s%d@example.com", prefix, counter % count + 1)
+  return wrk.format("POST", "/auth/v1/token?grant_type=password", nil,
+    string.format('{"email":"%s","password":"%s"}', email, password))
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      counts[status] = (counts[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(counts) do
+    table.insert(parts, string.format('"%d":%d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"statuses":{%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
+end

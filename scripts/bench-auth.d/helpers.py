@@ -1,0 +1,136 @@
+"""Helpers for scripts/bench-auth (standard library only, but `hash`, which needs
+argon2-cffi and runs in the script's own virtualenv).
+
+  hash N                              time N argon2id hashes at Galley's cost (m = 19456 KiB,
+                                      t = 2, p = 1; 16-byte salt, 32-byte hash) after one
+                                      unmeasured; print {"cpu_ms", "wall_ms", "library"}
+  users BASE SERVICE_KEY PREFIX N PASSWORD
+                                      create users PREFIX<1..N>@example.com, confirmed,
+                                      through POST /auth/v1/admin/users (8 at a time);
+                                      refuse any answer but 200
+  table RESULTS HASH_JSON CORES       print the table (RESULTS: scripts/bench-rest.d/helpers.py
+                                      `wrk` lines), the hash cost and the ceilings
+"""
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+# PocketBase on the same machine (requests per second); the target is twice these.
+REFERENCE = {"signup": 17, "login": 33}
+NOTES = {
+    "signup": "a new email each, 200 = session",
+    "login": "password grant over the created users",
+    "get-by-id alone": "GET /rest/v1/<table>?id=eq.N, user JWT",
+    "get-by-id + login storm": "same, while the storm below runs",
+    "login storm": "password grant; started before and ended after the get-by-id run",
+}
+
+
+def hash_cost(n):
+    import os
+
+    import argon2
+    from argon2.low_level import Type, hash_secret
+
+    def one():
+        return hash_secret(b"correct horse battery staple", os.urandom(16), time_cost=2,
+                           memory_cost=19456, parallelism=1, hash_len=32, type=Type.ID)
+
+    encoded = one().decode()
+    if not encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$"):
+        sys.exit(f"bench-auth: unexpected hash parameters: {encoded}")
+    n = int(n)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        one()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(json.dumps({"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "hashes": n,
+                      "library": f"argon2-cffi {argon2.__version__} (libargon2)"}))
+
+
+def users(base, service_key, prefix, n, password):
+    def create(i):
+        body = json.dumps({"email": f"{prefix}{i}@example.com", "password": password,
+                           "email_confirm": True}).encode()
+        req = urllib.request.Request(
+            f"{base}/auth/v1/admin/users", data=body, method="POST",
+            headers={"authorization": f"Bearer {service_key}", "apikey": service_key,
+                     "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, ""
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")[:300]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(create, range(1, int(n) + 1)))
+    bad = [(i + 1, code, text) for i, (code, text) in enumerate(answers) if code != 200]
+    if bad:
+        sys.exit(f"bench-auth: {len(bad)} of {n} admin user creations failed, "
+                 f"e.g. user {bad[0][0]}: HTTP {bad[0][1]}: {bad[0][2]}")
+
+
+def table(results_file, hash_file, cores):
+    cores = int(cores)
+    rows = [json.loads(line) for line in open(results_file) if line.strip()]
+    by_name = {r["workload"]: r for r in rows}
+    head = ["workload", "connections", "req/s", "p99 ms", "notes"]
+    out = [head]
+    for r in rows:
+        notes = [NOTES[r["workload"]]] if r["workload"] in NOTES else []
+        if r["rps"] and r["workload"] in ("signup", "login"):
+            notes.append(f"galley CPU {1000 * r['cpu_cores'] / r['rps']:.1f} ms/req "
+                         f"({r['cpu_cores']:.2f} cores)")
+        else:
+            notes.append(f"galley CPU {r['cpu_cores']:.2f} cores")
+        if r["workload"] in REFERENCE:
+            target = 2 * REFERENCE[r["workload"]]
+            notes.append(f"target >= {target}/s: {'met' if r['rps'] >= target else 'NOT met'}")
+        notes.append("other answers: " + (", ".join(f"{k}: {v}" for k, v in r["bad"].items())
+                                          or "none"))
+        out.append([r["workload"], str(r["conns"]), f"{r['rps']:.1f}", f"{r['p99_ms']:.1f}",
+                    "; ".join(notes)])
+    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
+    for n, row in enumerate(out):
+        print(" | ".join(cell.ljust(widths[i]) if i in (0, 4) else cell.rjust(widths[i])
+                         for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print()
+
+    try:
+        h = json.load(open(hash_file))
+    except (OSError, ValueError):
+        h = None
+    if h:
+        print(f"argon2id m=19456 KiB, t=2, p=1, one hash: {h['cpu_ms']:.1f} ms CPU "
+              f"({h['wall_ms']:.1f} ms wall; mean of {h['hashes']}, {h['library']})")
+        print(f"  ceiling: {cores} cores / {h['cpu_ms']:.1f} ms = "
+              f"{cores * 1000 / h['cpu_ms']:.0f} hashes (logins or signups) per second")
+    else:
+        print("argon2id one hash: NOT MEASURED (argon2-cffi could not be installed or run); "
+              "see galley's own CPU per login below")
+    login = by_name.get("login")
+    if login and login["rps"]:
+        per = 1000 * login["cpu_cores"] / login["rps"]
+        print(f"galley's own CPU per login (process CPU / 200s, argon2 crate + HTTP + SQL): "
+              f"{per:.1f} ms -> ceiling {cores} cores / {per:.1f} ms = {cores * 1000 / per:.0f} "
+              f"logins/s (the cluster's CPU not included)")
+    alone, storm = by_name.get("get-by-id alone"), by_name.get("get-by-id + login storm")
+    if alone and storm and alone["p99_ms"]:
+        ratio = storm["p99_ms"] / alone["p99_ms"]
+        print(f"get-by-id p99: alone {alone['p99_ms']:.1f} ms, during the login storm "
+              f"{storm['p99_ms']:.1f} ms: ratio {ratio:.2f} (target <= 2: "
+              f"{'met' if ratio <= 2 else 'NOT met'}); "
+              f"req/s {alone['rps']:.0f} -> {storm['rps']:.0f}")
+    print("reference (PocketBase, this machine): signup ~17/s, login ~33/s; "
+          "target: twice those (34/s, 66/s)")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"hash": hash_cost, "users": users, "table": table}[command](*args)
