@@ -259,3 +259,99 @@ async fn with_smtp_a_signup_confirms_through_the_mailed_link() {
     assert_ne!(fake["id"], user["id"]);
     assert_eq!(fake["identities"], json!([]));
 }
+
+#[tokio::test]
+async fn operator_templates_and_email_changes_confirmed_by_the_new_address() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("mail.jsonl");
+    let _sink = SmtpSink::start(port, &file).await;
+    let app = spawn_app_with(move |config| {
+        config.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "Galley <no-reply@galley.test>".into(),
+        });
+        config.auth.project_name = "Acme".into();
+        config.auth.templates.email_change = Some(galley_auth::MailTemplate {
+            subject: "{project}: is this you?\r\nBcc: x@y.z".into(),
+            body: "Confirm with {link} please.".into(),
+        });
+    })
+    .await;
+    app.http
+        .post(app.url("/auth/v1/admin/users"))
+        .bearer_auth(app.service_key())
+        .json(&json!({"email": "old@example.com", "password": "correct horse battery", "email_confirm": true}))
+        .send()
+        .await
+        .expect("response");
+    let session: Value = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .json(&json!({"email": "old@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let access = session["access_token"].as_str().expect("access");
+    let changed: Value = app
+        .http
+        .put(app.url("/auth/v1/user"))
+        .bearer_auth(access)
+        .json(&json!({"email": "new@example.com"}))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        changed["email"], "old@example.com",
+        "not before the new address confirms"
+    );
+    assert_eq!(changed["new_email"], "new@example.com");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received(&file).is_empty() {
+        assert!(Instant::now() < deadline, "no mail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mail = &received(&file)[0];
+    assert_eq!(mail["to"], json!(["new@example.com"]));
+    assert_eq!(
+        mail["subject"], "Acme: is this you?  Bcc: x@y.z",
+        "one header line"
+    );
+    assert!(!mail["raw"].as_str().expect("raw").contains("\r\nBcc:"));
+    let text = mail["text"].as_str().expect("text");
+    assert!(text.starts_with("Confirm with http"), "{text}");
+    let link = text.split_whitespace().nth(2).expect("link");
+    let token = link
+        .split_once("token=")
+        .and_then(|(_, rest)| rest.split('&').next())
+        .expect("token");
+    let verified = app
+        .http
+        .post(app.url("/auth/v1/verify"))
+        .json(&json!({"type": "email_change", "token_hash": token}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(verified.status(), 200);
+    let session: Value = verified.json().await.expect("json");
+    assert_eq!(session["user"]["email"], "new@example.com");
+    let login = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .json(&json!({"email": "new@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(login.status(), 200);
+}

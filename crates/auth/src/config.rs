@@ -39,6 +39,8 @@ pub struct AuthConfig {
     /// RS256/ES256 keys for access tokens; the first signs, all verify and are published
     /// in the JWKS. Empty: HS256 with `jwt_secret`.
     pub signing_keys: Vec<crate::SigningKeyConfig>,
+    /// The operator's own mail texts.
+    pub templates: crate::MailTemplates,
 }
 
 impl Default for AuthConfig {
@@ -58,6 +60,7 @@ impl Default for AuthConfig {
             link_ttl_secs: 3600,
             project_name: "Galley".to_owned(),
             signing_keys: Vec::new(),
+            templates: crate::MailTemplates::default(),
         }
     }
 }

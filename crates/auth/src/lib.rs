@@ -23,7 +23,9 @@ pub use accounts::{
 pub use config::AuthConfig;
 pub use error::AuthError;
 pub use keys::{ApiRole, KeyClaims, mint_api_key};
-pub use mail::{MailKind, OutboxWorker, SmtpConfig, SmtpTls, Templates};
+pub use mail::{
+    MailKind, MailTemplate, MailTemplates, OutboxWorker, SmtpConfig, SmtpTls, Templates,
+};
 pub use password::{HashCost, PasswordHasherPool, PasswordPolicy, WeakPassword};
 pub use secret::{JwtSecret, SecretError};
 pub use signing::{KeySet, SigningKeyConfig};

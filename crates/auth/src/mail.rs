@@ -22,16 +22,66 @@ impl MailKind {
     }
 }
 
-/// The words of a mail, with `{project}` and `{link}` filled in. Operators may override
-/// them (`auth.templates`).
+/// An operator's own words for a mail (`[auth.templates.recovery]` and so on): `{project}`
+/// and `{link}` are filled in.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The operator's templates, by mail: `confirmation`, `recovery`, `email_change`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplates {
+    pub confirmation: Option<MailTemplate>,
+    pub recovery: Option<MailTemplate>,
+    pub email_change: Option<MailTemplate>,
+}
+
+impl MailTemplates {
+    /// Every template must carry the link, or its mail would be useless.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, template) in [
+            ("confirmation", &self.confirmation),
+            ("recovery", &self.recovery),
+            ("email_change", &self.email_change),
+        ] {
+            if let Some(template) = template
+                && !template.body.contains("{link}")
+            {
+                return Err(format!(
+                    "auth.templates.{name}: the body must contain {{link}}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The words of a mail, with `{project}` and `{link}` filled in; the operator's
+/// templates where given, Galley's otherwise.
 #[derive(Debug, Clone)]
 pub struct Templates {
     pub project: String,
+    pub custom: MailTemplates,
 }
 
 impl Templates {
     pub fn render(&self, kind: MailKind, link: &str) -> (String, String) {
         let project = &self.project;
+        let custom = match kind {
+            MailKind::Confirmation => &self.custom.confirmation,
+            MailKind::Recovery => &self.custom.recovery,
+            MailKind::EmailChange => &self.custom.email_change,
+        };
+        if let Some(template) = custom {
+            let fill = |text: &str| text.replace("{project}", project).replace("{link}", link);
+            // A subject is one line: a CR or LF from a template would start a header.
+            let subject = fill(&template.subject).replace(['\r', '\n'], " ");
+            return (subject, fill(&template.body));
+        }
         match kind {
             MailKind::Confirmation => (
                 format!("Confirm your signup to {project}"),

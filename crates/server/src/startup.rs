@@ -280,6 +280,9 @@ fn accounts(
     address: SocketAddr,
 ) -> anyhow::Result<Accounts> {
     let auth = &config.auth;
+    auth.templates
+        .validate()
+        .map_err(|err| anyhow::anyhow!(err))?;
     let public_url = auth
         .public_url
         .clone()
@@ -303,6 +306,7 @@ fn accounts(
         AccessSigner::with_keys(secret, keys),
         Templates {
             project: auth.project_name.clone(),
+            custom: auth.templates.clone(),
         },
         AuthSettings {
             issuer: format!("{public_url}/auth/v1"),
