@@ -8,6 +8,10 @@ argon2-cffi and runs in the script's own virtualenv).
                                       create users PREFIX<1..N>@example.com, confirmed,
                                       through POST /auth/v1/admin/users (8 at a time);
                                       refuse any answer but 200
+  machine CORES GALLEY CLUSTER WRK BUSY TOTAL
+                                      add where the machine's CPU went over a run (ticks in,
+                                      cores out; other = busy - galley - cluster - wrk) to
+                                      the result line on stdin
   table RESULTS HASH_JSON CORES       print the table (RESULTS: scripts/bench-rest.d/helpers.py
                                       `wrk` lines), the hash cost and the ceilings
 """
@@ -44,12 +48,28 @@ def hash_cost(n):
     if not encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$"):
         sys.exit(f"bench-auth: unexpected hash parameters: {encoded}")
     n = int(n)
+    machine = machine_ticks()
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(n):
         one()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    busy, total = (a - b for a, b in zip(machine_ticks(), machine))
+    cores = os.cpu_count() or 1
+    # Whatever else ran meanwhile: the hash's CPU time stands, but it shares caches and
+    # memory bandwidth with them.
+    others = max(0.0, cores * busy / total - cpu / wall) if total else 0.0
     print(json.dumps({"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "hashes": n,
+                      "other_cores": others,
                       "library": f"argon2-cffi {argon2.__version__} (libargon2)"}))
+
+
+def machine_ticks():
+    """The machine's busy and total ticks, all cores (as /proc/stat counts them)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
 
 
 def users(base, service_key, prefix, n, password):
@@ -74,6 +94,16 @@ def users(base, service_key, prefix, n, password):
                  f"e.g. user {bad[0][0]}: HTTP {bad[0][1]}: {bad[0][2]}")
 
 
+def machine(cores, galley, cluster, wrk, busy, total):
+    # Ticks over one run, all cores together; shares of the machine in cores.
+    r = json.loads(sys.stdin.read())
+    cores, galley, cluster, wrk, busy, total = map(int, (cores, galley, cluster, wrk, busy, total))
+    share = (lambda ticks: cores * ticks / total) if total else (lambda ticks: 0.0)
+    r.update({"machine_cores": share(busy), "cluster_cores": share(cluster),
+              "wrk_cores": share(wrk), "other_cores": share(busy - galley - cluster - wrk)})
+    print(json.dumps(r))
+
+
 def table(results_file, hash_file, cores):
     cores = int(cores)
     rows = [json.loads(line) for line in open(results_file) if line.strip()]
@@ -87,6 +117,9 @@ def table(results_file, hash_file, cores):
                          f"({r['cpu_cores']:.2f} cores)")
         else:
             notes.append(f"galley CPU {r['cpu_cores']:.2f} cores")
+        notes.append(f"CPU (cores of {cores}): cluster {r['cluster_cores']:.2f}, "
+                     f"wrk {r['wrk_cores']:.2f}, other processes {r['other_cores']:.2f}, "
+                     f"idle {max(0.0, cores - r['machine_cores']):.2f}")
         if r["workload"] in REFERENCE:
             target = 2 * REFERENCE[r["workload"]]
             notes.append(f"target >= {target}/s: {'met' if r['rps'] >= target else 'NOT met'}")
@@ -108,7 +141,8 @@ def table(results_file, hash_file, cores):
         h = None
     if h:
         print(f"argon2id m=19456 KiB, t=2, p=1, one hash: {h['cpu_ms']:.1f} ms CPU "
-              f"({h['wall_ms']:.1f} ms wall; mean of {h['hashes']}, {h['library']})")
+              f"({h['wall_ms']:.1f} ms wall; mean of {h['hashes']}, {h['library']}; other "
+              f"processes meanwhile: {h['other_cores']:.2f} cores)")
         print(f"  ceiling: {cores} cores / {h['cpu_ms']:.1f} ms = "
               f"{cores * 1000 / h['cpu_ms']:.0f} hashes (logins or signups) per second")
     else:
@@ -127,10 +161,15 @@ def table(results_file, hash_file, cores):
               f"{storm['p99_ms']:.1f} ms: ratio {ratio:.2f} (target <= 2: "
               f"{'met' if ratio <= 2 else 'NOT met'}); "
               f"req/s {alone['rps']:.0f} -> {storm['rps']:.0f}")
+    busy = [r for r in rows if r["other_cores"] > 0.15]
+    if busy:
+        print("NOT A QUIET MACHINE: other processes took CPU during "
+              + ", ".join(f"{r['workload']} ({r['other_cores']:.2f} cores)" for r in busy)
+              + ": these numbers understate Galley")
     print("reference (PocketBase, this machine): signup ~17/s, login ~33/s; "
           "target: twice those (34/s, 66/s)")
 
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"hash": hash_cost, "users": users, "table": table}[command](*args)
+    {"hash": hash_cost, "users": users, "machine": machine, "table": table}[command](*args)

@@ -275,6 +275,37 @@ async fn every_log_line_of_a_request_carries_its_id() {
         assert_eq!(json["span"]["path"], "/health/ready");
     }
     assert!(lines.iter().any(|line| line.contains("request served")));
+
+    // One structured line per request: id, method, route template, status, duration,
+    // role and user; control characters from the client stay escaped.
+    let response = reqwest::Client::new()
+        .get(galley.url("/rest/v1/no%0D%0Asuch?select=id"))
+        .header("x-request-id", "log-probe-8")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 404);
+    let mut served = None;
+    for _ in 0..50 {
+        served = galley
+            .logs()
+            .into_iter()
+            .find(|line| line.contains("log-probe-8") && line.contains("request served"));
+        if served.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line = served.expect("an access line");
+    assert!(!line.contains('\r') && !line.contains("\r\n"), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(json["span"]["method"], "GET");
+    assert_eq!(json["span"]["path"], "/rest/v1/no%0D%0Asuch", "{line}");
+    assert_eq!(json["route"], "/rest/v1/{table}", "{line}");
+    assert_eq!(json["status"], 404);
+    assert_eq!(json["role"], "anon");
+    assert!(json["elapsed_ms"].is_number());
+    assert!(json.get("user_id").is_some());
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod embedded;
 mod hostile;
 mod http;
 mod mail;
+mod metrics;
 mod rest;
 mod rest_sql;
 mod rules;

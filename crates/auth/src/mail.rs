@@ -176,6 +176,7 @@ pub struct OutboxWorker {
     transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
     from: lettre::message::Mailbox,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    metrics: std::sync::Arc<galley_metrics::Metrics>,
 }
 
 /// Rows claimed per round.
@@ -186,6 +187,7 @@ impl OutboxWorker {
         pool: galley_db::Pool,
         config: &SmtpConfig,
         wake: std::sync::Arc<tokio::sync::Notify>,
+        metrics: std::sync::Arc<galley_metrics::Metrics>,
     ) -> Result<Self, String> {
         use lettre::AsyncSmtpTransport;
         use secrecy::ExposeSecret;
@@ -218,6 +220,7 @@ impl OutboxWorker {
             transport: builder.build(),
             from,
             wake,
+            metrics,
         })
     }
 
@@ -273,6 +276,7 @@ impl OutboxWorker {
                     )
                     .await
                     .map_err(|err| err.to_string())?;
+                    self.metrics.mail_sends.with_label_values(&["sent"]).inc();
                     tracing::info!(event = "mail.sent", mail_id = id, kind = %kind, "mail delivered");
                 }
                 Err(err) => {
@@ -285,6 +289,7 @@ impl OutboxWorker {
                     )
                     .await
                     .map_err(|err| err.to_string())?;
+                    self.metrics.mail_sends.with_label_values(&["failed"]).inc();
                     tracing::warn!(event = "mail.failed", mail_id = id, kind = %kind, attempts = attempts + 1, error = %error, "mail not delivered; will retry");
                 }
             }

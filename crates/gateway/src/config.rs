@@ -132,3 +132,38 @@ mod tests {
         assert_eq!(good.validate(), Ok(()));
     }
 }
+
+/// `[metrics]`: where `/metrics` is served. Never public by accident: by default on a
+/// listener of its own on the loopback interface; on the main address only with a token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// The metrics listener's address.
+    pub listen: std::net::SocketAddr,
+    /// Whether the metrics listener runs.
+    pub enabled: bool,
+    /// With a token, `/metrics` is also served on the main address to requests that carry
+    /// it as `Authorization: Bearer`.
+    #[serde(serialize_with = "redact")]
+    pub bearer_token: Option<secrecy::SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            enabled: true,
+            bearer_token: None,
+        }
+    }
+}
+
+fn redact<S: serde::Serializer>(
+    secret: &Option<secrecy::SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => ser.serialize_str("[redacted]"),
+        None => ser.serialize_none(),
+    }
+}

@@ -268,6 +268,7 @@ impl ResponseError for ApiError {
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);
+        response.insert_header((crate::middleware::metrics::ERROR_CODE, self.code.as_ref()));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("retry-after", "1"));
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-pub use config::{ConfigError, HttpConfig, RestConfig};
+pub use config::{ConfigError, HttpConfig, MetricsConfig, RestConfig};
 pub use error::{ApiError, ErrorBody};
 pub use ratelimit::RateLimitConfig;
 pub use state::AppState;
@@ -44,6 +44,21 @@ fn json_config(limit: usize) -> web::JsonConfig {
             };
             api.into()
         })
+}
+
+/// The metrics listener: `/metrics` and nothing else, on one worker.
+pub fn metrics_server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(routes::metrics::open))
+            .default_service(web::to(routes::not_found))
+    })
+    .disable_signals()
+    .workers(1)
+    .listen(listener)?
+    .run())
 }
 
 /// Builds the HTTP server on an already bound listener. The caller runs the returned
@@ -77,6 +92,7 @@ pub fn server(
             .wrap(actix_web::middleware::from_fn(
                 middleware::request_id::request_id,
             ))
+            .wrap(actix_web::middleware::from_fn(middleware::metrics::track))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

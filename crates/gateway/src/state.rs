@@ -19,10 +19,15 @@ pub struct AppState {
     pub(crate) rest: RestConfig,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) limits: Arc<RateLimiter>,
+    pub(crate) metrics: Arc<galley_metrics::Metrics>,
+    /// When set, `/metrics` is served on the main address to requests carrying it.
+    pub(crate) metrics_token: Option<secrecy::SecretString>,
     shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
+    // One argument per shared service, each named at the single call site in `server`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pools: Pools,
         catalog: Arc<CatalogCache>,
@@ -31,6 +36,8 @@ impl AppState {
         rest: RestConfig,
         accounts: Arc<Accounts>,
         limits: RateLimitConfig,
+        metrics: Arc<galley_metrics::Metrics>,
+        metrics_token: Option<secrecy::SecretString>,
     ) -> Self {
         Self {
             pools,
@@ -40,6 +47,8 @@ impl AppState {
             rest,
             accounts,
             limits: Arc::new(RateLimiter::new(limits)),
+            metrics,
+            metrics_token,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

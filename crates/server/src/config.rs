@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use galley_auth::{AuthConfig, SmtpConfig};
 use galley_db::DatabaseConfig;
-use galley_gateway::{HttpConfig, RateLimitConfig, RestConfig};
+use galley_gateway::{HttpConfig, MetricsConfig, RateLimitConfig, RestConfig};
 use galley_schema::SchemaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,8 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// Request limits of the auth endpoints.
     pub ratelimit: RateLimitConfig,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             rest: RestConfig::default(),
             smtp: None,
             ratelimit: RateLimitConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -59,7 +62,8 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
+    "metrics",
     "http",
     "database",
     "auth",

@@ -38,6 +38,8 @@ struct Serving {
     catalog_listener: tokio::task::JoinHandle<()>,
     /// Delivers the mail outbox, when SMTP is configured.
     mail_worker: Option<tokio::task::JoinHandle<()>>,
+    /// `/metrics` on its own listener, unless disabled.
+    metrics: Option<(SocketAddr, actix_web::dev::Server)>,
 }
 
 /// Schemas whose tables and functions the API exposes.
@@ -129,10 +131,16 @@ impl Application {
         let address = listener.local_addr().context("reading the bound address")?;
         let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
         let accounts = accounts(config, secret, &keys, &pools, address)?;
+        let metrics = Arc::new(galley_metrics::Metrics::new(env!("CARGO_PKG_VERSION")));
         let mail_worker = match &config.smtp {
             Some(smtp) => {
-                let worker = OutboxWorker::new(pools.owner.clone(), smtp, accounts.mail_queued())
-                    .map_err(|err| anyhow::anyhow!("smtp: {err}"))?;
+                let worker = OutboxWorker::new(
+                    pools.owner.clone(),
+                    smtp,
+                    accounts.mail_queued(),
+                    metrics.clone(),
+                )
+                .map_err(|err| anyhow::anyhow!("smtp: {err}"))?;
                 Some(tokio::spawn(worker.run()))
             }
             None => None,
@@ -145,7 +153,21 @@ impl Application {
             config.rest.clone(),
             Arc::new(accounts),
             config.ratelimit.clone(),
+            metrics,
+            config.metrics.bearer_token.clone(),
         );
+        let metrics_server = if config.metrics.enabled {
+            let listener = TcpListener::bind(config.metrics.listen)
+                .with_context(|| format!("listening for /metrics on {}", config.metrics.listen))?;
+            let address = listener
+                .local_addr()
+                .context("reading the metrics address")?;
+            let server = galley_gateway::metrics_server(listener, state.clone())
+                .context("starting the metrics listener")?;
+            Some((address, server))
+        } else {
+            None
+        };
         let server = galley_gateway::server(listener, state.clone(), &config.http)
             .context("starting HTTP")?;
         Ok(Serving {
@@ -155,11 +177,17 @@ impl Application {
             pools,
             catalog_listener,
             mail_worker,
+            metrics: metrics_server,
         })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.serving.address
+    }
+
+    /// Where the metrics listener serves `/metrics`, when it runs.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.serving.metrics.as_ref().map(|(address, _)| *address)
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
@@ -173,6 +201,7 @@ impl Application {
             pools,
             catalog_listener,
             mail_worker,
+            metrics,
         } = self.serving;
         let url = format!("http://{address}");
         tracing::info!(
@@ -184,6 +213,12 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
+        let metrics_handle = metrics.map(|(address, server)| {
+            tracing::info!(url = %format!("http://{address}/metrics"), "metrics are served");
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         tokio::select! {
             () = shutdown => tracing::info!("shutting down: draining in-flight requests"),
             ended = &mut serving => {
@@ -194,6 +229,9 @@ impl Application {
         handle.stop(true).await;
         let served = serving.await;
         catalog_listener.abort();
+        if let Some(handle) = metrics_handle {
+            handle.stop(true).await;
+        }
         if let Some(worker) = mail_worker {
             worker.abort();
         }

@@ -12,6 +12,8 @@ use crate::cluster::TestDatabase;
 /// A running Galley and the database behind it.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// The metrics listener, when it runs.
+    pub metrics_address: Option<SocketAddr>,
     pub db: TestDatabase,
     pub http: reqwest::Client,
     pub config: Config,
@@ -22,6 +24,12 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// `/metrics` on the metrics listener.
+    pub fn metrics_url(&self) -> String {
+        let address = self.metrics_address.expect("the metrics listener runs");
+        format!("http://{address}/metrics")
     }
 
     /// The `service_role` API key for this app's secret.
@@ -118,6 +126,7 @@ async fn spawn_app_on(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> 
     let mut config = Config::default();
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http.workers = Some(1);
+    config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.database.url = Some(SecretString::from(db.url()));
     config.database.pool_size = 4;
     // The test cluster runs with fsync off: fine for tests, refused anywhere else.
@@ -131,12 +140,14 @@ async fn spawn_app_on(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> 
         .await
         .expect("Galley starts");
     let address = app.address();
+    let metrics_address = app.metrics_address();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        metrics_address,
         db,
         http: reqwest::Client::new(),
         config,

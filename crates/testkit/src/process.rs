@@ -69,6 +69,8 @@ impl GalleyProcess {
                 command.env(key, value);
             }
         }
+        // Tests run several instances at once: each its own metrics port.
+        command.env("GALLEY_METRICS_LISTEN", "127.0.0.1:0");
         command
     }
 

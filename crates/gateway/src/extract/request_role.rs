@@ -33,7 +33,11 @@ impl FromRequest for RequestRole {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(resolve(req))
+        let resolved = resolve(req);
+        if let Ok(role) = &resolved {
+            super::record_identity(req, role.role, &role.claims);
+        }
+        ready(resolved)
     }
 }
 

@@ -34,7 +34,11 @@ impl FromRequest for ServiceRole {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(authorize(req))
+        let authorized = authorize(req);
+        if let Ok(admin) = &authorized {
+            super::record_identity(req, &admin.claims.role, &admin.claims.raw);
+        }
+        ready(authorized)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Middleware every request passes, outermost first: request id and access log, security
-//! headers, CORS, body limit.
+//! Middleware every request passes, outermost first: metrics, request id and access log,
+//! security headers, CORS, body limit.
 
 pub(crate) mod body_limit;
+pub(crate) mod metrics;
 pub(crate) mod request_id;
 
 use actix_web::middleware::DefaultHeaders;

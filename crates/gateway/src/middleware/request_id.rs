@@ -40,10 +40,30 @@ pub(crate) async fn request_id(
         Err(err) => err.as_response_error().status_code(),
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (route, identity) = match &served {
+        Ok(response) => {
+            use actix_web::HttpMessage;
+            (
+                response.request().match_pattern(),
+                response
+                    .request()
+                    .extensions()
+                    .get::<crate::extract::Identity>()
+                    .cloned(),
+            )
+        }
+        Err(_) => (None, None),
+    };
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    let role = identity.as_ref().map_or("none", |i| i.role.as_str());
+    let user_id = identity
+        .as_ref()
+        .and_then(|i| i.user_id.as_deref())
+        .unwrap_or("");
     if status.is_server_error() {
-        tracing::error!(status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::error!(status = status.as_u16(), elapsed_ms, route = %route, role, user_id, "request failed");
     } else {
-        tracing::info!(status = status.as_u16(), elapsed_ms, "request served");
+        tracing::info!(status = status.as_u16(), elapsed_ms, route = %route, role, user_id, "request served");
     }
     match served {
         Ok(response) => {
@@ -89,6 +109,7 @@ fn in_error_shape(response: ServiceResponse<BoxBody>, id: &str) -> ServiceRespon
     };
     let (request, _) = response.into_parts();
     let rewritten = HttpResponse::build(status)
+        .insert_header((super::metrics::ERROR_CODE, code))
         .content_type("application/json; charset=utf-8")
         .body(serde_json::to_string(&body).unwrap_or_default());
     ServiceResponse::new(request, rewritten)

@@ -142,6 +142,9 @@ fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(
 }
 
 fn limited(req: &HttpRequest, bucket: Bucket, ip: &str, wait: std::time::Duration) -> Failure {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        state.metrics.auth_event("rate_limited");
+    }
     tracing::warn!(event = "auth.rate_limited", bucket = ?bucket, client_ip = %ip, "a client was rate limited");
     Failure {
         error: AuthError::new(429, "over_request_rate_limit", "Request rate limit reached"),
@@ -222,6 +225,7 @@ async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
         )
         .await
         .dialect(&req)?;
+    state.metrics.auth_event("signup");
     Ok(match outcome {
         Signup::Session(session) => session_response(&req, &session),
         Signup::User(user) => ok(&req, user),
@@ -285,12 +289,16 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                 .accounts
                 .password_grant(&email, &password, user_agent.as_deref())
                 .await;
-            if let Err(err) = &result {
-                tracing::info!(
-                    event = "auth.login_failed",
-                    code = err.code,
-                    "a sign-in was refused"
-                );
+            match &result {
+                Ok(_) => state.metrics.auth_event("login_success"),
+                Err(err) => {
+                    state.metrics.auth_event("login_failure");
+                    tracing::info!(
+                        event = "auth.login_failed",
+                        code = err.code,
+                        "a sign-in was refused"
+                    );
+                }
             }
             result.dialect(&req)?
         }
@@ -301,7 +309,15 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                     "error_description": "refresh_token required",
                 })));
             };
-            state.accounts.refresh_grant(&token).await.dialect(&req)?
+            let result = state.accounts.refresh_grant(&token).await;
+            match &result {
+                Ok(_) => state.metrics.auth_event("refresh"),
+                Err(err) if err.code == "refresh_token_already_used" => {
+                    state.metrics.auth_event("refresh_token_reuse");
+                }
+                Err(_) => {}
+            }
+            result.dialect(&req)?
         }
         _ => {
             return Err(AuthError::new(
@@ -347,6 +363,7 @@ fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, AuthError> {
         .ok_or_else(|| AuthError::new(403, "bad_jwt", "invalid claim: missing sub claim"))?;
     let user_id = Uuid::parse_str(sub)
         .map_err(|_| AuthError::new(400, "bad_jwt", "invalid claim: sub claim must be a UUID"))?;
+    crate::extract::record_identity(req, &claims.role, &claims.raw);
     let session_id = claims
         .raw
         .get("session_id")

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod health;
+pub(crate) mod metrics;
 mod rest;
 
 use actix_web::{HttpResponse, web};
@@ -11,6 +12,7 @@ use crate::error::ApiError;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    metrics::configure(cfg);
     admin::configure(cfg);
     auth::configure(cfg);
     rest::configure(cfg);

@@ -63,14 +63,37 @@ pub(crate) async fn apply(
     dry_run: bool,
 ) -> Result<Option<i64>, ApiError> {
     let lock_timeout = Duration::from_millis(state.schema.lock_timeout_ms);
-    let history_id = apply_change(
+    let started = std::time::Instant::now();
+    let applied = apply_change(
         &state.pools.owner,
         change,
         &admin.actor(),
         lock_timeout,
         dry_run,
     )
-    .await?;
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let outcome = match &applied {
+        Ok(_) if dry_run => "dry_run",
+        Ok(_) => "applied",
+        Err(
+            galley_schema::SchemaError::Refused { .. }
+            | galley_schema::SchemaError::InvalidDefinition { .. },
+        ) => "refused",
+        Err(_) => "failed",
+    };
+    state
+        .metrics
+        .schema_changes
+        .with_label_values(&[outcome])
+        .inc();
+    state.metrics.schema_change_duration.observe(elapsed);
+    state
+        .metrics
+        .query_duration
+        .with_label_values(&["ddl"])
+        .observe(elapsed);
+    let history_id = applied?;
     if history_id.is_some() {
         // This instance answers with the new state right away; others follow on NOTIFY.
         state.catalog.reload().await?;

@@ -158,7 +158,7 @@ fn shape_of(relation: &Relation) -> TableShape {
 }
 
 /// How one statement runs and what is checked before its transaction commits.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Exec<'a> {
     pub(crate) read_only: bool,
     /// `Prefer: tx=rollback`: answer as usual, keep nothing.
@@ -169,6 +169,21 @@ pub(crate) struct Exec<'a> {
     pub(crate) max_affected: Option<i64>,
     /// Estimate the total from the planner: EXPLAIN this query of the matching rows.
     pub(crate) planned: Option<&'a str>,
+    /// `read`, `write` or `rpc`: the label the statement's duration is counted under.
+    pub(crate) kind: &'static str,
+}
+
+impl Default for Exec<'_> {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            rollback: false,
+            single: false,
+            max_affected: None,
+            planned: None,
+            kind: "write",
+        }
+    }
 }
 
 /// What the statement's single row says.
@@ -201,7 +216,14 @@ pub(crate) async fn run(
 ) -> Result<Outcome, ApiError> {
     let failed =
         |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
+    let waited = std::time::Instant::now();
     let client = galley_db::Lease::new(state.pools.api.get().await.map_err(DbError::from)?);
+    state
+        .metrics
+        .pool_acquire
+        .with_label_values(&["api"])
+        .observe(waited.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
     let types = vec![Type::TEXT; statement.params.len()];
     // Names only: preparing it outside the transaction, as `authenticator`, is safe.
     let setup = client.prepare_cached(SETUP).await.map_err(failed)?;
@@ -257,6 +279,11 @@ pub(crate) async fn run(
             return Err(failed(err));
         }
     };
+    state
+        .metrics
+        .query_duration
+        .with_label_values(&[exec.kind])
+        .observe(started.elapsed().as_secs_f64());
     let checked = check(
         &client,
         &row,

@@ -46,6 +46,7 @@ pub(super) async fn get_rows(
         read_only: true,
         single: media.single(),
         planned: planned(prefs.count, &statement),
+        kind: "read",
         ..Exec::default()
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;

@@ -137,6 +137,7 @@ async fn call(
         single: media.single(),
         max_affected: prefs.max_affected,
         planned: super::read::planned(prefs.count, &statement),
+        kind: "rpc",
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
     if shape.returns_void {

@@ -1,0 +1,207 @@
+//! `/metrics`: exact counts after a known sequence of requests, series bounded whatever
+//! the paths, and never public by accident (its own listener, or a token on the main
+//! address).
+
+use galley_testkit::{TestApp, spawn_app, spawn_app_with};
+use serde_json::json;
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app
+        .http
+        .get(app.metrics_url())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+/// The value of the sample named exactly `series` (name and labels), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn counters_and_histograms_match_a_known_sequence() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.http
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .expect("response");
+    }
+    for _ in 0..2 {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/nowhere"))
+            .header("apikey", app.anon_key())
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 404);
+    }
+    let signup = app
+        .http
+        .post(app.url("/auth/v1/signup"))
+        .json(&json!({"email": "m@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(signup.status(), 200);
+    for password in [
+        "wrong horse battery",
+        "wrong again, horse",
+        "correct horse battery",
+    ] {
+        app.http
+            .post(app.url("/auth/v1/token?grant_type=password"))
+            .json(&json!({"email": "m@example.com", "password": password}))
+            .send()
+            .await
+            .expect("response");
+    }
+    let text = scrape(&app).await;
+    let expect = |series: &str, value: f64| {
+        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+    };
+    expect(
+        r#"galley_http_requests_total{method="GET",route="/health/live",status="2xx"}"#,
+        3.0,
+    );
+    expect(
+        r#"galley_http_request_duration_seconds_count{method="GET",route="/health/live",status="2xx"}"#,
+        3.0,
+    );
+    expect(
+        r#"galley_http_requests_total{method="GET",route="/rest/v1/{table}",status="4xx"}"#,
+        2.0,
+    );
+    expect(r#"galley_errors_total{code="PGRST205"}"#, 2.0);
+    expect(
+        r#"galley_http_requests_total{method="POST",route="/auth/v1/token",status="4xx"}"#,
+        2.0,
+    );
+    expect(
+        r#"galley_http_requests_total{method="POST",route="/auth/v1/token",status="2xx"}"#,
+        1.0,
+    );
+    expect(r#"galley_errors_total{code="invalid_credentials"}"#, 2.0);
+    expect(r#"galley_auth_events_total{event="signup"}"#, 1.0);
+    expect(r#"galley_auth_events_total{event="login_failure"}"#, 2.0);
+    expect(r#"galley_auth_events_total{event="login_success"}"#, 1.0);
+    expect(r#"galley_http_requests_in_flight"#, 0.0);
+    assert!(
+        sample(
+            &text,
+            r#"galley_db_pool_connections{pool="api",state="size"}"#
+        )
+        .is_some()
+    );
+    assert!(sample(&text, r#"galley_mail_outbox_pending"#).is_some());
+    assert!(text.contains("galley_build_info{version=\""));
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|rss| rss > 0.0));
+    assert!(sample(&text, "process_open_fds").is_some_and(|fds| fds > 0.0));
+}
+
+#[tokio::test]
+async fn a_thousand_ids_and_a_thousand_unknown_paths_add_no_series() {
+    let app = spawn_app().await;
+    let before = series_count(&scrape(&app).await);
+    let app_ref = &app;
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(100) {
+        futures_util::future::join_all(chunk.iter().map(|n| async move {
+            app_ref
+                .http
+                .get(app_ref.url(&format!("/rest/v1/items?id=eq.{n}")))
+                .send()
+                .await
+                .expect("response");
+            app_ref
+                .http
+                .get(app_ref.url(&format!("/no/such/path/{n}")))
+                .send()
+                .await
+                .expect("response");
+        }))
+        .await;
+    }
+    let text = scrape(&app).await;
+    let after = series_count(&text);
+    assert!(
+        after - before <= 2,
+        "{before} series before, {after} after:\n{}",
+        text.lines()
+            .filter(|l| l.starts_with("galley_http_requests_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"galley_http_requests_total{method="GET",route="unmatched",status="4xx"}"#
+        ),
+        Some(1000.0)
+    );
+}
+
+/// Distinct request series: one per method, route template and status class.
+fn series_count(text: &str) -> usize {
+    text.lines()
+        .filter(|line| line.starts_with("galley_http_requests_total{"))
+        .count()
+}
+
+#[tokio::test]
+async fn metrics_are_never_public_by_accident() {
+    // Default: a listener of its own; the main address does not serve them.
+    let app = spawn_app().await;
+    let main = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(main.status(), 404);
+    assert!(scrape(&app).await.contains("galley_build_info"));
+
+    // With a token: on the main address too, but only with it.
+    let token = "a-metrics-token-of-some-length-0123456789";
+    let app = spawn_app_with(|config| {
+        config.metrics.bearer_token = Some(token.to_owned().into());
+        config.metrics.enabled = false;
+    })
+    .await;
+    assert!(app.metrics_address.is_none(), "no listener of its own");
+    let bare = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(bare.status(), 401);
+    let wrong = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(wrong.status(), 401);
+    let right = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(right.status(), 200);
+    assert!(
+        right
+            .text()
+            .await
+            .expect("text")
+            .contains("galley_build_info")
+    );
+}
