@@ -2,6 +2,7 @@
 //! every request passes (request id, body limit, CORS, security headers), and the single
 //! mapping from errors to statuses (`error.rs`).
 
+mod audit;
 mod config;
 mod cors;
 mod error;

@@ -34,11 +34,7 @@ impl FromRequest for ServiceRole {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let authorized = authorize(req);
-        if let Ok(admin) = &authorized {
-            super::record_identity(req, &admin.claims.role, &admin.claims.raw);
-        }
-        ready(authorized)
+        ready(authorize(req))
     }
 }
 
@@ -52,6 +48,8 @@ fn authorize(req: &HttpRequest) -> Result<ServiceRole, ApiError> {
         .tokens
         .verify(token)
         .map_err(|err| ApiError::unauthorized(err.to_string()))?;
+    // Known from here on, refused or not: the audit trail names who tried.
+    super::record_identity(req, &claims.role, &claims.raw);
     if claims.role != "service_role" {
         return Err(ApiError::forbidden(
             "this endpoint needs the service_role key",

@@ -32,11 +32,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/settings", web::get().to(settings))
             .route("/health", web::get().to(health))
             .route("/.well-known/jwks.json", web::get().to(jwks))
-            .route("/admin/users", web::get().to(admin_list))
-            .route("/admin/users", web::post().to(admin_create))
-            .route("/admin/users/{id}", web::get().to(admin_get))
-            .route("/admin/users/{id}", web::put().to(admin_update))
-            .route("/admin/users/{id}", web::delete().to(admin_delete)),
+            .service(
+                web::scope("/admin")
+                    .wrap(actix_web::middleware::from_fn(crate::audit::track))
+                    .route("/users", web::get().to(admin_list))
+                    .route("/users", web::post().to(admin_create))
+                    .route("/users/{id}", web::get().to(admin_get))
+                    .route("/users/{id}", web::put().to(admin_update))
+                    .route("/users/{id}", web::delete().to(admin_delete)),
+            ),
     );
 }
 

@@ -1,5 +1,6 @@
 //! `/admin/v1`: Galley's own admin API, for the `service_role` key only.
 
+mod audit;
 mod catalog;
 mod enums;
 mod history;
@@ -21,6 +22,8 @@ use crate::state::AppState;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
+            .wrap(actix_web::middleware::from_fn(crate::audit::track))
+            .configure(audit::configure)
             .configure(catalog::configure)
             .configure(tables::configure)
             .configure(enums::configure)
@@ -88,6 +91,15 @@ pub(crate) async fn apply(
         .with_label_values(&[outcome])
         .inc();
     state.metrics.schema_change_duration.observe(elapsed);
+    tracing::info!(
+        event = "schema.change",
+        actor = %admin.actor(),
+        operation = change.operation,
+        target = %change.target,
+        outcome,
+        elapsed_ms = elapsed * 1000.0,
+        "schema change"
+    );
     state
         .metrics
         .query_duration
