@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use serde::{Deserialize, Serialize};
 
-/// `[auth_limits]`: requests allowed per five minutes (a burst of that many, refilled
+/// `[ratelimit]`: auth requests allowed per five minutes (a burst of that many, refilled
 /// evenly).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

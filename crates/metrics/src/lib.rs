@@ -19,6 +19,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_in_flight: IntGauge,
+    /// 1 when `/health/ready` would answer 200; set at scrape.
+    pub ready: IntGauge,
     /// `galley_db_pool_connections{pool, state}`: `size`, `idle`, `waiting`; set at scrape.
     pub pool_connections: IntGaugeVec,
     pub pool_acquire: HistogramVec,
@@ -79,6 +81,14 @@ impl Metrics {
         .expect("a valid gauge");
         registry
             .register(Box::new(http_in_flight.clone()))
+            .expect("registers once");
+        let ready = IntGauge::new(
+            "galley_ready",
+            "1 when this instance is ready to serve (database reachable and migrated), else 0.",
+        )
+        .expect("a valid gauge");
+        registry
+            .register(Box::new(ready.clone()))
             .expect("registers once");
         let pool_connections = IntGaugeVec::new(
             Opts::new(
@@ -172,11 +182,36 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("registers once");
+        // Known label values start at zero, so a rate over them exists from the first
+        // scrape and an alert can compare against it.
+        for pool in ["api", "owner"] {
+            pool_acquire.with_label_values(&[pool]);
+        }
+        for kind in ["read", "write", "rpc", "ddl"] {
+            query_duration.with_label_values(&[kind]);
+        }
+        for event in [
+            "signup",
+            "login_success",
+            "login_failure",
+            "refresh",
+            "refresh_token_reuse",
+            "rate_limited",
+        ] {
+            auth_events.with_label_values(&[event]);
+        }
+        for outcome in ["sent", "failed"] {
+            mail_sends.with_label_values(&[outcome]);
+        }
+        for outcome in ["applied", "dry_run", "refused", "failed"] {
+            schema_changes.with_label_values(&[outcome]);
+        }
         Self {
             registry,
             http_requests,
             http_duration,
             http_in_flight,
+            ready,
             pool_connections,
             pool_acquire,
             query_duration,

@@ -28,6 +28,13 @@ async fn get_live() -> HttpResponse {
 }
 
 async fn get_ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    readiness(&state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+}
+
+/// Whether this instance can serve: not shutting down, the database reachable through
+/// both pools and migrated to what this build expects.
+pub(crate) async fn readiness(state: &AppState) -> Result<(), ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::unavailable("this instance is shutting down"));
     }
@@ -40,7 +47,8 @@ async fn get_ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             )));
         }
     }
-    // Checking one out runs the pool's verification query as `authenticator`.
-    let _api = state.pools.api.get().await.map_err(DbError::from)?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+    // A round trip as `authenticator`: the request pool reaches the database too.
+    let api = state.pools.api.get().await.map_err(DbError::from)?;
+    api.simple_query("SELECT 1").await.map_err(DbError::from)?;
+    Ok(())
 }

@@ -38,6 +38,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The exposition, with the scrape-time gauges refreshed first.
 pub(crate) async fn scrape(state: &AppState) -> HttpResponse {
     let metrics = &state.metrics;
+    let ready = tokio::time::timeout(
+        Duration::from_secs(2),
+        crate::routes::health::readiness(state),
+    )
+    .await;
+    metrics.ready.set(i64::from(matches!(ready, Ok(Ok(())))));
     for (name, pool) in [("api", &state.pools.api), ("owner", &state.pools.owner)] {
         let status = pool.status();
         let set = |label: &str, value: usize| {

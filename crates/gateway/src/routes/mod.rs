@@ -2,7 +2,7 @@
 
 mod admin;
 mod auth;
-mod health;
+pub(crate) mod health;
 pub(crate) mod metrics;
 mod rest;
 
