@@ -142,6 +142,8 @@ pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
     /// Whether the metrics listener runs.
     pub enabled: bool,
+    /// Count and time every HTTP request. Off only to measure what that costs.
+    pub request_metrics: bool,
     /// With a token, `/metrics` is also served on the main address to requests that carry
     /// it as `Authorization: Bearer`.
     #[serde(serialize_with = "redact")]
@@ -153,6 +155,7 @@ impl Default for MetricsConfig {
         Self {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
             enabled: true,
+            request_metrics: true,
             bearer_token: None,
         }
     }

@@ -15,6 +15,9 @@ const SECONDS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// Count and time every HTTP request (`metrics.request_metrics`; off only to measure
+    /// what it costs).
+    pub track_requests: bool,
     /// `galley_http_requests_total{method, route, status}`; status is the class, `2xx`.
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
@@ -208,6 +211,7 @@ impl Metrics {
         }
         Self {
             registry,
+            track_requests: true,
             http_requests,
             http_duration,
             http_in_flight,

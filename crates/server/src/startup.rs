@@ -131,7 +131,9 @@ impl Application {
         let address = listener.local_addr().context("reading the bound address")?;
         let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
         let accounts = accounts(config, secret, &keys, &pools, address)?;
-        let metrics = Arc::new(galley_metrics::Metrics::new(env!("CARGO_PKG_VERSION")));
+        let mut metrics = galley_metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
+        metrics.track_requests = config.metrics.request_metrics;
+        let metrics = Arc::new(metrics);
         let mail_worker = match &config.smtp {
             Some(smtp) => {
                 let worker = OutboxWorker::new(

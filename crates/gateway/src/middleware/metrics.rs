@@ -23,6 +23,9 @@ pub(crate) async fn track(
         return next.call(req).await;
     };
     let metrics = state.metrics.clone();
+    if !metrics.track_requests {
+        return next.call(req).await;
+    }
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
         "HEAD" => "HEAD",
