@@ -14,7 +14,8 @@ use crate::{jwt_secret, telemetry};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.flags)?;
-    telemetry::init_telemetry(config.log_format, &config.log_level)?;
+    // Held until the command returns, so every queued log line is written.
+    let _logs = telemetry::init_telemetry(config.log_format, &config.log_level)?;
     match cli.command {
         Command::Serve => serve(config),
         Command::Keys => keys(&config),

@@ -168,5 +168,8 @@ fn random_secret() -> String {
 /// come from `TEST_LOG` (e.g. `TEST_LOG=debug`), quiet by default.
 fn init_test_logging() {
     let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
-    let _ = galley_server::init_telemetry(LogFormat::Text, &level);
+    // The writer's guard lives as long as the test process, so nothing is lost.
+    if let Ok(Some(guard)) = galley_server::init_telemetry(LogFormat::Text, &level) {
+        std::mem::forget(guard);
+    }
 }
