@@ -1,12 +1,13 @@
 //! Passwords: a length policy and a list of common breached passwords, and argon2id
-//! hashing on a few low-priority threads of its own, so a storm of logins queues for them
-//! instead of starving every other request.
+//! hashing run off the async executor with bounded concurrency, so a storm of logins
+//! queues for the hashing threads instead of starving every other request.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 /// The password rules: a length in characters and bytes, and no common password.
 /// No composition rules (NIST SP 800-63B).
@@ -85,65 +86,33 @@ impl Default for HashCost {
     }
 }
 
-/// Hashes and verifies on threads of its own, `threads` of them, at the lowest scheduling
-/// priority: a storm of logins queues for them and uses whatever CPU is spare, while the
-/// HTTP workers, which run at normal priority, keep answering everything else on time.
+/// Hashes and verifies on the blocking thread pool, at most `permits` at a time.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     argon: Argon2<'static>,
-    jobs: std::sync::mpsc::SyncSender<Job>,
+    permits: Arc<Semaphore>,
     /// A hash of nothing anyone knows: verified against when the account does not exist,
     /// so a login for an unknown email takes as long as one for a known email.
     dummy: Arc<String>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("the hashing threads stopped")]
+    #[error("the hashing task stopped")]
     Join,
 }
 
 impl PasswordHasherPool {
-    pub fn new(cost: HashCost, threads: usize) -> Result<Self, HashError> {
+    pub fn new(cost: HashCost, permits: usize) -> Result<Self, HashError> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|err| HashError::Hash(err.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy = hash_with(&argon, &random_salt(), "galley: no such account")?;
-        // Waiting jobs beyond this many make callers wait to queue, not the process grow.
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1024);
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        for n in 0..threads.max(1) {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("galley-hash-{n}"))
-                .spawn(move || {
-                    // Below every other thread of the process; if the OS refuses, hashing
-                    // still works at normal priority.
-                    if let Err(err) = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    ) {
-                        tracing::warn!(?err, "password hashing runs at normal priority");
-                    }
-                    loop {
-                        let job = match queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                })
-                .map_err(|err| HashError::Hash(err.to_string()))?;
-        }
         Ok(Self {
             argon,
-            jobs,
+            permits: Arc::new(Semaphore::new(permits.max(1))),
             dummy: Arc::new(dummy),
         })
     }
@@ -153,7 +122,7 @@ impl PasswordHasherPool {
         let argon = self.argon.clone();
         let password = password.to_owned();
         let salt = random_salt();
-        self.run(move || hash_with(&argon, &salt, &password))
+        self.blocking(move || hash_with(&argon, &salt, &password))
             .await?
     }
 
@@ -165,7 +134,7 @@ impl PasswordHasherPool {
         let argon = self.argon.clone();
         let password = password.to_owned();
         let matched = self
-            .run(move || {
+            .blocking(move || {
                 PasswordHash::new(&hash)
                     .map(|parsed| argon.verify_password(password.as_bytes(), &parsed).is_ok())
                     .unwrap_or(false)
@@ -175,27 +144,14 @@ impl PasswordHasherPool {
         known && matched
     }
 
-    async fn run<T: Send + 'static>(
+    async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = done.send(work());
-        });
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            // A storm filled the queue: wait for room off the executor.
-            Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || jobs.send(job))
-                    .await
-                    .map_err(|_| HashError::Join)?
-                    .map_err(|_| HashError::Join)?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(HashError::Join),
-        }
-        result.await.map_err(|_| HashError::Join)
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Join)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| HashError::Join)
     }
 }
 
