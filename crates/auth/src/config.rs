@@ -65,7 +65,8 @@ impl Default for AuthConfig {
     }
 }
 
-fn redact<S: Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+/// Serialises a secret as `[redacted]` (for the effective configuration Galley logs).
+pub fn redact<S: Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
     match secret {
         Some(_) => ser.serialize_str("[redacted]"),
         None => ser.serialize_none(),

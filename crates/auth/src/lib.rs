@@ -20,7 +20,7 @@ pub use accounts::{
     Accounts, AdminUser, AuthSettings, Caller, LogoutScope, Session, Signup, UserUpdate,
     VerifyKind, normalise_email,
 };
-pub use config::AuthConfig;
+pub use config::{AuthConfig, redact};
 pub use error::AuthError;
 pub use keys::{ApiRole, KeyClaims, mint_api_key};
 pub use mail::{

@@ -138,7 +138,7 @@ pub struct SmtpConfig {
     #[serde(default)]
     pub tls: SmtpTls,
     pub username: Option<String>,
-    #[serde(default, serialize_with = "redact")]
+    #[serde(default, serialize_with = "crate::config::redact")]
     pub password: Option<secrecy::SecretString>,
     /// The sender, e.g. `Galley <no-reply@example.com>`.
     pub from: String,
@@ -146,16 +146,6 @@ pub struct SmtpConfig {
 
 fn default_port() -> u16 {
     587
-}
-
-fn redact<S: serde::Serializer>(
-    secret: &Option<secrecy::SecretString>,
-    ser: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => ser.serialize_str("[redacted]"),
-        None => ser.serialize_none(),
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

@@ -146,7 +146,7 @@ pub struct MetricsConfig {
     pub request_metrics: bool,
     /// With a token, `/metrics` is also served on the main address to requests that carry
     /// it as `Authorization: Bearer`.
-    #[serde(serialize_with = "redact")]
+    #[serde(serialize_with = "galley_auth::redact")]
     pub bearer_token: Option<secrecy::SecretString>,
 }
 
@@ -158,15 +158,5 @@ impl Default for MetricsConfig {
             request_metrics: true,
             bearer_token: None,
         }
-    }
-}
-
-fn redact<S: serde::Serializer>(
-    secret: &Option<secrecy::SecretString>,
-    ser: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => ser.serialize_str("[redacted]"),
-        None => ser.serialize_none(),
     }
 }

@@ -177,7 +177,7 @@ pub fn resolve(
             push(many_to_one(parent, fk, &target));
         }
         for fk in target.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
-            push(one_to_many(parent, fk, &target));
+            push(one_to_many(fk, &target));
         }
         for junction in schema.referencing(&parent.schema, &parent.name) {
             for left in junction.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
@@ -207,7 +207,7 @@ pub fn resolve(
     for other in schema.referencing(&parent.schema, &parent.name) {
         for fk in other.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
             if fk.name == relation {
-                push(one_to_many(parent, fk, &other));
+                push(one_to_many(fk, &other));
             }
         }
     }
@@ -262,8 +262,7 @@ fn many_to_one(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -
     }
 }
 
-fn one_to_many(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
-    let _ = parent;
+fn one_to_many(fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
     let mut hints = vec![fk.name.clone()];
     hints.extend(fk.single_column().map(str::to_owned));
     Relationship {

@@ -48,11 +48,15 @@ pub(crate) async fn track(
                 .or_else(|| response.headers().get("x-sb-error-code"))
                 .and_then(|v| v.to_str().ok())
                 .map(|code| code.chars().take(64).collect::<String>());
-            (
-                response.status().as_u16(),
-                response.request().match_pattern(),
-                code,
-            )
+            let route = {
+                use actix_web::HttpMessage;
+                response
+                    .request()
+                    .extensions()
+                    .get::<super::request_id::RouteTemplate>()
+                    .map(|route| route.0.clone())
+            };
+            (response.status().as_u16(), route, code)
         }
         Err(err) => (err.as_response_error().status_code().as_u16(), None, None),
     };

@@ -12,6 +12,10 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError};
 use tracing::Instrument;
 
+/// The route template that served the request (`unmatched` when none did).
+#[derive(Debug, Clone)]
+pub(crate) struct RouteTemplate(pub(crate) String);
+
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
@@ -55,6 +59,14 @@ pub(crate) async fn request_id(
         Err(_) => (None, None),
     };
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    if let Ok(response) = &served {
+        use actix_web::HttpMessage;
+        // Found once per request; the metrics middleware reads it from here.
+        response
+            .request()
+            .extensions_mut()
+            .insert(RouteTemplate(route.clone()));
+    }
     let role = identity.as_ref().map_or("none", |i| i.role.as_str());
     let user_id = identity
         .as_ref()

@@ -503,7 +503,10 @@ fn render_error(err: RenderError) -> ApiError {
 fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError> {
     // Decoding replaces invalid UTF-8 with U+FFFD; refuse it instead, so what the
     // client sent and what is matched never differ (the CVE-2025-1094 class).
-    if std::str::from_utf8(&percent_decoded(query_string)).is_err() {
+    if percent_encoding::percent_decode_str(query_string)
+        .decode_utf8()
+        .is_err()
+    {
         return Err(ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST100",
@@ -544,27 +547,21 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
     })
 }
 
-/// The bytes `%XX` escapes stand for (a malformed escape is kept as it is).
-fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+/// 400 PGRST100 for a query key with no operator (`?name=value` outside a GET call).
+fn operatorless(query: &galley_query::QueryParams, hint: &str) -> Result<(), ApiError> {
+    match query.arguments.first() {
+        None => Ok(()),
+        Some((key, _)) => Err(ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            format!(
+                "failed to parse filter ({})",
+                key.chars().take(100).collect::<String>()
+            ),
+            Some(hint.to_owned()),
+            None,
+        )),
     }
-    out
 }
 
 /// 400 PGRST102, PostgREST's answer to a body it cannot use.

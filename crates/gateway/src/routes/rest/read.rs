@@ -18,18 +18,7 @@ pub(super) async fn get_rows(
 ) -> Result<HttpResponse, ApiError> {
     super::check_profile(&req)?;
     let mut query = super::parse_pairs(req.query_string())?;
-    if let Some((key, _)) = query.arguments.first() {
-        return Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            format!(
-                "failed to parse filter ({})",
-                key.chars().take(100).collect::<String>()
-            ),
-            Some("expected an operator such as eq., in. or is.".to_owned()),
-            None,
-        ));
-    }
+    super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
     let media = Media::parse(&req)?;
     let prefs = Preferences::parse(&req)?;
     apply_range_header(&req, &mut query)?;

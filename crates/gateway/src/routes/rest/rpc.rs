@@ -46,18 +46,7 @@ pub(super) async fn post_rpc(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let query = super::parse_pairs(req.query_string())?;
-    if let Some((key, _)) = query.arguments.first() {
-        return Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            format!(
-                "failed to parse filter ({})",
-                key.chars().take(100).collect::<String>()
-            ),
-            Some("arguments of a POST call go in the body".to_owned()),
-            None,
-        ));
-    }
+    super::operatorless(&query, "arguments of a POST call go in the body")?;
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {

@@ -25,18 +25,7 @@ struct Ask {
 fn ask(req: &HttpRequest) -> Result<Ask, ApiError> {
     super::check_profile(req)?;
     let query = super::parse_pairs(req.query_string())?;
-    if let Some((key, _)) = query.arguments.first() {
-        return Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            format!(
-                "failed to parse filter ({})",
-                key.chars().take(100).collect::<String>()
-            ),
-            Some("expected an operator such as eq., in. or is.".to_owned()),
-            None,
-        ));
-    }
+    super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
     Ok(Ask {
         query,
         prefs: Preferences::parse(req)?,
