@@ -5,12 +5,15 @@
 mod cli;
 mod commands;
 mod config;
+mod jsonlog;
 mod jwt_secret;
+mod logwriter;
 mod startup;
 mod telemetry;
 
 pub use cli::{Cli, Command};
 pub use commands::run;
 pub use config::{Config, LogFormat, load_config};
+pub use logwriter::WriterGuard;
 pub use startup::Application;
 pub use telemetry::init_telemetry;

@@ -5,21 +5,18 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogFormat;
+use crate::jsonlog::{JsonFields, JsonLines};
+use crate::logwriter::{BatchWriter, DEFAULT_CAPACITY, WriterGuard};
 
 /// Installs the global subscriber once; later calls (tests starting several apps) keep the
-/// first one. Lines are formatted on the thread that logs and written to stderr by a
-/// thread of their own, so a request never waits on the write; the returned guard
-/// flushes what is queued when dropped (keep it until the process ends). When the queue
-/// is full the logging thread waits rather than drop lines.
-pub fn init_telemetry(
-    format: LogFormat,
-    level: &str,
-) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+/// first one. Lines are formatted on the thread that logs and written to stderr in
+/// batches by a thread of their own (`logwriter`), so a request never waits on the write;
+/// the returned guard writes what is buffered when dropped (keep it until the process
+/// ends). When the buffer is full the logging thread waits rather than drop lines.
+pub fn init_telemetry(format: LogFormat, level: &str) -> anyhow::Result<Option<WriterGuard>> {
     let filter = EnvFilter::try_new(level)
         .map_err(|err| anyhow::anyhow!("invalid configuration: log_level `{level}`: {err}"))?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = BatchWriter::new(std::io::stderr(), std::io::stderr(), DEFAULT_CAPACITY)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -27,10 +24,8 @@ pub fn init_telemetry(
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
             .try_init(),
     };
     // Already installed: keep the first subscriber (and let this writer go).
