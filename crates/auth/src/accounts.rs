@@ -159,6 +159,14 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// A new password's hash, once the password policy accepts it.
+    async fn checked_hash(&self, password: &str) -> Result<String, AuthError> {
+        self.policy
+            .check(password)
+            .map_err(AuthError::weak_password)?;
+        Ok(self.hasher.hash(password).await?)
+    }
+
     pub fn new(
         pool: Pool,
         hasher: PasswordHasherPool,
@@ -208,11 +216,8 @@ impl Accounts {
         if password.is_empty() {
             return Err(AuthError::validation("Signup requires a valid password"));
         }
-        self.policy
-            .check(password)
-            .map_err(AuthError::weak_password)?;
         // Hashed before anything is looked up: a known email costs what a new one does.
-        let hash = self.hasher.hash(password).await?;
+        let hash = self.checked_hash(password).await?;
         let metadata = Value::Object(data.unwrap_or_default());
         let confirmed = !self.settings.confirm_email;
         let mut client = self.pool.get().await?;
@@ -476,12 +481,7 @@ impl Accounts {
         redirect_to: Option<&str>,
     ) -> Result<UserRecord, AuthError> {
         let new_hash = match &update.password {
-            Some(password) => {
-                self.policy
-                    .check(password)
-                    .map_err(AuthError::weak_password)?;
-                Some(self.hasher.hash(password).await?)
-            }
+            Some(password) => Some(self.checked_hash(password).await?),
             None => None,
         };
         let new_email = update.email.as_deref().map(normalise_email).transpose()?;
@@ -759,12 +759,7 @@ impl Accounts {
                 AuthError::validation("Unable to validate email address: invalid format")
             })?;
         let hash = match &spec.password {
-            Some(password) => {
-                self.policy
-                    .check(password)
-                    .map_err(AuthError::weak_password)?;
-                Some(self.hasher.hash(password).await?)
-            }
+            Some(password) => Some(self.checked_hash(password).await?),
             None => None,
         };
         let confirmed = spec.email_confirm.unwrap_or(false);
@@ -803,12 +798,7 @@ impl Accounts {
         spec: AdminUser,
     ) -> Result<UserRecord, AuthError> {
         let hash = match &spec.password {
-            Some(password) => {
-                self.policy
-                    .check(password)
-                    .map_err(AuthError::weak_password)?;
-                Some(self.hasher.hash(password).await?)
-            }
+            Some(password) => Some(self.checked_hash(password).await?),
             None => None,
         };
         let email = spec.email.as_deref().map(normalise_email).transpose()?;

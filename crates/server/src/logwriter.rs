@@ -158,9 +158,6 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         // There is nowhere to report a failed log write; the batch is given up.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         batch.clear();
-        if batch.capacity() > 4 * DEFAULT_CAPACITY {
-            batch.shrink_to(64 * 1024);
-        }
     }
 }
 
