@@ -7,218 +7,319 @@
 //! ```
 //!
 //! The shape is `tracing-subscriber`'s JSON format with flattened event fields and the
-//! current span; the difference is the cost. Fields are written straight into the line
-//! with a JSON string escaper, and a span's fields are formatted once, when the span is
-//! created, and copied into each line as they are, where the stock formatter parses them
-//! back into a map for every line. On the request path this is most of what logging costs.
+//! current span; the difference is the cost, since a line is written on every request.
+//! `JsonLayer` is a layer of its own rather than a formatter plugged into the stock `fmt`
+//! layer: a span's fields are formatted once, when the span is created, into a buffer
+//! sized for them, and copied into each line as they are (the stock JSON formatter parses
+//! them back into a map for every line); a line is built in a reused per-thread buffer by
+//! direct calls, with numbers written by `itoa` and `ryu`, and handed to the writer whole.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Formats a span's fields as the members of a JSON object, without the braces
-/// (`"request_id":"…","method":"GET"`), so a line can copy them in unchanged.
-#[derive(Debug, Default)]
-pub(crate) struct JsonFields;
+/// Writes every event as one JSON line to `W`.
+pub(crate) struct JsonLayer<W> {
+    writer: W,
+}
 
-/// Formats one event as a JSON line (see the module documentation).
-#[derive(Debug, Default)]
-pub(crate) struct JsonLines;
-
-impl<'writer> FormatFields<'writer> for JsonFields {
-    fn format_fields<R: RecordFields>(
-        &self,
-        mut writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
-        let mut visitor = Members::new(&mut writer, true);
-        fields.record(&mut visitor);
-        visitor.result
-    }
-
-    fn add_fields(
-        &self,
-        current: &'writer mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        let first = current.fields.is_empty();
-        let mut visitor = Members::new(&mut current.fields, first);
-        fields.record(&mut visitor);
-        visitor.result
+impl<W> JsonLayer<W> {
+    pub(crate) fn new(writer: W) -> Self {
+        Self { writer }
     }
 }
 
-impl<S> FormatEvent<S, JsonFields> for JsonLines
+/// A span's fields as the members of a JSON object, without the braces
+/// (`"request_id":"…","method":"GET"`), kept in the span's extensions.
+struct SpanFields(String);
+
+/// Bytes a line's buffer may keep between lines; one huge line does not stay allocated.
+const KEEP_LINE_CAPACITY: usize = 64 * 1024;
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        // Enough for a request's id, method and path without growing.
+        let mut fields = String::with_capacity(160);
+        attrs.record(&mut Members::new(&mut fields, true));
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
+            let first = fields.is_empty();
+            values.record(&mut Members::new(fields, first));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        thread_local! {
+            /// The line being formatted on this thread, kept for the next one.
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        let write = |line: &str| {
+            // There is nowhere to report a failed log write; the line is given up.
+            let _ = std::io::Write::write_all(
+                &mut self.writer.make_writer_for(event.metadata()),
+                line.as_bytes(),
+            );
+        };
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                format_line(&ctx, &mut line, event);
+                write(&line);
+                if line.capacity() > KEEP_LINE_CAPACITY {
+                    *line = String::new();
+                }
+            }
+            // A field's formatting logged a line of its own: that one gets a fresh buffer.
+            Err(_) => {
+                let mut own = String::new();
+                format_line(&ctx, &mut own, event);
+                write(&own);
+            }
+        });
+    }
+}
+
+fn format_line<S>(ctx: &Context<'_, S>, line: &mut String, event: &Event<'_>)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        write!(
-            writer,
-            "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            meta.level()
-        )?;
-        let mut visitor = Members::new(&mut writer, false);
-        event.record(&mut visitor);
-        visitor.result?;
-        writer.write_str(",\"target\":")?;
-        string(&mut writer, meta.target())?;
-        let span = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
-        if let Some(span) = span {
-            writer.write_str(",\"span\":{")?;
-            if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>()
-                && !fields.fields.is_empty()
-            {
-                writer.write_str(&fields.fields)?;
-                writer.write_char(',')?;
-            }
-            writer.write_str("\"name\":")?;
-            string(&mut writer, span.name())?;
-            writer.write_char('}')?;
+    let meta = event.metadata();
+    line.push_str("{\"timestamp\":\"");
+    timestamp(line);
+    line.push_str("\",\"level\":\"");
+    line.push_str(meta.level().as_str());
+    line.push('"');
+    event.record(&mut Members::new(line, false));
+    line.push_str(",\"target\":");
+    string(line, meta.target());
+    if let Some(span) = ctx.event_span(event) {
+        line.push_str(",\"span\":{");
+        if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>()
+            && !fields.is_empty()
+        {
+            line.push_str(fields);
+            line.push(',');
         }
-        writer.write_str("}\n")
+        line.push_str("\"name\":");
+        string(line, span.name());
+        line.push('}');
     }
+    line.push_str("}\n");
 }
 
 /// Writes each field it visits as a JSON member, `"name":value`, separated by commas.
-struct Members<'w, W: Write> {
-    out: &'w mut W,
+struct Members<'a> {
+    out: &'a mut String,
     /// No member written yet, so the next one needs no comma before it.
     first: bool,
-    result: fmt::Result,
 }
 
-impl<'w, W: Write> Members<'w, W> {
-    fn new(out: &'w mut W, first: bool) -> Self {
-        Self {
-            out,
-            first,
-            result: Ok(()),
-        }
+impl<'a> Members<'a> {
+    fn new(out: &'a mut String, first: bool) -> Self {
+        Self { out, first }
     }
 
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                self.out.write_char(',')?;
-            }
-            string(self.out, field.name())?;
-            self.out.write_char(':')?;
-            value(self.out)
-        })();
+    /// Opens the member: the comma if one is due, the name and the colon.
+    fn name(&mut self, field: &Field) -> &mut String {
+        self.out.push_str(if std::mem::take(&mut self.first) {
+            "\""
+        } else {
+            ",\""
+        });
+        escape_into(self.out, field.name());
+        self.out.push_str("\":");
+        self.out
     }
 }
 
-impl<W: Write> Visit for Members<'_, W> {
+impl Visit for Members<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |out| string(out, value));
+        string(self.name(field), value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(out), "{value:?}")?;
-            out.write_char('"')
-        });
+        let out = self.name(field);
+        out.push('"');
+        // Writing into a `String` cannot fail.
+        let _ = write!(Escaped(out), "{value:?}");
+        out.push('"');
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.member(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(out), "{value}")?;
-            out.write_char('"')
-        });
+        let out = self.name(field);
+        out.push('"');
+        let _ = write!(Escaped(out), "{value}");
+        out.push('"');
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.name(field).push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.name(field).push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.name(field).push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.name(field).push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        let out = self.name(field);
         // JSON has no NaN or infinity.
         if value.is_finite() {
-            self.member(field, |out| write!(out, "{value}"));
+            out.push_str(ryu::Buffer::new().format_finite(value));
         } else {
-            self.member(field, |out| out.write_str("null"));
+            out.push_str("null");
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| {
-            out.write_str(if value { "true" } else { "false" })
-        });
+        self.name(field)
+            .push_str(if value { "true" } else { "false" });
     }
 }
 
 /// A JSON string: quotes, and the contents escaped.
-fn string(out: &mut impl Write, value: &str) -> fmt::Result {
-    out.write_char('"')?;
-    Escaped(out).write_str(value)?;
-    out.write_char('"')
+fn string(out: &mut String, value: &str) {
+    out.push('"');
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// Appends `value` escaped as the contents of a JSON string.
+fn escape_into(out: &mut String, value: &str) {
+    // Writing into a `String` cannot fail.
+    let _ = Escaped(out).write_str(value);
 }
 
 /// Escapes what is written through it as the contents of a JSON string: quotes,
 /// backslashes and every control character, so no value can break a line or forge a field.
-struct Escaped<'a, W: Write>(&'a mut W);
+struct Escaped<'a>(&'a mut String);
 
-impl<W: Write> Write for Escaped<'_, W> {
+impl Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, byte) in s.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x00..=0x1f | 0x7f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
+        if is_clean(s.as_bytes()) {
+            self.0.push_str(s);
+            return Ok(());
         }
-        self.0.write_str(&s[start..])
+        // `s[start..]` is not yet written.
+        let mut start = 0;
+        for (at, &byte) in s.as_bytes().iter().enumerate() {
+            if !NEEDS_ESCAPE[usize::from(byte)] {
+                continue;
+            }
+            // Only ASCII bytes are escaped, so `at` is on a character boundary.
+            self.0.push_str(&s[start..at]);
+            match byte {
+                b'"' => self.0.push_str("\\\""),
+                b'\\' => self.0.push_str("\\\\"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                _ => write!(self.0, "\\u{byte:04x}")?,
+            }
+            start = at + 1;
+        }
+        self.0.push_str(&s[start..]);
+        Ok(())
     }
+}
+
+/// The bytes that need escaping: control characters (below 0x20, and 0x7f), the quote and
+/// the backslash. Bytes of multi-byte UTF-8 characters (0x80 and up) never do.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = byte < 0x20 || byte == 0x22 || byte == 0x5c || byte == 0x7f;
+        byte += 1;
+    }
+    table
+};
+
+/// Whether no byte needs escaping. Most of a log line needs none, so this is checked first,
+/// eight bytes at a time.
+fn is_clean(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<8>();
+    !words
+        .iter()
+        .any(|word| needs_escape(u64::from_le_bytes(*word)))
+        && !rest.iter().any(|&byte| NEEDS_ESCAPE[usize::from(byte)])
+}
+
+/// Whether any of the eight bytes packed in `word` needs escaping (as `NEEDS_ESCAPE`).
+/// Exact, with no false positives, by the classic "has a byte below n" bit trick (exact for
+/// n <= 0x80), applied three times: to the word with bit 1 of every byte flipped, where
+/// below 0x21 means a control character or a quote (0x22 ^ 0x02 = 0x20), and to the word
+/// xor-ed with a backslash and with 0x7f, where below 1 means equal.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let control_or_quote = below(word ^ (ONES * 0x02), 0x21);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    let delete = below(word ^ (ONES * 0x7f), 1);
+    (control_or_quote | backslash | delete) != 0
+}
+
+/// Writes the current UTC time as RFC 3339 with microseconds (`2026-11-21T23:53:22.123456Z`).
+/// The part up to the second is formatted by chrono once a second per thread and reused.
+fn timestamp(out: &mut String) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != now.timestamp() {
+            prefix.clear();
+            let _ = write!(prefix, "{}", now.format("%Y-%m-%dT%H:%M:%S"));
+            *second = now.timestamp();
+        }
+        out.push_str(prefix);
+        // Below 1,000,000: `Utc::now()` never lands in a leap second.
+        let mut buffer = itoa::Buffer::new();
+        let micros = buffer.format(now.timestamp_subsec_micros());
+        out.push('.');
+        out.extend(std::iter::repeat_n(
+            '0',
+            6usize.saturating_sub(micros.len()),
+        ));
+        out.push_str(micros);
+        out.push('Z');
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
 
@@ -238,14 +339,10 @@ mod tests {
 
     fn logged(log: impl FnOnce()) -> Vec<serde_json::Value> {
         let lines = Lines::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer({
-                let lines = lines.clone();
-                move || lines.clone()
-            })
-            .fmt_fields(JsonFields)
-            .event_format(JsonLines)
-            .finish();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new({
+            let lines = lines.clone();
+            move || lines.clone()
+        }));
         tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
         text.lines()
@@ -305,5 +402,76 @@ mod tests {
         assert_eq!(lines[1]["span"]["first"], 1);
         assert_eq!(lines[1]["span"]["later"], "set");
         assert_eq!(lines[1]["span"]["name"], "job");
+    }
+
+    fn escaped(value: &str) -> String {
+        let mut out = String::new();
+        string(&mut out, value);
+        out
+    }
+
+    /// Every ASCII byte, at every offset within and across the eight-byte words the escaper
+    /// skips over, comes back as itself, and nothing below 0x20 or at 0x7f is left raw.
+    #[test]
+    fn every_character_at_every_offset_round_trips() {
+        let samples = (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '€', '😀', '\u{80}', '\u{2028}']);
+        for c in samples {
+            for offset in 0..17 {
+                for len in [offset + 1, offset + 9, 24] {
+                    let value: String = (0..len)
+                        .map(|i| if i == offset { c } else { 'a' })
+                        .collect();
+                    let out = escaped(&value);
+                    assert!(
+                        !out.bytes().any(|b| b < 0x20 || b == 0x7f),
+                        "raw control character in {out:?}"
+                    );
+                    let back: String =
+                        serde_json::from_str(&out).unwrap_or_else(|err| panic!("{err}: {out:?}"));
+                    assert_eq!(back, value, "{c:?} at {offset} of {len}");
+                }
+            }
+        }
+        assert_eq!(escaped("a\"b\\c\nd\u{7f}"), r#""a\"b\\c\nd\u007f""#);
+    }
+
+    #[test]
+    fn the_byte_table_and_the_word_test_flag_exactly_the_bytes_to_escape() {
+        for byte in 0u8..=255 {
+            let must = byte < 0x20 || byte == 0x7f || byte == b'"' || byte == b'\\';
+            assert_eq!(NEEDS_ESCAPE[usize::from(byte)], must, "byte {byte:#04x}");
+            for position in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[position] = byte;
+                assert_eq!(
+                    needs_escape(u64::from_le_bytes(word)),
+                    must,
+                    "byte {byte:#04x} at {position}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds_and_follow_the_clock() {
+        let mut first = String::new();
+        timestamp(&mut first);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let mut second = String::new();
+        timestamp(&mut second);
+        for t in [&first, &second] {
+            let parsed =
+                chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|err| panic!("{err}: {t}"));
+            assert_eq!(t.len(), "2026-11-21T23:53:22.123456Z".len(), "{t}");
+            assert!(
+                (chrono::Utc::now() - parsed.to_utc()).num_seconds() < 5,
+                "{t}"
+            );
+        }
+        // A second later the reused prefix has moved on with the clock.
+        assert_ne!(first[..19], second[..19]);
+        assert!(second > first);
     }
 }

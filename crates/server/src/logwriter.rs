@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the writer waits after a wake-up for more lines to join the batch.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(10);
 
 /// Bytes buffered before a logging thread waits for the writer.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;

@@ -6,14 +6,17 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderName;
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use galley_metrics::status_class;
 
 use crate::state::AppState;
 
-/// The header an error response names its code in (`x-sb-error-code` on `/auth/v1`).
-pub(crate) const ERROR_CODE: &str = "x-error-code";
+/// The header an error response names its code in.
+pub(crate) const ERROR_CODE: HeaderName = HeaderName::from_static("x-error-code");
+/// The same on `/auth/v1`, in GoTrue's name.
+pub(crate) const SB_ERROR_CODE: HeaderName = HeaderName::from_static("x-sb-error-code");
 
 pub(crate) async fn track(
     req: ServiceRequest,
@@ -40,35 +43,39 @@ pub(crate) async fn track(
     let started = Instant::now();
     let served = next.call(req).await;
     metrics.http_in_flight.dec();
-    let (status, route, code) = match &served {
+    let elapsed = started.elapsed().as_secs_f64();
+    match &served {
         Ok(response) => {
+            let status = status_class(response.status().as_u16());
             let code = response
                 .headers()
                 .get(ERROR_CODE)
-                .or_else(|| response.headers().get("x-sb-error-code"))
-                .and_then(|v| v.to_str().ok())
-                .map(|code| code.chars().take(64).collect::<String>());
-            let route = {
-                use actix_web::HttpMessage;
-                response
-                    .request()
-                    .extensions()
-                    .get::<super::request_id::RouteTemplate>()
-                    .map(|route| route.0.clone())
-            };
-            (response.status().as_u16(), route, code)
+                .or_else(|| response.headers().get(SB_ERROR_CODE))
+                .and_then(|v| v.to_str().ok());
+            use actix_web::HttpMessage;
+            let extensions = response.request().extensions();
+            let route = extensions
+                .get::<super::request_id::RouteTemplate>()
+                .map_or("unmatched", |route| route.0.as_str());
+            observe(&metrics, [method, route, status], elapsed);
+            if let Some(code) = code {
+                // Codes are Galley's own; the cut only bounds a label that should never grow.
+                let code = code.get(..64).unwrap_or(code);
+                metrics.errors.with_label_values(&[code]).inc();
+            }
         }
-        Err(err) => (err.as_response_error().status_code().as_u16(), None, None),
-    };
-    let route = route.unwrap_or_else(|| "unmatched".to_owned());
-    let labels = [method, route.as_str(), status_class(status)];
+        Err(err) => {
+            let status = status_class(err.as_response_error().status_code().as_u16());
+            observe(&metrics, [method, "unmatched", status], elapsed);
+        }
+    }
+    served
+}
+
+fn observe(metrics: &galley_metrics::Metrics, labels: [&str; 3], seconds: f64) {
     metrics.http_requests.with_label_values(&labels).inc();
     metrics
         .http_duration
         .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if let Some(code) = code {
-        metrics.errors.with_label_values(&[code.as_str()]).inc();
-    }
-    served
+        .observe(seconds);
 }

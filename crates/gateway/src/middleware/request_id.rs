@@ -32,7 +32,13 @@ pub(crate) async fn request_id(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    // Strings, not `%` (Display) values: they are recorded without the formatting machinery.
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.as_str(),
+        method = req.method().as_str(),
+        path = req.path()
+    );
     let started = Instant::now();
     let served = REQUEST_ID
         .scope(id.clone(), next.call(req))
@@ -73,9 +79,23 @@ pub(crate) async fn request_id(
         .and_then(|i| i.user_id.as_deref())
         .unwrap_or("");
     if status.is_server_error() {
-        tracing::error!(status = status.as_u16(), elapsed_ms, route = %route, role, user_id, "request failed");
+        tracing::error!(
+            status = status.as_u16(),
+            elapsed_ms,
+            route = route.as_str(),
+            role,
+            user_id,
+            "request failed"
+        );
     } else {
-        tracing::info!(status = status.as_u16(), elapsed_ms, route = %route, role, user_id, "request served");
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms,
+            route = route.as_str(),
+            role,
+            user_id,
+            "request served"
+        );
     }
     match served {
         Ok(response) => {

@@ -81,7 +81,7 @@ impl actix_web::ResponseError for Failure {
             object.insert("weak_password".into(), json!({"reasons": weak.reasons}));
         }
         let mut response = HttpResponse::build(self.status_code());
-        response.insert_header(("x-sb-error-code", self.error.code));
+        response.insert_header((crate::middleware::metrics::SB_ERROR_CODE, self.error.code));
         if let Some(seconds) = self.retry_after {
             response.insert_header(("retry-after", seconds.to_string()));
         }
