@@ -8,13 +8,15 @@ scripts/bench-auth.d/helpers.py `machine`; these add to them and summarise them.
   scrape URL                          print `SERIES TOTAL`: how many
                                       galley_http_requests_total series name the route
                                       /rest/v1/{table}, and the sum of their values
-  annotate CONFIG ROUND LOGGED COUNTED
-                                      add the configuration, the round and what the log
-                                      (request lines) and /metrics (requests counted)
-                                      gained over the run to the result line on stdin
-  table RESULTS CORES TARGET_PCT      print the rounds, each configuration's mean and
-                                      median, the overhead (1 - A/B) and whether it can be
-                                      told apart from the noise
+  annotate CONFIG ROUND SLICE LOGGED COUNTED
+                                      add the configuration, the round, the slice and
+                                      what the log (request lines) and /metrics (requests
+                                      counted) gained over the run to the result line on
+                                      stdin
+  table RESULTS CORES TARGET_PCT      print every run, each configuration's mean and
+                                      median, and the overhead of A (and of C and D when
+                                      they ran) against B in the same slice: the median
+                                      and the middle half over the slices, and a verdict
 """
 
 import json
@@ -66,26 +68,40 @@ def scrape(url):
     print(series, int(total))
 
 
-def annotate(config, round_no, logged, counted):
+def annotate(config, round_no, slice_no, logged, counted):
     r = json.loads(sys.stdin.read())
     seconds_per_req = (lambda cores: cores / r["rps"]) if r["rps"] else (lambda cores: 0.0)
-    r.update({"config": config, "round": int(round_no), "logged": int(logged),
+    r.update({"config": config, "round": int(round_no), "slice": int(slice_no),
+              "logged": int(logged),
               "counted": int(counted),
               "galley_us_per_req": 1e6 * seconds_per_req(r["cpu_cores"]),
               "cluster_us_per_req": 1e6 * seconds_per_req(r["cluster_cores"])})
     print(json.dumps(r))
 
 
+NAMES = {"A": "A (metrics + request log)", "B": "B (both off)", "C": "C (metrics alone)",
+         "D": "D (request log alone)"}
+
+
+def quartiles(values):
+    """The median and the middle half (first and third quartiles) of values."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q2, q1, q3
+
+
 def table(results_file, cores, target_pct):
     cores, target = int(cores), float(target_pct)
     rows = [json.loads(line) for line in open(results_file) if line.strip()]
-    head = ["round", "config", "req/s", "p50 ms", "p99 ms", "galley CPU", "galley CPU/req",
-            "cluster CPU/req", "wrk", "other procs", "idle", "log lines", "counted", "non-200"]
+    head = ["round", "slice", "config", "req/s", "p50 ms", "p99 ms", "galley CPU",
+            "galley CPU/req", "cluster CPU/req", "wrk", "other procs", "idle", "log lines",
+            "counted", "non-200"]
     out = [head]
     for r in rows:
         out.append([
-            str(r["round"]), r["config"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}", f"{r['cpu_cores']:.2f} cores",
+            str(r["round"]), str(r["slice"]), r["config"], f"{r['rps']:.0f}",
+            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['cpu_cores']:.2f} cores",
             f"{r['galley_us_per_req']:.0f} us", f"{r['cluster_us_per_req']:.0f} us",
             f"{r['wrk_cores']:.2f}", f"{r['other_cores']:.2f}",
             f"{max(0.0, cores - r['machine_cores']):.2f}",
@@ -94,87 +110,85 @@ def table(results_file, cores, target_pct):
         ])
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
     for n, row in enumerate(out):
-        print(" | ".join(cell.ljust(widths[i]) if i in (1, 13) else cell.rjust(widths[i])
+        print(" | ".join(cell.ljust(widths[i]) if i in (2, 14) else cell.rjust(widths[i])
                          for i, cell in enumerate(row)).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
-    print("(CPU columns in cores of", cores, "over the measured window; CPU/req = process "
-          "user+system time / 200 answers; log lines and counted: what the log and "
-          "/metrics gained over the window)")
+    print("(CPU columns in cores of", cores, "over the run; CPU/req = process user+system "
+          "time / 200 answers; log lines and counted: what the log and /metrics gained over "
+          "the run)")
     print()
 
-    by = {c: [r for r in rows if r["config"] == c] for c in ("A", "B")}
-    if not by["A"] or not by["B"]:
-        print("not enough rounds to compare")
+    by = {c: [r for r in rows if r["config"] == c] for c in NAMES}
+    by = {c: runs for c, runs in by.items() if runs}
+    if "A" not in by or "B" not in by:
+        print("not enough runs to compare")
         return
+    for c, runs in by.items():
+        rps = [r["rps"] for r in runs]
+        p99 = [r["p99_ms"] for r in runs]
+        cpu = [r["galley_us_per_req"] for r in runs]
+        cl = [r["cluster_us_per_req"] for r in runs]
+        print(f"{NAMES[c]:<26} req/s mean {statistics.mean(rps):.0f}, median "
+              f"{statistics.median(rps):.0f} (range {min(rps):.0f}-{max(rps):.0f}); p99 median "
+              f"{statistics.median(p99):.2f} ms; galley CPU/req mean {statistics.mean(cpu):.1f} "
+              f"us, median {statistics.median(cpu):.1f} us; cluster CPU/req mean "
+              f"{statistics.mean(cl):.1f} us")
+    print()
 
-    def stats(key, c):
-        values = [r[key] for r in by[c]]
-        return statistics.mean(values), statistics.median(values), min(values), max(values)
-
-    names = {"A": "A (metrics + request log)", "B": "B (both off)"}
-    for c in ("A", "B"):
-        rps, p99, cpu = stats("rps", c), stats("p99_ms", c), stats("galley_us_per_req", c)
-        cl = stats("cluster_us_per_req", c)
-        print(f"{names[c]:<26} req/s mean {rps[0]:.0f}, median {rps[1]:.0f} "
-              f"(range {rps[2]:.0f}-{rps[3]:.0f}); p99 mean {p99[0]:.2f} ms, median "
-              f"{p99[1]:.2f} ms; galley CPU/req mean {cpu[0]:.1f} us, median {cpu[1]:.1f} us "
-              f"(range {cpu[2]:.1f}-{cpu[3]:.1f}); cluster CPU/req mean {cl[0]:.1f} us")
-
-    mean_a, med_a = stats("rps", "A")[:2]
-    mean_b, med_b = stats("rps", "B")[:2]
-    ca, cb = stats("galley_us_per_req", "A")[:2], stats("galley_us_per_req", "B")[:2]
-    print(f"throughput overhead 1 - A/B: {100 * (1 - mean_a / mean_b):+.1f} % on the means, "
-          f"{100 * (1 - med_a / med_b):+.1f} % on the medians (target < {target:g} %)")
-    print(f"galley CPU per request A/B - 1: {100 * (ca[0] / cb[0] - 1):+.1f} % on the means, "
-          f"{100 * (ca[1] / cb[1] - 1):+.1f} % on the medians "
-          f"({ca[0] - cb[0]:+.1f} us per request)")
-
-    # Each A round against the B round after it: drift within a pair is smaller than across
-    # the whole run, and the spread over the pairs shows how much the machine moved.
-    pairs = list(zip(by["A"], by["B"]))
-    rps_pairs = [100 * (1 - a["rps"] / b["rps"]) for a, b in pairs]
-    cpu_pairs = [100 * (a["galley_us_per_req"] / b["galley_us_per_req"] - 1) for a, b in pairs]
-    print("per pair (round A_i vs B_i): throughput overhead "
-          + ", ".join(f"{v:+.1f} %" for v in rps_pairs)
-          + "; CPU/req overhead " + ", ".join(f"{v:+.1f} %" for v in cpu_pairs))
-
-    def verdict(label, values):
-        lo, hi = min(values), max(values)
-        if hi < target:
-            return f"{label}: under {target:g} % in every pair ({lo:+.1f} to {hi:+.1f} %)"
-        if lo >= target:
-            return f"{label}: OVER {target:g} % in every pair ({lo:+.1f} to {hi:+.1f} %)"
-        return (f"{label}: INCONCLUSIVE, the pairs range from {lo:+.1f} to {hi:+.1f} %, "
-                f"on both sides of {target:g} %")
-
-    print(verdict("throughput", rps_pairs))
-    print(verdict("galley CPU per request", cpu_pairs))
-    # The cluster does the same work per request in A and B, so its CPU per request moves
-    # only with the machine (a busy neighbour, a slower core): galley's CPU per request over
-    # the cluster's, in the same round, takes most of that drift out.
-    rel = {c: [r["galley_us_per_req"] / r["cluster_us_per_req"] for r in by[c]
-               if r["cluster_us_per_req"]] for c in ("A", "B")}
-    if rel["A"] and rel["B"]:
-        ra, rb = statistics.mean(rel["A"]), statistics.mean(rel["B"])
-        print(f"galley CPU/req over the cluster's CPU/req in the same round: A "
-              + ", ".join(f"{v:.2f}" for v in rel["A"]) + "; B "
-              + ", ".join(f"{v:.2f}" for v in rel["B"])
-              + f": A/B - 1 = {100 * (ra / rb - 1):+.1f} % on the means")
-    for c in ("A", "B"):
-        values = [r["rps"] for r in by[c]]
-        if len(values) > 1:
-            cv = 100 * statistics.stdev(values) / statistics.mean(values)
-            print(f"run-to-run spread of req/s in {c}: {cv:.1f} % (coefficient of variation)")
+    # Each configuration against B in the same slice: runs seconds apart, on the same machine.
+    base = {(r["round"], r["slice"]): r for r in by["B"]}
+    verdicts = []
+    for c in ("A", "C", "D"):
+        if c not in by:
+            continue
+        pairs = [(r, base[(r["round"], r["slice"])]) for r in by[c]
+                 if (r["round"], r["slice"]) in base and base[(r["round"], r["slice"])]["rps"]]
+        rps = [100 * (1 - r["rps"] / b["rps"]) for r, b in pairs]
+        cpu = [100 * (r["galley_us_per_req"] / b["galley_us_per_req"] - 1) for r, b in pairs
+               if b["galley_us_per_req"]]
+        us = [r["galley_us_per_req"] - b["galley_us_per_req"] for r, b in pairs]
+        # The cluster does the same work per request in every configuration; galley's CPU
+        # per request over the cluster's in the same run takes out what moves both.
+        rel = [100 * ((r["galley_us_per_req"] / r["cluster_us_per_req"])
+                      / (b["galley_us_per_req"] / b["cluster_us_per_req"]) - 1)
+               for r, b in pairs if r["cluster_us_per_req"] and b["cluster_us_per_req"]]
+        label = f"1 - {c}/B"
+        m, q1, q3 = quartiles(rps)
+        print(f"{NAMES[c]}, over {len(pairs)} slices against B:")
+        print(f"  throughput overhead {label}: median {m:+.1f} %, middle half {q1:+.1f} to "
+              f"{q3:+.1f} %, range {min(rps):+.1f} to {max(rps):+.1f} %; mean "
+              f"{statistics.mean(rps):+.1f} %; {sum(v >= target for v in rps)} of {len(rps)} "
+              f"slices at or over {target:g} %")
+        m2, q1c, q3c = quartiles(cpu)
+        print(f"  galley CPU per request {c}/B - 1: median {m2:+.1f} % "
+              f"({statistics.median(us):+.1f} us), middle half {q1c:+.1f} to {q3c:+.1f} %")
+        if rel:
+            m3, q1r, q3r = quartiles(rel)
+            print(f"  the same over the cluster's CPU per request: median {m3:+.1f} %, middle "
+                  f"half {q1r:+.1f} to {q3r:+.1f} %")
+        if c == "A":
+            if q3 < target:
+                verdicts.append(f"throughput overhead under {target:g} %: median {m:+.1f} %, "
+                                f"and three slices in four under {q3:+.1f} %")
+            elif m < target:
+                verdicts.append(f"throughput overhead probably under {target:g} % (median "
+                                f"{m:+.1f} %), but a quarter of the slices or more are at or "
+                                f"over it (third quartile {q3:+.1f} %)")
+            else:
+                verdicts.append(f"throughput overhead OVER {target:g} %: median {m:+.1f} %")
+    print()
+    for v in verdicts:
+        print("verdict:", v)
     busy = [r for r in rows if r["other_cores"] > 0.15]
     if busy:
-        print("NOT A QUIET MACHINE: other processes took CPU during round(s) "
-              + ", ".join(f"{r['round']} {r['config']} ({r['other_cores']:.2f} cores)"
-                          for r in busy))
+        print("NOT A QUIET MACHINE: other processes took CPU during run(s) "
+              + ", ".join(f"{r['round']}/{r['slice']} {r['config']} ({r['other_cores']:.2f} "
+                          f"cores)" for r in busy))
     bad = [r for r in rows if r["bad"]]
     if bad:
-        print("NON-200 ANSWERS OR SOCKET ERRORS in round(s) "
-              + ", ".join(f"{r['round']} {r['config']}" for r in bad))
+        print("NON-200 ANSWERS OR SOCKET ERRORS in run(s) "
+              + ", ".join(f"{r['round']}/{r['slice']} {r['config']}" for r in bad))
 
 
 if __name__ == "__main__":
