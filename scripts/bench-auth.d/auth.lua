@@ -9,16 +9,11 @@
 -- prints (requests, duration, p50/p99 latency, socket errors, status counts), so
 -- scripts/bench-rest.d/helpers.py reads both alike.
 
-local threads = {}
-
-function setup(thread)
-  thread:set("thread_no", #threads + 1)
-  table.insert(threads, thread)
-end
+-- setup(), response() and done() come from scripts/bench-rest.d/report.lua.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../bench-rest.d/report.lua")
 
 function init(args)
   mode = args[1]
-  statuses = {}
   counter = 0
   math.randomseed(os.time() * 1000 + thread_no)
   if mode == "signup" then
@@ -45,27 +40,4 @@ function request()
   local email = string.format("%s%d@example.com", prefix, counter % count + 1)
   return wrk.format("POST", "/auth/v1/token?grant_type=password", nil,
     string.format('{"email":"%s","password":"%s"}', email, password))
-end
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local counts = {}
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("statuses")) do
-      counts[status] = (counts[status] or 0) + n
-    end
-  end
-  local parts = {}
-  for status, n in pairs(counts) do
-    table.insert(parts, string.format('"%d":%d', status, n))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"statuses":{%s}}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
 end
