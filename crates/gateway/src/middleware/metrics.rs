@@ -52,12 +52,8 @@ pub(crate) async fn track(
                 .get(ERROR_CODE)
                 .or_else(|| response.headers().get(SB_ERROR_CODE))
                 .and_then(|v| v.to_str().ok());
-            use actix_web::HttpMessage;
-            let extensions = response.request().extensions();
-            let route = extensions
-                .get::<super::request_id::RouteTemplate>()
-                .map_or("unmatched", |route| route.0.as_str());
-            observe(&metrics, [method, route, status], elapsed);
+            let route = super::request_id::route_template(response.request());
+            observe(&metrics, [method, &route, status], elapsed);
             if let Some(code) = code {
                 // Codes are Galley's own; the cut only bounds a label that should never grow.
                 let code = code.get(..64).unwrap_or(code);
@@ -66,7 +62,11 @@ pub(crate) async fn track(
         }
         Err(err) => {
             let status = status_class(err.as_response_error().status_code().as_u16());
-            observe(&metrics, [method, "unmatched", status], elapsed);
+            observe(
+                &metrics,
+                [method, super::request_id::UNMATCHED, status],
+                elapsed,
+            );
         }
     }
     served

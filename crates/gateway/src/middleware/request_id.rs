@@ -2,6 +2,7 @@
 //! new one is made. The id is echoed in the response, put in every error body, and
 //! carried by the `request` span so it is on every log line of the request.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -9,12 +10,31 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, ResponseError};
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use tracing::Instrument;
 
-/// The route template that served the request (`unmatched` when none did).
+/// The route template that served the request, kept in its extensions once found.
 #[derive(Debug, Clone)]
-pub(crate) struct RouteTemplate(pub(crate) String);
+struct RouteTemplate(Rc<str>);
+
+/// The route label of a request no route matched.
+pub(crate) const UNMATCHED: &str = "unmatched";
+
+/// The route template that served the request (`unmatched` when none did): the router's
+/// pattern match run again, so it is found once per request, by whichever of the request
+/// log and the request metrics asks first, and only when one of them is on.
+pub(crate) fn route_template(request: &HttpRequest) -> Rc<str> {
+    if let Some(RouteTemplate(route)) = request.extensions().get::<RouteTemplate>() {
+        return route.clone();
+    }
+    let route: Rc<str> = request
+        .match_pattern()
+        .map_or_else(|| Rc::from(UNMATCHED), Rc::from);
+    request
+        .extensions_mut()
+        .insert(RouteTemplate(route.clone()));
+    route
+}
 
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -50,39 +70,28 @@ pub(crate) async fn request_id(
         Err(err) => err.as_response_error().status_code(),
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (route, identity) = match &served {
-        Ok(response) => {
-            use actix_web::HttpMessage;
-            (
-                response.request().match_pattern(),
-                response
-                    .request()
-                    .extensions()
-                    .get::<crate::extract::Identity>()
-                    .cloned(),
-            )
-        }
-        Err(_) => (None, None),
+    // The access line is the only use of the route and the identity here; when its level is
+    // off (the span is, too: same level and target) and the request did not fail, neither
+    // is looked up.
+    let wanted = !span.is_disabled() || status.is_server_error();
+    let request = match &served {
+        Ok(response) if wanted => Some(response.request()),
+        _ => None,
     };
-    let route = route.unwrap_or_else(|| "unmatched".to_owned());
-    if let Ok(response) = &served {
-        use actix_web::HttpMessage;
-        // Found once per request; the metrics middleware reads it from here.
-        response
-            .request()
-            .extensions_mut()
-            .insert(RouteTemplate(route.clone()));
-    }
-    let role = identity.as_ref().map_or("none", |i| i.role.as_str());
-    let user_id = identity
+    let route = request.map(route_template);
+    let route = route.as_deref().unwrap_or(UNMATCHED);
+    // Borrowed for the line below, after `route_template` has stored the route.
+    let extensions = request.map(HttpRequest::extensions);
+    let identity = extensions
         .as_ref()
-        .and_then(|i| i.user_id.as_deref())
-        .unwrap_or("");
+        .and_then(|extensions| extensions.get::<crate::extract::Identity>());
+    let role = identity.map_or("none", |i| i.role.as_str());
+    let user_id = identity.and_then(|i| i.user_id.as_deref()).unwrap_or("");
     if status.is_server_error() {
         tracing::error!(
             status = status.as_u16(),
             elapsed_ms,
-            route = route.as_str(),
+            route,
             role,
             user_id,
             "request failed"
@@ -91,12 +100,13 @@ pub(crate) async fn request_id(
         tracing::info!(
             status = status.as_u16(),
             elapsed_ms,
-            route = route.as_str(),
+            route,
             role,
             user_id,
             "request served"
         );
     }
+    drop(extensions);
     match served {
         Ok(response) => {
             let mut response = in_error_shape(response.map_into_boxed_body(), &id);
