@@ -13,6 +13,11 @@ scripts/bench-auth.d/helpers.py `machine`; these add to them and summarise them.
                                       what the log (request lines) and /metrics (requests
                                       counted) gained over the run to the result line on
                                       stdin
+  instructions CONFIG CALLGRIND WRK    print one JSON line: the instructions callgrind
+                                      counted (its dump's summary), the requests wrk had
+                                      answered, all 200, and their quotient
+  instructions-table FILE             print those lines and each configuration's
+                                      overhead against B
   table RESULTS CORES TARGET_PCT      print every run, each configuration's mean and
                                       median, and the overhead of A (and of C and D when
                                       they ran) against B in the same slice: the median
@@ -78,6 +83,37 @@ def annotate(config, round_no, slice_no, logged, counted):
               "galley_us_per_req": 1e6 * seconds_per_req(r["cpu_cores"]),
               "cluster_us_per_req": 1e6 * seconds_per_req(r["cluster_cores"])})
     print(json.dumps(r))
+
+
+def instructions(config, callgrind_file, wrk_file):
+    total = None
+    with open(callgrind_file) as dump:
+        for line in dump:
+            if line.startswith("summary:"):
+                total = int(line.split()[1])
+                break
+    if not total:
+        sys.exit(f"bench-metrics-overhead: no instruction count in {callgrind_file}")
+    run = json.loads(open(wrk_file).read().strip().splitlines()[-1])
+    bad = {k: v for k, v in run["statuses"].items() if k != "200"}
+    errors = {k: v for k, v in run["errors"].items() if v}
+    if bad or errors or not run["requests"]:
+        sys.exit(f"bench-metrics-overhead: {config}: answers other than 200 or socket errors: "
+                 f"{bad} {errors}")
+    print(json.dumps({"config": config, "instructions": total, "requests": run["requests"],
+                      "per_request": total / run["requests"]}))
+
+
+def instructions_table(counts_file):
+    rows = [json.loads(line) for line in open(counts_file) if line.strip()]
+    per = {r["config"]: r["per_request"] for r in rows}
+    for r in rows:
+        line = (f"{NAMES[r['config']]:<26} {r['per_request']:>9,.0f} instructions per request "
+                f"({r['instructions']:,} over {r['requests']:,} requests)")
+        if r["config"] != "B" and "B" in per:
+            extra = r["per_request"] - per["B"]
+            line += f"; {extra:+,.0f} ({100 * extra / per['B']:+.1f} %) against B"
+        print(line)
 
 
 NAMES = {"A": "A (metrics + request log)", "B": "B (both off)", "C": "C (metrics alone)",
@@ -210,4 +246,5 @@ def table(results_file, cores, target_pct):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"listening": listening, "scrape": scrape, "annotate": annotate,
+     "instructions": instructions, "instructions-table": instructions_table,
      "table": table}[command](*args)
