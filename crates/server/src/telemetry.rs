@@ -53,23 +53,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lines").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::jsonlog::tests::Lines;
 
     /// The messages logged through a subscriber with this `log_level`.
     fn messages(level: &str) -> Vec<String> {
@@ -87,8 +72,9 @@ mod tests {
             tracing::info!(target: "quiet_crate", "quiet info");
             tracing::warn!(target: "quiet_crate", "quiet warn");
         });
-        let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
-        text.lines()
+        lines
+            .text()
+            .lines()
             .map(|line| {
                 let json: serde_json::Value = serde_json::from_str(line).expect("json line");
                 json["message"].as_str().expect("message").to_owned()
