@@ -17,11 +17,16 @@ argon2-cffi and runs in the script's own virtualenv).
 """
 
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "bench-rest.d"))
+from tables import print_table  # noqa: E402
 
 # PocketBase on the same machine (requests per second); the target is twice these.
 REFERENCE = {"signup": 17, "login": 33}
@@ -139,12 +144,7 @@ def table(results_file, hash_file, cores):
                                           or "none"))
         out.append([r["workload"], str(r["conns"]), f"{r['rps']:.1f}", f"{r['p99_ms']:.1f}",
                     "; ".join(notes)])
-    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
-    for n, row in enumerate(out):
-        print(" | ".join(cell.ljust(widths[i]) if i in (0, 4) else cell.rjust(widths[i])
-                         for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(out, left=(0, 4))
     print()
 
     try:

@@ -32,6 +32,10 @@ import statistics
 import sys
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "bench-rest.d"))
+from tables import print_table  # noqa: E402
+
 ROUTE = "/rest/v1/{table}"
 
 
@@ -168,12 +172,7 @@ def table(results_file, cores, target_pct):
             str(r["logged"]), str(r["counted"]),
             ", ".join(f"{k}: {v}" for k, v in r["bad"].items()) or "none",
         ])
-    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
-    for n, row in enumerate(out):
-        print(" | ".join(cell.ljust(widths[i]) if i in (2, 14) else cell.rjust(widths[i])
-                         for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(out, left=(2, 14))
     print("(CPU columns in cores of", cores, "over the run; CPU/req = process user+system "
           "time / 200 answers; log lines and counted: what the log and /metrics gained over "
           "the run)")

@@ -21,9 +21,13 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import print_table  # noqa: E402
 
 
 def b64url(data: bytes) -> str:
@@ -182,12 +186,7 @@ def table(results_file):
             f"{g['cpu_cores']:.2f} cores" if g else "-",
             ", ".join(f"{k}: {v}" for k, v in bad.items()) or "none",
         ])
-    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
-    for n, row in enumerate(out):
-        print(" | ".join(cell.ljust(widths[i]) if i in (0, 7) else cell.rjust(widths[i])
-                         for i, cell in enumerate(row)).rstrip())
-        if n == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(out, left=(0, 7))
 
 
 def perf_crates():
