@@ -271,8 +271,8 @@ async fn every_log_line_of_a_request_carries_its_id() {
     assert!(!lines.is_empty(), "no log line names the request");
     for line in &lines {
         let json: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
-        assert_eq!(json["span"]["request_id"], "log-probe-7", "{line}");
-        assert_eq!(json["span"]["path"], "/health/ready");
+        assert_eq!(json["request"]["id"], "log-probe-7", "{line}");
+        assert_eq!(json["request"]["path"], "/health/ready");
     }
     assert!(lines.iter().any(|line| line.contains("request served")));
 
@@ -299,8 +299,8 @@ async fn every_log_line_of_a_request_carries_its_id() {
     let line = served.expect("an access line");
     assert!(!line.contains('\r') && !line.contains("\r\n"), "{line}");
     let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-    assert_eq!(json["span"]["method"], "GET");
-    assert_eq!(json["span"]["path"], "/rest/v1/no%0D%0Asuch", "{line}");
+    assert_eq!(json["request"]["method"], "GET");
+    assert_eq!(json["request"]["path"], "/rest/v1/no%0D%0Asuch", "{line}");
     assert_eq!(json["route"], "/rest/v1/{table}", "{line}");
     assert_eq!(json["status"], 404);
     assert_eq!(json["role"], "anon");

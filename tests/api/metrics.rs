@@ -105,6 +105,53 @@ async fn counters_and_histograms_match_a_known_sequence() {
     assert!(sample(&text, "process_open_fds").is_some_and(|fds| fds > 0.0));
 }
 
+/// A request counts as in flight until the server has finished it, even after its client
+/// gave up waiting (the server still runs it to the end), and then no longer.
+#[tokio::test]
+async fn a_request_is_in_flight_until_it_ends_even_when_its_client_gives_up() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE FUNCTION public.slow() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM pg_sleep(3)'",
+        )
+        .await
+        .expect("function");
+    let in_flight = |text: &str| sample(text, "galley_http_requests_in_flight");
+    // Served once the catalog has reloaded; the call itself outlasts the client's patience.
+    let call = || {
+        app.http
+            .post(app.url("/rest/v1/rpc/slow"))
+            .header("apikey", app.anon_key())
+            .json(&json!({}))
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+    };
+    let mut abandoned = false;
+    for _ in 0..100 {
+        match call().await {
+            Err(err) if err.is_timeout() => {
+                abandoned = true;
+                break;
+            }
+            Ok(response) => assert_eq!(response.status(), 404),
+            Err(err) => panic!("{err}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(abandoned, "the function was never served");
+    assert_eq!(in_flight(&scrape(&app).await), Some(1.0));
+    let mut settled = None;
+    for _ in 0..100 {
+        settled = in_flight(&scrape(&app).await);
+        if settled == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(settled, Some(0.0), "the request never left flight");
+}
+
 #[tokio::test]
 async fn a_thousand_ids_and_a_thousand_unknown_paths_add_no_series() {
     let app = spawn_app().await;

@@ -20,6 +20,7 @@ use actix_web::{App, HttpServer, web};
 
 pub use config::{ConfigError, HttpConfig, MetricsConfig, RestConfig};
 pub use error::{ApiError, ErrorBody};
+pub use middleware::request_id::{RequestContext, current_request, in_request};
 pub use ratelimit::RateLimitConfig;
 pub use state::AppState;
 
@@ -91,9 +92,8 @@ pub fn server(
             .wrap(cors::cors(&config))
             .wrap(middleware::security_headers())
             .wrap(actix_web::middleware::from_fn(
-                middleware::request_id::request_id,
+                middleware::telemetry::telemetry,
             ))
-            .wrap(actix_web::middleware::from_fn(middleware::metrics::track))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

@@ -3,15 +3,17 @@
 //! ```text
 //! {"timestamp":"2026-11-21T23:53:22.123456Z","level":"INFO","message":"request served",
 //!  "status":200,"elapsed_ms":1.2,"route":"/rest/v1/{table}",...,"target":"galley_gateway::…",
-//!  "span":{"request_id":"…","method":"GET","path":"/rest/v1/items","name":"request"}}
+//!  "request":{"id":"…","method":"GET","path":"/rest/v1/items"}}
 //! ```
 //!
-//! The shape is `tracing-subscriber`'s JSON format with flattened event fields and the
-//! current span; the difference is the cost, since a line is written on every request.
-//! `JsonLayer` is a layer of its own rather than a formatter plugged into the stock `fmt`
-//! layer: a span's fields are formatted once, when the span is created, into a buffer
-//! sized for them, and copied into each line as they are (the stock JSON formatter parses
-//! them back into a map for every line); a line is built in a reused per-thread buffer by
+//! The event's fields are flattened into the object; a line logged while a request is
+//! served carries the request (`galley_gateway::current_request`), and a line inside a
+//! `tracing` span carries the span as `"span":{…fields,"name":…}`, as `tracing-subscriber`'s
+//! JSON format does. The difference from the stock format is the cost, since a line is
+//! written on every request. `JsonLayer` is a layer of its own rather than a formatter
+//! plugged into the stock `fmt` layer: a span's fields are formatted once, when the span is
+//! created, and copied into each line as they are (the stock JSON formatter parses them
+//! back into a map for every line); a line is built in a reused per-thread buffer by
 //! direct calls, with numbers written by `itoa` and `ryu`, and handed to the writer whole.
 
 use std::cell::RefCell;
@@ -112,6 +114,15 @@ where
     event.record(&mut Members::new(line, false));
     line.push_str(",\"target\":");
     string(line, meta.target());
+    galley_gateway::current_request(|request| {
+        line.push_str(",\"request\":{\"id\":");
+        string(line, request.id());
+        line.push_str(",\"method\":");
+        string(line, request.method());
+        line.push_str(",\"path\":");
+        string(line, request.path());
+        line.push('}');
+    });
     if let Some(span) = ctx.event_span(event) {
         line.push_str(",\"span\":{");
         if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>()
@@ -361,7 +372,7 @@ pub(crate) mod tests {
     #[test]
     fn lines_carry_the_event_fields_flat_and_the_span_fields_nested() {
         let lines = logged(|| {
-            let span = tracing::info_span!("request", request_id = "r-1", method = %"GET", path = "/a\"b\r\nc");
+            let span = tracing::info_span!("export", table = "items", format = %"csv", note = "/a\"b\r\nc");
             let _entered = span.enter();
             tracing::info!(
                 status = 404u16,
@@ -384,15 +395,33 @@ pub(crate) mod tests {
         assert_eq!(line["big"], -7);
         assert!(line["nan"].is_null());
         assert_eq!(line["target"], module_path!());
-        assert_eq!(line["span"]["request_id"], "r-1");
-        assert_eq!(line["span"]["method"], "GET");
-        assert_eq!(line["span"]["path"], "/a\"b\r\nc");
-        assert_eq!(line["span"]["name"], "request");
+        assert_eq!(line["span"]["table"], "items");
+        assert_eq!(line["span"]["format"], "csv");
+        assert_eq!(line["span"]["note"], "/a\"b\r\nc");
+        assert_eq!(line["span"]["name"], "export");
         let timestamp = line["timestamp"].as_str().expect("timestamp");
         assert!(
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
             "{timestamp}"
         );
+    }
+
+    #[test]
+    fn lines_logged_while_a_request_is_served_carry_it() {
+        let request = std::rc::Rc::new(galley_gateway::RequestContext::new(
+            "r-2".to_owned(),
+            actix_web::http::Method::PATCH,
+            "/rest/v1/a\"b\r\nc".to_owned(),
+        ));
+        let lines = logged(|| {
+            galley_gateway::in_request(request, || tracing::info!("inside"));
+            tracing::info!("after");
+        });
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["request"]["id"], "r-2");
+        assert_eq!(lines[0]["request"]["method"], "PATCH");
+        assert_eq!(lines[0]["request"]["path"], "/rest/v1/a\"b\r\nc");
+        assert!(lines[1].get("request").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod jwt_secret;
 mod logwriter;
 mod startup;
 mod telemetry;
+mod textlog;
 
 pub use cli::{Cli, Command};
 pub use commands::run;

@@ -4,13 +4,13 @@
 use tracing::Subscriber;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 use crate::jsonlog::JsonLayer;
 use crate::logwriter::{BatchWriter, DEFAULT_CAPACITY, WriterGuard};
+use crate::textlog::TextFormat;
 
 /// Installs the global subscriber once; later calls (tests starting several apps) keep the
 /// first one. Lines are formatted on the thread that logs and written to stderr in
@@ -43,8 +43,8 @@ where
         LogFormat::Text => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(writer)
-                    .with_span_events(FmtSpan::NONE),
+                    .event_format(TextFormat)
+                    .with_writer(writer),
             ),
         ),
         LogFormat::Json => Box::new(registry.with(JsonLayer::new(writer))),

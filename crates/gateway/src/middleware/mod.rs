@@ -1,9 +1,10 @@
-//! Middleware every request passes, outermost first: metrics, request id and access log,
-//! security headers, CORS, body limit.
+//! Middleware every request passes, outermost first: telemetry (request id and context,
+//! metrics, access log), security headers, CORS, body limit.
 
 pub(crate) mod body_limit;
 pub(crate) mod metrics;
 pub(crate) mod request_id;
+pub(crate) mod telemetry;
 
 use actix_web::middleware::DefaultHeaders;
 

@@ -1,128 +1,94 @@
-//! Request ids: an incoming `x-request-id` is kept when it is a plausible id, otherwise a
-//! new one is made. The id is echoed in the response, put in every error body, and
-//! carried by the `request` span so it is on every log line of the request.
+//! Request ids and the request context: an incoming `x-request-id` is kept when it is a
+//! plausible id, otherwise a new one is made. The id is echoed in the response and put in
+//! every error body; with the method and path it makes the request's context, which every
+//! log line written while the request is served carries (`current_request`).
 
 use std::rc::Rc;
-use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use tracing::Instrument;
-
-/// The route template that served the request, kept in its extensions once found.
-#[derive(Debug, Clone)]
-struct RouteTemplate(Rc<str>);
-
-/// The route label of a request no route matched.
-pub(crate) const UNMATCHED: &str = "unmatched";
-
-/// The route template that served the request (`unmatched` when none did): the router's
-/// pattern match run again, so it is found once per request, by whichever of the request
-/// log and the request metrics asks first, and only when one of them is on.
-pub(crate) fn route_template(request: &HttpRequest) -> Rc<str> {
-    if let Some(RouteTemplate(route)) = request.extensions().get::<RouteTemplate>() {
-        return route.clone();
-    }
-    let route: Rc<str> = request
-        .match_pattern()
-        .map_or_else(|| Rc::from(UNMATCHED), Rc::from);
-    request
-        .extensions_mut()
-        .insert(RouteTemplate(route.clone()));
-    route
-}
+use actix_web::http::{Method, StatusCode};
+use actix_web::{Error, HttpResponse, ResponseError};
 
 pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request being served: what every log line written while serving it carries.
+///
+/// It lives in a task-local for the duration of the request rather than in a `tracing`
+/// span: a span costs the subscriber's registry an entry, a lookup on every poll and a
+/// removal, on every request, to carry three strings the request already has.
+#[derive(Debug)]
+pub struct RequestContext {
+    id: String,
+    method: Method,
+    path: String,
+}
+
+impl RequestContext {
+    pub fn new(id: String, method: Method, path: String) -> Self {
+        Self { id, method, path }
+    }
+
+    /// The context of an incoming request, with its id (a plausible incoming one, or new).
+    pub(crate) fn of(req: &ServiceRequest) -> Self {
+        Self::new(
+            incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            req.method().clone(),
+            req.path().to_owned(),
+        )
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    /// The path as the client sent it, still percent-encoded: it may hold anything, so a
+    /// log format escapes it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST: Rc<RequestContext>;
+}
+
+/// Runs `served` with `context` as the request being served.
+pub(crate) async fn serve<F: std::future::Future>(
+    context: Rc<RequestContext>,
+    served: F,
+) -> F::Output {
+    REQUEST.scope(context, served).await
+}
+
+/// Runs `f` as part of serving the request `context`: what it logs carries the context.
+pub fn in_request<R>(context: Rc<RequestContext>, f: impl FnOnce() -> R) -> R {
+    REQUEST.sync_scope(context, f)
+}
+
+/// Calls `f` with the request being served on this thread, if any: for log formats, which
+/// add it to every line.
+pub fn current_request<R>(f: impl FnOnce(&RequestContext) -> R) -> Option<R> {
+    REQUEST.try_with(|context| f(context)).ok()
 }
 
 /// The id of the request being served on this task, if any.
 pub(crate) fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-pub(crate) async fn request_id(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let id = incoming(req.headers()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // Strings, not `%` (Display) values: they are recorded without the formatting machinery.
-    let span = tracing::info_span!(
-        "request",
-        request_id = id.as_str(),
-        method = req.method().as_str(),
-        path = req.path()
-    );
-    let started = Instant::now();
-    let served = REQUEST_ID
-        .scope(id.clone(), next.call(req))
-        .instrument(span.clone())
-        .await;
-    let _entered = span.enter();
-    let status = match &served {
-        Ok(response) => response.status(),
-        Err(err) => err.as_response_error().status_code(),
-    };
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    // The access line is the only use of the route and the identity here; when its level is
-    // off (the span is, too: same level and target) and the request did not fail, neither
-    // is looked up.
-    let wanted = !span.is_disabled() || status.is_server_error();
-    let request = match &served {
-        Ok(response) if wanted => Some(response.request()),
-        _ => None,
-    };
-    let route = request.map(route_template);
-    let route = route.as_deref().unwrap_or(UNMATCHED);
-    // Borrowed for the line below, after `route_template` has stored the route.
-    let extensions = request.map(HttpRequest::extensions);
-    let identity = extensions
-        .as_ref()
-        .and_then(|extensions| extensions.get::<crate::extract::Identity>());
-    let role = identity.map_or("none", |i| i.role.as_str());
-    let user_id = identity.and_then(|i| i.user_id.as_deref()).unwrap_or("");
-    if status.is_server_error() {
-        tracing::error!(
-            status = status.as_u16(),
-            elapsed_ms,
-            route,
-            role,
-            user_id,
-            "request failed"
-        );
-    } else {
-        tracing::info!(
-            status = status.as_u16(),
-            elapsed_ms,
-            route,
-            role,
-            user_id,
-            "request served"
-        );
-    }
-    drop(extensions);
-    match served {
-        Ok(response) => {
-            let mut response = in_error_shape(response.map_into_boxed_body(), &id);
-            insert_id(response.headers_mut(), &id);
-            Ok(response)
-        }
-        // The error becomes a response later, outside this middleware; tag it so its body
-        // and headers still carry the id.
-        Err(inner) => Err(Tagged { inner, id }.into()),
-    }
+    current_request(|context| context.id.clone())
 }
 
 /// Error responses that did not come from `ApiError` (actix's own extractor errors, such
 /// as a streamed body over the limit) are rewritten into the one error shape, so clients
 /// never see a plain-text error.
-fn in_error_shape(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
+pub(crate) fn in_error_shape(
+    response: ServiceResponse<BoxBody>,
+    id: &str,
+) -> ServiceResponse<BoxBody> {
     let status = response.status();
     let is_json = response
         .headers()
@@ -157,17 +123,18 @@ fn in_error_shape(response: ServiceResponse<BoxBody>, id: &str) -> ServiceRespon
     ServiceResponse::new(request, rewritten)
 }
 
-fn insert_id(headers: &mut HeaderMap, id: &str) {
+pub(crate) fn insert_id(headers: &mut HeaderMap, id: &str) {
     if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(HEADER, value);
     }
 }
 
-/// An error that remembers the id of the request it failed.
+/// An error that remembers the request it failed: it becomes a response later, outside the
+/// middleware, and its body and headers still carry the id.
 #[derive(Debug)]
-struct Tagged {
-    inner: Error,
-    id: String,
+pub(crate) struct Tagged {
+    pub(crate) inner: Error,
+    pub(crate) context: Rc<RequestContext>,
 }
 
 impl std::fmt::Display for Tagged {
@@ -182,8 +149,8 @@ impl ResponseError for Tagged {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        let mut response = REQUEST_ID.sync_scope(self.id.clone(), || self.inner.error_response());
-        insert_id(response.headers_mut(), &self.id);
+        let mut response = in_request(self.context.clone(), || self.inner.error_response());
+        insert_id(response.headers_mut(), &self.context.id);
         response
     }
 }
