@@ -63,7 +63,7 @@ pub(crate) async fn track(
         event = "admin.action",
         actor = %actor,
         action = %action,
-        target = %target,
+        path = %target,
         source_ip = %source_ip,
         outcome,
         status,

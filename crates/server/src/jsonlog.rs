@@ -55,7 +55,7 @@ where
         };
         // Enough for a request's id, method and path without growing.
         let mut fields = String::with_capacity(160);
-        attrs.record(&mut Members::new(&mut fields, true));
+        attrs.record(&mut Members::span(&mut fields, true));
         span.extensions_mut().insert(SpanFields(fields));
     }
 
@@ -66,7 +66,7 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
             let first = fields.is_empty();
-            values.record(&mut Members::new(fields, first));
+            values.record(&mut Members::span(fields, first));
         }
     }
 
@@ -111,7 +111,7 @@ where
     line.push_str("\",\"level\":\"");
     line.push_str(meta.level().as_str());
     line.push('"');
-    event.record(&mut Members::new(line, false));
+    event.record(&mut Members::event(line));
     line.push_str(",\"target\":");
     string(line, meta.target());
     galley_gateway::current_request(|request| {
@@ -143,11 +143,27 @@ struct Members<'a> {
     out: &'a mut String,
     /// No member written yet, so the next one needs no comma before it.
     first: bool,
+    /// The members are an event's, flattened into the line beside the line's own.
+    event: bool,
 }
 
 impl<'a> Members<'a> {
-    fn new(out: &'a mut String, first: bool) -> Self {
-        Self { out, first }
+    /// The fields of a span, into the span's object.
+    fn span(out: &'a mut String, first: bool) -> Self {
+        Self {
+            out,
+            first,
+            event: false,
+        }
+    }
+
+    /// The fields of an event, into the line after its level.
+    fn event(out: &'a mut String) -> Self {
+        Self {
+            out,
+            first: false,
+            event: true,
+        }
     }
 
     /// Opens the member: the comma if one is due, the name and the colon.
@@ -157,7 +173,13 @@ impl<'a> Members<'a> {
         } else {
             ",\""
         });
-        escape_into(self.out, field.name());
+        let name = field.name();
+        // An event field named like one of the line's own members is kept apart from it,
+        // so no line has a key twice (most readers keep only the last).
+        if self.event && matches!(name, "timestamp" | "level" | "target" | "request" | "span") {
+            self.out.push_str("field.");
+        }
+        escape_into(self.out, name);
         self.out.push_str("\":");
         self.out
     }
@@ -404,6 +426,51 @@ pub(crate) mod tests {
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
             "{timestamp}"
         );
+    }
+
+    #[test]
+    fn event_fields_named_like_the_lines_own_members_are_kept_apart() {
+        let request = std::rc::Rc::new(galley_gateway::RequestContext::new(
+            "r-4".to_owned(),
+            actix_web::http::Method::GET,
+            "/".to_owned(),
+        ));
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new({
+            let lines = lines.clone();
+            move || lines.clone()
+        }));
+        tracing::subscriber::with_default(subscriber, || {
+            galley_gateway::in_request(request, || {
+                let span = tracing::info_span!("job", target = "inner");
+                let _entered = span.enter();
+                tracing::info!(
+                    timestamp = 1,
+                    level = "x",
+                    target = "t",
+                    request = "q",
+                    span = "s",
+                    "clash"
+                );
+            });
+        });
+        let text = lines.text();
+        let line: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text.trim_end()).expect("one line");
+        // A key written twice would leave fewer keys than members: count them in the text.
+        let members = text.matches("\":").count();
+        let nested = line["request"].as_object().map_or(0, |o| o.len())
+            + line["span"].as_object().map_or(0, |o| o.len());
+        assert_eq!(line.len() + nested, members, "{text}");
+        assert_eq!(line["field.timestamp"], 1);
+        assert_eq!(line["field.level"], "x");
+        assert_eq!(line["field.target"], "t");
+        assert_eq!(line["field.request"], "q");
+        assert_eq!(line["field.span"], "s");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], module_path!());
+        assert_eq!(line["request"]["id"], "r-4");
+        assert_eq!(line["span"]["target"], "inner");
     }
 
     #[test]

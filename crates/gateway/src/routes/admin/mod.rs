@@ -95,7 +95,7 @@ pub(crate) async fn apply(
         event = "schema.change",
         actor = %admin.actor(),
         operation = change.operation,
-        target = %change.target,
+        object = %change.target,
         outcome,
         elapsed_ms = elapsed * 1000.0,
         "schema change"
