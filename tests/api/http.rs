@@ -308,6 +308,78 @@ async fn every_log_line_of_a_request_carries_its_id() {
     assert!(json.get("user_id").is_some());
 }
 
+/// The text format, written to a pipe: no colour codes, and the request's line names it.
+#[tokio::test]
+async fn text_logs_to_a_pipe_are_plain_and_name_the_request() {
+    use std::io::{BufRead, BufReader};
+    let db = galley_testkit::TestDatabase::migrated()
+        .await
+        .expect("database");
+    let mut child =
+        galley_testkit::GalleyProcess::command(std::path::Path::new(env!("CARGO_BIN_EXE_galley")))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+            .args(["--database-url", &db.url()])
+            .env(
+                "GALLEY_AUTH_JWT_SECRET",
+                "7c9e1f3a5b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f",
+            )
+            .env("GALLEY_DATABASE_ALLOW_UNSAFE_DURABILITY", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("galley");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut next = || {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the line looked for is not in {seen:#?}"));
+        seen.push(line.clone());
+        line
+    };
+    let url = loop {
+        let line = next();
+        if let Some(at) = line.find("url=http://") {
+            let rest = &line[at + "url=".len()..];
+            break rest[..rest.find(' ').unwrap_or(rest.len())].to_owned();
+        }
+    };
+    let response = reqwest::Client::new()
+        .get(format!("{url}/health/live"))
+        .header("x-request-id", "text-probe-1")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let served = loop {
+        let line = next();
+        if line.contains("request served") {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        served.contains(
+            r#" INFO request{id=text-probe-1 method=GET path="/health/live"}: galley_gateway::"#
+        ),
+        "{served}"
+    );
+    assert!(served.contains("status=200"), "{served}");
+    assert!(
+        seen.iter().all(|line| !line.contains('\u{1b}')),
+        "colour codes in {seen:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_gets_413_in_the_error_shape() {
     let app = spawn_app_with(|config| config.http.max_body_bytes = 1024).await;

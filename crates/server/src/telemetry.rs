@@ -44,11 +44,19 @@ where
             registry.with(
                 tracing_subscriber::fmt::layer()
                     .event_format(TextFormat)
+                    .with_ansi(colour())
                     .with_writer(writer),
             ),
         ),
         LogFormat::Json => Box::new(registry.with(JsonLayer::new(writer))),
     }
+}
+
+/// Whether text lines are coloured: only on a terminal (a file or a journal gets no escape
+/// codes), and not when `NO_COLOR` is set (<https://no-color.org>).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
