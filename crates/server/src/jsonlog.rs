@@ -377,15 +377,38 @@ pub(crate) mod tests {
         }
     }
 
-    fn logged(log: impl FnOnce()) -> Vec<serde_json::Value> {
+    impl MakeWriter<'_> for Lines {
+        type Writer = Lines;
+
+        fn make_writer(&self) -> Lines {
+            self.clone()
+        }
+    }
+
+    /// A request being served, for lines to be logged in.
+    pub(crate) fn request(
+        id: &str,
+        method: actix_web::http::Method,
+        path: &str,
+    ) -> std::rc::Rc<galley_gateway::RequestContext> {
+        std::rc::Rc::new(galley_gateway::RequestContext::new(
+            id.to_owned(),
+            method,
+            path.to_owned(),
+        ))
+    }
+
+    /// What `log` logged through a `JsonLayer`, as written.
+    fn logged_text(log: impl FnOnce()) -> String {
         let lines = Lines::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLayer::new({
-            let lines = lines.clone();
-            move || lines.clone()
-        }));
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(lines.clone()));
         tracing::subscriber::with_default(subscriber, log);
-        lines
-            .text()
+        lines.text()
+    }
+
+    /// What `log` logged through a `JsonLayer`, a JSON value per line.
+    fn logged(log: impl FnOnce()) -> Vec<serde_json::Value> {
+        logged_text(log)
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
             .collect()
@@ -430,18 +453,8 @@ pub(crate) mod tests {
 
     #[test]
     fn event_fields_named_like_the_lines_own_members_are_kept_apart() {
-        let request = std::rc::Rc::new(galley_gateway::RequestContext::new(
-            "r-4".to_owned(),
-            actix_web::http::Method::GET,
-            "/".to_owned(),
-        ));
-        let lines = Lines::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLayer::new({
-            let lines = lines.clone();
-            move || lines.clone()
-        }));
-        tracing::subscriber::with_default(subscriber, || {
-            galley_gateway::in_request(request, || {
+        let text = logged_text(|| {
+            galley_gateway::in_request(request("r-4", actix_web::http::Method::GET, "/"), || {
                 let span = tracing::info_span!("job", target = "inner");
                 let _entered = span.enter();
                 tracing::info!(
@@ -454,7 +467,6 @@ pub(crate) mod tests {
                 );
             });
         });
-        let text = lines.text();
         let line: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(text.trim_end()).expect("one line");
         // A key written twice would leave fewer keys than members: count them in the text.
@@ -475,11 +487,7 @@ pub(crate) mod tests {
 
     #[test]
     fn lines_logged_while_a_request_is_served_carry_it() {
-        let request = std::rc::Rc::new(galley_gateway::RequestContext::new(
-            "r-2".to_owned(),
-            actix_web::http::Method::PATCH,
-            "/rest/v1/a\"b\r\nc".to_owned(),
-        ));
+        let request = request("r-2", actix_web::http::Method::PATCH, "/rest/v1/a\"b\r\nc");
         let lines = logged(|| {
             galley_gateway::in_request(request, || tracing::info!("inside"));
             tracing::info!("after");

@@ -68,18 +68,17 @@ mod tests {
     fn messages(level: &str) -> Vec<String> {
         let lines = Lines::default();
         let filter = level.parse().expect("filter");
-        let writer = {
-            let lines = lines.clone();
-            move || lines.clone()
-        };
-        tracing::subscriber::with_default(subscriber(LogFormat::Json, filter, writer), || {
-            tracing::trace!("trace");
-            tracing::debug!("debug");
-            tracing::info!("info");
-            tracing::warn!("warn");
-            tracing::info!(target: "quiet_crate", "quiet info");
-            tracing::warn!(target: "quiet_crate", "quiet warn");
-        });
+        tracing::subscriber::with_default(
+            subscriber(LogFormat::Json, filter, lines.clone()),
+            || {
+                tracing::trace!("trace");
+                tracing::debug!("debug");
+                tracing::info!("info");
+                tracing::warn!("warn");
+                tracing::info!(target: "quiet_crate", "quiet info");
+                tracing::warn!(target: "quiet_crate", "quiet warn");
+            },
+        );
         lines
             .text()
             .lines()

@@ -75,7 +75,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-    use crate::jsonlog::tests::Lines;
+    use crate::jsonlog::tests::{Lines, request};
 
     #[test]
     fn lines_name_the_request_being_served_and_the_spans() {
@@ -84,16 +84,9 @@ mod tests {
             tracing_subscriber::fmt::layer()
                 .event_format(TextFormat)
                 .with_ansi(false)
-                .with_writer({
-                    let lines = lines.clone();
-                    move || lines.clone()
-                }),
+                .with_writer(lines.clone()),
         );
-        let request = std::rc::Rc::new(galley_gateway::RequestContext::new(
-            "r-3".to_owned(),
-            actix_web::http::Method::GET,
-            "/rest/v1/a\r\nb".to_owned(),
-        ));
+        let request = request("r-3", actix_web::http::Method::GET, "/rest/v1/a\r\nb");
         tracing::subscriber::with_default(subscriber, || {
             galley_gateway::in_request(request, || tracing::warn!(status = 404u16, "inside"));
             let span = tracing::info_span!("job", table = "items");
