@@ -138,7 +138,7 @@ async fn two_instances_starting_together_apply_each_migration_once() {
         let mut config = Config::default();
         config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.http.workers = Some(1);
-        config.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         config.database.url = Some(SecretString::from(db.url()));
         config.database.allow_unsafe_durability = true;
         config.auth.jwt_secret = Some(SecretString::from(

@@ -13,6 +13,7 @@ mod hostile;
 mod http;
 mod mail;
 mod metrics;
+mod operator;
 mod rest;
 mod rest_sql;
 mod rules;

@@ -69,10 +69,10 @@ impl AuthError {
 impl From<galley_db::tokio_postgres::Error> for AuthError {
     fn from(err: galley_db::tokio_postgres::Error) -> Self {
         if galley_db::classify(&err) == galley_db::SqlState::Unavailable {
-            tracing::warn!(error = %err, "auth: database unavailable");
+            tracing::warn!(error = %galley_db::report(&err), "auth: database unavailable");
             return Self::unavailable();
         }
-        tracing::error!(error = %err, "auth: statement failed");
+        tracing::error!(error = %galley_db::report(&err), "auth: statement failed");
         Self::unexpected()
     }
 }
@@ -80,10 +80,10 @@ impl From<galley_db::tokio_postgres::Error> for AuthError {
 impl From<galley_db::DbError> for AuthError {
     fn from(err: galley_db::DbError) -> Self {
         if err.is_unavailable() {
-            tracing::warn!(error = %err, "auth: database unavailable");
+            tracing::warn!(error = %galley_db::report(&err), "auth: database unavailable");
             return Self::unavailable();
         }
-        tracing::error!(error = %err, "auth: database error");
+        tracing::error!(error = %galley_db::report(&err), "auth: database error");
         Self::unexpected()
     }
 }
@@ -96,7 +96,7 @@ impl From<galley_db::PoolError> for AuthError {
 
 impl From<crate::password::HashError> for AuthError {
     fn from(err: crate::password::HashError) -> Self {
-        tracing::error!(error = %err, "auth: password hashing failed");
+        tracing::error!(error = %galley_db::report(&err), "auth: password hashing failed");
         Self::unexpected()
     }
 }

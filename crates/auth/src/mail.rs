@@ -187,10 +187,10 @@ impl OutboxWorker {
             }
             SmtpTls::Starttls => {
                 AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&config.host)
-                    .map_err(|err| err.to_string())?
+                    .map_err(|err| galley_db::report(&err).to_string())?
             }
             SmtpTls::Tls => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&config.host)
-                .map_err(|err| err.to_string())?,
+                .map_err(|err| galley_db::report(&err).to_string())?,
         }
         .port(config.port)
         .timeout(Some(std::time::Duration::from_secs(10)));
@@ -231,8 +231,8 @@ impl OutboxWorker {
     /// One round: claims due mail and tries each; returns how many were claimed.
     async fn round(&self) -> Result<usize, String> {
         use lettre::AsyncTransport;
-        let mut client = self.pool.get().await.map_err(|err| err.to_string())?;
-        let tx = client.transaction().await.map_err(|err| err.to_string())?;
+        let mut client = self.pool.get().await.map_err(|err| galley_db::report(&err).to_string())?;
+        let tx = client.transaction().await.map_err(|err| galley_db::report(&err).to_string())?;
         let rows = tx
             .query(
                 "SELECT id, kind, recipient, subject, body_text, attempts FROM galley.outbox \
@@ -241,7 +241,7 @@ impl OutboxWorker {
                 &[&BATCH],
             )
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| galley_db::report(&err).to_string())?;
         for row in &rows {
             let id: i64 = row.get(0);
             let kind: String = row.get(1);
@@ -255,7 +255,7 @@ impl OutboxWorker {
                     .send(message)
                     .await
                     .map(|_| ())
-                    .map_err(|err| err.to_string()),
+                    .map_err(|err| galley_db::report(&err).to_string()),
                 Err(err) => Err(err),
             };
             match outcome {
@@ -265,7 +265,7 @@ impl OutboxWorker {
                         &[&id],
                     )
                     .await
-                    .map_err(|err| err.to_string())?;
+                    .map_err(|err| galley_db::report(&err).to_string())?;
                     self.metrics.mail_sends.with_label_values(&["sent"]).inc();
                     tracing::info!(event = "mail.sent", mail_id = id, kind = %kind, "mail delivered");
                 }
@@ -278,13 +278,13 @@ impl OutboxWorker {
                         &[&id, &error, &backoff],
                     )
                     .await
-                    .map_err(|err| err.to_string())?;
+                    .map_err(|err| galley_db::report(&err).to_string())?;
                     self.metrics.mail_sends.with_label_values(&["failed"]).inc();
                     tracing::warn!(event = "mail.failed", mail_id = id, kind = %kind, attempts = attempts + 1, error = %error, "mail not delivered; will retry");
                 }
             }
         }
-        tx.commit().await.map_err(|err| err.to_string())?;
+        tx.commit().await.map_err(|err| galley_db::report(&err).to_string())?;
         Ok(rows.len())
     }
 
@@ -303,6 +303,6 @@ impl OutboxWorker {
             .subject(subject)
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(body)
-            .map_err(|err| err.to_string())
+            .map_err(|err| galley_db::report(&err).to_string())
     }
 }

@@ -15,6 +15,11 @@ pub struct DatabaseConfig {
     /// requests use the `authenticator` role on the same server.
     #[serde(serialize_with = "redact_url")]
     pub url: Option<SecretString>,
+    /// The password of `url`'s role, replacing any the URL carries: lets the URL sit in
+    /// plain configuration while the password comes from a secret file
+    /// (`GALLEY_DATABASE_PASSWORD_FILE`).
+    #[serde(serialize_with = "redact")]
+    pub password: Option<SecretString>,
     /// Directory holding `initdb` and `pg_ctl`; searched for when unset.
     pub pg_bin: Option<PathBuf>,
     /// Unprivileged system user the embedded cluster runs as when Galley is started as root.
@@ -33,12 +38,47 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: None,
+            password: None,
             pg_bin: None,
             os_user: "postgres".to_owned(),
             pool_size: 16,
             connect_timeout_secs: 5,
             allow_unsafe_durability: false,
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// `url` with `password` put in place of the URL's own, when both are set.
+    pub fn effective_url(&self) -> Option<SecretString> {
+        use secrecy::ExposeSecret;
+        let url = self.url.as_ref()?;
+        let Some(password) = &self.password else {
+            return Some(url.clone());
+        };
+        Some(with_password(url.expose_secret(), password.expose_secret()).into())
+    }
+}
+
+/// `postgres://user[:old]@host/db` -> `postgres://user:<password, percent-encoded>@host/db`.
+/// A URL without a user is returned as it is: the URL check names that problem.
+fn with_password(url: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let encoded =
+        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+    format!("{scheme}://{user}:{encoded}@{host}")
+}
+
+fn redact<S: Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        None => ser.serialize_none(),
+        Some(_) => ser.serialize_str("[redacted]"),
     }
 }
 
@@ -67,7 +107,20 @@ pub(crate) fn redacted_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_url;
+    use super::{redacted_url, with_password};
+
+    #[test]
+    fn a_separate_password_replaces_the_urls_own_and_is_encoded() {
+        assert_eq!(
+            with_password("postgres://galley@db:5432/app", "p@ss:w/rd"),
+            "postgres://galley:p%40ss%3Aw%2Frd@db:5432/app"
+        );
+        assert_eq!(
+            with_password("postgres://galley:old@db/app", "new"),
+            "postgres://galley:new@db/app"
+        );
+        assert_eq!(with_password("postgres://db/app", "x"), "postgres://db/app");
+    }
 
     #[test]
     fn redaction_hides_only_the_password() {

@@ -120,6 +120,67 @@ impl DbError {
     }
 }
 
+/// An error and every cause under it, for logs: each level's text joined by `: `, and a
+/// PostgreSQL error as its SQLSTATE, message, detail and hint, since the driver's own
+/// text for one is only "db error".
+pub fn report<'a>(err: &'a (dyn std::error::Error + 'static)) -> ErrorReport<'a> {
+    ErrorReport(err)
+}
+
+/// What [`report`] returns: `Display` walks the cause chain.
+pub struct ErrorReport<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut next = Some(self.0);
+        let mut first = true;
+        let mut previous = String::new();
+        while let Some(err) = next {
+            let text = match err.downcast_ref::<tokio_postgres::error::DbError>() {
+                Some(db) => describe_db_error(db),
+                None => err.to_string(),
+            };
+            // thiserror's `{0}` repeats the cause in the outer text: skip what is already said.
+            if !previous.ends_with(&text) && text != "db error" {
+                if !first {
+                    f.write_str(": ")?;
+                }
+                f.write_str(&text)?;
+                first = false;
+            }
+            previous = text;
+            next = err.source();
+        }
+        Ok(())
+    }
+}
+
+fn describe_db_error(db: &tokio_postgres::error::DbError) -> String {
+    let mut text = format!(
+        "{} {}: {}",
+        db.severity(),
+        db.code().code(),
+        db.message()
+    );
+    if let Some(detail) = db.detail() {
+        text.push_str(" (detail: ");
+        text.push_str(detail);
+        text.push(')');
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(" (hint: ");
+        text.push_str(hint);
+        text.push(')');
+    }
+    if let (Some(schema), Some(table)) = (db.schema(), db.table()) {
+        text.push_str(&format!(" (relation: {schema}.{table})"));
+    }
+    if let Some(constraint) = db.constraint() {
+        text.push_str(&format!(" (constraint: {constraint})"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ mod preflight;
 
 pub use config::DatabaseConfig;
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
-pub use error::{CARDINALITY_VIOLATION, DbError, SqlState, UNDEFINED_COLUMN, classify};
+pub use error::{
+    CARDINALITY_VIOLATION, DbError, ErrorReport, SqlState, UNDEFINED_COLUMN, classify, report,
+};
 pub use migrate::{
     MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,
 };

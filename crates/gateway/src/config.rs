@@ -17,6 +17,10 @@ pub struct HttpConfig {
     pub cors_allow_credentials: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Seconds Galley keeps serving after SIGTERM, with `/health/ready` answering 503,
+    /// before it stops accepting: time for a load balancer's health check to take it out
+    /// of rotation, so no new request reaches a closed port.
+    pub drain_delay_secs: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
 }
@@ -29,6 +33,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: vec!["*".to_owned()],
             cors_allow_credentials: false,
             shutdown_timeout_secs: 30,
+            drain_delay_secs: 0,
             workers: None,
         }
     }
@@ -138,8 +143,9 @@ mod tests {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// The metrics listener's address.
-    pub listen: std::net::SocketAddr,
+    /// The metrics listener's address. Unset: `127.0.0.1:9464`, or any free loopback port
+    /// when that one is taken (a second Galley on the same machine), logged at start.
+    pub listen: Option<std::net::SocketAddr>,
     /// Whether the metrics listener runs.
     pub enabled: bool,
     /// Count and time every HTTP request. Off only to measure what that costs.
@@ -150,10 +156,14 @@ pub struct MetricsConfig {
     pub bearer_token: Option<secrecy::SecretString>,
 }
 
+/// Where the metrics listener goes when `metrics.listen` is unset.
+pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            listen: None,
             enabled: true,
             request_metrics: true,
             bearer_token: None,

@@ -149,7 +149,7 @@ impl ApiError {
     pub(crate) fn from_statement(err: &galley_db::tokio_postgres::Error, anonymous: bool) -> Self {
         use galley_db::SqlState;
         let Some(db) = err.as_db_error() else {
-            tracing::warn!(error = %err, "database unavailable");
+            tracing::warn!(error = %galley_db::report(err), "database unavailable");
             return ApiError::unavailable("the database is unavailable; retry shortly");
         };
         let status = match galley_db::classify(err) {
@@ -171,7 +171,7 @@ impl ApiError {
             | SqlState::LockNotAvailable
             | SqlState::DuplicateTable => StatusCode::CONFLICT,
             SqlState::AuthenticationFailed | SqlState::Other => {
-                tracing::error!(error = %err, "statement failed");
+                tracing::error!(error = %galley_db::report(err), "statement failed");
                 return ApiError::internal();
             }
         };
@@ -188,7 +188,7 @@ impl ApiError {
 impl From<galley_db::DbError> for ApiError {
     fn from(err: galley_db::DbError) -> Self {
         if err.is_unavailable() {
-            tracing::warn!(error = %err, "database unavailable");
+            tracing::warn!(error = %galley_db::report(&err), "database unavailable");
             return ApiError::unavailable("the database is unavailable; retry shortly");
         }
         match err {
@@ -196,7 +196,7 @@ impl From<galley_db::DbError> for ApiError {
             | galley_db::DbError::Migration(_)
             | galley_db::DbError::AuthenticatorLogin(_)
             | galley_db::DbError::Query(_) => {
-                tracing::error!(error = %err, "database error");
+                tracing::error!(error = %galley_db::report(&err), "database error");
                 ApiError::internal()
             }
         }
@@ -247,7 +247,7 @@ impl From<galley_schema::SchemaError> for ApiError {
             }
             SchemaError::Db(err) => err.into(),
             SchemaError::UnreadableCatalog(_) => {
-                tracing::error!(error = %err, "schema error");
+                tracing::error!(error = %galley_db::report(&err), "schema error");
                 ApiError::internal()
             }
         }

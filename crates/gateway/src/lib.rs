@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-pub use config::{ConfigError, HttpConfig, MetricsConfig, RestConfig};
+pub use config::{ConfigError, DEFAULT_METRICS_LISTEN, HttpConfig, MetricsConfig, RestConfig};
 pub use error::{ApiError, ErrorBody};
 pub use middleware::request_id::{RequestContext, current_request, in_request};
 pub use ratelimit::RateLimitConfig;

@@ -91,7 +91,7 @@ impl CatalogCache {
                 match cache.listen(&config).await {
                     Ok(()) => backoff = Duration::from_millis(200),
                     Err(err) => {
-                        tracing::warn!(error = %err, "schema change listener lost its connection")
+                        tracing::warn!(error = %galley_db::report(&err), "schema change listener lost its connection")
                     }
                 }
                 tokio::time::sleep(backoff).await;
@@ -115,7 +115,7 @@ impl CatalogCache {
                     }
                     Ok(_) => {}
                     Err(err) => {
-                        tracing::warn!(error = %err, "schema change listener connection failed");
+                        tracing::warn!(error = %galley_db::report(&err), "schema change listener connection failed");
                         break;
                     }
                 }
@@ -127,7 +127,7 @@ impl CatalogCache {
         while notified.recv().await.is_some() {
             while notified.try_recv().is_ok() {}
             if let Err(err) = self.reload().await {
-                tracing::warn!(error = %err, "catalog reload failed; keeping the previous snapshot");
+                tracing::warn!(error = %galley_db::report(&err), "catalog reload failed; keeping the previous snapshot");
             }
         }
         drop(client);

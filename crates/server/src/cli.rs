@@ -41,6 +41,10 @@ pub struct Flags {
     /// Address to serve HTTP on
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Address to serve /metrics on [default: 127.0.0.1:9464, or a free loopback port
+    /// when that is taken]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +53,13 @@ pub enum Command {
     Serve,
     /// Print the anon and service_role API keys
     Keys,
+    /// Exit 0 when this instance answers `/health/ready` with 200 (for container health
+    /// checks)
+    Health {
+        /// The URL to ask [default: /health/ready on http.listen, via loopback]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Database tools
     Db {
         #[command(subcommand)]

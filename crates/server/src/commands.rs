@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config),
         Command::Keys => keys(&config),
+        Command::Health { url } => health(&config, url.as_deref()),
         Command::Db {
             command: DbCommand::Url,
         } => db_url(&config),
@@ -86,7 +87,7 @@ fn schema(config: &Config, command: SchemaCommand) -> anyhow::Result<()> {
 /// How the CLI reaches the database as its owner: the URL, or the running embedded
 /// cluster's socket.
 fn owner_config(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
-    if let Some(url) = &config.database.url {
+    if let Some(url) = &config.database.effective_url() {
         let targets = galley_db::ConnectTargets::from_url(url.expose_secret(), "unused")
             .map_err(|err| anyhow::anyhow!("invalid configuration: database.url {err}"))?;
         return Ok(targets.owner);
@@ -130,7 +131,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn keys(config: &Config) -> anyhow::Result<()> {
-    let secret = jwt_secret::load_or_create(config)?;
+    let secret = jwt_secret::load(config)?;
     let now = chrono::Utc::now();
     let mut out = std::io::stdout().lock();
     for role in [ApiRole::Anon, ApiRole::ServiceRole] {
@@ -145,7 +146,7 @@ fn keys(config: &Config) -> anyhow::Result<()> {
 }
 
 fn db_url(config: &Config) -> anyhow::Result<()> {
-    let url = match &config.database.url {
+    let url = match &config.database.effective_url() {
         Some(url) => url.expose_secret().to_owned(),
         None => {
             let cluster = embedded_cluster(config)?;
@@ -160,4 +161,64 @@ fn db_url(config: &Config) -> anyhow::Result<()> {
     };
     writeln!(std::io::stdout().lock(), "{url}")?;
     Ok(())
+}
+
+/// `galley health`: asks `/health/ready` and exits 0 only on a 200. Plain HTTP/1.0 over
+/// a socket, so the container image needs no curl.
+fn health(config: &Config, url: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    let (address, path) = match url {
+        Some(url) => {
+            let rest = url
+                .strip_prefix("http://")
+                .context("--url must start with http://")?;
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let address = host
+                .to_socket_addrs()
+                .with_context(|| format!("resolving {host}"))?
+                .next()
+                .with_context(|| format!("{host} resolves to no address"))?;
+            let path = if path.is_empty() { "/" } else { path };
+            (address, path.to_owned())
+        }
+        None => {
+            // A wildcard listen address is reached through loopback.
+            let listen = config.http.listen;
+            let ip = match listen.ip() {
+                ip if !ip.is_unspecified() => ip,
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            (
+                SocketAddr::new(ip, listen.port()),
+                "/health/ready".to_owned(),
+            )
+        }
+    };
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nUser-Agent: galley-health\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading the answer of {address}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response.lines().next().unwrap_or_default();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        writeln!(std::io::stdout().lock(), "{body}")?;
+        Ok(())
+    } else {
+        anyhow::bail!("http://{address}{path} answered {status:?}: {body}")
+    }
 }

@@ -34,6 +34,28 @@ pub(crate) fn load_or_create(config: &Config) -> anyhow::Result<JwtSecret> {
     }
 }
 
+/// The configured secret, else the one in the data directory; never creates one. For the
+/// commands other than `serve`: run where no data directory exists, a new secret would
+/// print keys that no server accepts.
+pub(crate) fn load(config: &Config) -> anyhow::Result<JwtSecret> {
+    if let Some(secret) = &config.auth.jwt_secret {
+        return JwtSecret::parse(secret.expose_secret()).context("auth.jwt_secret");
+    }
+    let path = config.data_dir().join(FILE);
+    match read(&path)? {
+        Some(secret) => Ok(secret),
+        None => {
+            let shown = std::path::absolute(&path).unwrap_or(path);
+            anyhow::bail!(
+                "no JWT secret: auth.jwt_secret is not set and {} does not exist; \
+                 pass the --data-dir that `galley serve` uses (or run it once to create one \
+                 there), or set GALLEY_AUTH_JWT_SECRET or GALLEY_AUTH_JWT_SECRET_FILE",
+                shown.display()
+            )
+        }
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<Option<JwtSecret>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -112,6 +134,19 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let second = load_or_create(&config).expect("reused");
         assert_eq!(first.expose(), second.expose());
+    }
+
+    #[test]
+    fn loading_without_a_secret_creates_nothing_and_says_where_it_looked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config_in(&dir.path().join("missing"));
+        let err = load(&config).expect_err("no secret");
+        let text = err.to_string();
+        assert!(text.contains("missing/jwt_secret does not exist"), "{text}");
+        assert!(text.contains("--data-dir"), "{text}");
+        assert!(!dir.path().join("missing").exists());
+        load_or_create(&config).expect("created");
+        load(&config).expect("now found");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use galley_auth::{
-    AccessSigner, Accounts, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
-    PasswordHasherPool, PasswordPolicy, RefreshKey, Templates, TokenVerifier,
+    AccessSigner, ApiRole, Accounts, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
+    PasswordHasherPool, PasswordPolicy, RefreshKey, Templates, TokenVerifier, mint_api_key,
 };
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
@@ -27,6 +27,84 @@ use crate::jwt_secret;
 pub struct Application {
     serving: Serving,
     embedded: Option<Embedded>,
+    banner: Banner,
+    drain_delay: Duration,
+}
+
+/// The addresses Galley serves on, bound before anything else starts.
+struct Listeners {
+    http: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the main and the metrics address, so a port in use stops Galley before it
+    /// runs initdb or migrations, with one line naming the address and the setting that
+    /// moves it.
+    fn bind(config: &Config) -> anyhow::Result<Self> {
+        let listen = config.http.listen;
+        let http = TcpListener::bind(listen).map_err(|err| {
+            anyhow::anyhow!(
+                "cannot listen on {listen}: {err}; choose another address with --listen \
+                 (http.listen, GALLEY_HTTP_LISTEN)"
+            )
+        })?;
+        if !config.metrics.enabled {
+            return Ok(Self {
+                http,
+                metrics: None,
+            });
+        }
+        let metrics = match config.metrics.listen {
+            Some(address) => TcpListener::bind(address).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot serve /metrics on {address}: {err}; choose another address with \
+                     --metrics-listen (metrics.listen, GALLEY_METRICS_LISTEN), or set \
+                     metrics.enabled = false"
+                )
+            })?,
+            None => match TcpListener::bind(galley_gateway::DEFAULT_METRICS_LISTEN) {
+                Ok(listener) => listener,
+                // A second Galley on this machine: the metrics listener follows it onto a
+                // free port rather than stopping it.
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                        .context("binding the metrics listener to a free loopback port")?;
+                    tracing::warn!(
+                        taken = %galley_gateway::DEFAULT_METRICS_LISTEN,
+                        address = %listener.local_addr().context("reading the metrics address")?,
+                        "the default metrics address is taken (another Galley?): /metrics is \
+                         served on a free loopback port instead; set --metrics-listen \
+                         (metrics.listen) to choose one"
+                    );
+                    listener
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!(
+                            "cannot serve /metrics on {}; choose another address with \
+                             --metrics-listen (metrics.listen, GALLEY_METRICS_LISTEN)",
+                            galley_gateway::DEFAULT_METRICS_LISTEN
+                        )
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            http,
+            metrics: Some(metrics),
+        })
+    }
+}
+
+/// What `galley serve` prints on standard output once it serves, as `supabase start`
+/// does: where everything is, and the API keys.
+struct Banner {
+    keys: [(&'static str, String); 2],
+    /// How to reach the database with psql, for the embedded cluster.
+    database: String,
+    /// The command that prints the keys where they are not shown.
+    keys_command: String,
 }
 
 /// What serves requests once the database is ready.
@@ -60,7 +138,8 @@ struct Embedded {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Settle everything that can be wrong with this machine before writing anything.
-        let database = match &config.database.url {
+        let listeners = Listeners::bind(&config)?;
+        let database = match &config.database.effective_url() {
             Some(url) => Database::Url(url.expose_secret().to_owned()),
             None => Database::Embedded(embedded_cluster(&config)?),
         };
@@ -77,8 +156,30 @@ impl Application {
                 (ConnectTargets::embedded(&embedded.cluster), Some(embedded))
             }
         };
-        match Self::build_on(&config, targets, &secret).await {
-            Ok(serving) => Ok(Self { serving, embedded }),
+        let banner = Banner {
+            keys: [ApiRole::Anon, ApiRole::ServiceRole]
+                .map(|role| (role.as_str(), mint_api_key(&secret, role, chrono::Utc::now()))),
+            database: if embedded.is_some() {
+                format!(
+                    "`galley db url --data-dir {}` prints it (embedded PostgreSQL)",
+                    config.data_dir().display()
+                )
+            } else {
+                "database.url (operator-owned PostgreSQL)".to_owned()
+            },
+            keys_command: match config.auth.jwt_secret {
+                Some(_) => "galley keys".to_owned(),
+                None => format!("galley keys --data-dir {}", config.data_dir().display()),
+            },
+        };
+        let drain_delay = Duration::from_secs(config.http.drain_delay_secs);
+        match Self::build_on(&config, targets, &secret, listeners).await {
+            Ok(serving) => Ok(Self {
+                serving,
+                embedded,
+                banner,
+                drain_delay,
+            }),
             Err(err) => {
                 // Leave no cluster running behind a failed start.
                 if let Some(embedded) = embedded {
@@ -95,6 +196,7 @@ impl Application {
         config: &Config,
         targets: ConnectTargets,
         secret: &JwtSecret,
+        listeners: Listeners,
     ) -> anyhow::Result<Serving> {
         let timeout = Duration::from_secs(config.database.connect_timeout_secs);
         let targets = targets.with_timeouts(timeout);
@@ -126,8 +228,7 @@ impl Application {
             .await
             .context("reading the schema catalog")?;
         let catalog_listener = catalog.spawn_listener(targets.owner.clone());
-        let listener = TcpListener::bind(config.http.listen)
-            .with_context(|| format!("listening on {}", config.http.listen))?;
+        let listener = listeners.http;
         let address = listener.local_addr().context("reading the bound address")?;
         let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
         let accounts = accounts(config, secret, &keys, &pools, address)?;
@@ -158,9 +259,7 @@ impl Application {
             metrics,
             config.metrics.bearer_token.clone(),
         );
-        let metrics_server = if config.metrics.enabled {
-            let listener = TcpListener::bind(config.metrics.listen)
-                .with_context(|| format!("listening for /metrics on {}", config.metrics.listen))?;
+        let metrics_server = if let Some(listener) = listeners.metrics {
             let address = listener
                 .local_addr()
                 .context("reading the metrics address")?;
@@ -215,19 +314,40 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
+        let metrics_url = metrics
+            .as_ref()
+            .map(|(address, _)| format!("http://{address}/metrics"));
         let metrics_handle = metrics.map(|(address, server)| {
             tracing::info!(url = %format!("http://{address}/metrics"), "metrics are served");
             let handle = server.handle();
             tokio::spawn(server);
             handle
         });
+        self.banner.print(&url, metrics_url.as_deref());
+        let mut stopped = false;
         tokio::select! {
-            () = shutdown => tracing::info!("shutting down: draining in-flight requests"),
+            () = shutdown => {}
             ended = &mut serving => {
                 tracing::warn!(?ended, "the HTTP server stopped on its own");
+                stopped = true;
             }
         }
         state.begin_shutdown();
+        if !stopped && !self.drain_delay.is_zero() {
+            // Still serving, but no longer ready: a load balancer's health check takes
+            // this instance out of rotation before its port closes.
+            tracing::info!(
+                seconds = self.drain_delay.as_secs(),
+                "shutting down: /health/ready answers 503; still serving until load balancers notice"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.drain_delay) => {}
+                ended = &mut serving => {
+                    tracing::warn!(?ended, "the HTTP server stopped on its own");
+                }
+            }
+        }
+        tracing::info!("shutting down: draining in-flight requests");
         handle.stop(true).await;
         let served = serving.await;
         catalog_listener.abort();
@@ -251,6 +371,40 @@ impl Application {
             Ok(result) => result.context("serving HTTP"),
             Err(err) => Err(err).context("serving HTTP"),
         }
+    }
+}
+
+impl Banner {
+    /// Writes the banner to standard output. The keys are shown only on a terminal: an
+    /// output collected into logs (a container's, a journal) gets the command that prints
+    /// them instead, since the `service_role` key bypasses row-level security.
+    fn print(&self, url: &str, metrics_url: Option<&str>) {
+        use std::io::{IsTerminal, Write};
+        let stdout = std::io::stdout();
+        let terminal = stdout.is_terminal();
+        let mut text = format!(
+            "\nGalley is ready.\n\n\
+             {:>18}: {url}\n{:>18}: {url}/rest/v1\n{:>18}: {url}/auth/v1\n",
+            "API URL", "REST URL", "Auth URL"
+        );
+        if let Some(metrics_url) = metrics_url {
+            text.push_str(&format!("{:>18}: {metrics_url}\n", "Metrics URL"));
+        }
+        text.push_str(&format!("{:>18}: {}\n", "Database URL", self.database));
+        if terminal {
+            for (role, key) in &self.keys {
+                text.push_str(&format!("{:>18}: {key}\n", format!("{role} key")));
+            }
+        } else {
+            text.push_str(&format!(
+                "{:>18}: `{}` prints them (not shown: this output is not a terminal)\n",
+                "API keys", self.keys_command
+            ));
+        }
+        text.push('\n');
+        let mut out = stdout.lock();
+        // Nothing to do if standard output is gone; the log has the addresses too.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 }
 

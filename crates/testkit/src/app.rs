@@ -126,7 +126,7 @@ async fn spawn_app_on(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> 
     let mut config = Config::default();
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http.workers = Some(1);
-    config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.database.url = Some(SecretString::from(db.url()));
     config.database.pool_size = 4;
     // The test cluster runs with fsync off: fine for tests, refused anywhere else.

@@ -29,9 +29,14 @@ impl GalleyProcess {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `galley serve` with `--log-format json`) and waits until it
+    /// serves; its standard output is discarded.
+    pub fn spawn(mut command: Command) -> anyhow::Result<GalleyProcess> {
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().context("spawning galley")?;
         let stderr = child.stderr.take().context("galley's stderr")?;
         let logs = Arc::new(Mutex::new(Vec::new()));
