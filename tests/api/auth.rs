@@ -940,6 +940,51 @@ async fn rate_limits_count_per_ip_and_per_account_and_trust_only_configured_prox
     );
 }
 
+#[tokio::test]
+async fn the_account_limit_holds_across_instances_sharing_the_database() {
+    let limits = |config: &mut galley_server::Config| {
+        config.ratelimit.per_account = 4;
+        // Per-IP buckets out of the way: each instance counts only its own.
+        config.ratelimit.token_per_ip = 1_000;
+    };
+    let first = spawn_app_with(limits).await;
+    let second = galley_testkit::spawn_second_instance_with(&first, limits).await;
+    let third = galley_testkit::spawn_second_instance_with(&first, limits).await;
+    let login = |app: &galley_testkit::TestApp, email: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/auth/v1/token?grant_type=password"))
+            .json(&json!({"email": email, "password": "whatever it is"}));
+        async move { request.send().await.expect("response").status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for round in 0..3 {
+        for app in [&first, &second, &third] {
+            statuses.push((round, login(app, "shared@example.com").await));
+        }
+    }
+    let allowed = statuses.iter().filter(|(_, s)| *s == 400).count();
+    let limited = statuses.iter().filter(|(_, s)| *s == 429).count();
+    assert_eq!(
+        (allowed, limited),
+        (4, 5),
+        "one limit for the account, not one per instance: {statuses:?}"
+    );
+    // Another account is untouched by this one's bucket.
+    assert_eq!(login(&second, "other@example.com").await, 400);
+    // The table keeps digests, not addresses.
+    let client = first.db.connect().await.expect("connect");
+    let keys: Vec<String> = client
+        .query("SELECT key FROM galley.rate_limits", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|key| key.len() == 64 && !key.contains('@')), "{keys:?}");
+}
+
 /// A private key PEM made by openssl: `ec` (P-256) or `rsa` (2048 bits).
 fn private_key(dir: &std::path::Path, kind: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{kind}.pem"));

@@ -1,7 +1,10 @@
-//! Rate limits for the auth endpoints: token buckets per client IP and per account,
-//! kept in this instance's memory (behind a load balancer each instance counts its own
-//! share). The client IP is the peer's address, or, when the peer is a configured
-//! trusted proxy, the nearest untrusted address in `X-Forwarded-For`.
+//! Rate limits for the auth endpoints: token buckets per client IP, in this instance's
+//! memory (they bound what one client costs this instance; behind a load balancer each
+//! instance counts its own share), and per account, in PostgreSQL
+//! (`galley.rate_limits`), so the limit that protects an account from password guessing
+//! is the same however many instances share the database. The client IP is the peer's
+//! address, or, when the peer is a configured trusted proxy, the nearest untrusted
+//! address in `X-Forwarded-For`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -49,6 +52,18 @@ pub(crate) enum Bucket {
     Account,
 }
 
+impl Bucket {
+    /// The bucket's name in `galley.rate_limits`.
+    fn name(self) -> &'static str {
+        match self {
+            Bucket::Token => "token",
+            Bucket::Email => "email",
+            Bucket::Verify => "verify",
+            Bucket::Account => "account",
+        }
+    }
+}
+
 const WINDOW: Duration = Duration::from_secs(300);
 /// Past this many buckets, idle full ones are forgotten.
 const PRUNE_AT: usize = 10_000;
@@ -61,13 +76,73 @@ struct State {
 pub(crate) struct RateLimiter {
     config: RateLimitConfig,
     buckets: Mutex<HashMap<(Bucket, String), State>>,
+    /// Shared takes since the last prune of idle shared buckets.
+    shared_takes: std::sync::atomic::AtomicU32,
 }
+
+/// One take from a shared bucket, refilled evenly up to its capacity, in one statement
+/// (the row lock orders concurrent takes from every instance). `allowed` records whether
+/// this take found a whole token.
+const TAKE_SHARED: &str = "\
+    INSERT INTO galley.rate_limits AS r (bucket, key, tokens, allowed, updated_at) \
+    VALUES ($1, $2, $3::float8 - 1, true, now()) \
+    ON CONFLICT (bucket, key) DO UPDATE SET \
+      tokens = CASE WHEN least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) >= 1 \
+                    THEN least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) - 1 \
+                    ELSE least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) END, \
+      allowed = least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) >= 1, \
+      updated_at = now() \
+    RETURNING allowed, tokens";
+
+/// A bucket untouched for a whole window is full again: its row can go.
+const PRUNE_SHARED: &str =
+    "DELETE FROM galley.rate_limits WHERE updated_at < now() - make_interval(secs => $1)";
+
+/// Shared takes between two prunes.
+const PRUNE_EVERY: u32 = 1_000;
 
 impl RateLimiter {
     pub(crate) fn new(config: RateLimitConfig) -> Self {
         Self {
             config,
             buckets: Mutex::new(HashMap::new()),
+            shared_takes: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Takes one request from a bucket every instance shares (in `galley.rate_limits`);
+    /// `Ok(Err(wait))` when it is empty. The key is stored as a SHA-256 digest, so the
+    /// table holds no email address.
+    pub(crate) async fn take_shared(
+        &self,
+        pool: &galley_db::Pool,
+        bucket: Bucket,
+        key: &str,
+    ) -> Result<Result<(), Duration>, galley_db::DbError> {
+        use sha2::Digest;
+        let capacity = f64::from(self.capacity(bucket).max(1));
+        let rate = capacity / WINDOW.as_secs_f64();
+        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        let client = pool.get().await?;
+        let row = client
+            .query_one(TAKE_SHARED, &[&bucket.name(), &digest, &capacity, &rate])
+            .await?;
+        let taken = self
+            .shared_takes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if taken % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            client
+                .execute(PRUNE_SHARED, &[&WINDOW.as_secs_f64()])
+                .await?;
+        }
+        let allowed: bool = row.get(0);
+        let tokens: f64 = row.get(1);
+        if allowed {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(Duration::from_secs_f64(
+                ((1.0 - tokens) / rate).max(1.0),
+            )))
         }
     }
 

@@ -120,7 +120,7 @@ impl<T> Dialect<T> for Result<T, AuthError> {
 
 /// Takes a request from the caller's IP bucket and, when given, the account's; 429 with
 /// `Retry-After` when either is empty.
-fn limit(
+async fn limit(
     state: &AppState,
     req: &HttpRequest,
     bucket: Bucket,
@@ -132,17 +132,25 @@ fn limit(
         .take(bucket, &ip)
         .map_err(|wait| limited(req, bucket, &ip, wait))?;
     match account {
-        Some(account) => limit_account(state, req, account),
+        Some(account) => limit_account(state, req, account).await,
         None => Ok(()),
     }
 }
 
-/// Takes a request from the account's bucket, wherever it comes from.
-fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(), Failure> {
-    state
+/// Takes a request from the account's bucket, wherever it comes from and whichever
+/// instance serves it.
+async fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(), Failure> {
+    let taken = state
         .limits
-        .take(Bucket::Account, &account.trim().to_lowercase())
-        .map_err(|wait| limited(req, Bucket::Account, &state.limits.client_ip(req), wait))
+        .take_shared(
+            &state.pools.owner,
+            Bucket::Account,
+            &account.trim().to_lowercase(),
+        )
+        .await
+        .map_err(AuthError::from)
+        .dialect(req)?;
+    taken.map_err(|wait| limited(req, Bucket::Account, &state.limits.client_ip(req), wait))
 }
 
 fn limited(req: &HttpRequest, bucket: Bucket, ip: &str, wait: std::time::Duration) -> Failure {
@@ -201,7 +209,7 @@ struct SignupBody {
 }
 
 async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
-    limit(&state, &req, Bucket::Email, None)?;
+    limit(&state, &req, Bucket::Email, None).await?;
     let input: SignupBody = body(&bytes).dialect(&req)?;
     if input.phone.is_some() {
         return Err(AuthError::new(
@@ -264,7 +272,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
         .ok()
         .and_then(|q| q.into_inner().grant_type)
         .unwrap_or_default();
-    limit(&state, &req, Bucket::Token, None)?;
+    limit(&state, &req, Bucket::Token, None).await?;
     let input: TokenBody = body(&bytes).dialect(&req)?;
     let session = match grant.as_str() {
         "password" => {
@@ -276,7 +284,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                     .dialect(&req);
                 }
                 (Some(email), None, Some(password)) => {
-                    limit_account(&state, &req, &email)?;
+                    limit_account(&state, &req, &email).await?;
                     (email, password)
                 }
                 (None, None, _) => {
@@ -460,7 +468,7 @@ struct RecoverBody {
 
 async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let input: RecoverBody = body(&bytes).dialect(&req)?;
-    limit(&state, &req, Bucket::Email, input.email.as_deref())?;
+    limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
     state
         .accounts
         .recover(
@@ -481,7 +489,7 @@ struct ResendBody {
 
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let input: ResendBody = body(&bytes).dialect(&req)?;
-    limit(&state, &req, Bucket::Email, input.email.as_deref())?;
+    limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
     let Some(email) = input.email else {
         return Err(AuthError::validation("An email address is required")).dialect(&req);
     };
@@ -507,7 +515,7 @@ struct VerifyBody {
 }
 
 async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
-    limit(&state, &req, Bucket::Verify, None)?;
+    limit(&state, &req, Bucket::Verify, None).await?;
     let input: VerifyBody = body(&bytes).dialect(&req)?;
     let kind = verify_kind(input.kind.as_deref()).dialect(&req)?;
     let token = match (input.token, input.token_hash) {
@@ -546,7 +554,7 @@ struct VerifyQuery {
 /// The link in a mail: follows it and sends the browser on, to `redirect_to` when it is
 /// allowed, else the site URL, with the session (or the error) in the fragment.
 async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> Answer {
-    limit(&state, &req, Bucket::Verify, None)?;
+    limit(&state, &req, Bucket::Verify, None).await?;
     let query = web::Query::<VerifyQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or(VerifyQuery {
