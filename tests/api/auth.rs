@@ -982,7 +982,10 @@ async fn the_account_limit_holds_across_instances_sharing_the_database() {
         .map(|row| row.get(0))
         .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys.iter().all(|key| key.len() == 64 && !key.contains('@')), "{keys:?}");
+    assert!(
+        keys.iter().all(|key| key.len() == 64 && !key.contains('@')),
+        "{keys:?}"
+    );
 }
 
 /// A private key PEM made by openssl: `ec` (P-256) or `rsa` (2048 bits).

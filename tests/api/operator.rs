@@ -114,7 +114,11 @@ fn a_secret_comes_from_the_file_a_file_variable_names() {
         dir.path(),
     );
     assert!(!both.status.success());
-    assert!(last_line(&both).contains("keep one"), "{}", last_line(&both));
+    assert!(
+        last_line(&both).contains("keep one"),
+        "{}",
+        last_line(&both)
+    );
 
     let missing = galley(
         &["keys"],
@@ -409,7 +413,11 @@ async fn a_database_error_is_reported_with_its_sqlstate_message_and_detail() {
         .execute("INSERT INTO dupes VALUES (1)", &[])
         .await
         .expect_err("duplicate key");
-    assert_eq!(err.to_string(), "db error", "the driver's own text says nothing");
+    assert_eq!(
+        err.to_string(),
+        "db error",
+        "the driver's own text says nothing"
+    );
     let report = galley_db::report(&err).to_string();
     assert!(report.contains("23505"), "{report}");
     assert!(

@@ -231,8 +231,15 @@ impl OutboxWorker {
     /// One round: claims due mail and tries each; returns how many were claimed.
     async fn round(&self) -> Result<usize, String> {
         use lettre::AsyncTransport;
-        let mut client = self.pool.get().await.map_err(|err| galley_db::report(&err).to_string())?;
-        let tx = client.transaction().await.map_err(|err| galley_db::report(&err).to_string())?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|err| galley_db::report(&err).to_string())?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| galley_db::report(&err).to_string())?;
         let rows = tx
             .query(
                 "SELECT id, kind, recipient, subject, body_text, attempts FROM galley.outbox \
@@ -284,7 +291,9 @@ impl OutboxWorker {
                 }
             }
         }
-        tx.commit().await.map_err(|err| galley_db::report(&err).to_string())?;
+        tx.commit()
+            .await
+            .map_err(|err| galley_db::report(&err).to_string())?;
         Ok(rows.len())
     }
 

@@ -156,12 +156,7 @@ impl std::fmt::Display for ErrorReport<'_> {
 }
 
 fn describe_db_error(db: &tokio_postgres::error::DbError) -> String {
-    let mut text = format!(
-        "{} {}: {}",
-        db.severity(),
-        db.code().code(),
-        db.message()
-    );
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     if let Some(detail) = db.detail() {
         text.push_str(" (detail: ");
         text.push_str(detail);

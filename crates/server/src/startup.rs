@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use galley_auth::{
-    AccessSigner, ApiRole, Accounts, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
+    AccessSigner, Accounts, ApiRole, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
     PasswordHasherPool, PasswordPolicy, RefreshKey, Templates, TokenVerifier, mint_api_key,
 };
 use galley_db::{
@@ -157,8 +157,12 @@ impl Application {
             }
         };
         let banner = Banner {
-            keys: [ApiRole::Anon, ApiRole::ServiceRole]
-                .map(|role| (role.as_str(), mint_api_key(&secret, role, chrono::Utc::now()))),
+            keys: [ApiRole::Anon, ApiRole::ServiceRole].map(|role| {
+                (
+                    role.as_str(),
+                    mint_api_key(&secret, role, chrono::Utc::now()),
+                )
+            }),
             database: if embedded.is_some() {
                 format!(
                     "`galley db url --data-dir {}` prints it (embedded PostgreSQL)",
