@@ -75,15 +75,16 @@ build_debian() {
   if podman image exists "$DEBIAN_IMAGE"; then
     return
   fi
-  local tarball="$CACHE/bookworm-minbase.tar"
+  local tarball="$CACHE/bookworm-slim.tar"
   if [ ! -s "$tarball" ]; then
     mkdir -p "$CACHE"
     say "making $tarball with mmdebstrap (about a minute)"
     rm -f "$tarball.partial"
     # Like the official slim image: no documentation, manual pages or translations,
-    # for the packages installed now and in every image built on it; apt fetches no
-    # translations and keeps no downloaded packages; /usr is merged by mmdebstrap's hook
-    # rather than by the usrmerge package (which would bring Perl along).
+    # for the packages installed now and in every image built on it, and its apt
+    # settings (images/debian/docker-clean: no package caches, no downloaded packages
+    # kept); /usr is merged by mmdebstrap's hook rather than by the usrmerge package
+    # (which would bring Perl along).
     # shellcheck disable=SC2016 # the hook's $1 is mmdebstrap's, not this script's
     mmdebstrap --quiet --variant=minbase --format=tar \
       --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -95,8 +96,8 @@ build_debian() {
       --dpkgopt='path-exclude=/usr/share/lintian/*' \
       --dpkgopt='path-exclude=/usr/share/linda/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' \
-      --aptopt='Acquire::Languages "none"' \
-      --customize-hook='echo "APT::Keep-Downloaded-Packages \"false\";" >"$1/etc/apt/apt.conf.d/docker-clean"' \
+      --customize-hook="upload $PWD/$IMAGES_DIR/debian/docker-clean /etc/apt/apt.conf.d/docker-clean" \
+      --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
       bookworm "$tarball.partial" >"$CACHE/mmdebstrap.log" 2>&1 || {
       tail -n 40 "$CACHE/mmdebstrap.log" >&2
       exit 1
@@ -107,7 +108,7 @@ build_debian() {
   podman import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["bash"]' \
-    --message "test stand-in: Debian bookworm minbase from mmdebstrap" \
+    --message "test stand-in: Debian bookworm-slim from mmdebstrap" \
     "$tarball" "$DEBIAN_IMAGE" >/dev/null
 }
 
@@ -122,8 +123,14 @@ build_stand_in() {
   local ctx
   ctx="$(context_for "$dir")"
   # shellcheck disable=SC2064
-  trap "rm -rf '$ctx'" RETURN
-  podman build --quiet --format docker --pull=never --label "$LABEL=$hash" --tag "$image" "$@" "$ctx" >/dev/null
+  trap "rm -rf '$ctx' '$ctx.log'" RETURN
+  podman build --format docker --pull=never --label "$LABEL=$hash" --tag "$image" "$@" "$ctx" \
+    >"$ctx.log" 2>&1 || {
+    tail -n 40 "$ctx.log" >&2
+    say "building $image failed"
+    exit 1
+  }
+  rm -f "$ctx.log"
 }
 
 build_postgres() {
@@ -157,15 +164,20 @@ build_rust() {
   local ctx
   ctx="$(context_for "$IMAGES_DIR/rust")"
   # shellcheck disable=SC2064
-  trap "rm -rf '$ctx'" RETURN
+  trap "rm -rf '$ctx' '$ctx.log'" RETURN
   # The toolchain without its documentation (share/); hard links where possible.
   mkdir -p "$ctx/toolchain"
   for part in bin lib libexec; do
     [ -d "$sysroot/$part" ] || continue
     cp -al "$sysroot/$part" "$ctx/toolchain/" 2>/dev/null || cp -a "$sysroot/$part" "$ctx/toolchain/"
   done
-  podman build --quiet --format docker --pull=never --label "$LABEL=$hash" --build-arg "RUST_VERSION=$version" \
-    --tag "$RUST_IMAGE" "$ctx" >/dev/null
+  podman build --format docker --pull=never --label "$LABEL=$hash" --build-arg "RUST_VERSION=$version" \
+    --tag "$RUST_IMAGE" "$ctx" >"$ctx.log" 2>&1 || {
+    tail -n 40 "$ctx.log" >&2
+    say "building $RUST_IMAGE failed"
+    exit 1
+  }
+  rm -f "$ctx.log"
 }
 
 if [ "$#" -eq 0 ]; then
