@@ -6,7 +6,7 @@
 #   tests/container/images.sh [debian] [postgres] [maildev] [rust]   (default: the first three)
 #
 # - debian:   docker.io/library/debian:bookworm-slim, imported from an mmdebstrap tarball
-#             (minbase, slimmed like the official image) cached under $GALLEY_CONTAINER_CACHE
+#             (minbase, slimmed like the official image) cached under $CONTAINER_CACHE
 #             (default ~/.cache/galley/containers).
 # - postgres: a test stand-in for docker.io/library/postgres:15-bookworm
 #             (tests/container/images/postgres).
@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-CACHE="${GALLEY_CONTAINER_CACHE:-$HOME/.cache/galley/containers}"
+CACHE="${CONTAINER_CACHE:-$HOME/.cache/galley/containers}"
 IMAGES_DIR=tests/container/images
 
 say() { echo "images.sh: $*" >&2; }
