@@ -9,14 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::support::{data_dir, galley_bin};
 
-fn galley(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
-    GalleyProcess::command(galley_bin())
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(cwd)
-        .output()
-        .expect("galley runs")
-}
+use crate::support::run_galley as galley;
 
 /// Asserts a failed run that ends with one error line (after any log lines) mentioning
 /// every `needle`, and no panic.

@@ -17,14 +17,7 @@ use crate::support::{data_dir, galley_bin, status_of};
 /// A fixed secret for instances on an operator-owned (test) database.
 const SECRET: &str = "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520";
 
-fn galley(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
-    GalleyProcess::command(galley_bin())
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(cwd)
-        .output()
-        .expect("galley runs")
-}
+use crate::support::run_galley as galley;
 
 fn last_line(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr)

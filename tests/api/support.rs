@@ -10,6 +10,16 @@ pub(crate) fn galley_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_galley"))
 }
 
+/// Runs `galley <args>` to completion in `cwd` with a clean environment plus `env`.
+pub(crate) fn run_galley(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> std::process::Output {
+    galley_testkit::GalleyProcess::command(galley_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .expect("galley runs")
+}
+
 /// A data directory for one embedded Galley, removed afterwards.
 pub(crate) fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -61,6 +61,16 @@ async function post(url, path, body, key = anonKey) {
   return { status: response.status, backend: response.headers.get("x-galley-backend"), body: await response.json().catch(() => null) };
 }
 
+/// Creates a table of labelled rows through the admin API of `instance`.
+async function createTable(instance, name) {
+  const created = await post(instance, "/admin/v1/tables", {
+    name,
+    primary_key: "bigint",
+    columns: [{ name: "label", type: "text", nullable: false }],
+  }, serviceKey);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+}
+
 // 1. Sign up on one instance, sign in on another.
 const password = "scale-out correct horse 42";
 const email = `scale-${randomUUID()}@example.com`;
@@ -105,12 +115,7 @@ const email = `scale-${randomUUID()}@example.com`;
 // within a second.
 {
   const table = `scale_${randomUUID().slice(0, 8)}`;
-  const created = await post(instances[0], "/admin/v1/tables", {
-    name: table,
-    primary_key: "bigint",
-    columns: [{ name: "label", type: "text", nullable: false }],
-  }, serviceKey);
-  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await createTable(instances[0], table);
   const start = performance.now();
   const servedAfter = await Promise.all(instances.slice(1).map(async (url) => {
     for (;;) {
@@ -168,12 +173,7 @@ const email = `scale-${randomUUID()}@example.com`;
 // 6. SIGTERM to one instance under steady load: no 5xx, no connection error.
 {
   const table = `load_${randomUUID().slice(0, 8)}`;
-  const created = await post(instances[0], "/admin/v1/tables", {
-    name: table,
-    primary_key: "bigint",
-    columns: [{ name: "label", type: "text", nullable: false }],
-  }, serviceKey);
-  assert.equal(created.status, 201);
+  await createTable(instances[0], table);
   const rules = await fetch(`${instances[0]}/admin/v1/tables/${table}/rules`, {
     method: "PUT",
     headers: { apikey: serviceKey, authorization: `Bearer ${serviceKey}`, "content-type": "application/json" },
