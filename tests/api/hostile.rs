@@ -619,3 +619,169 @@ async fn one_pooled_connection_carries_nothing_from_one_request_to_the_next() {
     let next: Value = call(app.anon_key()).await.json().await.expect("json");
     assert_eq!(next["role"], "anon");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415_and_changes_nothing() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let before = checksum(&app).await;
+    let alice = app.user_token(ALICE);
+    let service = app.service_key();
+    let send = |path: &str, key: &str, content_type: &str, body: &str| {
+        app.http
+            .post(app.url(path))
+            .header("apikey", app.anon_key())
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+    };
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "text/csv",
+    ] {
+        let response = send(
+            "/rest/v1/accounts",
+            &alice,
+            content_type,
+            r#"{"id": 9, "name": "mallory", "owner": "00000000-0000-4000-8000-0000000000a1"}"#,
+        )
+        .await
+        .expect("response");
+        assert_eq!(response.status(), 415, "{content_type}");
+        let error: ErrorBody = response.json().await.expect("error shape");
+        assert_eq!(error.code, "PGRST107");
+        assert!(error.message.contains(content_type), "{}", error.message);
+
+        let response = send("/rest/v1/rpc/slow", &alice, content_type, "{}")
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 415, "rpc, {content_type}");
+
+        let response = send(
+            "/admin/v1/tables",
+            &service,
+            content_type,
+            r#"{"name": "smuggled", "columns": [{"name": "x", "type": "text"}]}"#,
+        )
+        .await
+        .expect("response");
+        assert_eq!(response.status(), 415, "admin, {content_type}");
+        let error: ErrorBody = response.json().await.expect("error shape");
+        assert_eq!(error.code, "unsupported_media_type");
+        assert!(error.request_id.is_some());
+
+        let response = app
+            .http
+            .post(app.url("/auth/v1/signup"))
+            .header("apikey", app.anon_key())
+            .header("content-type", content_type)
+            .body(r#"{"email": "form@example.com", "password": "correct horse battery"}"#)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 415, "auth, {content_type}");
+    }
+    // JSON by any of its names, or by no name at all, is read.
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/vnd.pgrst.object+json",
+    ] {
+        let response = send("/rest/v1/rpc/slow", &alice, content_type, "{}")
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200, "{content_type}");
+    }
+    assert_eq!(checksum(&app).await, before, "nothing changed");
+    let client = app.db.connect().await.expect("connect");
+    let smuggled = client
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'smuggled'", &[])
+        .await
+        .expect("query");
+    assert!(smuggled.is_none());
+    let users = client
+        .query_one(
+            "SELECT count(*) FROM auth.users WHERE email = 'form@example.com'",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(users.get::<_, i64>(0), 0);
+}
+
+#[tokio::test]
+async fn an_authorization_header_that_is_not_a_bearer_token_is_401_never_anon() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let anon_reads = app
+        .http
+        .get(app.url("/rest/v1/accounts?select=id"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(anon_reads.status(), 200, "anon may read accounts");
+    for authorization in [
+        "Basic YWxpY2U6c2VjcmV0",
+        "Bearer",
+        "Bearer ",
+        "Token abc",
+        "eyJhbGciOiJIUzI1NiJ9",
+    ] {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/accounts?select=id"))
+            .header("apikey", app.anon_key())
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 401, "{authorization:?}");
+        let error: ErrorBody = response.json().await.expect("error shape");
+        assert_eq!(error.code, "PGRST301");
+    }
+}
+
+#[tokio::test]
+async fn auth_answers_are_not_cached_and_preflights_offer_only_served_methods() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/auth/v1/signup"))
+        .header("apikey", app.anon_key())
+        .json(
+            &serde_json::json!({"email": "fresh@example.com", "password": "correct horse battery"}),
+        )
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+
+    let preflight = |method: &'static str| {
+        app.http
+            .request(Method::OPTIONS, app.url("/rest/v1/accounts"))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", method)
+            .send()
+    };
+    let allowed = preflight("PATCH").await.expect("response");
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(methods.contains("PATCH"), "{methods}");
+    for unserved in ["TRACE", "CONNECT"] {
+        assert!(!methods.contains(unserved), "{methods}");
+        let refused = preflight(unserved).await.expect("response");
+        assert!(
+            refused
+                .headers()
+                .get("access-control-allow-methods")
+                .is_none_or(|v| !v.to_str().unwrap_or_default().contains(unserved)),
+            "{unserved} is not offered"
+        );
+    }
+}

@@ -207,6 +207,14 @@ async fn invalid_definitions_are_refused_and_change_nothing() {
             422,
             "invalid_definition",
         ),
+        // PostgreSQL refuses a subquery in a CHECK (feature_not_supported): the admin
+        // hears why, not a 500.
+        (
+            json!({"name": "t", "columns": [{"name": "n", "type": "integer"}],
+                   "checks": [{"column": "n", "expression": "n > (SELECT 1)"}]}),
+            422,
+            "invalid_definition",
+        ),
         (
             json!({"name": "t", "columns": [], "extra": true}),
             400,

@@ -74,6 +74,8 @@ fn classify_code(code: &str) -> SqlState {
         // too many connections
         code if code.starts_with("08") => SqlState::Unavailable,
         "57P01" | "57P02" | "57P03" | "53300" => SqlState::Unavailable,
+        // feature_not_supported: a subquery in a CHECK, say. PostgREST answers 400 too.
+        code if code.starts_with("0A") => SqlState::InvalidStatement,
         code if code.starts_with("22") => SqlState::DataException,
         code if code.starts_with("23") => SqlState::IntegrityViolation,
         code if code.starts_with("42") => SqlState::InvalidStatement,
@@ -193,6 +195,7 @@ mod tests {
         assert_eq!(classify_code("25006"), SqlState::ReadOnlyTransaction);
         assert_eq!(classify_code("42P07"), SqlState::DuplicateTable);
         assert_eq!(classify_code("42601"), SqlState::InvalidStatement);
+        assert_eq!(classify_code("0A000"), SqlState::InvalidStatement);
         assert_eq!(classify_code("XX000"), SqlState::Other);
     }
 }

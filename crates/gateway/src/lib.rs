@@ -4,6 +4,7 @@
 
 mod audit;
 mod config;
+mod content_type;
 mod cors;
 mod error;
 mod extract;
@@ -39,6 +40,7 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
                     ApiError::payload_too_large(limit)
                 }
+                JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
                 JsonPayloadError::Deserialize(err) => {
                     ApiError::invalid_body(format!("the body is not valid: {err}"))
                 }

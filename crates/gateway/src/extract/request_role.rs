@@ -1,5 +1,6 @@
 //! `RequestRole`: who a `/rest/v1` request runs as. The token comes from
-//! `Authorization: Bearer`, else `apikey`; none means `anon`. The role must be one of the
+//! `Authorization: Bearer`, else `apikey`; none means `anon`, but an `Authorization`
+//! header that is not a bearer token is refused rather than served as `anon`. The role must be one of the
 //! API roles: a token naming any other role (even a valid one) is refused.
 
 use std::future::{Ready, ready};
@@ -8,7 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::service_role::bearer_token;
+use super::service_role::{authorization_is_malformed, bearer_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -45,6 +46,15 @@ fn resolve(req: &HttpRequest) -> Result<RequestRole, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
+    if authorization_is_malformed(req) {
+        return Err(ApiError::rest(
+            StatusCode::UNAUTHORIZED,
+            "PGRST301",
+            "the Authorization header must be `Bearer <token>`",
+            None,
+            None,
+        ));
+    }
     let Some(token) = bearer_token(req) else {
         return Ok(RequestRole {
             role: "anon",

@@ -59,16 +59,20 @@ fn authorize(req: &HttpRequest) -> Result<ServiceRole, ApiError> {
 }
 
 /// `Authorization: Bearer <token>`, else the `apikey` header that Supabase clients send.
+/// A present `Authorization` that is not a bearer token counts as no token here; callers
+/// that would fall back to `anon` ask [`authorization_is_malformed`] first.
 pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let headers = req.headers();
-    if let Some(value) = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-    {
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+        return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
             .then_some(token.trim());
     }
     headers.get("apikey").and_then(|value| value.to_str().ok())
+}
+
+/// Whether the request carries an `Authorization` header that is not `Bearer <token>`:
+/// a client that meant to authenticate and would otherwise be served as `anon`.
+pub(super) fn authorization_is_malformed(req: &HttpRequest) -> bool {
+    req.headers().contains_key(AUTHORIZATION) && bearer_token(req).is_none()
 }

@@ -20,6 +20,8 @@ use crate::state::AppState;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/auth/v1")
+            // Tokens and user records must not be kept by a browser or a shared cache.
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("cache-control", "no-store")))
             .route("/signup", web::post().to(signup))
             .route("/token", web::post().to(token))
             .route("/logout", web::post().to(logout))
@@ -173,8 +175,17 @@ fn ok(req: &HttpRequest, body: Value) -> HttpResponse {
     response.json(body)
 }
 
-/// A JSON body, or GoTrue's `bad_json`.
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, AuthError> {
+/// A JSON body, or GoTrue's `bad_json`; a body declared as another media type is 415.
+fn body<T: for<'de> Deserialize<'de>>(req: &HttpRequest, bytes: &[u8]) -> Result<T, AuthError> {
+    if !bytes.is_empty()
+        && let Some(media) = crate::content_type::not_json(req)
+    {
+        return Err(AuthError::new(
+            415,
+            "validation_failed",
+            format!("Content-Type {media} is not supported; send application/json"),
+        ));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_str("{}").map_err(|err| bad_json(&err));
     }
@@ -210,7 +221,7 @@ struct SignupBody {
 
 async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     limit(&state, &req, Bucket::Email, None).await?;
-    let input: SignupBody = body(&bytes).dialect(&req)?;
+    let input: SignupBody = body(&req, &bytes).dialect(&req)?;
     if input.phone.is_some() {
         return Err(AuthError::new(
             400,
@@ -273,7 +284,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
         .and_then(|q| q.into_inner().grant_type)
         .unwrap_or_default();
     limit(&state, &req, Bucket::Token, None).await?;
-    let input: TokenBody = body(&bytes).dialect(&req)?;
+    let input: TokenBody = body(&req, &bytes).dialect(&req)?;
     let session = match grant.as_str() {
         "password" => {
             let (email, password) = match (input.email, input.phone, input.password) {
@@ -431,7 +442,7 @@ struct UserBody {
 
 async fn put_user(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let caller = caller(&state, &req).dialect(&req)?;
-    let input: UserBody = body(&bytes).dialect(&req)?;
+    let input: UserBody = body(&req, &bytes).dialect(&req)?;
     if input.app_metadata.is_some() {
         return Err(AuthError::new(
             403,
@@ -467,7 +478,7 @@ struct RecoverBody {
 }
 
 async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
-    let input: RecoverBody = body(&bytes).dialect(&req)?;
+    let input: RecoverBody = body(&req, &bytes).dialect(&req)?;
     limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
     state
         .accounts
@@ -488,7 +499,7 @@ struct ResendBody {
 }
 
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
-    let input: ResendBody = body(&bytes).dialect(&req)?;
+    let input: ResendBody = body(&req, &bytes).dialect(&req)?;
     limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
     let Some(email) = input.email else {
         return Err(AuthError::validation("An email address is required")).dialect(&req);
@@ -516,7 +527,7 @@ struct VerifyBody {
 
 async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     limit(&state, &req, Bucket::Verify, None).await?;
-    let input: VerifyBody = body(&bytes).dialect(&req)?;
+    let input: VerifyBody = body(&req, &bytes).dialect(&req)?;
     let kind = verify_kind(input.kind.as_deref()).dialect(&req)?;
     let token = match (input.token, input.token_hash) {
         (Some(token), None) if input.email.is_some() => token,
@@ -724,7 +735,7 @@ async fn admin_create(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Answer {
-    let spec = body::<AdminBody>(&bytes)
+    let spec = body::<AdminBody>(&req, &bytes)
         .and_then(AdminBody::into_spec)
         .dialect(&req)?;
     let user = state.accounts.create_user(spec).await.dialect(&req)?;
@@ -755,7 +766,7 @@ async fn admin_update(
     bytes: web::Bytes,
 ) -> Answer {
     let id = user_id(&path).dialect(&req)?;
-    let spec = body::<AdminBody>(&bytes)
+    let spec = body::<AdminBody>(&req, &bytes)
         .and_then(AdminBody::into_spec)
         .dialect(&req)?;
     let user = state
@@ -780,7 +791,7 @@ async fn admin_delete(
     bytes: web::Bytes,
 ) -> Answer {
     let id = user_id(&path).dialect(&req)?;
-    let input: DeleteBody = body(&bytes).dialect(&req)?;
+    let input: DeleteBody = body(&req, &bytes).dialect(&req)?;
     state
         .accounts
         .delete_user(id, input.should_soft_delete.unwrap_or(false))

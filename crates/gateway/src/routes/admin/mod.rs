@@ -22,6 +22,10 @@ use crate::state::AppState;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
+            .wrap(actix_web::middleware::from_fn(
+                crate::content_type::require_json,
+            ))
+            // Outermost: a refused request is audited too.
             .wrap(actix_web::middleware::from_fn(crate::audit::track))
             .configure(audit::configure)
             .configure(catalog::configure)

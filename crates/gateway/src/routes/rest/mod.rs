@@ -578,7 +578,16 @@ fn invalid_json(details: impl Into<String>) -> ApiError {
 /// A JSON body. Strings may not hold NUL (PostgreSQL text cannot); lone surrogates and
 /// numbers out of range are refused by the parser. Of duplicate keys the last wins, and
 /// the value re-serialised from the parsed body is what PostgreSQL sees, so the two agree.
-fn parse_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if let Some(media) = crate::content_type::not_json(req) {
+        return Err(ApiError::rest(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PGRST107",
+            format!("None of these media types are available: {media}"),
+            None,
+            None,
+        ));
+    }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|err| invalid_json(err.to_string()))?;
     if contains_nul(&value) {

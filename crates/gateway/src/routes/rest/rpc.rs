@@ -50,7 +50,7 @@ pub(super) async fn post_rpc(
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
-        super::parse_body(&body)?
+        super::parse_body(&req, &body)?
     };
     call(role, state, function, req, query, value, false).await
 }

@@ -66,8 +66,8 @@ fn representation<'a>(ask: &'a Ask, keys: &'a [SelectItem]) -> Option<Representa
 }
 
 /// The rows of an insert body: one object or an array of objects.
-fn body_rows(body: &[u8]) -> Result<Vec<serde_json::Value>, ApiError> {
-    match super::parse_body(body)? {
+fn body_rows(req: &HttpRequest, body: &[u8]) -> Result<Vec<serde_json::Value>, ApiError> {
+    match super::parse_body(req, body)? {
         value @ serde_json::Value::Object(_) => Ok(vec![value]),
         serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => {
             Ok(items)
@@ -150,7 +150,7 @@ pub(super) async fn post_rows(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let ask = ask(&req)?;
-    let rows = body_rows(&body)?;
+    let rows = body_rows(&req, &body)?;
     let catalog = state.catalog.snapshot();
     let shape = super::table_shape(&catalog, &table)?;
     let count = rows.len();
@@ -264,7 +264,7 @@ pub(super) async fn put_row(
     {
         return Err(filter_error());
     }
-    let value = match super::parse_body(&body)? {
+    let value = match super::parse_body(&req, &body)? {
         serde_json::Value::Array(mut items) if items.len() == 1 => items.remove(0),
         value => value,
     };
@@ -319,7 +319,7 @@ pub(super) async fn patch_rows(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let value = super::parse_body(&body)?;
+    let value = super::parse_body(&req, &body)?;
     let serde_json::Value::Object(object) = &value else {
         return Err(super::invalid_json("the body must be an object"));
     };
