@@ -7,6 +7,7 @@ mod auth;
 mod catalog;
 mod columns;
 mod config;
+mod connections;
 mod database;
 mod embedded;
 mod hostile;

@@ -23,6 +23,17 @@ pub struct HttpConfig {
     pub drain_delay_secs: u64,
     /// HTTP worker threads; one per core when unset.
     pub workers: Option<usize>,
+    /// Seconds a client gets to send a request's headers; then 408 and the connection
+    /// closes.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may pause between two pieces; then 408 and the connection
+    /// closes.
+    pub body_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub keep_alive_secs: u64,
+    /// Connections served at once, over all workers; past it, new ones wait to be
+    /// accepted. Galley also lowers it to fit under its open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -35,6 +46,10 @@ impl Default for HttpConfig {
             shutdown_timeout_secs: 30,
             drain_delay_secs: 0,
             workers: None,
+            header_timeout_secs: 10,
+            body_timeout_secs: 15,
+            keep_alive_secs: 5,
+            max_connections: 10_000,
         }
     }
 }
@@ -68,12 +83,22 @@ pub enum ConfigError {
     BadOrigin { origin: String },
     #[error("http.max_body_bytes must be at least 1")]
     ZeroBodyLimit,
+    #[error("http.header_timeout_secs and http.body_timeout_secs must be at least 1")]
+    ZeroTimeout,
+    #[error("http.max_connections must be at least 1")]
+    ZeroConnections,
 }
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroBodyLimit);
+        }
+        if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::ZeroConnections);
         }
         let wildcard = self.cors_allowed_origins.iter().any(|origin| origin == "*");
         if wildcard && self.cors_allow_credentials {

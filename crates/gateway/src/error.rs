@@ -50,6 +50,15 @@ impl ApiError {
         )
     }
 
+    /// A request body that stopped arriving.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving",
+        )
+    }
+
     /// A body declared as something other than JSON on a JSON endpoint.
     pub fn unsupported_media_type() -> Self {
         Self::new(

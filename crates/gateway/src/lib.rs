@@ -76,8 +76,14 @@ pub fn server(
     let state = web::Data::new(state);
     let config = config.clone();
     let shutdown = config.shutdown_timeout_secs;
-    let workers = config.workers;
-    let mut server = HttpServer::new(move || {
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let header_timeout = Duration::from_secs(config.header_timeout_secs);
+    let keep_alive = Duration::from_secs(config.keep_alive_secs);
+    // actix counts connections per worker.
+    let per_worker = config.max_connections.div_ceil(workers.max(1));
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(config.max_body_bytes))
@@ -85,9 +91,10 @@ pub fn server(
             .app_data(web::QueryConfig::default().error_handler(|err, _req| {
                 ApiError::invalid_query(format!("the query string is not valid: {err}")).into()
             }))
-            .app_data(web::Data::new(middleware::body_limit::BodyLimit(
-                config.max_body_bytes,
-            )))
+            .app_data(web::Data::new(middleware::body_limit::BodyLimit {
+                bytes: config.max_body_bytes,
+                idle: Duration::from_secs(config.body_timeout_secs),
+            }))
             .wrap(actix_web::middleware::from_fn(
                 middleware::body_limit::body_limit,
             ))
@@ -101,9 +108,9 @@ pub fn server(
     })
     .disable_signals()
     .shutdown_timeout(shutdown)
-    .client_request_timeout(Duration::from_secs(30));
-    if let Some(workers) = workers {
-        server = server.workers(workers);
-    }
+    .workers(workers)
+    .client_request_timeout(header_timeout)
+    .keep_alive(keep_alive)
+    .max_connections(per_worker);
     Ok(server.listen(listener)?.run())
 }

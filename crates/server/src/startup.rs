@@ -136,7 +136,8 @@ struct Embedded {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        fit_open_files(&mut config);
         // Settle everything that can be wrong with this machine before writing anything.
         let listeners = Listeners::bind(&config)?;
         let database = match &config.database.effective_url() {
@@ -409,6 +410,39 @@ impl Banner {
         let mut out = stdout.lock();
         // Nothing to do if standard output is gone; the log has the addresses too.
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// Open files left for everything but client connections: database connections, the
+/// log, the data directory, the metrics listener.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises this process's open-file limit to its hard limit (a soft limit of 1,024 is
+/// common and 1,100 stalled uploads would exhaust it, until not even `/health/live` was
+/// accepted), then lowers `http.max_connections` to fit under it, so connections past the
+/// cap wait in the listen queue instead of failing to be accepted.
+fn fit_open_files(config: &mut Config) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        tracing::info!(from = soft, to = hard, "raised the open-file limit");
+        hard
+    } else {
+        soft
+    };
+    let pools = u64::try_from(config.database.pool_size).unwrap_or(u64::MAX);
+    let budget = limit.saturating_sub(RESERVED_FILES + 2 * pools).max(16);
+    let wanted = u64::try_from(config.http.max_connections).unwrap_or(u64::MAX);
+    if wanted > budget {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = limit,
+            lowered_to = budget,
+            "http.max_connections does not fit under the open-file limit; lowered (raise the limit: `ulimit -n`, LimitNOFILE=, or the container's nofile ulimit)"
+        );
+        config.http.max_connections = usize::try_from(budget).unwrap_or(usize::MAX);
     }
 }
 

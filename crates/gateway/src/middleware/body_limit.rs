@@ -1,12 +1,13 @@
-//! Request size limits, applied before routing: the request target (8 KiB, 200 query
-//! parameters: 414), each header (8 KiB: 431), and the body: a declared
-//! `Content-Length` over the limit is refused at once, and a chunked body is cut off
-//! once it passes the limit.
+//! Request size and time limits, applied before routing: the request target (8 KiB, 200
+//! query parameters: 414), each header (8 KiB: 431), and the body: a declared
+//! `Content-Length` over the limit is refused at once, a chunked body is cut off once it
+//! passes the limit, and a body that stops arriving for `http.body_timeout_secs` is cut
+//! off with 408 and the connection closed, so stalled uploads cannot pile up.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, web};
@@ -22,9 +23,48 @@ const MAX_QUERY_PARAMS: usize = 200;
 /// Longest single header value accepted.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// The limit in bytes, stored as app data.
+/// The body limits, stored as app data.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyLimit(pub(crate) usize);
+pub(crate) struct BodyLimit {
+    /// Largest body, in bytes.
+    pub(crate) bytes: usize,
+    /// Longest wait for the next piece of a body.
+    pub(crate) idle: std::time::Duration,
+}
+
+/// A boxed body stream, as actix keeps them.
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+
+/// `payload`, ending in an error (and raising `stalled`) when no piece arrives for `idle`.
+fn with_idle_timeout(
+    payload: Payload,
+    idle: std::time::Duration,
+    stalled: std::rc::Rc<std::cell::Cell<bool>>,
+) -> BodyStream {
+    Box::pin(futures_util::stream::unfold(
+        (payload, false),
+        move |(mut payload, ended)| {
+            let stalled = stalled.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                match tokio::time::timeout(idle, payload.next()).await {
+                    Ok(Some(chunk)) => Some((chunk, (payload, false))),
+                    Ok(None) => None,
+                    Err(_) => {
+                        stalled.set(true);
+                        let err = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the request body stopped arriving",
+                        );
+                        Some((Err(PayloadError::Io(err)), (payload, true)))
+                    }
+                }
+            }
+        },
+    ))
+}
 
 pub(crate) async fn body_limit(
     mut req: ServiceRequest,
@@ -50,9 +90,10 @@ pub(crate) async fn body_limit(
     {
         return Err(ApiError::headers_too_large(MAX_HEADER_BYTES).into());
     }
-    let limit = req
+    let limits: Option<BodyLimit> = req
         .app_data::<web::Data<BodyLimit>>()
-        .map_or(usize::MAX, |limit| limit.0);
+        .map(|limits| *limits.get_ref());
+    let limit = limits.map_or(usize::MAX, |limits| limits.bytes);
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -74,9 +115,35 @@ pub(crate) async fn body_limit(
                     Ok(chunk)
                 }
             });
-            let boxed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(limited);
+            let boxed: BodyStream = Box::pin(limited);
             req.set_payload(Payload::from(boxed));
         }
     }
-    next.call(req).await
+    let has_body =
+        declared.is_some_and(|length| length > 0) || req.headers().contains_key(TRANSFER_ENCODING);
+    let Some(limits) = limits.filter(|_| has_body) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let stalled = std::rc::Rc::new(std::cell::Cell::new(false));
+    let timed = with_idle_timeout(req.take_payload(), limits.idle, stalled.clone());
+    req.set_payload(Payload::from(timed));
+    let response = next.call(req).await?;
+    if !stalled.get() {
+        return Ok(response.map_into_left_body());
+    }
+    // Whatever the handler made of the broken body, the client hears 408, and the
+    // connection (with the rest of the body still owed on it) is closed.
+    tracing::info!(
+        seconds = limits.idle.as_secs(),
+        "a request body stopped arriving; answering 408 and closing the connection"
+    );
+    let (request, _) = response.into_parts();
+    let mut response = actix_web::ResponseError::error_response(&ApiError::request_timeout());
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(ServiceResponse::new(request, response).map_into_right_body())
 }
