@@ -592,6 +592,29 @@ impl Accounts {
         Ok(())
     }
 
+    /// `POST /recover` without the caller waiting for it: the address is checked here,
+    /// the lookup, the link and the mail happen on a task of their own, so the answer
+    /// takes the same time whether the address is registered or not. A failure is
+    /// logged; the caller, who may not learn whether the address exists, hears nothing of it.
+    pub fn recover_in_background(
+        self: &std::sync::Arc<Self>,
+        email: &str,
+        redirect_to: Option<&str>,
+    ) -> Result<(), AuthError> {
+        if email.trim().is_empty() {
+            return Err(AuthError::validation("Password recovery requires an email"));
+        }
+        let email = normalise_email(email)?;
+        let accounts = std::sync::Arc::clone(self);
+        let redirect_to = redirect_to.map(str::to_owned);
+        tokio::spawn(async move {
+            if let Err(err) = accounts.recover(&email, redirect_to.as_deref()).await {
+                tracing::error!(event = "auth.recover_failed", error = %err, "a password recovery could not be queued");
+            }
+        });
+        Ok(())
+    }
+
     /// `POST /resend`: the confirmation again, for an account that has not confirmed.
     pub async fn resend(
         &self,

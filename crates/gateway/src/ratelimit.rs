@@ -25,8 +25,13 @@ pub struct RateLimitConfig {
     pub email_per_ip: u32,
     /// `/verify`, per IP.
     pub verify_per_ip: u32,
-    /// Password sign-ins, recoveries and resends for one email address, from anywhere.
+    /// Password sign-ins, recoveries and resends for one email address from one client:
+    /// past it that client is refused (429) for that address, and no one else is.
     pub per_account: u32,
+    /// The same for one address from all clients together: past it every attempt is
+    /// slowed (by up to `MAX_SLOWDOWN`), never refused, so no third party can lock an
+    /// owner out of their account.
+    pub per_account_all_clients: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -38,6 +43,7 @@ impl Default for RateLimitConfig {
             email_per_ip: 30,
             verify_per_ip: 30,
             per_account: 30,
+            per_account_all_clients: 300,
             trusted_proxies: Vec::new(),
         }
     }
@@ -50,6 +56,8 @@ pub(crate) enum Bucket {
     Email,
     Verify,
     Account,
+    /// One address from every client: slows, never refuses.
+    AccountAllClients,
 }
 
 impl Bucket {
@@ -60,6 +68,7 @@ impl Bucket {
             Bucket::Email => "email",
             Bucket::Verify => "verify",
             Bucket::Account => "account",
+            Bucket::AccountAllClients => "account_all_clients",
         }
     }
 }
@@ -94,6 +103,20 @@ const TAKE_SHARED: &str = "\
       updated_at = now() \
     RETURNING allowed, tokens";
 
+/// A take from a bucket that lends: an empty bucket goes into debt (down to minus its
+/// capacity) instead of refusing, and the debt is how long this take must wait.
+const TAKE_SHARED_SLOWING: &str = "\
+    INSERT INTO galley.rate_limits AS r (bucket, key, tokens, allowed, updated_at) \
+    VALUES ($1, $2, $3::float8 - 1, true, now()) \
+    ON CONFLICT (bucket, key) DO UPDATE SET \
+      tokens = greatest(-$3::float8, least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) - 1), \
+      allowed = least($3::float8, r.tokens + extract(epoch FROM now() - r.updated_at)::float8 * $4::float8) >= 1, \
+      updated_at = now() \
+    RETURNING allowed, tokens";
+
+/// The longest a take from a lending bucket waits.
+pub(crate) const MAX_SLOWDOWN: Duration = Duration::from_secs(5);
+
 /// A bucket untouched for a whole window is full again: its row can go.
 const PRUNE_SHARED: &str =
     "DELETE FROM galley.rate_limits WHERE updated_at < now() - make_interval(secs => $1)";
@@ -119,24 +142,7 @@ impl RateLimiter {
         bucket: Bucket,
         key: &str,
     ) -> Result<Result<(), Duration>, galley_db::DbError> {
-        use sha2::Digest;
-        let capacity = f64::from(self.capacity(bucket).max(1));
-        let rate = capacity / WINDOW.as_secs_f64();
-        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
-        let client = pool.get().await?;
-        let row = client
-            .query_one(TAKE_SHARED, &[&bucket.name(), &digest, &capacity, &rate])
-            .await?;
-        let taken = self
-            .shared_takes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if taken % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            client
-                .execute(PRUNE_SHARED, &[&WINDOW.as_secs_f64()])
-                .await?;
-        }
-        let allowed: bool = row.get(0);
-        let tokens: f64 = row.get(1);
+        let (allowed, tokens, rate) = self.take_row(pool, TAKE_SHARED, bucket, key).await?;
         if allowed {
             Ok(Ok(()))
         } else {
@@ -146,12 +152,59 @@ impl RateLimiter {
         }
     }
 
+    /// Takes one request from a shared bucket that lends rather than refuses: how long
+    /// this request should wait (zero while the bucket has tokens, at most
+    /// [`MAX_SLOWDOWN`]).
+    pub(crate) async fn take_shared_slowing(
+        &self,
+        pool: &galley_db::Pool,
+        bucket: Bucket,
+        key: &str,
+    ) -> Result<Duration, galley_db::DbError> {
+        let (_, tokens, rate) = self
+            .take_row(pool, TAKE_SHARED_SLOWING, bucket, key)
+            .await?;
+        if tokens >= 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        Ok(Duration::from_secs_f64(-tokens / rate).min(MAX_SLOWDOWN))
+    }
+
+    /// One take through `statement`: whether it found a token, the tokens left, and the
+    /// bucket's refill rate per second.
+    async fn take_row(
+        &self,
+        pool: &galley_db::Pool,
+        statement: &str,
+        bucket: Bucket,
+        key: &str,
+    ) -> Result<(bool, f64, f64), galley_db::DbError> {
+        use sha2::Digest;
+        let capacity = f64::from(self.capacity(bucket).max(1));
+        let rate = capacity / WINDOW.as_secs_f64();
+        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        let client = pool.get().await?;
+        let row = client
+            .query_one(statement, &[&bucket.name(), &digest, &capacity, &rate])
+            .await?;
+        let taken = self
+            .shared_takes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if taken % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            client
+                .execute(PRUNE_SHARED, &[&WINDOW.as_secs_f64()])
+                .await?;
+        }
+        Ok((row.get(0), row.get(1), rate))
+    }
+
     fn capacity(&self, bucket: Bucket) -> u32 {
         match bucket {
             Bucket::Token => self.config.token_per_ip,
             Bucket::Email => self.config.email_per_ip,
             Bucket::Verify => self.config.verify_per_ip,
             Bucket::Account => self.config.per_account,
+            Bucket::AccountAllClients => self.config.per_account_all_clients,
         }
     }
 

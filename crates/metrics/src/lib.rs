@@ -121,7 +121,7 @@ impl Metrics {
         );
         let auth_events = counter(
             "galley_auth_events_total",
-            "Auth events: signup, login_success, login_failure, refresh, refresh_token_reuse, rate_limited.",
+            "Auth events: signup, login_success, login_failure, refresh, refresh_token_reuse, rate_limited, slowed.",
             &["event"],
         );
         let outbox_pending =
@@ -200,6 +200,7 @@ impl Metrics {
             "refresh",
             "refresh_token_reuse",
             "rate_limited",
+            "slowed",
         ] {
             auth_events.with_label_values(&[event]);
         }

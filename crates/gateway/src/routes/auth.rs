@@ -139,20 +139,36 @@ async fn limit(
     }
 }
 
-/// Takes a request from the account's bucket, wherever it comes from and whichever
-/// instance serves it.
+/// Takes a request from the account's buckets, whichever instance serves it: the one of
+/// this account and this client refuses when empty (a guesser is stopped), the one of
+/// this account and every client only slows (many guessers are held back, and the owner,
+/// from their own address, still gets in).
 async fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(), Failure> {
+    let account = account.trim().to_lowercase();
+    let ip = state.limits.client_ip(req);
     let taken = state
         .limits
         .take_shared(
             &state.pools.owner,
             Bucket::Account,
-            &account.trim().to_lowercase(),
+            &format!("{account}\u{0}{ip}"),
         )
         .await
         .map_err(AuthError::from)
         .dialect(req)?;
-    taken.map_err(|wait| limited(req, Bucket::Account, &state.limits.client_ip(req), wait))
+    taken.map_err(|wait| limited(req, Bucket::Account, &ip, wait))?;
+    let wait = state
+        .limits
+        .take_shared_slowing(&state.pools.owner, Bucket::AccountAllClients, &account)
+        .await
+        .map_err(AuthError::from)
+        .dialect(req)?;
+    if !wait.is_zero() {
+        state.metrics.auth_event("slowed");
+        tracing::info!(event = "auth.slowed", wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), client_ip = %ip, "an account under many attempts: this one waits");
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
 }
 
 fn limited(req: &HttpRequest, bucket: Bucket, ip: &str, wait: std::time::Duration) -> Failure {
@@ -482,11 +498,10 @@ async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes
     limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
     state
         .accounts
-        .recover(
+        .recover_in_background(
             input.email.as_deref().unwrap_or_default(),
             redirect_to(&req).as_deref(),
         )
-        .await
         .dialect(&req)?;
     Ok(ok(&req, json!({})))
 }
