@@ -1,5 +1,6 @@
 //! `galley serve` on its embedded cluster: first start, restart, signals, recovery from a
-//! killed run, and readiness following the database.
+//! killed run, the cluster supervised (restarted when its postmaster dies, liveness failing
+//! when it cannot be), and stale pid files that never lead to signalling a stranger.
 
 use std::time::Duration;
 
@@ -158,49 +159,225 @@ async fn a_stale_postmaster_pid_is_recovered_on_the_next_start() {
     assert_eq!(status_of(&galley.url("/health/ready")).await, 200);
 }
 
+/// The service_role key of the Galley serving `data`.
+fn service_key(data: &std::path::Path) -> String {
+    let output = GalleyProcess::command(galley_bin())
+        .args(["keys", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("galley keys runs");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .find_map(|line| line.strip_prefix("service_role: "))
+        .expect("service_role key")
+        .to_owned()
+}
+
 #[tokio::test]
-async fn readiness_follows_the_database_while_liveness_stays_200() {
+async fn a_killed_postmaster_under_write_load_is_restarted_and_loses_no_acknowledged_write() {
     let data = data_dir();
     let galley = serve(data.path());
-    let ready = galley.url("/health/ready");
-    let live = galley.url("/health/live");
-    assert_eq!(status_of(&ready).await, 200);
+    let key = service_key(data.path());
+    let http = reqwest::Client::new();
+    let created = http
+        .post(galley.url("/admin/v1/tables"))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!({"name": "writes", "primary_key": "bigint",
+            "columns": [{"name": "n", "type": "bigint", "nullable": false}]}),
+        )
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(created.status(), 201);
+
+    // Writers insert numbered rows and keep the numbers PostgreSQL acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4i64)
+        .map(|writer| {
+            let (http, key, url, stop) = (
+                http.clone(),
+                key.clone(),
+                galley.url("/rest/v1/writes"),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let (mut acknowledged, mut refused) = (Vec::new(), 0u32);
+                let mut n = writer * 1_000_000;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("apikey", &key)
+                        .json(&serde_json::json!({"n": n}))
+                        .send()
+                        .await;
+                    match response.map(|r| r.status().as_u16()) {
+                        Ok(201) => acknowledged.push(n),
+                        Ok(503) | Err(_) => refused += 1,
+                        Ok(other) => panic!("a write answered {other}"),
+                    }
+                }
+                (acknowledged, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let cluster = embedded_cluster(data.path());
-    let stopping = cluster.clone();
-    tokio::task::spawn_blocking(move || stopping.stop())
-        .await
-        .expect("join")
-        .expect("cluster stops");
+    let postmaster = cluster.postmaster_pid().expect("postmaster pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL)
+        .expect("postmaster killed");
+    let killed = std::time::Instant::now();
+    let ready = galley.url("/health/ready");
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        eventually(Duration::from_secs(5), || async {
             status_of(&ready).await == 503
         })
         .await,
-        "ready turns 503 with the database down"
+        "readiness fails while the cluster is down"
     );
-    assert_eq!(status_of(&live).await, 200);
-    let body: serde_json::Value = reqwest::get(&ready)
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(body["code"], "unavailable");
-
-    let starting = cluster.clone();
-    tokio::task::spawn_blocking(move || starting.start())
-        .await
-        .expect("join")
-        .expect("cluster starts");
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        eventually(Duration::from_secs(60), || async {
             status_of(&ready).await == 200
         })
         .await,
-        "ready returns to 200 when the database is back"
+        "back without restarting Galley"
     );
-    assert_eq!(status_of(&live).await, 200);
+    let back_after = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for writer in writers {
+        let (mine, theirs) = writer.await.expect("writer");
+        acknowledged.extend(mine);
+        refused += theirs;
+    }
+    eprintln!(
+        "postmaster killed: ready again after {} ms; {} writes acknowledged, {refused} refused meanwhile",
+        back_after.as_millis(),
+        acknowledged.len()
+    );
+    let client = connect(&db_url(data.path())).await;
+    let stored: Vec<i64> = client
+        .query("SELECT n FROM public.writes", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let stored: std::collections::HashSet<i64> = stored.into_iter().collect();
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(n))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(
+        acknowledged.iter().any(|n| n % 1_000_000 > 0) && refused > 0,
+        "writes were refused while it was down and acknowledged around it"
+    );
+    assert!(
+        galley
+            .logs()
+            .iter()
+            .any(|line| line.contains("postgres.restarted")),
+        "Galley restarted the cluster itself"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_start_fails_liveness_until_it_can_then_serves_again() {
+    let data = data_dir();
+    let dir = data.path().to_str().expect("utf-8 path");
+    let galley = GalleyProcess::serve(
+        galley_bin(),
+        &["--data-dir", dir],
+        &[("GALLEY_DATABASE_RESTART_TIMEOUT_SECS", "2")],
+    )
+    .expect("galley serves");
+    let (ready, live) = (galley.url("/health/ready"), galley.url("/health/live"));
+    let cluster = embedded_cluster(data.path());
+    // A setting PostgreSQL refuses at start, as a full disk would refuse its crash
+    // recovery: every restart fails until the cause is gone.
+    let conf = cluster.pgdata().join("postgresql.conf");
+    let original = std::fs::read_to_string(&conf).expect("conf");
+    std::fs::write(&conf, format!("{original}\nno_such_setting_at_all = 1\n")).expect("break");
+    let postmaster = cluster.postmaster_pid().expect("postmaster pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL)
+        .expect("postmaster killed");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(&ready).await == 503
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            status_of(&live).await == 503
+        })
+        .await,
+        "liveness fails once the cluster has been down past its restart timeout"
+    );
+    std::fs::write(&conf, original).expect("repair");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            status_of(&ready).await == 200
+        })
+        .await,
+        "serving again once the cluster can start, without restarting Galley"
+    );
+    // Liveness is restored when the restart returns, a moment after the first request
+    // may already succeed.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status_of(&live).await == 200
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn recovering_a_stale_postmaster_pid_never_signals_another_program() {
+    let data = data_dir();
+    let mut galley = serve(data.path());
+    galley.signal_and_wait(Signal::SIGTERM).expect("exits");
+    let cluster = embedded_cluster(data.path());
+    assert!(!cluster.is_running());
+    // A program that looks like PostgreSQL (its name is `postgres`) but serves no
+    // data directory of Galley's, holding the pid a stale postmaster.pid names.
+    let decoy_dir = data_dir();
+    let decoy = decoy_dir.path().join("postgres");
+    std::fs::copy("/bin/sleep", &decoy).expect("copy sleep");
+    let mut decoy = std::process::Command::new(&decoy)
+        .arg("120")
+        .current_dir(decoy_dir.path())
+        .spawn()
+        .expect("decoy runs");
+    let pid_file = cluster.pgdata().join("postmaster.pid");
+    std::fs::write(
+        &pid_file,
+        format!("{}\n{}\n", decoy.id(), cluster.pgdata().display()),
+    )
+    .expect("stale pid file");
+
+    let galley = serve(data.path());
+    assert_eq!(status_of(&galley.url("/health/ready")).await, 200);
+    assert!(
+        decoy.try_wait().expect("decoy status").is_none(),
+        "the decoy was left alone"
+    );
+    assert!(
+        galley
+            .logs()
+            .iter()
+            .any(|line| line.contains("removing a stale postmaster.pid")),
+        "the pid file was treated as stale"
+    );
+    decoy.kill().expect("stop the decoy");
+    let _ = decoy.wait();
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ pub struct DatabaseConfig {
     /// Start even if the server runs with fsync, synchronous_commit or full_page_writes
     /// off. Only for throwaway servers (tests, demos).
     pub allow_unsafe_durability: bool,
+    /// How long the embedded PostgreSQL may stay down (Galley restarting it with backoff
+    /// meanwhile) before `/health/live` fails too, so a supervisor restarts Galley.
+    pub restart_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -44,6 +47,7 @@ impl Default for DatabaseConfig {
             pool_size: 16,
             connect_timeout_secs: 5,
             allow_unsafe_durability: false,
+            restart_timeout_secs: 120,
         }
     }
 }

@@ -299,12 +299,20 @@ impl Cluster {
         text.lines().next()?.trim().parse().ok()
     }
 
+    /// Whether this data directory's postmaster is alive: the pid in `postmaster.pid` is
+    /// a PostgreSQL server working in this PGDATA. Cheap (no child process), for the
+    /// supervisor's frequent checks.
+    pub fn postmaster_alive(&self) -> bool {
+        self.postmaster_pid()
+            .is_some_and(|pid| is_postmaster_of(pid, &self.pgdata()))
+    }
+
     fn recover_previous_run(&self) -> Result<(), EmbeddedError> {
         let pid_file = self.pgdata().join("postmaster.pid");
         let Some(pid) = self.postmaster_pid() else {
             return Ok(());
         };
-        if is_postgres_process(pid) {
+        if is_postmaster_of(pid, &self.pgdata()) {
             tracing::warn!(
                 pid,
                 "a PostgreSQL server from an earlier run is still up; stopping it"
@@ -465,6 +473,21 @@ fn one_line(text: &str) -> String {
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Whether `pid` is the postmaster of `pgdata`: a PostgreSQL server process whose
+/// working directory is that data directory (a postmaster changes into its PGDATA). A
+/// recycled pid, another program, or the server of another data directory is not, and is
+/// never signalled.
+fn is_postmaster_of(pid: i32, pgdata: &Path) -> bool {
+    if !is_postgres_process(pid) {
+        return false;
+    }
+    let Ok(cwd) = fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return false;
+    };
+    let pgdata = fs::canonicalize(pgdata).unwrap_or_else(|_| pgdata.to_owned());
+    cwd == pgdata
 }
 
 /// Whether `pid` is a running PostgreSQL server process (not a recycled pid).

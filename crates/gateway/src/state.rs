@@ -23,6 +23,10 @@ pub struct AppState {
     /// When set, `/metrics` is served on the main address to requests carrying it.
     pub(crate) metrics_token: Option<secrecy::SecretString>,
     shutting_down: Arc<AtomicBool>,
+    /// Set when something this process depends on cannot be brought back (the embedded
+    /// PostgreSQL, past its restart budget): `/health/live` fails so a supervisor
+    /// restarts the process.
+    unrecoverable: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -50,6 +54,7 @@ impl AppState {
             metrics,
             metrics_token,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            unrecoverable: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -57,6 +62,15 @@ impl AppState {
     /// while in-flight ones drain.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// `/health/live` fails while this is set (and passes again when it is cleared).
+    pub fn set_unrecoverable(&self, unrecoverable: bool) {
+        self.unrecoverable.store(unrecoverable, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_unrecoverable(&self) -> bool {
+        self.unrecoverable.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -29,6 +29,8 @@ pub struct Application {
     embedded: Option<Embedded>,
     banner: Banner,
     drain_delay: Duration,
+    /// How long the embedded cluster may stay down before liveness fails.
+    restart_timeout: Duration,
 }
 
 /// The addresses Galley serves on, bound before anything else starts.
@@ -178,12 +180,14 @@ impl Application {
             },
         };
         let drain_delay = Duration::from_secs(config.http.drain_delay_secs);
+        let restart_timeout = Duration::from_secs(config.database.restart_timeout_secs);
         match Self::build_on(&config, targets, &secret, listeners).await {
             Ok(serving) => Ok(Self {
                 serving,
                 embedded,
                 banner,
                 drain_delay,
+                restart_timeout,
             }),
             Err(err) => {
                 // Leave no cluster running behind a failed start.
@@ -319,6 +323,13 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
+        let supervisor = self.embedded.as_ref().map(|embedded| {
+            tokio::spawn(supervise(
+                embedded.cluster.clone(),
+                state.clone(),
+                self.restart_timeout,
+            ))
+        });
         let metrics_url = metrics
             .as_ref()
             .map(|(address, _)| format!("http://{address}/metrics"));
@@ -355,6 +366,10 @@ impl Application {
         tracing::info!("shutting down: draining in-flight requests");
         handle.stop(true).await;
         let served = serving.await;
+        // Before the cluster is stopped below, so nothing starts it again.
+        if let Some(supervisor) = supervisor {
+            supervisor.abort();
+        }
         catalog_listener.abort();
         if let Some(handle) = metrics_handle {
             handle.stop(true).await;
@@ -410,6 +425,75 @@ impl Banner {
         let mut out = stdout.lock();
         // Nothing to do if standard output is gone; the log has the addresses too.
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// How often the supervisor looks at the embedded postmaster.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+/// The first and the longest pause between two restart attempts.
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
+
+/// Keeps the embedded PostgreSQL running: when its postmaster is gone (killed, crashed,
+/// or its crash recovery failed, say on a full disk), starts it again with backoff until
+/// it stays up. Meanwhile requests get 503 and `/health/ready` fails; once the cluster
+/// has been down for `give_up_after`, `/health/live` fails too, until it is back.
+async fn supervise(cluster: Cluster, state: AppState, give_up_after: Duration) {
+    let mut down_since: Option<std::time::Instant> = None;
+    let mut backoff = RESTART_BACKOFF.0;
+    let mut attempts: u32 = 0;
+    let mut gave_up = false;
+    loop {
+        tokio::time::sleep(if down_since.is_some() {
+            backoff
+        } else {
+            SUPERVISE_EVERY
+        })
+        .await;
+        if cluster.postmaster_alive() {
+            continue;
+        }
+        let since = *down_since.get_or_insert_with(|| {
+            tracing::error!(
+                event = "postgres.down",
+                "the embedded PostgreSQL is not running; restarting it"
+            );
+            std::time::Instant::now()
+        });
+        attempts += 1;
+        let starting = cluster.clone();
+        match tokio::task::spawn_blocking(move || starting.start()).await {
+            Ok(Ok(())) => {
+                tracing::info!(
+                    event = "postgres.restarted",
+                    attempts,
+                    down_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "the embedded PostgreSQL is running again"
+                );
+                state.set_unrecoverable(false);
+                gave_up = false;
+                down_since = None;
+                attempts = 0;
+                backoff = RESTART_BACKOFF.0;
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(err)) => galley_db::report(&err).to_string(),
+                    Err(err) => err.to_string(),
+                    Ok(Ok(())) => String::new(),
+                };
+                tracing::warn!(event = "postgres.restart_failed", attempts, %error, "the embedded PostgreSQL did not start; trying again");
+                if since.elapsed() >= give_up_after && !gave_up {
+                    gave_up = true;
+                    tracing::error!(
+                        event = "postgres.unrecoverable",
+                        seconds = give_up_after.as_secs(),
+                        "the embedded PostgreSQL has been down too long: /health/live fails so the process is restarted"
+                    );
+                    state.set_unrecoverable(true);
+                }
+                backoff = (backoff * 2).min(RESTART_BACKOFF.1);
+            }
+        }
     }
 }
 

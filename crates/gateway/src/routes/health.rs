@@ -1,4 +1,5 @@
-//! `/health/live` (the process answers) and `/health/ready` (the database is reachable,
+//! `/health/live` (the process answers, and nothing it depends on is beyond repair) and
+//! `/health/ready` (the database is reachable,
 //! migrated, and this instance is not shutting down).
 
 use actix_web::{HttpResponse, web};
@@ -23,8 +24,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn get_live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "live" }))
+async fn get_live(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.is_unrecoverable() {
+        return Err(ApiError::unavailable(
+            "the embedded PostgreSQL could not be brought back; restart Galley",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "status": "live" })))
 }
 
 async fn get_ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
