@@ -5,6 +5,7 @@
 //! spawns `initdb`, builds a pool or interprets an error code on its own.
 
 mod config;
+mod dump;
 mod embedded;
 mod error;
 mod migrate;
@@ -13,6 +14,7 @@ mod pool;
 mod preflight;
 
 pub use config::DatabaseConfig;
+pub use dump::{DumpError, PgTools};
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
 pub use error::{
     CARDINALITY_VIOLATION, DbError, ErrorReport, SqlState, UNDEFINED_COLUMN, classify, report,

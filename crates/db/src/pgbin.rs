@@ -55,7 +55,7 @@ fn has_all(dir: &Path) -> bool {
 }
 
 /// `<root>/<major>/bin`, highest major version first.
-fn distribution_dirs(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn distribution_dirs(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
     };

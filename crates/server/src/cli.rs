@@ -70,6 +70,31 @@ pub enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Backups of the database and the signing secret
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a new backup (database, secrets, manifest) to backup.dir
+    Create,
+    /// List the backups in backup.dir, newest first
+    List,
+    /// Restore a backup (the newest when no NAME) into a scratch database and compare it
+    /// with its manifest
+    Verify { name: Option<String> },
+    /// Replace this instance's data with a backup's
+    Restore {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete the backups that backup.keep_daily and backup.keep_weekly do not keep
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]

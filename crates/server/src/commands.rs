@@ -7,7 +7,7 @@ use galley_auth::{ApiRole, mint_api_key};
 use galley_db::EMBEDDED_DATABASE;
 use secrecy::ExposeSecret;
 
-use crate::cli::{Cli, Command, DbCommand, SchemaCommand};
+use crate::cli::{BackupCommand, Cli, Command, DbCommand, SchemaCommand};
 use crate::config::{Config, load_config};
 use crate::startup::{Application, embedded_cluster};
 use crate::{jwt_secret, telemetry};
@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: DbCommand::Url,
         } => db_url(&config),
         Command::Schema { command } => schema(&config, command),
+        Command::Backup { command } => backup(&config, command),
     }
 }
 
@@ -82,6 +83,92 @@ fn schema(config: &Config, command: SchemaCommand) -> anyhow::Result<()> {
         let _ = connection.await;
         Ok(())
     })
+}
+
+fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        BackupCommand::List => {
+            for manifest in crate::backup::list(config)? {
+                let bytes: u64 = manifest.parts.values().map(|part| part.bytes).sum();
+                let rows: i64 = manifest.row_counts.values().sum();
+                writeln!(
+                    out,
+                    "{}\t{}\t{} bytes\t{} tables\t{} rows",
+                    manifest.name,
+                    manifest.created_at.to_rfc3339(),
+                    bytes,
+                    manifest.row_counts.len(),
+                    rows
+                )?;
+            }
+        }
+        BackupCommand::Prune => {
+            for name in crate::backup::prune(config)? {
+                writeln!(out, "removed {name}")?;
+            }
+        }
+        BackupCommand::Create => {
+            let target = owner_config(config)?;
+            let dir = runtime.block_on(crate::backup::create(config, target))?;
+            writeln!(out, "{}", dir.display())?;
+        }
+        BackupCommand::Verify { name } => {
+            let target = owner_config(config)?;
+            let manifest =
+                runtime.block_on(crate::backup::verify(config, target, name.as_deref()))?;
+            writeln!(
+                out,
+                "{} verified: checksums match; {} tables, {} policies and {} grants restore as recorded",
+                manifest.name,
+                manifest.row_counts.len(),
+                manifest.policies.len(),
+                manifest.grants.len()
+            )?;
+        }
+        BackupCommand::Restore { name, yes } => {
+            if !yes {
+                confirm_restore(config, &name)?;
+            }
+            let target = owner_config(config)?;
+            let manifest = runtime.block_on(crate::backup::restore(config, target, &name))?;
+            writeln!(
+                out,
+                "restored {} (taken {}); restart Galley so every instance reads the restored secret",
+                manifest.name,
+                manifest.created_at.to_rfc3339()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal for the backup's name before its data replaces this instance's.
+fn confirm_restore(config: &Config, name: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!(
+            "restoring replaces every row of this instance's database; pass --yes to confirm"
+        );
+    }
+    let mut err = std::io::stderr().lock();
+    write!(
+        err,
+        "Restoring {name} replaces every row of the database of {} with the backup's.\nType the backup's name to go on: ",
+        config.data_dir().display()
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if answer.trim() != name {
+        anyhow::bail!("not confirmed; nothing was restored");
+    }
+    Ok(())
 }
 
 /// How the CLI reaches the database as its owner: the URL, or the running embedded

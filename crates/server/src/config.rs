@@ -33,6 +33,8 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     /// Where `/metrics` is served.
     pub metrics: MetricsConfig,
+    /// `galley backup`.
+    pub backup: crate::backup::BackupConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             smtp: None,
             ratelimit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
+            backup: crate::backup::BackupConfig::default(),
         }
     }
 }
@@ -63,7 +66,8 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
+    "backup",
     "metrics",
     "http",
     "database",

@@ -56,6 +56,30 @@ pub(crate) fn load(config: &Config) -> anyhow::Result<JwtSecret> {
     }
 }
 
+/// Puts `secret` (a restored backup's) in the data directory in place of the one there.
+pub(crate) fn replace(config: &Config, secret: &str) -> anyhow::Result<()> {
+    JwtSecret::parse(secret).context("the backup's JWT secret")?;
+    let dir = config.data_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join(FILE);
+    let staged = dir.join(format!("{FILE}.restoring"));
+    let _ = fs::remove_file(&staged);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&staged)
+        .with_context(|| format!("creating {}", staged.display()))?;
+    writeln!(file, "{secret}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", staged.display()))?;
+    fs::rename(&staged, &path).with_context(|| format!("replacing {}", path.display()))
+}
+
 fn read(path: &Path) -> anyhow::Result<Option<JwtSecret>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,

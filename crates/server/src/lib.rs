@@ -2,6 +2,7 @@
 //! shutdown. `main.rs` only parses arguments and reports errors; tests start the same
 //! [`Application`] in-process.
 
+mod backup;
 mod cli;
 mod commands;
 mod config;

@@ -1,0 +1,517 @@
+//! `galley backup`: a backup is a directory under `backup.dir` holding the database
+//! (`pg_dump -Fc`, taken in one exported snapshot), the secrets a restored instance
+//! needs for its keys and sessions to keep working, and a manifest (versions, sizes,
+//! SHA-256 of every part, row counts per table, policies and grants, all as of that
+//! snapshot). Everything is written readable by its owner only.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Datelike, Utc};
+use galley_db::PgTools;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::jwt_secret;
+
+/// `[backup]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups go; `<data_dir>/backups` when unset.
+    pub dir: Option<PathBuf>,
+    /// `prune` keeps the newest backup of each of this many recent days...
+    pub keep_daily: u32,
+    /// ...and of each of this many recent ISO weeks.
+    pub keep_weekly: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+        }
+    }
+}
+
+const DATABASE: &str = "database.dump";
+const SECRETS: &str = "secrets.json";
+const MANIFEST: &str = "manifest.json";
+/// The schemas a backup counts and compares: the user's and Galley's own.
+const SCHEMAS: [&str; 3] = ["public", "auth", "galley"];
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) name: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) galley_version: String,
+    pub(crate) server_version: String,
+    pub(crate) tools_version: String,
+    /// Size and SHA-256 of each part, by file name.
+    pub(crate) parts: BTreeMap<String, Part>,
+    /// `schema.table` -> rows, as of the dump's snapshot.
+    pub(crate) row_counts: BTreeMap<String, i64>,
+    /// `schema.table.policy`, sorted.
+    pub(crate) policies: Vec<String>,
+    /// `role:privilege:schema.table` for the API roles, sorted.
+    pub(crate) grants: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Part {
+    pub(crate) bytes: u64,
+    pub(crate) sha256: String,
+}
+
+/// What a restore needs besides the database.
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    jwt_secret: String,
+    /// `kid` -> PEM of each configured signing key.
+    signing_keys: BTreeMap<String, String>,
+}
+
+fn backup_dir(config: &Config) -> PathBuf {
+    config
+        .backup
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir().join("backups"))
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn part(path: &Path) -> anyhow::Result<Part> {
+    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Part {
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Row counts, policies and grants as the transaction `client` is in sees them.
+async fn inventory(
+    client: &impl galley_db::tokio_postgres::GenericClient,
+) -> anyhow::Result<(BTreeMap<String, i64>, Vec<String>, Vec<String>)> {
+    let tables = client
+        .query(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) \
+             FROM pg_tables WHERE schemaname = ANY($1) ORDER BY 1",
+            &[&SCHEMAS.to_vec()],
+        )
+        .await
+        .context("listing tables")?;
+    let mut counts = BTreeMap::new();
+    for row in tables {
+        let table: String = row.get(0);
+        // The name comes from the catalog and is quoted by PostgreSQL itself.
+        let count: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .with_context(|| format!("counting {table}"))?
+            .get(0);
+        counts.insert(table, count);
+    }
+    let policies = client
+        .query(
+            "SELECT schemaname || '.' || tablename || '.' || policyname FROM pg_policies \
+             WHERE schemaname = ANY($1) ORDER BY 1",
+            &[&SCHEMAS.to_vec()],
+        )
+        .await
+        .context("listing policies")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let grants = client
+        .query(
+            "SELECT grantee || ':' || privilege_type || ':' || table_schema || '.' || table_name \
+             FROM information_schema.role_table_grants \
+             WHERE table_schema = ANY($1) AND grantee IN ('anon', 'authenticated', 'service_role') \
+             ORDER BY 1",
+            &[&SCHEMAS.to_vec()],
+        )
+        .await
+        .context("listing grants")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok((counts, policies, grants))
+}
+
+async fn connect(
+    target: &galley_db::tokio_postgres::Config,
+) -> anyhow::Result<galley_db::tokio_postgres::Client> {
+    let (client, connection) = target
+        .connect(galley_db::tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `galley backup create`: returns the new backup's directory.
+pub(crate) async fn create(
+    config: &Config,
+    target: galley_db::tokio_postgres::Config,
+) -> anyhow::Result<PathBuf> {
+    let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
+    let secret = jwt_secret::load(config)?;
+    let mut client = connect(&target).await?;
+    let server_version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .context("reading the server's version")?
+        .get(0);
+    let version_num: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await?
+        .get(0);
+    tools.check_against(version_num.parse().unwrap_or(0))?;
+
+    let created_at = Utc::now();
+    let name = format!("galley-{}", created_at.format("%Y%m%dT%H%M%S%.3fZ"));
+    let root = backup_dir(config);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .with_context(|| format!("creating {}", root.display()))?;
+    let dir = root.join(&name);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+
+    // One snapshot for the dump and the counts, so the manifest describes the dump
+    // exactly while writes go on.
+    let tx = client
+        .build_transaction()
+        .isolation_level(galley_db::tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .context("opening the backup's snapshot")?;
+    let snapshot: String = tx
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .context("exporting the snapshot")?
+        .get(0);
+    let (row_counts, policies, grants) = inventory(&tx).await?;
+    let dump_path = dir.join(DATABASE);
+    {
+        let tools = tools.clone();
+        let target = target.clone();
+        let dump_path = dump_path.clone();
+        tokio::task::spawn_blocking(move || {
+            // Created 0600 before pg_dump writes into it.
+            write_private(&dump_path, b"")?;
+            tools
+                .dump_snapshot(&target, &dump_path, &snapshot)
+                .map_err(anyhow::Error::from)
+        })
+        .await
+        .context("running pg_dump")??;
+    }
+    tx.commit().await.context("closing the snapshot")?;
+
+    let mut signing_keys = BTreeMap::new();
+    for key in &config.auth.signing_keys {
+        let pem = fs::read_to_string(&key.private_key_file)
+            .with_context(|| format!("reading {}", key.private_key_file.display()))?;
+        signing_keys.insert(key.kid.clone(), pem);
+    }
+    let secrets = Secrets {
+        jwt_secret: secret.expose().to_owned(),
+        signing_keys,
+    };
+    write_private(&dir.join(SECRETS), &serde_json::to_vec(&secrets)?)?;
+
+    let mut parts = BTreeMap::new();
+    for file in [DATABASE, SECRETS] {
+        parts.insert(file.to_owned(), part(&dir.join(file))?);
+    }
+    let manifest = Manifest {
+        name: name.clone(),
+        created_at,
+        galley_version: env!("CARGO_PKG_VERSION").to_owned(),
+        server_version,
+        tools_version: tools.version_line()?,
+        parts,
+        row_counts,
+        policies,
+        grants,
+    };
+    write_private(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(dir)
+}
+
+/// Every backup under `backup.dir`, newest first.
+pub(crate) fn list(config: &Config) -> anyhow::Result<Vec<Manifest>> {
+    let root = backup_dir(config);
+    let entries = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", root.display())),
+    };
+    let mut manifests = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path().join(MANIFEST);
+        let Ok(text) = fs::read(&path) else { continue };
+        let manifest: Manifest =
+            serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+        manifests.push(manifest);
+    }
+    manifests.sort_by_key(|manifest| std::cmp::Reverse(manifest.created_at));
+    Ok(manifests)
+}
+
+/// The manifest of `name` (the newest when `None`), with every part's checksum checked.
+fn checked(config: &Config, name: Option<&str>) -> anyhow::Result<(PathBuf, Manifest)> {
+    let all = list(config)?;
+    let manifest = match name {
+        Some(name) => all.into_iter().find(|m| m.name == name).with_context(|| {
+            format!("no backup named {name} in {}", backup_dir(config).display())
+        })?,
+        None => all
+            .into_iter()
+            .next()
+            .with_context(|| format!("no backups in {}", backup_dir(config).display()))?,
+    };
+    let dir = backup_dir(config).join(&manifest.name);
+    for (file, expected) in &manifest.parts {
+        let found = part(&dir.join(file))?;
+        if found.sha256 != expected.sha256 || found.bytes != expected.bytes {
+            anyhow::bail!(
+                "backup {} is damaged: {file} does not match its checksum in the manifest",
+                manifest.name
+            );
+        }
+    }
+    Ok((dir, manifest))
+}
+
+/// `galley backup verify`: restores into a scratch database on the same server and
+/// compares rows, policies and grants with the manifest; the scratch database is dropped
+/// whatever happens.
+pub(crate) async fn verify(
+    config: &Config,
+    target: galley_db::tokio_postgres::Config,
+    name: Option<&str>,
+) -> anyhow::Result<Manifest> {
+    let (dir, manifest) = checked(config, name)?;
+    let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
+    let admin = connect(&target).await?;
+    let scratch = format!("galley_verify_{}", hex::encode(rand::random::<[u8; 6]>()));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {scratch}"))
+        .await
+        .context("creating a scratch database (the connecting role needs CREATEDB)")?;
+    let result = async {
+        let mut scratch_target = target.clone();
+        scratch_target.dbname(&scratch);
+        {
+            let tools = tools.clone();
+            let scratch_target = scratch_target.clone();
+            let dump = dir.join(DATABASE);
+            tokio::task::spawn_blocking(move || tools.restore(&scratch_target, &dump, false))
+                .await
+                .context("running pg_restore")??;
+        }
+        let restored = connect(&scratch_target).await?;
+        let (counts, policies, grants) = inventory(&restored).await?;
+        let mut problems = Vec::new();
+        if counts != manifest.row_counts {
+            for (table, expected) in &manifest.row_counts {
+                let found = counts.get(table).copied();
+                if found != Some(*expected) {
+                    problems.push(format!(
+                        "{table}: {expected} rows in the manifest, {} restored",
+                        found.map_or("none".to_owned(), |n| n.to_string())
+                    ));
+                }
+            }
+        }
+        if policies != manifest.policies {
+            problems.push("the restored policies differ from the manifest's".to_owned());
+        }
+        if grants != manifest.grants {
+            problems.push("the restored grants differ from the manifest's".to_owned());
+        }
+        drop(restored);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "backup {} does not restore as recorded: {}",
+                manifest.name,
+                problems.join("; ")
+            ))
+        }
+    }
+    .await;
+    let dropped = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
+        .await
+        .context("dropping the scratch database");
+    result?;
+    dropped?;
+    Ok(manifest)
+}
+
+/// `galley backup restore`: replaces the database's contents with the backup's, in one
+/// transaction, and puts the backup's signing secret back where this instance reads it.
+pub(crate) async fn restore(
+    config: &Config,
+    target: galley_db::tokio_postgres::Config,
+    name: &str,
+) -> anyhow::Result<Manifest> {
+    let (dir, manifest) = checked(config, Some(name))?;
+    let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
+    let secrets: Secrets = serde_json::from_slice(
+        &fs::read(dir.join(SECRETS)).context("reading the backup's secrets")?,
+    )?;
+    {
+        let target = target.clone();
+        let dump = dir.join(DATABASE);
+        tokio::task::spawn_blocking(move || tools.restore(&target, &dump, true))
+            .await
+            .context("running pg_restore")??;
+    }
+    // Every running instance reloads its catalog (without an event trigger, on a server
+    // where Galley is not superuser, nothing else would tell them).
+    connect(&target)
+        .await?
+        .execute(
+            "SELECT pg_notify($1, 'restore')",
+            &[&galley_schema::CHANNEL],
+        )
+        .await
+        .context("announcing the restored schema")?;
+    match &config.auth.jwt_secret {
+        Some(configured) if configured.expose_secret() != secrets.jwt_secret => {
+            tracing::warn!(
+                "auth.jwt_secret is configured and differs from the backup's: keys and sessions from the backup will not verify until it is set to the backup's secret (in its secrets.json)"
+            );
+        }
+        Some(_) => {}
+        None => jwt_secret::replace(config, &secrets.jwt_secret)?,
+    }
+    for key in &config.auth.signing_keys {
+        if let Some(pem) = secrets.signing_keys.get(&key.kid)
+            && !key.private_key_file.exists()
+        {
+            write_private(&key.private_key_file, pem.as_bytes())?;
+        }
+    }
+    Ok(manifest)
+}
+
+/// `galley backup prune`: which backups `keep_daily` and `keep_weekly` do not keep (the
+/// newest of each recent day and week, and always the newest of all).
+pub(crate) fn to_prune(manifests: &[Manifest], keep_daily: u32, keep_weekly: u32) -> Vec<String> {
+    let mut days = Vec::new();
+    let mut weeks = Vec::new();
+    let mut prune = Vec::new();
+    // Newest first: the first backup of a day or week is its newest.
+    for (index, manifest) in manifests.iter().enumerate() {
+        let day = manifest.created_at.date_naive();
+        let week = manifest.created_at.iso_week();
+        let week = (week.year(), week.week());
+        let mut keep = index == 0;
+        if !days.contains(&day) && days.len() < keep_daily as usize {
+            days.push(day);
+            keep = true;
+        }
+        if !weeks.contains(&week) && weeks.len() < keep_weekly as usize {
+            weeks.push(week);
+            keep = true;
+        }
+        if !keep {
+            prune.push(manifest.name.clone());
+        }
+    }
+    prune
+}
+
+pub(crate) fn prune(config: &Config) -> anyhow::Result<Vec<String>> {
+    let manifests = list(config)?;
+    let names = to_prune(
+        &manifests,
+        config.backup.keep_daily,
+        config.backup.keep_weekly,
+    );
+    for name in &names {
+        let dir = backup_dir(config).join(name);
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Manifest {
+        let created_at: DateTime<Utc> = text.parse().expect("time");
+        Manifest {
+            name: text.to_owned(),
+            created_at,
+            galley_version: String::new(),
+            server_version: String::new(),
+            tools_version: String::new(),
+            parts: BTreeMap::new(),
+            row_counts: BTreeMap::new(),
+            policies: Vec::new(),
+            grants: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_of_each_recent_day_and_week() {
+        // Newest first, as `list` returns them.
+        let manifests: Vec<Manifest> = [
+            "2026-12-02T12:00:00Z",
+            "2026-12-02T06:00:00Z", // same day as the newest: pruned
+            "2026-12-01T12:00:00Z", // newest of its day
+            "2026-11-30T12:00:00Z", // newest of its day (kept by days, 3 allowed)
+            "2026-11-25T12:00:00Z", // day 4: pruned by days, but newest of week 48
+            "2026-11-24T12:00:00Z", // same week: pruned
+            "2026-11-10T12:00:00Z", // week 46, past keep_weekly: pruned
+        ]
+        .into_iter()
+        .map(at)
+        .collect();
+        assert_eq!(
+            to_prune(&manifests, 3, 2),
+            [
+                "2026-12-02T06:00:00Z",
+                "2026-11-24T12:00:00Z",
+                "2026-11-10T12:00:00Z"
+            ]
+        );
+        assert_eq!(to_prune(&manifests[..1], 0, 0), Vec::<String>::new());
+    }
+}

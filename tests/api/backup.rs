@@ -1,0 +1,281 @@
+//! `galley backup`: a backup taken while Galley serves restores every row, user, policy
+//! and grant, on the same data directory after a wipe and on a fresh one; keys, access
+//! tokens and refresh tokens from before the backup keep working; a damaged backup is
+//! refused; nothing is replaced without confirmation.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use galley_testkit::GalleyProcess;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::support::{data_dir, galley_bin, run_galley, status_of};
+
+fn serve(data: &Path) -> GalleyProcess {
+    let dir = data.to_str().expect("utf-8 path");
+    GalleyProcess::serve(galley_bin(), &["--data-dir", dir], &[]).expect("galley serves")
+}
+
+fn backup(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = data.to_str().expect("utf-8 path");
+    let mut all = vec!["backup"];
+    all.extend_from_slice(args);
+    all.extend(["--data-dir", dir]);
+    run_galley(&all, env, data)
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8")
+}
+
+fn key(data: &Path, role: &str) -> String {
+    let keys = stdout(&run_galley(
+        &["keys", "--data-dir", data.to_str().expect("utf-8")],
+        &[],
+        data,
+    ));
+    keys.lines()
+        .find_map(|line| line.strip_prefix(&format!("{role}: ")))
+        .expect("key")
+        .to_owned()
+}
+
+struct Before {
+    service: String,
+    anon: String,
+    access: String,
+    refresh: String,
+}
+
+async fn seed(galley: &GalleyProcess, data: &Path) -> Before {
+    let http = reqwest::Client::new();
+    let service = key(data, "service_role");
+    let anon = key(data, "anon");
+    let created = http
+        .post(galley.url("/admin/v1/tables"))
+        .bearer_auth(&service)
+        .json(&json!({"name": "notes", "columns": [
+            {"name": "body", "type": "text", "nullable": false},
+            {"name": "owner", "type": "uuid", "default": {"expression": "auth.uid()"}}]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(created.status(), 201);
+    let rules = http
+        .put(galley.url("/admin/v1/tables/notes/rules"))
+        .bearer_auth(&service)
+        .json(&json!({"select": {"preset": "owner", "column": "owner"},
+                      "insert": {"preset": "owner", "column": "owner"}}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(rules.status(), 200);
+    let session: Value = http
+        .post(galley.url("/auth/v1/signup"))
+        .header("apikey", &anon)
+        .json(&json!({"email": "kept@example.com", "password": "a password to keep"}))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("session");
+    let access = session["access_token"].as_str().expect("access").to_owned();
+    let refresh = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let inserted = http
+        .post(galley.url("/rest/v1/notes"))
+        .header("apikey", &anon)
+        .bearer_auth(&access)
+        .json(&json!({"body": "remember me"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(inserted.status(), 201);
+    Before {
+        service,
+        anon,
+        access,
+        refresh,
+    }
+}
+
+/// What the user from before the backup sees of their notes, and whether their refresh
+/// token still works.
+async fn check_restored(galley: &GalleyProcess, before: &Before, refresh: bool) {
+    let http = reqwest::Client::new();
+    // The restore announces itself; the instance reloads its catalog.
+    let served = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        status_of(&galley.url("/rest/v1/notes")).await != 404
+    })
+    .await;
+    assert!(served, "the restored table is served");
+    let notes: Value = http
+        .get(galley.url("/rest/v1/notes?select=body"))
+        .header("apikey", &before.anon)
+        .bearer_auth(&before.access)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        notes,
+        json!([{"body": "remember me"}]),
+        "the user's row is back"
+    );
+    let anonymous = http
+        .get(galley.url("/rest/v1/notes?select=body"))
+        .header("apikey", &before.anon)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "the grants are back too: anon may not read"
+    );
+    let users = http
+        .get(galley.url("/auth/v1/admin/users"))
+        .header("apikey", &before.service)
+        .bearer_auth(&before.service)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        users.status(),
+        200,
+        "the service_role key from before works"
+    );
+    if !refresh {
+        return;
+    }
+    let refreshed = http
+        .post(galley.url("/auth/v1/token?grant_type=refresh_token"))
+        .header("apikey", &before.anon)
+        .json(&json!({"refresh_token": before.refresh}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "the refresh token from before works"
+    );
+    let signed_in = http
+        .post(galley.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", &before.anon)
+        .json(&json!({"email": "kept@example.com", "password": "a password to keep"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(signed_in.status(), 200, "the password from before works");
+}
+
+#[tokio::test]
+async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
+    let data = data_dir();
+    let galley = serve(data.path());
+    let before = seed(&galley, data.path()).await;
+
+    let dir = stdout(&backup(data.path(), &["create"], &[]));
+    let dir = Path::new(dir.trim());
+    let name = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("name")
+        .to_owned();
+    let mode = |path: &Path| std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(dir), 0o700);
+    for file in ["database.dump", "secrets.json", "manifest.json"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["row_counts"]["public.notes"], 1);
+    assert_eq!(manifest["row_counts"]["auth.users"], 1);
+    assert!(
+        manifest["policies"]
+            .as_array()
+            .expect("policies")
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.starts_with("public.notes."))),
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["parts"]["database.dump"]["sha256"]
+            .as_str()
+            .map(str::len),
+        Some(64)
+    );
+    let listed = stdout(&backup(data.path(), &["list"], &[]));
+    assert!(listed.starts_with(&name), "{listed}");
+    let verified = stdout(&backup(data.path(), &["verify"], &[]));
+    assert!(verified.contains("verified"), "{verified}");
+
+    // Wipe: the table and the user go.
+    let http = reqwest::Client::new();
+    let dropped = http
+        .delete(galley.url("/admin/v1/tables/notes?confirm=notes"))
+        .bearer_auth(&before.service)
+        .send()
+        .await
+        .expect("response");
+    assert!(dropped.status().is_success(), "{}", dropped.status());
+    // Without confirmation nothing is replaced.
+    let refused = backup(data.path(), &["restore", &name], &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert_eq!(
+        status_of(&galley.url("/rest/v1/notes")).await,
+        404,
+        "still wiped"
+    );
+    stdout(&backup(data.path(), &["restore", &name, "--yes"], &[]));
+    check_restored(&galley, &before, true).await;
+
+    // On a fresh data directory: its own new cluster and secret, then the backup.
+    let fresh = data_dir();
+    let mut second = serve(fresh.path());
+    let backups = data.path().join("backups");
+    let backups = backups.to_str().expect("utf-8");
+    stdout(&backup(
+        fresh.path(),
+        &["restore", &name, "--yes"],
+        &[("GALLEY_BACKUP_DIR", backups)],
+    ));
+    // Restarted, it reads the restored secret.
+    second.signal_and_wait(Signal::SIGTERM).expect("exits");
+    let second = serve(fresh.path());
+    check_restored(&second, &before, true).await;
+
+    // A damaged backup is refused, by verify and by restore.
+    let dump = dir.join("database.dump");
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(&dump, bytes).expect("tamper");
+    for args in [vec!["verify"], vec!["restore", name.as_str(), "--yes"]] {
+        let output = backup(data.path(), &args, &[]);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("damaged"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The refresh token was rotated above: only the rows are checked again.
+    check_restored(&galley, &before, false).await;
+}
