@@ -279,3 +279,43 @@ async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
     // The refresh token was rotated above: only the rows are checked again.
     check_restored(&galley, &before, false).await;
 }
+
+#[tokio::test]
+async fn the_age_of_the_newest_backup_is_a_metric_the_alert_can_watch() {
+    let backups = data_dir();
+    let taken = chrono::Utc::now() - chrono::Duration::hours(2);
+    for (name, created_at) in [
+        ("galley-older", taken - chrono::Duration::days(1)),
+        ("galley-newest", taken),
+    ] {
+        let dir = backups.path().join(name);
+        std::fs::create_dir(&dir).expect("dir");
+        let manifest = json!({
+            "name": name, "created_at": created_at, "galley_version": "0", "server_version": "15",
+            "tools_version": "pg_dump (PostgreSQL) 15", "parts": {}, "row_counts": {},
+            "policies": [], "grants": []
+        });
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    }
+    let dir = backups.path().to_owned();
+    let app = galley_testkit::spawn_app_with(move |config| config.backup.dir = Some(dir)).await;
+    let mut age = None;
+    for _ in 0..50 {
+        let text = reqwest::get(app.metrics_url())
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        age = text
+            .lines()
+            .find_map(|line| line.strip_prefix("galley_backup_age_seconds{target=\"local\"} "))
+            .and_then(|value| value.trim().parse::<f64>().ok());
+        if age.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let age = age.expect("the series is set");
+    assert!((7_190.0..7_300.0).contains(&age), "{age}");
+}

@@ -41,7 +41,7 @@ pub struct Metrics {
     /// `galley_schema_changes_total{outcome}`: `applied`, `dry_run`, `refused`, `failed`.
     pub schema_changes: IntCounterVec,
     pub schema_change_duration: Histogram,
-    /// Seconds since the last successful backup (set by the backup issue's work).
+    /// Seconds since the newest backup in `backup.dir` was taken, by target (`local`).
     pub backup_age_seconds: GaugeVec,
 }
 

@@ -79,7 +79,7 @@ struct Secrets {
     signing_keys: BTreeMap<String, String>,
 }
 
-fn backup_dir(config: &Config) -> PathBuf {
+pub(crate) fn backup_dir(config: &Config) -> PathBuf {
     config
         .backup
         .dir
@@ -270,7 +270,12 @@ pub(crate) async fn create(
 
 /// Every backup under `backup.dir`, newest first.
 pub(crate) fn list(config: &Config) -> anyhow::Result<Vec<Manifest>> {
-    let root = backup_dir(config);
+    list_in(&backup_dir(config))
+}
+
+/// Every backup under `root`, newest first.
+pub(crate) fn list_in(root: &Path) -> anyhow::Result<Vec<Manifest>> {
+    let root = root.to_owned();
     let entries = match fs::read_dir(&root) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -120,6 +120,10 @@ struct Serving {
     mail_worker: Option<tokio::task::JoinHandle<()>>,
     /// `/metrics` on its own listener, unless disabled.
     metrics: Option<(SocketAddr, actix_web::dev::Server)>,
+    /// The registry, for gauges kept up to date from outside a request.
+    registry: Arc<galley_metrics::Metrics>,
+    /// Where `galley backup` writes, watched for the age of the newest backup.
+    backup_dir: std::path::PathBuf,
 }
 
 /// Schemas whose tables and functions the API exposes.
@@ -244,6 +248,7 @@ impl Application {
         let mut metrics = galley_metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
         metrics.track_requests = config.metrics.request_metrics;
         let metrics = Arc::new(metrics);
+        let registry = metrics.clone();
         let mail_worker = match &config.smtp {
             Some(smtp) => {
                 let worker = OutboxWorker::new(
@@ -288,6 +293,8 @@ impl Application {
             catalog_listener,
             mail_worker,
             metrics: metrics_server,
+            registry,
+            backup_dir: crate::backup::backup_dir(config),
         })
     }
 
@@ -312,6 +319,8 @@ impl Application {
             catalog_listener,
             mail_worker,
             metrics,
+            registry,
+            backup_dir,
         } = self.serving;
         let url = format!("http://{address}");
         tracing::info!(
@@ -323,6 +332,7 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
+        let backup_watch = tokio::spawn(watch_backups(registry, backup_dir));
         let supervisor = self.embedded.as_ref().map(|embedded| {
             tokio::spawn(supervise(
                 embedded.cluster.clone(),
@@ -366,6 +376,7 @@ impl Application {
         tracing::info!("shutting down: draining in-flight requests");
         handle.stop(true).await;
         let served = serving.await;
+        backup_watch.abort();
         // Before the cluster is stopped below, so nothing starts it again.
         if let Some(supervisor) = supervisor {
             supervisor.abort();
@@ -425,6 +436,28 @@ impl Banner {
         let mut out = stdout.lock();
         // Nothing to do if standard output is gone; the log has the addresses too.
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// Keeps `galley_backup_age_seconds{target="local"}` at the age of the newest backup in
+/// `dir` (backups are written by `galley backup create`, another process), so the
+/// `GalleyBackupTooOld` alert watches a real series. No backup yet: no series.
+async fn watch_backups(metrics: Arc<galley_metrics::Metrics>, dir: std::path::PathBuf) {
+    loop {
+        let scanned = dir.clone();
+        let newest = tokio::task::spawn_blocking(move || crate::backup::list_in(&scanned))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|manifests| manifests.into_iter().next());
+        if let Some(newest) = newest {
+            let age = (chrono::Utc::now() - newest.created_at).num_milliseconds() as f64 / 1000.0;
+            metrics
+                .backup_age_seconds
+                .with_label_values(&["local"])
+                .set(age.max(0.0));
+        }
+        tokio::time::sleep(Duration::from_secs(15)).await;
     }
 }
 
