@@ -289,6 +289,39 @@ async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
         .expect("role")
         .get(0);
     assert!(!superuser);
+
+    // Backups: refused by name while row-level security binds the owner; once the
+    // operator grants BYPASSRLS, a backup is taken and verifies.
+    let backups = crate::support::data_dir();
+    let backup = |command: &str| {
+        crate::support::run_galley(
+            &["backup", command, "--database-url", &url],
+            &[
+                ("GALLEY_AUTH_JWT_SECRET", secret),
+                ("GALLEY_BACKUP_DIR", backups.path().to_str().expect("utf-8")),
+            ],
+            backups.path(),
+        )
+    };
+    let refused = backup("create");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("ALTER ROLE galley_owner BYPASSRLS"),
+        "{stderr}"
+    );
+    admin
+        .batch_execute("ALTER ROLE galley_owner BYPASSRLS CREATEDB")
+        .await
+        .expect("grant");
+    for command in ["create", "verify"] {
+        let output = backup(command);
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[tokio::test]

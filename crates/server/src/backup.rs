@@ -161,6 +161,29 @@ async fn inventory(
     Ok((counts, policies, grants))
 }
 
+/// Refuses a role that row-level security binds: Galley's tables force it even on their
+/// owner, so `pg_dump` would stop at the first table with rows (and `pg_restore` could
+/// not load them).
+async fn require_bypass(client: &galley_db::tokio_postgres::Client) -> anyhow::Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .context("reading the connecting role's attributes")?;
+    let (role, bypasses): (String, bool) = (row.get(0), row.get(1));
+    if !bypasses {
+        anyhow::bail!(
+            "backups need a role that bypasses row-level security, since Galley's tables \
+             force it even on their owner; as a superuser run `ALTER ROLE {role} BYPASSRLS`, \
+             or run `galley backup` with a superuser's --database-url"
+        );
+    }
+    Ok(())
+}
+
 async fn connect(
     target: &galley_db::tokio_postgres::Config,
 ) -> anyhow::Result<galley_db::tokio_postgres::Client> {
@@ -180,6 +203,7 @@ pub(crate) async fn create(
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let secret = jwt_secret::load(config)?;
     let mut client = connect(&target).await?;
+    require_bypass(&client).await?;
     let server_version: String = client
         .query_one("SHOW server_version", &[])
         .await
@@ -329,6 +353,7 @@ pub(crate) async fn verify(
     let (dir, manifest) = checked(config, name)?;
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let admin = connect(&target).await?;
+    require_bypass(&admin).await?;
     let scratch = format!("galley_verify_{}", hex::encode(rand::random::<[u8; 6]>()));
     admin
         .batch_execute(&format!("CREATE DATABASE {scratch}"))
@@ -398,6 +423,7 @@ pub(crate) async fn restore(
     let secrets: Secrets = serde_json::from_slice(
         &fs::read(dir.join(SECRETS)).context("reading the backup's secrets")?,
     )?;
+    require_bypass(&connect(&target).await?).await?;
     {
         let target = target.clone();
         let dump = dir.join(DATABASE);
