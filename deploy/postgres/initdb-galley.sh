@@ -6,7 +6,8 @@
 # Creates the roles Galley's requests switch between (anon, authenticated, service_role
 # with BYPASSRLS, which only a superuser may create on PostgreSQL 15), the login role the
 # request pool uses (authenticator), and the role Galley connects as (galley_owner, with
-# CREATEROLE, owning the `galley` database; its password is read from the secret file
+# CREATEROLE, owning the `galley` database, and BYPASSRLS and CREATEDB for `galley backup`:
+# its tables force row-level security even on their owner, who could lift that anyway; its password is read from the secret file
 # GALLEY_DB_PASSWORD_FILE names). Galley itself never connects as a superuser. The same
 # statements, for a PostgreSQL you run yourself: README.md, "Against a PostgreSQL you
 # manage".
@@ -27,7 +28,7 @@ CREATE ROLE anon NOLOGIN NOINHERIT;
 CREATE ROLE authenticated NOLOGIN NOINHERIT;
 CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
 CREATE ROLE authenticator LOGIN NOINHERIT;
-CREATE ROLE galley_owner LOGIN CREATEROLE PASSWORD :'owner_password';
+CREATE ROLE galley_owner LOGIN CREATEROLE BYPASSRLS CREATEDB PASSWORD :'owner_password';
 CREATE DATABASE galley OWNER galley_owner;
 SQL
 echo "initdb-galley.sh: roles anon, authenticated, service_role, authenticator, galley_owner and the database galley are ready"
