@@ -319,3 +319,79 @@ async fn the_age_of_the_newest_backup_is_a_metric_the_alert_can_watch() {
     let age = age.expect("the series is set");
     assert!((7_190.0..7_300.0).contains(&age), "{age}");
 }
+
+/// `galley_backup_runs_total{outcome="succeeded"}` of one instance.
+async fn runs_succeeded(app: &galley_testkit::TestApp) -> u64 {
+    let text = reqwest::get(app.metrics_url())
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("galley_backup_runs_total{outcome=\"succeeded\"} "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the counter")
+}
+
+#[tokio::test]
+async fn each_scheduled_backup_runs_on_exactly_one_of_three_instances_and_retention_prunes() {
+    let backups = data_dir();
+    let dir = backups.path().to_owned();
+    let settings = move |config: &mut galley_server::Config| {
+        // Every second, so the test sees several moments.
+        config.backup.schedule = Some("* * * * * *".to_owned());
+        config.backup.dir = Some(dir.clone());
+        // Only the newest backup of today (and of this week) is kept.
+        config.backup.keep_daily = 1;
+        config.backup.keep_weekly = 1;
+    };
+    let first = galley_testkit::spawn_app_with(settings.clone()).await;
+    let second = galley_testkit::spawn_second_instance_with(&first, settings.clone()).await;
+    let third = galley_testkit::spawn_second_instance_with(&first, settings).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+
+    let client = first.db.connect().await.expect("connect");
+    let rows = client
+        .query(
+            "SELECT slot, outcome FROM galley.backup_runs WHERE finished_at IS NOT NULL ORDER BY slot",
+            &[],
+        )
+        .await
+        .expect("runs");
+    assert!(
+        rows.len() >= 3,
+        "several scheduled moments ran: {}",
+        rows.len()
+    );
+    assert!(
+        rows.iter()
+            .all(|row| row.get::<_, String>(1) == "succeeded"),
+        "every run succeeded"
+    );
+    // Each moment was run once: the runs the instances counted add up to the moments.
+    let mut counted = 0;
+    for app in [&first, &second, &third] {
+        counted += runs_succeeded(app).await;
+    }
+    let running = client
+        .query_one(
+            "SELECT count(*) FROM galley.backup_runs WHERE finished_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("running")
+        .get::<_, i64>(0);
+    assert!(
+        counted == rows.len() as u64 || counted == rows.len() as u64 + running as u64,
+        "{counted} runs counted for {} moments",
+        rows.len()
+    );
+    // Retention: only the newest backup is left.
+    let left: Vec<String> = std::fs::read_dir(backups.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.len() <= 2, "pruned down to the newest: {left:?}");
+}

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub schema_change_duration: Histogram,
     /// Seconds since the newest backup in `backup.dir` was taken, by target (`local`).
     pub backup_age_seconds: GaugeVec,
+    /// Scheduled backups this instance ran, by outcome (`succeeded`, `failed`).
+    pub backup_runs: IntCounterVec,
+    /// How long this instance's last scheduled backup took, and how big it was.
+    pub backup_last_duration_seconds: Gauge,
+    pub backup_last_size_bytes: Gauge,
 }
 
 impl Metrics {
@@ -170,6 +175,36 @@ impl Metrics {
         registry
             .register(Box::new(backup_age_seconds.clone()))
             .expect("registers once");
+        let backup_runs = IntCounterVec::new(
+            Opts::new(
+                "galley_backup_runs_total",
+                "Scheduled backups this instance ran, by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("a valid counter");
+        registry
+            .register(Box::new(backup_runs.clone()))
+            .expect("registers once");
+        for outcome in ["succeeded", "failed"] {
+            backup_runs.with_label_values(&[outcome]);
+        }
+        let backup_last_duration_seconds = Gauge::new(
+            "galley_backup_last_duration_seconds",
+            "How long this instance's last scheduled backup took.",
+        )
+        .expect("a valid gauge");
+        registry
+            .register(Box::new(backup_last_duration_seconds.clone()))
+            .expect("registers once");
+        let backup_last_size_bytes = Gauge::new(
+            "galley_backup_last_size_bytes",
+            "The size of this instance's last scheduled backup.",
+        )
+        .expect("a valid gauge");
+        registry
+            .register(Box::new(backup_last_size_bytes.clone()))
+            .expect("registers once");
         let build_info = IntGaugeVec::new(
             Opts::new("galley_build_info", "Always 1; the version is a label."),
             &["version"],
@@ -228,6 +263,9 @@ impl Metrics {
             schema_changes,
             schema_change_duration,
             backup_age_seconds,
+            backup_runs,
+            backup_last_duration_seconds,
+            backup_last_size_bytes,
         }
     }
 

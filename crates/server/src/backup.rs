@@ -30,6 +30,10 @@ pub struct BackupConfig {
     pub keep_daily: u32,
     /// ...and of each of this many recent ISO weeks.
     pub keep_weekly: u32,
+    /// When a serving Galley takes a backup by itself: a cron pattern in UTC (`0 3 * * *`,
+    /// or with a leading seconds field). With several instances, each scheduled moment is
+    /// run by exactly one of them; `prune` follows each scheduled backup.
+    pub schedule: Option<String>,
 }
 
 impl Default for BackupConfig {
@@ -38,8 +42,32 @@ impl Default for BackupConfig {
             dir: None,
             keep_daily: 7,
             keep_weekly: 4,
+            schedule: None,
         }
     }
+}
+
+impl BackupConfig {
+    /// The parsed `schedule`, if any.
+    pub(crate) fn cron(&self) -> anyhow::Result<Option<croner::Cron>> {
+        self.schedule
+            .as_deref()
+            .map(|pattern| {
+                pattern.parse::<croner::Cron>().map_err(|err| {
+                    anyhow::anyhow!("invalid configuration: backup.schedule `{pattern}`: {err}")
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The total size of a backup's parts.
+pub(crate) fn size(dir: &Path) -> u64 {
+    [DATABASE, SECRETS, MANIFEST]
+        .iter()
+        .filter_map(|file| fs::metadata(dir.join(file)).ok())
+        .map(|meta| meta.len())
+        .sum()
 }
 
 const DATABASE: &str = "database.dump";

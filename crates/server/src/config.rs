@@ -261,6 +261,7 @@ impl Config {
         self.http
             .validate()
             .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
+        self.backup.cron()?;
         if self.database.password.is_some() && self.database.url.is_none() {
             anyhow::bail!(
                 "invalid configuration: database.password is set without database.url; \

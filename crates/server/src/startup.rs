@@ -124,6 +124,17 @@ struct Serving {
     registry: Arc<galley_metrics::Metrics>,
     /// Where `galley backup` writes, watched for the age of the newest backup.
     backup_dir: std::path::PathBuf,
+    /// Scheduled backups, when `backup.schedule` is set.
+    backup_schedule: Option<BackupSchedule>,
+}
+
+/// What the backup scheduler needs: when, how to reach the database, and the settings
+/// `galley backup create` would use.
+struct BackupSchedule {
+    cron: croner::Cron,
+    owner: tokio_postgres::Config,
+    pool: galley_db::Pool,
+    config: Config,
 }
 
 /// Schemas whose tables and functions the API exposes.
@@ -241,6 +252,12 @@ impl Application {
             .await
             .context("reading the schema catalog")?;
         let catalog_listener = catalog.spawn_listener(targets.owner.clone());
+        let backup_schedule = config.backup.cron()?.map(|cron| BackupSchedule {
+            cron,
+            owner: targets.owner.clone(),
+            pool: pools.owner.clone(),
+            config: config.clone(),
+        });
         let listener = listeners.http;
         let address = listener.local_addr().context("reading the bound address")?;
         let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
@@ -295,6 +312,7 @@ impl Application {
             metrics: metrics_server,
             registry,
             backup_dir: crate::backup::backup_dir(config),
+            backup_schedule,
         })
     }
 
@@ -321,6 +339,7 @@ impl Application {
             metrics,
             registry,
             backup_dir,
+            backup_schedule,
         } = self.serving;
         let url = format!("http://{address}");
         tracing::info!(
@@ -332,7 +351,9 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
-        let backup_watch = tokio::spawn(watch_backups(registry, backup_dir));
+        let backup_watch = tokio::spawn(watch_backups(registry.clone(), backup_dir));
+        let backup_scheduler =
+            backup_schedule.map(|schedule| tokio::spawn(run_backup_schedule(schedule, registry)));
         let supervisor = self.embedded.as_ref().map(|embedded| {
             tokio::spawn(supervise(
                 embedded.cluster.clone(),
@@ -377,6 +398,9 @@ impl Application {
         handle.stop(true).await;
         let served = serving.await;
         backup_watch.abort();
+        if let Some(scheduler) = backup_scheduler {
+            scheduler.abort();
+        }
         // Before the cluster is stopped below, so nothing starts it again.
         if let Some(supervisor) = supervisor {
             supervisor.abort();
@@ -458,6 +482,84 @@ async fn watch_backups(metrics: Arc<galley_metrics::Metrics>, dir: std::path::Pa
                 .set(age.max(0.0));
         }
         tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+}
+
+/// Takes a backup at every moment `backup.schedule` names. Each moment is claimed with a
+/// row in `galley.backup_runs` (its primary key is the moment), so of several instances
+/// exactly one runs it, and a pruning follows. A failure is logged as an error and
+/// counted in `galley_backup_runs_total{outcome="failed"}`.
+async fn run_backup_schedule(schedule: BackupSchedule, metrics: Arc<galley_metrics::Metrics>) {
+    let mut after = chrono::Utc::now();
+    loop {
+        let Ok(slot) = schedule.cron.find_next_occurrence(&after, false) else {
+            tracing::error!("backup.schedule names no future moment; scheduled backups stop");
+            return;
+        };
+        after = slot;
+        let wait = (slot - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let claimed = match schedule.pool.get().await {
+            Ok(client) => client
+                .execute(
+                    "INSERT INTO galley.backup_runs (slot) VALUES ($1) ON CONFLICT (slot) DO NOTHING",
+                    &[&slot],
+                )
+                .await
+                .map_err(|err| galley_db::report(&err).to_string()),
+            Err(err) => Err(galley_db::report(&err).to_string()),
+        };
+        match claimed {
+            Ok(1) => {}
+            Ok(_) => continue, // another instance runs this one
+            Err(error) => {
+                metrics.backup_runs.with_label_values(&["failed"]).inc();
+                tracing::error!(event = "backup.failed", %slot, %error, "a scheduled backup could not be claimed");
+                continue;
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = crate::backup::create(&schedule.config, schedule.owner.clone()).await;
+        let (outcome, name, error) = match &result {
+            Ok(dir) => {
+                let bytes = crate::backup::size(dir);
+                metrics.backup_runs.with_label_values(&["succeeded"]).inc();
+                metrics
+                    .backup_last_duration_seconds
+                    .set(started.elapsed().as_secs_f64());
+                metrics.backup_last_size_bytes.set(bytes as f64);
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+                tracing::info!(event = "backup.created", %slot, name = name.as_deref().unwrap_or_default(), bytes, "scheduled backup taken");
+                match crate::backup::prune(&schedule.config) {
+                    Ok(removed) if !removed.is_empty() => {
+                        tracing::info!(
+                            event = "backup.pruned",
+                            removed = removed.join(","),
+                            "old backups removed"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::error!(event = "backup.prune_failed", error = %format!("{err:#}"), "pruning backups failed")
+                    }
+                }
+                ("succeeded", name, None)
+            }
+            Err(err) => {
+                metrics.backup_runs.with_label_values(&["failed"]).inc();
+                let error = format!("{err:#}");
+                tracing::error!(event = "backup.failed", %slot, %error, "a scheduled backup failed");
+                ("failed", None, Some(error))
+            }
+        };
+        if let Ok(client) = schedule.pool.get().await {
+            let _ = client
+                .execute(
+                    "UPDATE galley.backup_runs SET finished_at = now(), outcome = $2, name = $3, error = $4 WHERE slot = $1",
+                    &[&slot, &outcome, &name, &error],
+                )
+                .await;
+        }
     }
 }
 
