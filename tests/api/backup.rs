@@ -336,62 +336,146 @@ async fn runs_succeeded(app: &galley_testkit::TestApp) -> u64 {
 
 #[tokio::test]
 async fn each_scheduled_backup_runs_on_exactly_one_of_three_instances_and_retention_prunes() {
+    use chrono::Timelike;
     let backups = data_dir();
     let dir = backups.path().to_owned();
+    // Three moments, 2 s apart, starting 8 s from now (after the instances are up), and
+    // not again within the minute the test lasts.
+    let first_second = (chrono::Utc::now().second() + 8) % 60;
+    let moments: Vec<String> = (0..3)
+        .map(|n| ((first_second + 2 * n) % 60).to_string())
+        .collect();
+    let schedule = format!("{} * * * * *", moments.join(","));
     let settings = move |config: &mut galley_server::Config| {
-        // Every second, so the test sees several moments.
-        config.backup.schedule = Some("* * * * * *".to_owned());
+        config.backup.schedule = Some(schedule.clone());
         config.backup.dir = Some(dir.clone());
         // Only the newest backup of today (and of this week) is kept.
         config.backup.keep_daily = 1;
         config.backup.keep_weekly = 1;
     };
+    let started = std::time::Instant::now();
     let first = galley_testkit::spawn_app_with(settings.clone()).await;
     let second = galley_testkit::spawn_second_instance_with(&first, settings.clone()).await;
     let third = galley_testkit::spawn_second_instance_with(&first, settings).await;
-    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(7),
+        "the instances were up before the first moment"
+    );
+    // The last moment is 12 s away at most; give its backup time to finish.
+    tokio::time::sleep(std::time::Duration::from_secs(16).saturating_sub(started.elapsed())).await;
 
     let client = first.db.connect().await.expect("connect");
     let rows = client
         .query(
-            "SELECT slot, outcome FROM galley.backup_runs WHERE finished_at IS NOT NULL ORDER BY slot",
+            "SELECT outcome, name FROM galley.backup_runs ORDER BY slot",
             &[],
         )
         .await
         .expect("runs");
-    assert!(
-        rows.len() >= 3,
-        "several scheduled moments ran: {}",
-        rows.len()
-    );
+    assert_eq!(rows.len(), 3, "one row per moment");
     assert!(
         rows.iter()
-            .all(|row| row.get::<_, String>(1) == "succeeded"),
-        "every run succeeded"
+            .all(|row| row.get::<_, String>(0) == "succeeded"),
+        "every run finished and succeeded"
     );
-    // Each moment was run once: the runs the instances counted add up to the moments.
+    // Each moment ran on one instance only: the three instances ran three backups in all.
     let mut counted = 0;
     for app in [&first, &second, &third] {
         counted += runs_succeeded(app).await;
     }
-    let running = client
-        .query_one(
-            "SELECT count(*) FROM galley.backup_runs WHERE finished_at IS NULL",
-            &[],
-        )
-        .await
-        .expect("running")
-        .get::<_, i64>(0);
-    assert!(
-        counted == rows.len() as u64 || counted == rows.len() as u64 + running as u64,
-        "{counted} runs counted for {} moments",
-        rows.len()
-    );
+    assert_eq!(counted, 3, "runs counted by the instances");
     // Retention: only the newest backup is left.
     let left: Vec<String> = std::fs::read_dir(backups.path())
         .expect("dir")
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(left.len() <= 2, "pruned down to the newest: {left:?}");
+    let newest: String = rows[2].get(1);
+    assert_eq!(left, [newest], "pruned down to the newest");
+}
+
+#[tokio::test]
+async fn encrypted_backups_hold_no_plaintext_and_need_their_key_to_verify_or_restore() {
+    let data = data_dir();
+    let galley = serve(data.path());
+    seed(&galley, data.path()).await;
+    let passphrase_file = data.path().join("backup-passphrase");
+    std::fs::write(&passphrase_file, "correct horse battery staple\n").expect("passphrase");
+    let passphrase = passphrase_file.to_str().expect("utf-8").to_owned();
+    let with_passphrase = [("GALLEY_BACKUP_PASSPHRASE_FILE", passphrase.as_str())];
+
+    let dir = stdout(&backup(data.path(), &["create"], &with_passphrase));
+    let dir = Path::new(dir.trim()).to_owned();
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
+    for file in ["database.dump.age", "secrets.json.age"] {
+        let bytes = std::fs::read(dir.join(file)).expect(file);
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1"),
+            "{file} is an age file"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("PGDMP") && !text.contains("jwt_secret"),
+            "{file}"
+        );
+    }
+    assert!(
+        !dir.join("database.dump").exists(),
+        "no plaintext dump is left"
+    );
+    let stdout_of_verify = stdout(&backup(data.path(), &["verify"], &with_passphrase));
+    assert!(stdout_of_verify.contains("verified"));
+    let no_key = backup(data.path(), &["verify"], &[]);
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("backup.passphrase"));
+    std::fs::write(&passphrase_file, "the wrong passphrase\n").expect("passphrase");
+    let wrong = backup(data.path(), &["restore", &name, "--yes"], &with_passphrase);
+    assert!(
+        !wrong.status.success(),
+        "a wrong passphrase restores nothing"
+    );
+    std::fs::write(&passphrase_file, "correct horse battery staple\n").expect("passphrase");
+    stdout(&backup(
+        data.path(),
+        &["restore", &name, "--yes"],
+        &with_passphrase,
+    ));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "decrypted copies are removed: {leftovers:?}"
+    );
+
+    // To an age recipient: only its identity reads the backup.
+    let identity = age::x25519::Identity::generate();
+    let identity_file = data.path().join("backup-identity.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&identity_file, identity.to_string().expose_secret()).expect("identity");
+    }
+    let recipient = identity.to_public().to_string();
+    let identity_path = identity_file.to_str().expect("utf-8").to_owned();
+    let to_recipient = [
+        ("GALLEY_BACKUP_AGE_RECIPIENT", recipient.as_str()),
+        ("GALLEY_BACKUP_AGE_IDENTITY_FILE", identity_path.as_str()),
+    ];
+    stdout(&backup(data.path(), &["create"], &to_recipient));
+    let verified = stdout(&backup(data.path(), &["verify"], &to_recipient));
+    assert!(verified.contains("verified"), "{verified}");
+    let without_identity = backup(
+        data.path(),
+        &["verify"],
+        &[("GALLEY_BACKUP_AGE_RECIPIENT", recipient.as_str())],
+    );
+    assert!(!without_identity.status.success());
+    assert!(String::from_utf8_lossy(&without_identity.stderr).contains("backup.age_identity"));
 }

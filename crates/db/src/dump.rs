@@ -123,6 +123,47 @@ impl PgTools {
         self.run("pg_dump", &mut command).map(drop)
     }
 
+    /// The same dump written into `out` as it is made (for a backup encrypted on its way
+    /// to disk), instead of into a file.
+    pub fn dump_snapshot_into(
+        &self,
+        target: &tokio_postgres::Config,
+        snapshot: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), DumpError> {
+        use std::process::Stdio;
+        let mut command = Command::new(self.dir.join("pg_dump"));
+        command
+            .args(["--format=custom", "--no-password"])
+            .arg(format!("--snapshot={snapshot}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        connect_through_env(&mut command, target);
+        let spawn = |source| DumpError::Spawn {
+            program: "pg_dump",
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn)?;
+        let copied = match child.stdout.take() {
+            Some(mut stdout) => std::io::copy(&mut stdout, out).map(drop),
+            None => Ok(()),
+        };
+        let output = child.wait_with_output().map_err(spawn)?;
+        if !output.status.success() {
+            return Err(DumpError::Failed {
+                program: "pg_dump",
+                output: String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        copied.map_err(spawn)
+    }
+
     /// `pg_restore` of `dump` into the database `target` names. With `clean`, what the
     /// dump holds is dropped first; the whole restore is one transaction either way.
     pub fn restore(

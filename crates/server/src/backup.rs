@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,17 @@ pub struct BackupConfig {
     /// or with a leading seconds field). With several instances, each scheduled moment is
     /// run by exactly one of them; `prune` follows each scheduled backup.
     pub schedule: Option<String>,
+    /// Encrypt backups with this passphrase (age, scrypt); `verify` and `restore` need it.
+    #[serde(serialize_with = "galley_auth::redact")]
+    pub passphrase: Option<secrecy::SecretString>,
+    /// Encrypt backups to this age recipient (`age1…`) instead: only the holder of its
+    /// identity can read them.
+    pub age_recipient: Option<String>,
+    /// The age identity (`AGE-SECRET-KEY-1…`, as an age key file holds it, comments
+    /// allowed) that `verify` and `restore` decrypt backups made for `age_recipient` with;
+    /// give it as a file: `GALLEY_BACKUP_AGE_IDENTITY_FILE`.
+    #[serde(serialize_with = "galley_auth::redact")]
+    pub age_identity: Option<secrecy::SecretString>,
 }
 
 impl Default for BackupConfig {
@@ -43,11 +54,32 @@ impl Default for BackupConfig {
             keep_daily: 7,
             keep_weekly: 4,
             schedule: None,
+            passphrase: None,
+            age_recipient: None,
+            age_identity: None,
         }
     }
 }
 
 impl BackupConfig {
+    /// How backups are sealed, from `passphrase` or `age_recipient` (not both).
+    pub(crate) fn sealing(&self) -> anyhow::Result<Sealing> {
+        match (&self.passphrase, &self.age_recipient) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "invalid configuration: backup.passphrase and backup.age_recipient are both set; keep one"
+            ),
+            (Some(passphrase), None) => Ok(Sealing::Passphrase(passphrase.clone())),
+            (None, Some(recipient)) => recipient
+                .trim()
+                .parse::<age::x25519::Recipient>()
+                .map(|recipient| Sealing::Recipient(Box::new(recipient)))
+                .map_err(|err| {
+                    anyhow::anyhow!("invalid configuration: backup.age_recipient: {err}")
+                }),
+            (None, None) => Ok(Sealing::None),
+        }
+    }
+
     /// The parsed `schedule`, if any.
     pub(crate) fn cron(&self) -> anyhow::Result<Option<croner::Cron>> {
         self.schedule
@@ -61,13 +93,181 @@ impl BackupConfig {
     }
 }
 
-/// The total size of a backup's parts.
+/// The total size of a backup's files.
 pub(crate) fn size(dir: &Path) -> u64 {
-    [DATABASE, SECRETS, MANIFEST]
-        .iter()
-        .filter_map(|file| fs::metadata(dir.join(file)).ok())
-        .map(|meta| meta.len())
-        .sum()
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|meta| meta.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The backup's dump as a plain file pg_restore can read: the part itself, or, for an
+/// encrypted backup, a decrypted copy (0600, beside it) removed when the guard drops.
+struct PlainDump {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for PlainDump {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn plain_dump(config: &Config, dir: &Path, manifest: &Manifest) -> anyhow::Result<PlainDump> {
+    let Some(encryption) = &manifest.encryption else {
+        return Ok(PlainDump {
+            path: dir.join(DATABASE),
+            temporary: false,
+        });
+    };
+    let sealed = dir.join(format!("{DATABASE}.age"));
+    let path = dir.join(format!(
+        ".{DATABASE}.{}",
+        hex::encode(rand::random::<[u8; 6]>())
+    ));
+    let mut reader = unseal(&config.backup, encryption, &sealed)?;
+    let guard = PlainDump {
+        path: path.clone(),
+        temporary: true,
+    };
+    let mut file = create_private(&path)?;
+    std::io::copy(&mut reader, &mut file)
+        .with_context(|| format!("decrypting {}", sealed.display()))?;
+    file.sync_all()?;
+    Ok(guard)
+}
+
+fn read_secrets(config: &Config, dir: &Path, manifest: &Manifest) -> anyhow::Result<Secrets> {
+    let bytes = match &manifest.encryption {
+        None => fs::read(dir.join(SECRETS)).context("reading the backup's secrets")?,
+        Some(encryption) => {
+            let mut bytes = Vec::new();
+            unseal(
+                &config.backup,
+                encryption,
+                &dir.join(format!("{SECRETS}.age")),
+            )?
+            .read_to_end(&mut bytes)
+            .context("decrypting the backup's secrets")?;
+            bytes
+        }
+    };
+    serde_json::from_slice(&bytes).context("reading the backup's secrets")
+}
+
+/// How a backup's parts are written: as they are, or encrypted with age.
+pub(crate) enum Sealing {
+    None,
+    Passphrase(secrecy::SecretString),
+    Recipient(Box<age::x25519::Recipient>),
+}
+
+impl Sealing {
+    /// The manifest's name for it, and the suffix of the parts' file names.
+    fn describe(&self) -> (Option<&'static str>, &'static str) {
+        match self {
+            Sealing::None => (None, ""),
+            Sealing::Passphrase(_) => (Some("age-passphrase"), ".age"),
+            Sealing::Recipient(_) => (Some("age-recipient"), ".age"),
+        }
+    }
+
+    /// `out`, wrapped so that what is written to it is encrypted.
+    fn seal<W: Write>(&self, out: W) -> anyhow::Result<Sealed<W>> {
+        let encryptor = match self {
+            Sealing::None => return Ok(Sealed::Plain(out)),
+            Sealing::Passphrase(passphrase) => age::Encryptor::with_user_passphrase(
+                age::secrecy::SecretString::from(passphrase.expose_secret().to_owned()),
+            ),
+            Sealing::Recipient(recipient) => age::Encryptor::with_recipients(std::iter::once(
+                recipient.as_ref() as &dyn age::Recipient,
+            ))
+            .context("encrypting to backup.age_recipient")?,
+        };
+        Ok(Sealed::Age(
+            encryptor
+                .wrap_output(out)
+                .context("starting the encryption")?,
+        ))
+    }
+}
+
+/// A writer that encrypts, or not.
+enum Sealed<W: Write> {
+    Plain(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sealed::Plain(out) => out.write(buf),
+            Sealed::Age(out) => out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sealed::Plain(out) => out.flush(),
+            Sealed::Age(out) => out.flush(),
+        }
+    }
+}
+
+impl<W: Write> Sealed<W> {
+    /// Ends the encryption (its last block and tag) and hands back the file.
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Sealed::Plain(out) => Ok(out),
+            Sealed::Age(out) => out.finish(),
+        }
+    }
+}
+
+/// Opens an encrypted part with what the configuration holds.
+fn unseal(
+    config: &BackupConfig,
+    encryption: &str,
+    path: &Path,
+) -> anyhow::Result<Box<dyn std::io::Read>> {
+    let file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let decryptor = age::Decryptor::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{} is not an age file", path.display()))?;
+    let reader = match encryption {
+        "age-passphrase" => {
+            let passphrase = config.passphrase.as_ref().context(
+                "this backup is encrypted with a passphrase: set backup.passphrase (GALLEY_BACKUP_PASSPHRASE_FILE)",
+            )?;
+            let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+                passphrase.expose_secret().to_owned(),
+            ));
+            decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity))
+        }
+        "age-recipient" => {
+            let text = config.age_identity.as_ref().context(
+                "this backup is encrypted to an age recipient: set backup.age_identity to its identity (GALLEY_BACKUP_AGE_IDENTITY_FILE)",
+            )?;
+            let identity = text
+                .expose_secret()
+                .lines()
+                .map(str::trim)
+                .find(|line| line.starts_with("AGE-SECRET-KEY-"))
+                .and_then(|line| line.parse::<age::x25519::Identity>().ok())
+                .context("backup.age_identity holds no age identity")?;
+            decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity))
+        }
+        other => anyhow::bail!("this backup's encryption `{other}` is unknown to this Galley"),
+    }
+    .map_err(|err| anyhow::anyhow!("cannot decrypt {}: {err}", path.display()))?;
+    Ok(Box::new(reader))
 }
 
 const DATABASE: &str = "database.dump";
@@ -83,6 +283,9 @@ pub(crate) struct Manifest {
     pub(crate) galley_version: String,
     pub(crate) server_version: String,
     pub(crate) tools_version: String,
+    /// `age-passphrase` or `age-recipient` when the parts are encrypted.
+    #[serde(default)]
+    pub(crate) encryption: Option<String>,
     /// Size and SHA-256 of each part, by file name.
     pub(crate) parts: BTreeMap<String, Part>,
     /// `schema.table` -> rows, as of the dump's snapshot.
@@ -115,14 +318,19 @@ pub(crate) fn backup_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.data_dir().join("backups"))
 }
 
-/// Writes `bytes` to a new file readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = fs::OpenOptions::new()
+/// A new file readable by its owner only.
+fn create_private(path: &Path) -> anyhow::Result<fs::File> {
+    fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = create_private(path)?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
@@ -272,21 +480,31 @@ pub(crate) async fn create(
         .context("exporting the snapshot")?
         .get(0);
     let (row_counts, policies, grants) = inventory(&tx).await?;
-    let dump_path = dir.join(DATABASE);
-    {
+    let sealing = config.backup.sealing()?;
+    let (encryption, suffix) = sealing.describe();
+    let dump_name = format!("{DATABASE}{suffix}");
+    let secrets_name = format!("{SECRETS}{suffix}");
+    let dump_path = dir.join(&dump_name);
+    let sealing = {
         let tools = tools.clone();
         let target = target.clone();
         let dump_path = dump_path.clone();
-        tokio::task::spawn_blocking(move || {
-            // Created 0600 before pg_dump writes into it.
-            write_private(&dump_path, b"")?;
-            tools
-                .dump_snapshot(&target, &dump_path, &snapshot)
-                .map_err(anyhow::Error::from)
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Sealing> {
+            if matches!(sealing, Sealing::None) {
+                // Created 0600 before pg_dump writes into it.
+                write_private(&dump_path, b"")?;
+                tools.dump_snapshot(&target, &dump_path, &snapshot)?;
+            } else {
+                // Encrypted on its way to disk: no plaintext copy is ever written.
+                let mut out = sealing.seal(create_private(&dump_path)?)?;
+                tools.dump_snapshot_into(&target, &snapshot, &mut out)?;
+                out.finish()?.sync_all()?;
+            }
+            Ok(sealing)
         })
         .await
-        .context("running pg_dump")??;
-    }
+        .context("running pg_dump")??
+    };
     tx.commit().await.context("closing the snapshot")?;
 
     let mut signing_keys = BTreeMap::new();
@@ -299,11 +517,13 @@ pub(crate) async fn create(
         jwt_secret: secret.expose().to_owned(),
         signing_keys,
     };
-    write_private(&dir.join(SECRETS), &serde_json::to_vec(&secrets)?)?;
+    let mut out = sealing.seal(create_private(&dir.join(&secrets_name))?)?;
+    out.write_all(&serde_json::to_vec(&secrets)?)?;
+    out.finish()?.sync_all()?;
 
     let mut parts = BTreeMap::new();
-    for file in [DATABASE, SECRETS] {
-        parts.insert(file.to_owned(), part(&dir.join(file))?);
+    for file in [&dump_name, &secrets_name] {
+        parts.insert(file.clone(), part(&dir.join(file))?);
     }
     let manifest = Manifest {
         name: name.clone(),
@@ -311,6 +531,7 @@ pub(crate) async fn create(
         galley_version: env!("CARGO_PKG_VERSION").to_owned(),
         server_version,
         tools_version: tools.version_line()?,
+        encryption: encryption.map(str::to_owned),
         parts,
         row_counts,
         policies,
@@ -393,8 +614,10 @@ pub(crate) async fn verify(
         {
             let tools = tools.clone();
             let scratch_target = scratch_target.clone();
-            let dump = dir.join(DATABASE);
-            tokio::task::spawn_blocking(move || tools.restore(&scratch_target, &dump, false))
+            let dump = plain_dump(config, &dir, &manifest)?;
+            // Secrets that do not decrypt are a backup that cannot be restored.
+            read_secrets(config, &dir, &manifest)?;
+            tokio::task::spawn_blocking(move || tools.restore(&scratch_target, &dump.path, false))
                 .await
                 .context("running pg_restore")??;
         }
@@ -448,14 +671,12 @@ pub(crate) async fn restore(
 ) -> anyhow::Result<Manifest> {
     let (dir, manifest) = checked(config, Some(name))?;
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
-    let secrets: Secrets = serde_json::from_slice(
-        &fs::read(dir.join(SECRETS)).context("reading the backup's secrets")?,
-    )?;
+    let secrets = read_secrets(config, &dir, &manifest)?;
     require_bypass(&connect(&target).await?).await?;
     {
         let target = target.clone();
-        let dump = dir.join(DATABASE);
-        tokio::task::spawn_blocking(move || tools.restore(&target, &dump, true))
+        let dump = plain_dump(config, &dir, &manifest)?;
+        tokio::task::spawn_blocking(move || tools.restore(&target, &dump.path, true))
             .await
             .context("running pg_restore")??;
     }
@@ -541,6 +762,7 @@ mod tests {
             galley_version: String::new(),
             server_version: String::new(),
             tools_version: String::new(),
+            encryption: None,
             parts: BTreeMap::new(),
             row_counts: BTreeMap::new(),
             policies: Vec::new(),

@@ -262,6 +262,7 @@ impl Config {
             .validate()
             .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
         self.backup.cron()?;
+        self.backup.sealing()?;
         if self.database.password.is_some() && self.database.url.is_none() {
             anyhow::bail!(
                 "invalid configuration: database.password is set without database.url; \

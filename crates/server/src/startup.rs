@@ -490,12 +490,17 @@ async fn watch_backups(metrics: Arc<galley_metrics::Metrics>, dir: std::path::Pa
 /// exactly one runs it, and a pruning follows. A failure is logged as an error and
 /// counted in `galley_backup_runs_total{outcome="failed"}`.
 async fn run_backup_schedule(schedule: BackupSchedule, metrics: Arc<galley_metrics::Metrics>) {
-    let mut after = chrono::Utc::now();
+    use chrono::Timelike;
+    // Whole seconds: croner keeps the start's fraction, and every instance must compute
+    // the same moment for the claim in `galley.backup_runs` to be one row.
+    let whole = |at: chrono::DateTime<chrono::Utc>| at.with_nanosecond(0).unwrap_or(at);
+    let mut after = whole(chrono::Utc::now());
     loop {
         let Ok(slot) = schedule.cron.find_next_occurrence(&after, false) else {
             tracing::error!("backup.schedule names no future moment; scheduled backups stop");
             return;
         };
+        let slot = whole(slot);
         after = slot;
         let wait = (slot - chrono::Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
