@@ -21,17 +21,23 @@ pub(crate) fn load_or_create(config: &Config) -> anyhow::Result<JwtSecret> {
     if let Some(secret) = &config.auth.jwt_secret {
         return JwtSecret::parse(secret.expose_secret()).context("auth.jwt_secret");
     }
+    let dir = data_dir(config)?;
+    let path = dir.join(FILE);
+    match read(&path)? {
+        Some(secret) => Ok(secret),
+        None => create(&path),
+    }
+}
+
+/// The data directory, created (0700) when it does not exist.
+fn data_dir(config: &Config) -> anyhow::Result<&Path> {
     let dir = config.data_dir();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))?;
-    let path = dir.join(FILE);
-    match read(&path)? {
-        Some(secret) => Ok(secret),
-        None => create(&path),
-    }
+    Ok(dir)
 }
 
 /// The configured secret, else the one in the data directory; never creates one. For the
@@ -59,12 +65,7 @@ pub(crate) fn load(config: &Config) -> anyhow::Result<JwtSecret> {
 /// Puts `secret` (a restored backup's) in the data directory in place of the one there.
 pub(crate) fn replace(config: &Config, secret: &str) -> anyhow::Result<()> {
     JwtSecret::parse(secret).context("the backup's JWT secret")?;
-    let dir = config.data_dir();
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let dir = data_dir(config)?;
     let path = dir.join(FILE);
     let staged = dir.join(format!("{FILE}.restoring"));
     let _ = fs::remove_file(&staged);
