@@ -479,3 +479,51 @@ async fn encrypted_backups_hold_no_plaintext_and_need_their_key_to_verify_or_res
     assert!(!without_identity.status.success());
     assert!(String::from_utf8_lossy(&without_identity.stderr).contains("backup.age_identity"));
 }
+
+#[tokio::test]
+async fn a_failed_scheduled_backup_is_counted_and_recorded() {
+    use chrono::Timelike;
+    // backup.dir names a file: no backup can be written there.
+    let scratch = data_dir();
+    let not_a_dir = scratch.path().join("a-file");
+    std::fs::write(&not_a_dir, "in the way").expect("file");
+    let first_second = (chrono::Utc::now().second() + 4) % 60;
+    let schedule = format!("{first_second} * * * * *");
+    let app = galley_testkit::spawn_app_with(move |config| {
+        config.backup.schedule = Some(schedule);
+        config.backup.dir = Some(not_a_dir);
+    })
+    .await;
+    let client = app.db.connect().await.expect("connect");
+    let mut outcome = None;
+    for _ in 0..100 {
+        outcome = client
+            .query_opt(
+                "SELECT outcome, error FROM galley.backup_runs WHERE finished_at IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("runs")
+            .map(|row| (row.get::<_, String>(0), row.get::<_, Option<String>>(1)));
+        if outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (outcome, error) = outcome.expect("the scheduled moment ran");
+    assert_eq!(outcome, "failed");
+    assert!(
+        error.is_some_and(|e| e.contains("a-file")),
+        "the error names the path"
+    );
+    let text = reqwest::get(app.metrics_url())
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("galley_backup_runs_total{outcome=\"failed\"} 1"),
+        "counted"
+    );
+}
