@@ -280,6 +280,19 @@ async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
     check_restored(&galley, &before, false).await;
 }
 
+/// The value of one series on the instance's metrics listener, if it is there.
+async fn metric(app: &galley_testkit::TestApp, series: &str) -> Option<f64> {
+    let text = reqwest::get(app.metrics_url())
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 #[tokio::test]
 async fn the_age_of_the_newest_backup_is_a_metric_the_alert_can_watch() {
     let backups = data_dir();
@@ -301,16 +314,7 @@ async fn the_age_of_the_newest_backup_is_a_metric_the_alert_can_watch() {
     let app = galley_testkit::spawn_app_with(move |config| config.backup.dir = Some(dir)).await;
     let mut age = None;
     for _ in 0..50 {
-        let text = reqwest::get(app.metrics_url())
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text");
-        age = text
-            .lines()
-            .find_map(|line| line.strip_prefix("galley_backup_age_seconds{target=\"local\"} "))
-            .and_then(|value| value.trim().parse::<f64>().ok());
+        age = metric(&app, "galley_backup_age_seconds{target=\"local\"}").await;
         if age.is_some() {
             break;
         }
@@ -322,16 +326,9 @@ async fn the_age_of_the_newest_backup_is_a_metric_the_alert_can_watch() {
 
 /// `galley_backup_runs_total{outcome="succeeded"}` of one instance.
 async fn runs_succeeded(app: &galley_testkit::TestApp) -> u64 {
-    let text = reqwest::get(app.metrics_url())
+    metric(app, "galley_backup_runs_total{outcome=\"succeeded\"}")
         .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix("galley_backup_runs_total{outcome=\"succeeded\"} "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("the counter")
+        .expect("the counter") as u64
 }
 
 #[tokio::test]
@@ -516,14 +513,9 @@ async fn a_failed_scheduled_backup_is_counted_and_recorded() {
         error.is_some_and(|e| e.contains("a-file")),
         "the error names the path"
     );
-    let text = reqwest::get(app.metrics_url())
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        text.contains("galley_backup_runs_total{outcome=\"failed\"} 1"),
+    assert_eq!(
+        metric(&app, "galley_backup_runs_total{outcome=\"failed\"}").await,
+        Some(1.0),
         "counted"
     );
 }

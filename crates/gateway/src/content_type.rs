@@ -15,16 +15,20 @@ pub(crate) async fn require_json(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let headers = req.headers();
-    let has_body = headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim() != "0");
-    if has_body && not_json(req.request()).is_some() {
+    if has_body(req.headers()) && not_json(req.request()).is_some() {
         return Err(ApiError::unsupported_media_type().into());
     }
     next.call(req).await
+}
+
+/// Whether a request carries a body: a non-zero `Content-Length`, or a chunked one.
+pub(crate) fn has_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
 }
 
 /// The declared media type when it is not JSON (lower-cased, without parameters), for

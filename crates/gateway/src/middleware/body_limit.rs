@@ -7,7 +7,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, web};
@@ -119,8 +119,7 @@ pub(crate) async fn body_limit(
             req.set_payload(Payload::from(boxed));
         }
     }
-    let has_body =
-        declared.is_some_and(|length| length > 0) || req.headers().contains_key(TRANSFER_ENCODING);
+    let has_body = crate::content_type::has_body(req.headers());
     let Some(limits) = limits.filter(|_| has_body) else {
         return next
             .call(req)
