@@ -519,3 +519,249 @@ async fn a_failed_scheduled_backup_is_counted_and_recorded() {
         "counted"
     );
 }
+
+/// A local S3 server (moto's `moto_server`, which scripts/test installs), stopped on drop.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn s3_server() -> S3Server {
+    let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new(&program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!("{program} runs (scripts/test installs moto; or set MOTO_SERVER): {err}")
+        });
+    let server = S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let up = crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        reqwest::get(&server.endpoint).await.is_ok()
+    })
+    .await;
+    assert!(up, "moto_server answers");
+    server
+}
+
+impl S3Server {
+    /// A client of `bucket`, to look at what Galley put there behind its back.
+    fn bucket(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("galley-test")
+            .with_secret_access_key("galley-test-secret")
+            .build()
+            .expect("an S3 client")
+    }
+}
+
+/// The keys under `prefix` in `bucket`, and their sizes.
+async fn s3_keys(bucket: &object_store::aws::AmazonS3, prefix: &str) -> Vec<(String, u64)> {
+    use futures_util::TryStreamExt;
+    let prefix = object_store::path::Path::from(prefix);
+    object_store::ObjectStore::list(bucket, Some(&prefix))
+        .map_ok(|object| (object.location.to_string(), object.size))
+        .try_collect()
+        .await
+        .expect("listing")
+}
+
+#[tokio::test]
+async fn backups_go_to_an_s3_bucket_and_come_back_from_it() {
+    let server = s3_server().await;
+    let http = reqwest::Client::new();
+    let made = http
+        .put(format!("{}/galley-backups", server.endpoint))
+        .send()
+        .await
+        .expect("bucket");
+    assert!(made.status().is_success(), "{}", made.status());
+    let s3 = [
+        ("GALLEY_BACKUP_S3_URL", "s3://galley-backups/nightly"),
+        ("GALLEY_BACKUP_S3_ENDPOINT", server.endpoint.as_str()),
+        ("GALLEY_BACKUP_S3_REGION", "us-east-1"),
+        ("GALLEY_BACKUP_S3_ACCESS_KEY_ID", "galley-test"),
+        ("GALLEY_BACKUP_S3_SECRET_ACCESS_KEY", "galley-test-secret"),
+    ];
+    let data = data_dir();
+    let dir = data.path().to_str().expect("utf-8");
+    let mut galley =
+        GalleyProcess::serve(galley_bin(), &["--data-dir", dir], &s3).expect("galley serves");
+    let before = seed(&galley, data.path()).await;
+    // A dump larger than one upload buffer (10 MiB), so it goes up as a multipart upload.
+    crate::support::connect(&crate::support::db_url(data.path()))
+        .await
+        .batch_execute(
+            "CREATE TABLE public.noise AS SELECT n, md5(random()::text) || md5(random()::text) || \
+             md5(random()::text) AS hex FROM generate_series(1, 300000) AS n",
+        )
+        .await
+        .expect("a large table");
+
+    let older = stdout(&backup(data.path(), &["create"], &s3));
+    let newer = stdout(&backup(data.path(), &["create"], &s3));
+    let name = |location: &str| {
+        location
+            .trim()
+            .strip_prefix("s3://galley-backups/nightly/")
+            .unwrap_or_else(|| panic!("an address in the bucket: {location}"))
+            .to_owned()
+    };
+    let (older, newer) = (name(&older), name(&newer));
+    let bucket = server.bucket("galley-backups");
+    let keys = s3_keys(&bucket, "nightly").await;
+    for backup_name in [&older, &newer] {
+        for file in ["database.dump", "secrets.json", "manifest.json"] {
+            let key = format!("nightly/{backup_name}/{file}");
+            assert!(keys.iter().any(|(k, _)| *k == key), "{key} in {keys:?}");
+        }
+    }
+    let dump = keys
+        .iter()
+        .find(|(key, _)| key.ends_with("/database.dump"))
+        .map(|(_, size)| *size)
+        .expect("a dump");
+    assert!(
+        dump > 10 << 20,
+        "the dump ({dump} bytes) took a multipart upload"
+    );
+    // Nothing is left behind locally: the working copies are gone.
+    let local = data.path().join("backups");
+    let nothing_left = || {
+        let left: Vec<_> = std::fs::read_dir(&local)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    };
+    nothing_left();
+
+    let listed = stdout(&backup(data.path(), &["list"], &s3));
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(names, [newer.as_str(), older.as_str()], "newest first");
+    let verified = stdout(&backup(data.path(), &["verify"], &s3));
+    assert!(
+        verified.starts_with(&format!("{newer} verified")),
+        "{verified}"
+    );
+
+    // Wipe, then restore from the bucket.
+    let dropped = http
+        .delete(galley.url("/admin/v1/tables/notes?confirm=notes"))
+        .bearer_auth(&before.service)
+        .send()
+        .await
+        .expect("response");
+    assert!(dropped.status().is_success(), "{}", dropped.status());
+    stdout(&backup(data.path(), &["restore", &older, "--yes"], &s3));
+    check_restored(&galley, &before, true).await;
+
+    // Restarted, the instance reports the bucket's newest backup's age.
+    galley.signal_and_wait(Signal::SIGTERM).expect("exits");
+    let galley =
+        GalleyProcess::serve(galley_bin(), &["--data-dir", dir], &s3).expect("galley serves");
+    let metrics_address = || {
+        galley.logs().iter().find_map(|line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            line["url"]
+                .as_str()
+                .filter(|url| url.ends_with("/metrics"))
+                .map(str::to_owned)
+        })
+    };
+    let logged = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        metrics_address().is_some()
+    })
+    .await;
+    assert!(logged, "{:?}", galley.logs());
+    let metrics = metrics_address().expect("the metrics address in the log");
+    let mut age = None;
+    for _ in 0..100 {
+        let text = reqwest::get(&metrics)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        age = text.lines().find_map(|line| {
+            line.strip_prefix("galley_backup_age_seconds{target=\"s3\"} ")
+                .and_then(|value| value.trim().parse::<f64>().ok())
+        });
+        if age.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let age = age.expect("the series is set");
+    assert!((0.0..600.0).contains(&age), "{age}");
+
+    // Retention: one backup a day is kept, so the older one of today goes, all its
+    // objects with it.
+    let pruned = stdout(&backup(
+        data.path(),
+        &["prune"],
+        &[
+            s3.as_slice(),
+            &[
+                ("GALLEY_BACKUP_KEEP_DAILY", "1"),
+                ("GALLEY_BACKUP_KEEP_WEEKLY", "1"),
+            ],
+        ]
+        .concat(),
+    ));
+    assert_eq!(pruned.trim(), format!("removed {older}"));
+    let keys = s3_keys(&bucket, "nightly").await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|(key, _)| key.starts_with(&format!("nightly/{newer}/"))),
+        "{keys:?}"
+    );
+
+    // A damaged object in the bucket is refused.
+    object_store::ObjectStore::put(
+        &bucket,
+        &object_store::path::Path::from(format!("nightly/{newer}/database.dump")),
+        "not a dump".into(),
+    )
+    .await
+    .expect("tamper");
+    for args in [vec!["verify"], vec!["restore", newer.as_str(), "--yes"]] {
+        let output = backup(data.path(), &args, &s3);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("damaged"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // A refused download leaves no working copy behind either.
+    nothing_left();
+    check_restored(&galley, &before, false).await;
+}

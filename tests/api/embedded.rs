@@ -4,42 +4,16 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    connect, data_dir, db_url, embedded_cluster, eventually, galley_bin, processes_mentioning,
+    status_of,
+};
 use galley_testkit::GalleyProcess;
 use nix::sys::signal::Signal;
-use tokio_postgres::NoTls;
-
-use crate::support::{
-    data_dir, embedded_cluster, eventually, galley_bin, processes_mentioning, status_of,
-};
 
 fn serve(data: &std::path::Path) -> GalleyProcess {
     let dir = data.to_str().expect("utf-8 path");
     GalleyProcess::serve(galley_bin(), &["--data-dir", dir], &[]).expect("galley serves")
-}
-
-fn db_url(data: &std::path::Path) -> String {
-    let output = GalleyProcess::command(galley_bin())
-        .args(["db", "url", "--data-dir"])
-        .arg(data)
-        .output()
-        .expect("galley db url runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connects via db url");
-    tokio::spawn(connection);
-    client
 }
 
 #[tokio::test]

@@ -72,3 +72,30 @@ pub(crate) fn processes_mentioning(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// `galley db url` for the embedded cluster in `data`.
+pub(crate) fn db_url(data: &std::path::Path) -> String {
+    let output = galley_testkit::GalleyProcess::command(galley_bin())
+        .args(["db", "url", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("galley db url runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// A connection to PostgreSQL at `url`, driven in the background.
+pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects via db url");
+    tokio::spawn(connection);
+    client
+}

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::jwt_secret;
 
+mod s3;
+
 /// `[backup]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +47,20 @@ pub struct BackupConfig {
     /// give it as a file: `GALLEY_BACKUP_AGE_IDENTITY_FILE`.
     #[serde(serialize_with = "galley_auth::redact")]
     pub age_identity: Option<secrecy::SecretString>,
+    /// Keep backups in this S3-compatible bucket (`s3://bucket` or `s3://bucket/prefix`)
+    /// instead of in `dir`, which then only holds a backup while it is assembled,
+    /// verified or restored.
+    pub s3_url: Option<String>,
+    /// The S3 API's address, for a service other than AWS (`https://minio.internal:9000`);
+    /// an `http://` address is used without TLS.
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region; `AWS_REGION` or `us-east-1` when unset.
+    pub s3_region: Option<String>,
+    /// Credentials; when unset, the standard `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (or, on AWS, the instance's or pod's role).
+    pub s3_access_key_id: Option<String>,
+    #[serde(serialize_with = "galley_auth::redact")]
+    pub s3_secret_access_key: Option<secrecy::SecretString>,
 }
 
 impl Default for BackupConfig {
@@ -57,6 +73,11 @@ impl Default for BackupConfig {
             passphrase: None,
             age_recipient: None,
             age_identity: None,
+            s3_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }
@@ -318,6 +339,119 @@ pub(crate) fn backup_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.data_dir().join("backups"))
 }
 
+/// Where backups are kept: a directory, or an S3-compatible bucket.
+pub(crate) enum Destination {
+    Dir(PathBuf),
+    Bucket(s3::Bucket),
+}
+
+impl Destination {
+    pub(crate) fn of(config: &Config) -> anyhow::Result<Self> {
+        Ok(match s3::Bucket::from_config(&config.backup)? {
+            Some(bucket) => Self::Bucket(bucket),
+            None => Self::Dir(backup_dir(config)),
+        })
+    }
+
+    /// The `target` label of `galley_backup_age_seconds`.
+    pub(crate) fn target(&self) -> &'static str {
+        match self {
+            Self::Dir(_) => "local",
+            Self::Bucket(_) => "s3",
+        }
+    }
+
+    /// Where backup `name` is (or would be), for people.
+    pub(crate) fn location(&self, name: &str) -> String {
+        match self {
+            Self::Dir(root) => root.join(name).display().to_string(),
+            Self::Bucket(bucket) => bucket.location(name),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Dir(root) => root.display().to_string(),
+            Self::Bucket(bucket) => bucket.location("").trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Every complete backup, newest first.
+    pub(crate) async fn list(&self) -> anyhow::Result<Vec<Manifest>> {
+        match self {
+            Self::Dir(root) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || list_in(&root))
+                    .await
+                    .context("listing backups")?
+            }
+            Self::Bucket(bucket) => bucket.manifests().await,
+        }
+    }
+
+    /// When the newest complete backup was taken.
+    pub(crate) async fn newest(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        match self {
+            Self::Dir(_) => Ok(self.list().await?.first().map(|m| m.created_at)),
+            Self::Bucket(bucket) => bucket.newest().await,
+        }
+    }
+}
+
+/// A backup's name for a moment: sorts as the moments do.
+fn name_at(at: DateTime<Utc>) -> String {
+    format!("galley-{}", at.format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+/// The moment a backup's name records.
+fn taken_at(name: &str) -> Option<DateTime<Utc>> {
+    let stamp = name.strip_prefix("galley-")?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
+/// A directory holding one backup's files; removed on drop when it is only a working
+/// copy (a backup assembled for, or downloaded from, a bucket, or one cut short).
+pub(crate) struct Local {
+    pub(crate) dir: PathBuf,
+    temporary: bool,
+}
+
+impl Local {
+    fn keep(mut self) -> PathBuf {
+        self.temporary = false;
+        std::mem::take(&mut self.dir)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if self.temporary && !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Creates `root` (0700) if needed, and in it a new directory `name` (0700), removed on
+/// drop unless kept.
+fn private_dir(root: &Path, name: &str) -> anyhow::Result<Local> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("creating {}", root.display()))?;
+    let dir = root.join(name);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Local {
+        dir,
+        temporary: true,
+    })
+}
+
 /// A new file readable by its owner only.
 fn create_private(path: &Path) -> anyhow::Result<fs::File> {
     fs::OpenOptions::new()
@@ -431,11 +565,49 @@ async fn connect(
     Ok(client)
 }
 
-/// `galley backup create`: returns the new backup's directory.
+/// A backup `create` took.
+pub(crate) struct Created {
+    pub(crate) name: String,
+    /// Where it is: its directory, or its address in the bucket.
+    pub(crate) location: String,
+    /// The size of its files.
+    pub(crate) bytes: u64,
+}
+
+/// `galley backup create`: takes a backup into the configured destination. A backup cut
+/// short leaves nothing behind.
 pub(crate) async fn create(
     config: &Config,
     target: galley_db::tokio_postgres::Config,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<Created> {
+    let destination = Destination::of(config)?;
+    let created_at = Utc::now();
+    let name = name_at(created_at);
+    let local = private_dir(&backup_dir(config), &name)?;
+    let manifest = assemble(config, target, &local.dir, name.clone(), created_at).await?;
+    let bytes = size(&local.dir);
+    match &destination {
+        Destination::Dir(_) => {
+            local.keep();
+        }
+        // The working copy goes when `local` drops, uploaded or not.
+        Destination::Bucket(bucket) => bucket.upload(&local.dir, &manifest).await?,
+    }
+    Ok(Created {
+        location: destination.location(&name),
+        name,
+        bytes,
+    })
+}
+
+/// Writes backup `name` into `dir`: the dump, the secrets, and the manifest last.
+async fn assemble(
+    config: &Config,
+    target: galley_db::tokio_postgres::Config,
+    dir: &Path,
+    name: String,
+    created_at: DateTime<Utc>,
+) -> anyhow::Result<Manifest> {
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let secret = jwt_secret::load(config)?;
     let mut client = connect(&target).await?;
@@ -450,20 +622,6 @@ pub(crate) async fn create(
         .await?
         .get(0);
     tools.check_against(version_num.parse().unwrap_or(0))?;
-
-    let created_at = Utc::now();
-    let name = format!("galley-{}", created_at.format("%Y%m%dT%H%M%S%.3fZ"));
-    let root = backup_dir(config);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&root)
-        .with_context(|| format!("creating {}", root.display()))?;
-    let dir = root.join(&name);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
 
     // One snapshot for the dump and the counts, so the manifest describes the dump
     // exactly while writes go on.
@@ -526,7 +684,7 @@ pub(crate) async fn create(
         parts.insert(file.clone(), part(&dir.join(file))?);
     }
     let manifest = Manifest {
-        name: name.clone(),
+        name,
         created_at,
         galley_version: env!("CARGO_PKG_VERSION").to_owned(),
         server_version,
@@ -538,12 +696,12 @@ pub(crate) async fn create(
         grants,
     };
     write_private(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
-    Ok(dir)
+    Ok(manifest)
 }
 
-/// Every backup under `backup.dir`, newest first.
-pub(crate) fn list(config: &Config) -> anyhow::Result<Vec<Manifest>> {
-    list_in(&backup_dir(config))
+/// Every backup in the configured destination, newest first.
+pub(crate) async fn list(config: &Config) -> anyhow::Result<Vec<Manifest>> {
+    Destination::of(config)?.list().await
 }
 
 /// Every backup under `root`, newest first.
@@ -566,21 +724,39 @@ pub(crate) fn list_in(root: &Path) -> anyhow::Result<Vec<Manifest>> {
     Ok(manifests)
 }
 
-/// The manifest of `name` (the newest when `None`), with every part's checksum checked.
-fn checked(config: &Config, name: Option<&str>) -> anyhow::Result<(PathBuf, Manifest)> {
-    let all = list(config)?;
+/// Backup `name` (the newest when `None`) as local files, with every part's checksum
+/// checked; a backup in a bucket is downloaded into `backup.dir` for the while.
+async fn checked(config: &Config, name: Option<&str>) -> anyhow::Result<(Local, Manifest)> {
+    let destination = Destination::of(config)?;
+    let all = destination.list().await?;
     let manifest = match name {
-        Some(name) => all.into_iter().find(|m| m.name == name).with_context(|| {
-            format!("no backup named {name} in {}", backup_dir(config).display())
-        })?,
+        Some(name) => all
+            .into_iter()
+            .find(|m| m.name == name)
+            .with_context(|| format!("no backup named {name} in {}", destination.describe()))?,
         None => all
             .into_iter()
             .next()
-            .with_context(|| format!("no backups in {}", backup_dir(config).display()))?,
+            .with_context(|| format!("no backups in {}", destination.describe()))?,
     };
-    let dir = backup_dir(config).join(&manifest.name);
+    let local = match &destination {
+        Destination::Dir(root) => Local {
+            dir: root.join(&manifest.name),
+            temporary: false,
+        },
+        Destination::Bucket(bucket) => {
+            let working = format!(
+                ".download-{}-{}",
+                manifest.name,
+                hex::encode(rand::random::<[u8; 4]>())
+            );
+            let local = private_dir(&backup_dir(config), &working)?;
+            bucket.download(&manifest, &local.dir).await?;
+            local
+        }
+    };
     for (file, expected) in &manifest.parts {
-        let found = part(&dir.join(file))?;
+        let found = part(&local.dir.join(file))?;
         if found.sha256 != expected.sha256 || found.bytes != expected.bytes {
             anyhow::bail!(
                 "backup {} is damaged: {file} does not match its checksum in the manifest",
@@ -588,7 +764,7 @@ fn checked(config: &Config, name: Option<&str>) -> anyhow::Result<(PathBuf, Mani
             );
         }
     }
-    Ok((dir, manifest))
+    Ok((local, manifest))
 }
 
 /// `galley backup verify`: restores into a scratch database on the same server and
@@ -599,7 +775,8 @@ pub(crate) async fn verify(
     target: galley_db::tokio_postgres::Config,
     name: Option<&str>,
 ) -> anyhow::Result<Manifest> {
-    let (dir, manifest) = checked(config, name)?;
+    let (local, manifest) = checked(config, name).await?;
+    let dir = &local.dir;
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let admin = connect(&target).await?;
     require_bypass(&admin).await?;
@@ -614,9 +791,9 @@ pub(crate) async fn verify(
         {
             let tools = tools.clone();
             let scratch_target = scratch_target.clone();
-            let dump = plain_dump(config, &dir, &manifest)?;
+            let dump = plain_dump(config, dir, &manifest)?;
             // Secrets that do not decrypt are a backup that cannot be restored.
-            read_secrets(config, &dir, &manifest)?;
+            read_secrets(config, dir, &manifest)?;
             tokio::task::spawn_blocking(move || tools.restore(&scratch_target, &dump.path, false))
                 .await
                 .context("running pg_restore")??;
@@ -669,13 +846,14 @@ pub(crate) async fn restore(
     target: galley_db::tokio_postgres::Config,
     name: &str,
 ) -> anyhow::Result<Manifest> {
-    let (dir, manifest) = checked(config, Some(name))?;
+    let (local, manifest) = checked(config, Some(name)).await?;
+    let dir = &local.dir;
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
-    let secrets = read_secrets(config, &dir, &manifest)?;
+    let secrets = read_secrets(config, dir, &manifest)?;
     require_bypass(&connect(&target).await?).await?;
     {
         let target = target.clone();
-        let dump = plain_dump(config, &dir, &manifest)?;
+        let dump = plain_dump(config, dir, &manifest)?;
         tokio::task::spawn_blocking(move || tools.restore(&target, &dump.path, true))
             .await
             .context("running pg_restore")??;
@@ -736,16 +914,22 @@ pub(crate) fn to_prune(manifests: &[Manifest], keep_daily: u32, keep_weekly: u32
     prune
 }
 
-pub(crate) fn prune(config: &Config) -> anyhow::Result<Vec<String>> {
-    let manifests = list(config)?;
+pub(crate) async fn prune(config: &Config) -> anyhow::Result<Vec<String>> {
+    let destination = Destination::of(config)?;
+    let manifests = destination.list().await?;
     let names = to_prune(
         &manifests,
         config.backup.keep_daily,
         config.backup.keep_weekly,
     );
-    for name in &names {
-        let dir = backup_dir(config).join(name);
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    for manifest in manifests.iter().filter(|m| names.contains(&m.name)) {
+        match &destination {
+            Destination::Dir(root) => {
+                let dir = root.join(&manifest.name);
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            Destination::Bucket(bucket) => bucket.remove(manifest).await?,
+        }
     }
     Ok(names)
 }

@@ -93,7 +93,7 @@ fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         BackupCommand::List => {
-            for manifest in crate::backup::list(config)? {
+            for manifest in runtime.block_on(crate::backup::list(config))? {
                 let bytes: u64 = manifest.parts.values().map(|part| part.bytes).sum();
                 let rows: i64 = manifest.row_counts.values().sum();
                 writeln!(
@@ -108,14 +108,14 @@ fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
             }
         }
         BackupCommand::Prune => {
-            for name in crate::backup::prune(config)? {
+            for name in runtime.block_on(crate::backup::prune(config))? {
                 writeln!(out, "removed {name}")?;
             }
         }
         BackupCommand::Create => {
             let target = owner_config(config)?;
-            let dir = runtime.block_on(crate::backup::create(config, target))?;
-            writeln!(out, "{}", dir.display())?;
+            let created = runtime.block_on(crate::backup::create(config, target))?;
+            writeln!(out, "{}", created.location)?;
         }
         BackupCommand::Verify { name } => {
             let target = owner_config(config)?;

@@ -123,7 +123,7 @@ struct Serving {
     /// The registry, for gauges kept up to date from outside a request.
     registry: Arc<galley_metrics::Metrics>,
     /// Where `galley backup` writes, watched for the age of the newest backup.
-    backup_dir: std::path::PathBuf,
+    backup_destination: crate::backup::Destination,
     /// Scheduled backups, when `backup.schedule` is set.
     backup_schedule: Option<BackupSchedule>,
 }
@@ -252,6 +252,7 @@ impl Application {
             .await
             .context("reading the schema catalog")?;
         let catalog_listener = catalog.spawn_listener(targets.owner.clone());
+        let backup_destination = crate::backup::Destination::of(config)?;
         let backup_schedule = config.backup.cron()?.map(|cron| BackupSchedule {
             cron,
             owner: targets.owner.clone(),
@@ -311,7 +312,7 @@ impl Application {
             mail_worker,
             metrics: metrics_server,
             registry,
-            backup_dir: crate::backup::backup_dir(config),
+            backup_destination,
             backup_schedule,
         })
     }
@@ -338,7 +339,7 @@ impl Application {
             mail_worker,
             metrics,
             registry,
-            backup_dir,
+            backup_destination,
             backup_schedule,
         } = self.serving;
         let url = format!("http://{address}");
@@ -351,7 +352,7 @@ impl Application {
         }
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
-        let backup_watch = tokio::spawn(watch_backups(registry.clone(), backup_dir));
+        let backup_watch = tokio::spawn(watch_backups(registry.clone(), backup_destination));
         let backup_scheduler =
             backup_schedule.map(|schedule| tokio::spawn(run_backup_schedule(schedule, registry)));
         let supervisor = self.embedded.as_ref().map(|embedded| {
@@ -466,22 +467,30 @@ impl Banner {
 /// Keeps `galley_backup_age_seconds{target="local"}` at the age of the newest backup in
 /// `dir` (backups are written by `galley backup create`, another process), so the
 /// `GalleyBackupTooOld` alert watches a real series. No backup yet: no series.
-async fn watch_backups(metrics: Arc<galley_metrics::Metrics>, dir: std::path::PathBuf) {
+async fn watch_backups(
+    metrics: Arc<galley_metrics::Metrics>,
+    destination: crate::backup::Destination,
+) {
+    // A bucket is asked less often: each look is a LIST request.
+    let every = match destination {
+        crate::backup::Destination::Dir(_) => Duration::from_secs(15),
+        crate::backup::Destination::Bucket(_) => Duration::from_secs(60),
+    };
     loop {
-        let scanned = dir.clone();
-        let newest = tokio::task::spawn_blocking(move || crate::backup::list_in(&scanned))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|manifests| manifests.into_iter().next());
-        if let Some(newest) = newest {
-            let age = (chrono::Utc::now() - newest.created_at).num_milliseconds() as f64 / 1000.0;
-            metrics
-                .backup_age_seconds
-                .with_label_values(&["local"])
-                .set(age.max(0.0));
+        match destination.newest().await {
+            Ok(Some(newest)) => {
+                let age = (chrono::Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
+                metrics
+                    .backup_age_seconds
+                    .with_label_values(&[destination.target()])
+                    .set(age.max(0.0));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "could not look for the newest backup");
+            }
         }
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -526,16 +535,16 @@ async fn run_backup_schedule(schedule: BackupSchedule, metrics: Arc<galley_metri
         let started = std::time::Instant::now();
         let result = crate::backup::create(&schedule.config, schedule.owner.clone()).await;
         let (outcome, name, error) = match &result {
-            Ok(dir) => {
-                let bytes = crate::backup::size(dir);
+            Ok(created) => {
+                let bytes = created.bytes;
                 metrics.backup_runs.with_label_values(&["succeeded"]).inc();
                 metrics
                     .backup_last_duration_seconds
                     .set(started.elapsed().as_secs_f64());
                 metrics.backup_last_size_bytes.set(bytes as f64);
-                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-                tracing::info!(event = "backup.created", %slot, name = name.as_deref().unwrap_or_default(), bytes, "scheduled backup taken");
-                match crate::backup::prune(&schedule.config) {
+                let name = Some(created.name.clone());
+                tracing::info!(event = "backup.created", %slot, name = created.name, location = created.location, bytes, "scheduled backup taken");
+                match crate::backup::prune(&schedule.config).await {
                     Ok(removed) if !removed.is_empty() => {
                         tracing::info!(
                             event = "backup.pruned",
