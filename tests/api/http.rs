@@ -404,3 +404,126 @@ async fn a_streamed_body_over_the_limit_gets_413_in_the_error_shape() {
     assert_eq!(body.code, "payload_too_large");
     assert!(body.request_id.is_some());
 }
+
+/// Sends `request` as bytes on a fresh connection; the whole answer (the server closes
+/// or the request says `Connection: close`).
+async fn raw(app: &galley_testkit::TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes")
+    .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_error_shape_and_framing_errors_a_closed_400() {
+    let app = spawn_app().await;
+    let key = app.service_key();
+    let auth = format!("apikey: {key}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n");
+    // The request line and headers parse, the rest does not: the error shape, with the
+    // request id in the body and in the header, and a reason a person can act on.
+    let shaped: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "a malformed chunk",
+            [
+                b"POST /rest/v1/anything HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n".as_slice(),
+                auth.as_bytes(),
+                b"\r\nzz\r\n{}\r\n0\r\n\r\n",
+            ]
+            .concat(),
+            "400",
+        ),
+        (
+            "a body that is not the gzip it claims",
+            [
+                b"POST /rest/v1/anything HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n".as_slice(),
+                auth.as_bytes(),
+                b"\r\nabc",
+            ]
+            .concat(),
+            "400",
+        ),
+        (
+            "a query that is not UTF-8 once decoded",
+            [
+                b"GET /rest/v1/anything?select=%FF HTTP/1.1\r\nHost: x\r\n".as_slice(),
+                auth.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            "400",
+        ),
+        (
+            "an Accept header that is not text",
+            [
+                b"GET /rest/v1/anything HTTP/1.1\r\nHost: x\r\nAccept: \xff\r\n".as_slice(),
+                auth.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            "406",
+        ),
+    ];
+    for (what, request, status) in shaped {
+        let answer = raw(&app, &request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {head}"
+        );
+        let body: ErrorBody = serde_json::from_str(body)
+            .unwrap_or_else(|err| panic!("{what}: not the error shape ({err}): {body}"));
+        let id = body.request_id.clone().expect("a request id in the body");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-request-id: {id}")),
+            "{what}: {head}"
+        );
+        assert_ne!(
+            body.message, "bad request",
+            "{what}: a reason, not the status"
+        );
+    }
+
+    // The request line or headers themselves do not parse: there is no request yet, so
+    // no id; the HTTP layer answers a bare 400 and closes the connection (as PostgREST's
+    // Warp and Supabase's Kong do), and the server carries on.
+    let framing: [(&str, &[u8]); 3] = [
+        (
+            "a Content-Length that is not a number",
+            b"POST /rest/v1/anything HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /rest/v1/anything HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ),
+        (
+            "a header name with a space",
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        ),
+    ];
+    for (what, request) in framing {
+        let answer = raw(&app, request).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{what}: {answer}");
+        assert!(
+            !answer.contains("Exception") && !answer.contains("panicked"),
+            "{what}"
+        );
+    }
+    let live = app
+        .http
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(live.status(), 200);
+}

@@ -108,9 +108,15 @@ pub(crate) fn in_error_shape(
         code if code >= 500 => "internal_error",
         _ => "bad_request",
     };
+    let message = response
+        .response()
+        .error()
+        .filter(|_| status.is_client_error())
+        .and_then(body_fault)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
     let body = crate::error::ErrorBody {
         code: code.to_owned(),
-        message: status.canonical_reason().unwrap_or("error").to_lowercase(),
+        message,
         details: None,
         hint: None,
         request_id: Some(id.to_owned()),
@@ -121,6 +127,30 @@ pub(crate) fn in_error_shape(
         .content_type("application/json; charset=utf-8")
         .body(serde_json::to_string(&body).unwrap_or_default());
     ServiceResponse::new(request, rewritten)
+}
+
+/// What was wrong with a request body actix could not read, in words a client can act
+/// on (its own messages are Rust debug output).
+fn body_fault(error: &actix_web::Error) -> Option<String> {
+    use actix_web::error::{JsonPayloadError, PayloadError};
+    let payload = error.as_error::<PayloadError>().or_else(|| {
+        match error.as_error::<JsonPayloadError>()? {
+            JsonPayloadError::Payload(payload) => Some(payload),
+            _ => None,
+        }
+    })?;
+    Some(match payload {
+        PayloadError::Incomplete(None) => "the request body ended before it was complete (a malformed chunk, or fewer bytes than its Content-Length)".to_owned(),
+        PayloadError::Incomplete(Some(err)) => {
+            format!("the request body could not be read as its Content-Encoding says: {err}")
+        }
+        PayloadError::Io(err) => format!("the request body could not be read: {err}"),
+        PayloadError::EncodingCorrupted => {
+            "the request body does not decode as its Content-Encoding says".to_owned()
+        }
+        PayloadError::UnknownLength => "the request body's length is unknown".to_owned(),
+        _ => "the request body could not be read".to_owned(),
+    })
 }
 
 pub(crate) fn insert_id(headers: &mut HeaderMap, id: &str) {
