@@ -389,6 +389,10 @@ async fn the_openapi_document_describes_every_admin_route() {
     // from the router, and an undocumented one would be missing from this list.
     let routes = [
         "GET /openapi.json",
+        "POST /session",
+        "GET /session",
+        "DELETE /session",
+        "POST /setup",
         "GET /catalog",
         "GET /tables",
         "POST /tables",

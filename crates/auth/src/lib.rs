@@ -5,6 +5,7 @@
 //! outbox).
 
 mod accounts;
+mod admins;
 mod config;
 mod error;
 mod keys;
@@ -19,6 +20,10 @@ mod verify;
 pub use accounts::{
     Accounts, AdminUser, AuthSettings, Caller, LogoutScope, Session, Signup, UserUpdate,
     VerifyKind, normalise_email,
+};
+pub use admins::{
+    ADMIN_PASSWORD_MIN, Admin, AdminConfig, AdminError, AdminRecord, Admins, NewSession,
+    admin_email, check_admin_password, create_admin, delete_admin, list_admins, set_admin_password,
 };
 pub use config::{AuthConfig, redact};
 pub use error::AuthError;

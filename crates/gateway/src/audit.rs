@@ -41,8 +41,9 @@ pub(crate) async fn track(
                 .get::<Identity>()
                 .map(|identity| {
                     identity
-                        .user_id
+                        .admin
                         .clone()
+                        .or_else(|| identity.user_id.clone())
                         .unwrap_or_else(|| identity.role.clone())
                 }),
         ),

@@ -170,6 +170,28 @@ impl RateLimiter {
         Ok(Duration::from_secs_f64(-tokens / rate).min(MAX_SLOWDOWN))
     }
 
+    /// One sign-in attempt at `account` from `client`: `Ok(Err(wait))` when this
+    /// client's bucket for the account is empty (a guesser is stopped); otherwise how long
+    /// the attempt should wait because every client together is over the account's
+    /// ceiling (many guessers are held back, and the owner, from their own address, still
+    /// gets in).
+    pub(crate) async fn take_account(
+        &self,
+        pool: &galley_db::Pool,
+        account: &str,
+        client: &str,
+    ) -> Result<Result<Duration, Duration>, galley_db::DbError> {
+        if let Err(wait) = self
+            .take_shared(pool, Bucket::Account, &format!("{account}\u{0}{client}"))
+            .await?
+        {
+            return Ok(Err(wait));
+        }
+        Ok(Ok(self
+            .take_shared_slowing(pool, Bucket::AccountAllClients, account)
+            .await?))
+    }
+
     /// One take through `statement`: whether it found a token, the tokens left, and the
     /// bucket's refill rate per second.
     async fn take_row(

@@ -18,6 +18,10 @@ pub struct AppState {
     pub(crate) schema: SchemaConfig,
     pub(crate) rest: RestConfig,
     pub(crate) accounts: Arc<Accounts>,
+    /// Admin accounts and their sessions.
+    pub(crate) admins: Arc<galley_auth::Admins>,
+    /// Admin session cookies are `Secure` (the public URL is https).
+    pub(crate) secure_cookies: bool,
     pub(crate) limits: Arc<RateLimiter>,
     pub(crate) metrics: Arc<galley_metrics::Metrics>,
     /// When set, `/metrics` is served on the main address to requests carrying it.
@@ -30,6 +34,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Admin accounts, for start-up's first-admin setup link.
+    pub fn admins(&self) -> &Arc<galley_auth::Admins> {
+        &self.admins
+    }
+
     // One argument per shared service, each named at the single call site in `server`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -39,6 +48,8 @@ impl AppState {
         schema: SchemaConfig,
         rest: RestConfig,
         accounts: Arc<Accounts>,
+        admins: Arc<galley_auth::Admins>,
+        secure_cookies: bool,
         limits: RateLimitConfig,
         metrics: Arc<galley_metrics::Metrics>,
         metrics_token: Option<secrecy::SecretString>,
@@ -50,6 +61,8 @@ impl AppState {
             schema,
             rest,
             accounts,
+            admins,
+            secure_cookies,
             limits: Arc::new(RateLimiter::new(limits)),
             metrics,
             metrics_token,

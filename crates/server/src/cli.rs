@@ -75,6 +75,33 @@ pub enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Admin accounts: the people who sign in to the admin UI at /admin/
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Add an admin; the password is asked for (or read from standard input)
+    Create {
+        email: String,
+        /// Read the password from standard input (its first line) instead of a prompt
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the admins
+    List,
+    /// Give an admin a new password, ending every session they have
+    ResetPassword {
+        email: String,
+        /// Read the password from standard input (its first line) instead of a prompt
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an admin, and their sessions
+    Delete { email: String },
 }
 
 #[derive(Debug, Subcommand)]

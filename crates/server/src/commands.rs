@@ -7,7 +7,7 @@ use galley_auth::{ApiRole, mint_api_key};
 use galley_db::EMBEDDED_DATABASE;
 use secrecy::ExposeSecret;
 
-use crate::cli::{BackupCommand, Cli, Command, DbCommand, SchemaCommand};
+use crate::cli::{AdminCommand, BackupCommand, Cli, Command, DbCommand, SchemaCommand};
 use crate::config::{Config, load_config};
 use crate::startup::{Application, embedded_cluster};
 use crate::{jwt_secret, telemetry};
@@ -25,7 +25,96 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => db_url(&config),
         Command::Schema { command } => schema(&config, command),
         Command::Backup { command } => backup(&config, command),
+        Command::Admin { command } => admin(&config, command),
     }
+}
+
+fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Asked before connecting: a prompt is no place to wait for a database error.
+    let password = match &command {
+        AdminCommand::Create { password_stdin, .. }
+        | AdminCommand::ResetPassword { password_stdin, .. } => {
+            let policy = galley_auth::PasswordPolicy {
+                min_chars: config.auth.password_min_length,
+                max_bytes: config.auth.password_max_bytes,
+            };
+            let password = read_password(*password_stdin)?;
+            galley_auth::check_admin_password(&policy, &password)?;
+            Some(password)
+        }
+        AdminCommand::List | AdminCommand::Delete { .. } => None,
+    };
+    runtime.block_on(async {
+        let (mut client, connection) = owner_config(config)?
+            .connect(tokio_postgres::NoTls)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let connection = tokio::spawn(connection);
+        let hash = match &password {
+            Some(password) => Some(
+                galley_auth::PasswordHasherPool::new(galley_auth::HashCost::default(), 1)?
+                    .hash(password)
+                    .await?,
+            ),
+            None => None,
+        };
+        let hash = hash.unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        match command {
+            AdminCommand::Create { email, .. } => {
+                galley_auth::create_admin(&client, &email, &hash).await?;
+                writeln!(out, "created admin {}", galley_auth::admin_email(&email)?)?;
+            }
+            AdminCommand::List => {
+                for admin in galley_auth::list_admins(&client).await? {
+                    writeln!(
+                        out,
+                        "{}\t{}\tcreated {}\tlast sign-in {}",
+                        admin.email,
+                        admin.id,
+                        admin.created_at.to_rfc3339(),
+                        admin
+                            .last_sign_in_at
+                            .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339())
+                    )?;
+                }
+            }
+            AdminCommand::ResetPassword { email, .. } => {
+                galley_auth::set_admin_password(&mut client, &email, &hash).await?;
+                writeln!(out, "new password set; every session of {email} has ended")?;
+            }
+            AdminCommand::Delete { email } => {
+                galley_auth::delete_admin(&client, &email).await?;
+                writeln!(out, "deleted admin {email}")?;
+            }
+        }
+        drop(client);
+        let _ = connection.await;
+        Ok(())
+    })
+}
+
+/// The new password: the first line of standard input, or typed twice at a prompt that
+/// does not echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "no password on standard input");
+        return Ok(password);
+    }
+    let password = rpassword::prompt_password("Password: ")
+        .context("reading the password (no terminal? pipe it in with --password-stdin)")?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    anyhow::ensure!(password == again, "the passwords differ");
+    Ok(password)
 }
 
 fn schema(config: &Config, command: SchemaCommand) -> anyhow::Result<()> {

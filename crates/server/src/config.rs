@@ -35,6 +35,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `galley backup`.
     pub backup: crate::backup::BackupConfig,
+    /// Admin sessions and the first-admin setup link.
+    pub admin: galley_auth::AdminConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             ratelimit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
             backup: crate::backup::BackupConfig::default(),
+            admin: galley_auth::AdminConfig::default(),
         }
     }
 }
@@ -66,7 +69,8 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
+    "admin",
     "backup",
     "metrics",
     "http",

@@ -126,6 +126,8 @@ struct Serving {
     backup_destination: crate::backup::Destination,
     /// Scheduled backups, when `backup.schedule` is set.
     backup_schedule: Option<BackupSchedule>,
+    /// The URL clients reach Galley at, for the admin setup link.
+    public_url: String,
 }
 
 /// What the backup scheduler needs: when, how to reach the database, and the settings
@@ -262,7 +264,8 @@ impl Application {
         let listener = listeners.http;
         let address = listener.local_addr().context("reading the bound address")?;
         let keys = KeySet::load(&config.auth.signing_keys).map_err(|err| anyhow::anyhow!(err))?;
-        let accounts = accounts(config, secret, &keys, &pools, address)?;
+        let public_url = public_url(config, address);
+        let (accounts, admins) = accounts(config, secret, &keys, &pools, &public_url)?;
         let mut metrics = galley_metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
         metrics.track_requests = config.metrics.request_metrics;
         let metrics = Arc::new(metrics);
@@ -287,6 +290,8 @@ impl Application {
             config.schema.clone(),
             config.rest.clone(),
             Arc::new(accounts),
+            Arc::new(admins),
+            public_url.starts_with("https://"),
             config.ratelimit.clone(),
             metrics,
             config.metrics.bearer_token.clone(),
@@ -314,6 +319,7 @@ impl Application {
             registry,
             backup_destination,
             backup_schedule,
+            public_url,
         })
     }
 
@@ -341,6 +347,7 @@ impl Application {
             registry,
             backup_destination,
             backup_schedule,
+            public_url,
         } = self.serving;
         let url = format!("http://{address}");
         tracing::info!(
@@ -371,7 +378,22 @@ impl Application {
             tokio::spawn(server);
             handle
         });
-        self.banner.print(&url, metrics_url.as_deref());
+        let setup_link = match state.admins().setup_token().await {
+            Ok(Some(token)) => {
+                tracing::info!(
+                    event = "admin.setup_link",
+                    "no admin exists yet: a one-time setup link is printed on standard output (or run `galley admin create EMAIL`)"
+                );
+                Some(format!("{public_url}/admin/#setup={token}"))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(error = %galley_db::report(&err), "could not make an admin setup link");
+                None
+            }
+        };
+        self.banner
+            .print(&url, metrics_url.as_deref(), setup_link.as_deref());
         let mut stopped = false;
         tokio::select! {
             () = shutdown => {}
@@ -434,7 +456,7 @@ impl Banner {
     /// Writes the banner to standard output. The keys are shown only on a terminal: an
     /// output collected into logs (a container's, a journal) gets the command that prints
     /// them instead, since the `service_role` key bypasses row-level security.
-    fn print(&self, url: &str, metrics_url: Option<&str>) {
+    fn print(&self, url: &str, metrics_url: Option<&str>, setup_link: Option<&str>) {
         use std::io::{IsTerminal, Write};
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();
@@ -446,6 +468,7 @@ impl Banner {
         if let Some(metrics_url) = metrics_url {
             text.push_str(&format!("{:>18}: {metrics_url}\n", "Metrics URL"));
         }
+        text.push_str(&format!("{:>18}: {url}/admin/\n", "Admin UI"));
         text.push_str(&format!("{:>18}: {}\n", "Database URL", self.database));
         if terminal {
             for (role, key) in &self.keys {
@@ -455,6 +478,14 @@ impl Banner {
             text.push_str(&format!(
                 "{:>18}: `{}` prints them (not shown: this output is not a terminal)\n",
                 "API keys", self.keys_command
+            ));
+        }
+        if let Some(link) = setup_link {
+            // One-time and short-lived: printed even when this output is collected, or
+            // nobody could reach the first sign-in.
+            text.push_str(&format!(
+                "\nNo admin exists yet. Open this one-time link to create the first one\n\
+                 (or run `galley admin create EMAIL`):\n\n    {link}\n"
             ));
         }
         text.push('\n');
@@ -737,36 +768,50 @@ async fn create_database(cluster: &Cluster) -> anyhow::Result<()> {
 }
 
 /// The account operations behind `/auth/v1`, from `[auth]`.
+/// The URL clients reach Galley at: `auth.public_url`, else the bound address.
+fn public_url(config: &Config, address: SocketAddr) -> String {
+    config
+        .auth
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// App accounts and admin accounts, sharing one pool of password hashing slots.
 fn accounts(
     config: &Config,
     secret: &JwtSecret,
     keys: &KeySet,
     pools: &Pools,
-    address: SocketAddr,
-) -> anyhow::Result<Accounts> {
+    public_url: &str,
+) -> anyhow::Result<(Accounts, galley_auth::Admins)> {
     let auth = &config.auth;
     auth.templates
         .validate()
         .map_err(|err| anyhow::anyhow!(err))?;
-    let public_url = auth
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{address}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let public_url = public_url.to_owned();
     let site_url = auth.site_url.clone().unwrap_or_else(|| public_url.clone());
     let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let hasher =
         PasswordHasherPool::new(HashCost::default(), auth.hash_concurrency.unwrap_or(cpus))
             .context("setting up password hashing")?;
     let seconds = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
-    Ok(Accounts::new(
+    let policy = PasswordPolicy {
+        min_chars: auth.password_min_length,
+        max_bytes: auth.password_max_bytes,
+    };
+    let admins = galley_auth::Admins::new(
+        pools.owner.clone(),
+        hasher.clone(),
+        policy,
+        config.admin.clone(),
+    );
+    let accounts = Accounts::new(
         pools.owner.clone(),
         hasher,
-        PasswordPolicy {
-            min_chars: auth.password_min_length,
-            max_bytes: auth.password_max_bytes,
-        },
+        policy,
         RefreshKey::derive(secret),
         AccessSigner::with_keys(secret, keys),
         Templates {
@@ -785,5 +830,6 @@ fn accounts(
             disable_signup: auth.disable_signup,
             link_ttl: seconds(auth.link_ttl_secs),
         },
-    ))
+    );
+    Ok((accounts, admins))
 }

@@ -15,6 +15,7 @@ pub struct GalleyProcess {
     pub child: Child,
     pub address: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl GalleyProcess {
@@ -34,11 +35,19 @@ impl GalleyProcess {
     }
 
     /// Runs `command` (a `galley serve` with `--log-format json`) and waits until it
-    /// serves; its standard output is discarded.
+    /// serves; its standard output (the banner) is kept as lines.
     pub fn spawn(mut command: Command) -> anyhow::Result<GalleyProcess> {
-        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().context("spawning galley")?;
         let stderr = child.stderr.take().context("galley's stderr")?;
+        let stdout_pipe = child.stdout.take().context("galley's stdout")?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let banner = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+                banner.lock().expect("stdout buffer").push(line);
+            }
+        });
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (found, address) = std::sync::mpsc::channel();
         let sink = logs.clone();
@@ -55,6 +64,7 @@ impl GalleyProcess {
                 child,
                 address,
                 logs,
+                stdout,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -85,6 +95,11 @@ impl GalleyProcess {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("log buffer").clone()
+    }
+
+    /// What it printed on standard output so far, by line.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout buffer").clone()
     }
 
     /// Sends `signal` and waits (up to a minute) for the process to exit.

@@ -1,17 +1,19 @@
 //! Extractors that put a permission in a handler's signature: a handler that takes
-//! [`ServiceRole`] cannot run for anyone else.
+//! [`AdminAccess`] cannot run for anyone but an admin.
 
+mod admin_access;
 mod request_role;
-mod service_role;
 
+pub(crate) use admin_access::{AdminAccess, SESSION_COOKIE, same_origin};
 pub(crate) use request_role::RequestRole;
-pub(crate) use service_role::ServiceRole;
 
 /// Who a request acted as, recorded by the extractors for the request's log line.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     pub(crate) role: String,
     pub(crate) user_id: Option<String>,
+    /// For an admin signed in to `/admin`: `admin:<email>`, what the audit log records.
+    pub(crate) admin: Option<String>,
 }
 
 /// Records the request's identity for its log line.
@@ -29,5 +31,16 @@ pub(crate) fn record_identity(
     req.extensions_mut().insert(Identity {
         role: role.to_owned(),
         user_id,
+        admin: None,
+    });
+}
+
+/// Records an admin signed in with a session as the request's identity.
+pub(crate) fn record_admin(req: &actix_web::HttpRequest, email: &str) {
+    use actix_web::HttpMessage;
+    req.extensions_mut().insert(Identity {
+        role: "admin".to_owned(),
+        user_id: None,
+        admin: Some(format!("admin:{email}")),
     });
 }

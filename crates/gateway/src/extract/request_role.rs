@@ -9,7 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::service_role::{authorization_is_malformed, bearer_token};
+use super::admin_access::{authorization_is_malformed, bearer_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::ratelimit::Bucket;
 use crate::state::AppState;
 
@@ -146,23 +146,13 @@ async fn limit(
 async fn limit_account(state: &AppState, req: &HttpRequest, account: &str) -> Result<(), Failure> {
     let account = account.trim().to_lowercase();
     let ip = state.limits.client_ip(req);
-    let taken = state
-        .limits
-        .take_shared(
-            &state.pools.owner,
-            Bucket::Account,
-            &format!("{account}\u{0}{ip}"),
-        )
-        .await
-        .map_err(AuthError::from)
-        .dialect(req)?;
-    taken.map_err(|wait| limited(req, Bucket::Account, &ip, wait))?;
     let wait = state
         .limits
-        .take_shared_slowing(&state.pools.owner, Bucket::AccountAllClients, &account)
+        .take_account(&state.pools.owner, &account, &ip)
         .await
         .map_err(AuthError::from)
-        .dialect(req)?;
+        .dialect(req)?
+        .map_err(|wait| limited(req, Bucket::Account, &ip, wait))?;
     if !wait.is_zero() {
         state.metrics.auth_event("slowed");
         tracing::info!(event = "auth.slowed", wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), client_ip = %ip, "an account under many attempts: this one waits");
@@ -666,7 +656,7 @@ struct PageQuery {
     per_page: Option<i64>,
 }
 
-async fn admin_list(_admin: ServiceRole, state: web::Data<AppState>, req: HttpRequest) -> Answer {
+async fn admin_list(_admin: AdminAccess, state: web::Data<AppState>, req: HttpRequest) -> Answer {
     let query = web::Query::<PageQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or(PageQuery {
@@ -745,7 +735,7 @@ impl AdminBody {
 }
 
 async fn admin_create(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     req: HttpRequest,
     bytes: web::Bytes,
@@ -763,7 +753,7 @@ fn user_id(path: &str) -> Result<Uuid, AuthError> {
 }
 
 async fn admin_get(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -774,7 +764,7 @@ async fn admin_get(
 }
 
 async fn admin_update(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -799,7 +789,7 @@ struct DeleteBody {
 }
 
 async fn admin_delete(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,

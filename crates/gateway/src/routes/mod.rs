@@ -1,6 +1,6 @@
 //! Route table. Each folder or file mirrors a URL prefix and has a `configure`.
 
-mod admin;
+pub(crate) mod admin;
 mod auth;
 pub(crate) mod health;
 pub(crate) mod metrics;

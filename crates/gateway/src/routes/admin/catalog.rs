@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -13,6 +13,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn get_catalog(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
+async fn get_catalog(_admin: AdminAccess, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(&*state.catalog.snapshot())
 }

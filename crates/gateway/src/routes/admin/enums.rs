@@ -5,7 +5,7 @@ use galley_schema::{EnumDefinition, SchemaChange, plan_create_enum};
 
 use super::{ChangeOptions, finish};
 use crate::error::ApiError;
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,12 +17,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list_enums(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
+async fn list_enums(_admin: AdminAccess, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.catalog.snapshot().enums)
 }
 
 async fn create_enum(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     options: web::Query<ChangeOptions>,
     definition: web::Json<EnumDefinition>,

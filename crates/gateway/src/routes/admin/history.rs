@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use galley_db::DbError;
 
 use crate::error::ApiError;
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -16,7 +16,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn get_history(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.pools.owner.get().await.map_err(DbError::from)?;

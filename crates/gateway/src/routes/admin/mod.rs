@@ -1,4 +1,5 @@
-//! `/admin/v1`: Galley's own admin API, for the `service_role` key only.
+//! `/admin/v1`: Galley's own admin API, for signed-in admins (a session cookie) and the
+//! `service_role` key.
 
 mod audit;
 mod catalog;
@@ -6,6 +7,7 @@ mod enums;
 mod history;
 mod openapi;
 mod outbox;
+pub(crate) mod session;
 mod tables;
 
 use std::time::Duration;
@@ -16,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,6 +29,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             ))
             // Outermost: a refused request is audited too.
             .wrap(actix_web::middleware::from_fn(crate::audit::track))
+            .configure(session::configure)
             .configure(audit::configure)
             .configure(catalog::configure)
             .configure(tables::configure)
@@ -50,7 +53,7 @@ pub(crate) struct ChangeOptions {
 
 pub(crate) async fn finish(
     state: &AppState,
-    admin: &ServiceRole,
+    admin: &AdminAccess,
     change: &SchemaChange,
     dry_run: bool,
 ) -> Result<HttpResponse, ApiError> {
@@ -65,7 +68,7 @@ pub(crate) async fn finish(
 /// Applies (or dry-runs) a change and refreshes this instance's catalog.
 pub(crate) async fn apply(
     state: &AppState,
-    admin: &ServiceRole,
+    admin: &AdminAccess,
     change: &SchemaChange,
     dry_run: bool,
 ) -> Result<Option<i64>, ApiError> {

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,7 +24,7 @@ struct OutboxQuery {
 }
 
 async fn get_outbox(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     query: web::Query<OutboxQuery>,
 ) -> Result<HttpResponse, ApiError> {

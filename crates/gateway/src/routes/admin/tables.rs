@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{ChangeOptions, apply, finish};
 use crate::error::ApiError;
-use crate::extract::ServiceRole;
+use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,7 +70,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list_tables(_admin: ServiceRole, state: web::Data<AppState>) -> HttpResponse {
+async fn list_tables(_admin: AdminAccess, state: web::Data<AppState>) -> HttpResponse {
     let catalog = state.catalog.snapshot();
     let tables: Vec<_> = catalog
         .relations
@@ -81,7 +81,7 @@ async fn list_tables(_admin: ServiceRole, state: web::Data<AppState>) -> HttpRes
 }
 
 async fn get_table(
-    _admin: ServiceRole,
+    _admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -90,7 +90,7 @@ async fn get_table(
 }
 
 async fn put_rules(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -116,7 +116,7 @@ async fn put_rules(
 }
 
 async fn add_column(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -137,7 +137,7 @@ async fn add_column(
 }
 
 async fn add_constraint(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -158,7 +158,7 @@ async fn add_constraint(
 }
 
 async fn drop_constraint(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     options: web::Query<ChangeOptions>,
@@ -180,7 +180,7 @@ async fn drop_constraint(
 }
 
 async fn drop_index(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     options: web::Query<ChangeOptions>,
@@ -200,7 +200,7 @@ async fn drop_index(
 }
 
 async fn add_index(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -221,7 +221,7 @@ async fn add_index(
 }
 
 async fn alter_column(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     options: web::Query<ChangeOptions>,
@@ -243,7 +243,7 @@ async fn alter_column(
 }
 
 async fn drop_column(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     options: web::Query<ChangeOptions>,
@@ -271,7 +271,7 @@ async fn drop_column(
 }
 
 async fn alter_table(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -292,7 +292,7 @@ async fn alter_table(
 }
 
 async fn delete_table(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
     options: web::Query<ChangeOptions>,
@@ -337,7 +337,7 @@ fn find<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Relation, ApiError> 
 }
 
 async fn create_table(
-    admin: ServiceRole,
+    admin: AdminAccess,
     state: web::Data<AppState>,
     options: web::Query<ChangeOptions>,
     definition: web::Json<TableDefinition>,

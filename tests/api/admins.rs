@@ -1,0 +1,399 @@
+//! Admin accounts and sessions: `galley admin` manages them; `/admin/v1/session` signs in
+//! with a server-side session in an HttpOnly, SameSite=Strict cookie; `/admin/v1` takes
+//! that session or the `service_role` key, refuses cross-origin changes, and the audit log
+//! names the admin; the first admin is created through the setup link `galley serve`
+//! prints while there is none.
+
+use galley_testkit::{GalleyProcess, TestApp, spawn_app_with};
+use serde_json::{Value, json};
+
+use crate::support::{data_dir, galley_bin, run_galley};
+
+const PASSWORD: &str = "a long admin passphrase";
+
+/// `galley admin <args>` against the app's database, with `stdin` piped in.
+fn admin_cli(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let url = app.db.url();
+    let mut child = GalleyProcess::command(galley_bin())
+        .arg("admin")
+        .args(args)
+        .args(["--database-url", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("galley runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("password");
+    child.wait_with_output().expect("galley exits")
+}
+
+fn ok(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn origin(app: &TestApp) -> String {
+    format!("http://{}", app.address)
+}
+
+/// Signs in; the response, and the `name=value` of the session cookie it set.
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, Value, Option<String>) {
+    let response = app
+        .http
+        .post(app.url("/admin/v1/session"))
+        .header("origin", origin(app))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Some(cookie) = &cookie {
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+            assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+        }
+        assert!(
+            !cookie.contains("Secure"),
+            "plain http: not Secure ({cookie})"
+        );
+    }
+    let body = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body,
+        cookie.and_then(|c| c.split(';').next().map(str::to_owned)),
+    )
+}
+
+async fn get_with(app: &TestApp, path: &str, cookie: &str) -> u16 {
+    app.http
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn admins_are_managed_by_the_cli_and_sign_in_with_a_session_cookie() {
+    let app = spawn_app_with(|_| {}).await;
+    // Weak passwords are refused before anything is written.
+    let weak = admin_cli(
+        &app,
+        &["create", "ops@example.com", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 12"));
+    ok(&admin_cli(
+        &app,
+        &["create", "Ops@Example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    ));
+    let twice = admin_cli(
+        &app,
+        &["create", "ops@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already exists"));
+    let listed = ok(&admin_cli(&app, &["list"], ""));
+    assert!(listed.starts_with("ops@example.com\t"), "{listed}");
+    assert!(listed.contains("last sign-in never"), "{listed}");
+
+    // Admins are not app users, and app users are not admins.
+    let (status, body, cookie) = sign_in(&app, "ops@example.com", "a wrong password!").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_credentials"))
+    );
+    assert!(cookie.is_none());
+    let (status, body, cookie) = sign_in(&app, "nobody@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_credentials"))
+    );
+    assert!(cookie.is_none());
+    let (status, body, cookie) = sign_in(&app, "OPS@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["admin"]["email"], "ops@example.com");
+    let cookie = cookie.expect("a session cookie");
+    assert!(cookie.starts_with("galley_admin="));
+
+    // The session opens /admin/v1 and says who it is.
+    assert_eq!(get_with(&app, "/admin/v1/tables", &cookie).await, 200);
+    let me: Value = app
+        .http
+        .get(app.url("/admin/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["admin"]["email"], "ops@example.com");
+    // Not the app's API, though: the cookie is for /admin only, and is no token.
+    assert_eq!(get_with(&app, "/auth/v1/admin/users", &cookie).await, 401);
+    assert_eq!(
+        get_with(&app, "/admin/v1/tables", "galley_admin=forged").await,
+        401
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/admin/v1/tables"))
+            .send()
+            .await
+            .expect("response")
+            .status(),
+        401
+    );
+
+    // A change from the admin UI's origin is made, and audited under the admin's name.
+    let created = app
+        .http
+        .post(app.url("/admin/v1/tables"))
+        .header("cookie", &cookie)
+        .header("origin", origin(&app))
+        .json(&json!({"name": "notes", "columns": [{"name": "body", "type": "text"}]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(created.status(), 201);
+    // From another origin, or with no origin at all, it is refused.
+    for from in [Some("http://evil.example"), None] {
+        let mut request = app
+            .http
+            .post(app.url("/admin/v1/tables"))
+            .header("cookie", &cookie)
+            .json(&json!({"name": "forged", "columns": [{"name": "body", "type": "text"}]}));
+        if let Some(from) = from {
+            request = request.header("origin", from);
+        }
+        let refused = request.send().await.expect("response");
+        assert_eq!(refused.status(), 403, "{from:?}");
+    }
+    let client = app.db.connect().await.expect("connect");
+    let actors: Vec<(String, String)> = client
+        .query(
+            "SELECT actor, outcome FROM galley.audit_log WHERE action = 'POST /admin/v1/tables' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            ("admin:ops@example.com".to_owned(), "applied".to_owned()),
+            ("admin:ops@example.com".to_owned(), "refused".to_owned()),
+            ("admin:ops@example.com".to_owned(), "refused".to_owned()),
+        ]
+    );
+    let stored: Vec<Vec<u8>> = client
+        .query("SELECT token_hash FROM galley.admin_sessions", &[])
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let token = cookie.trim_start_matches("galley_admin=");
+    assert!(
+        stored
+            .iter()
+            .all(|hash| hash.len() == 32 && hash != token.as_bytes()),
+        "only the token's digest is stored"
+    );
+
+    // Sign-out ends the session on the server, not only in the browser.
+    let out = app
+        .http
+        .delete(app.url("/admin/v1/session"))
+        .header("cookie", &cookie)
+        .header("origin", origin(&app))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(out.status(), 204);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .contains("Max-Age=0")
+    );
+    assert_eq!(get_with(&app, "/admin/v1/tables", &cookie).await, 401);
+
+    // A new password ends every session; so does deleting the admin.
+    let (_, _, first) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    let first = first.expect("cookie");
+    ok(&admin_cli(
+        &app,
+        &["reset-password", "ops@example.com", "--password-stdin"],
+        "another long passphrase\n",
+    ));
+    assert_eq!(get_with(&app, "/admin/v1/tables", &first).await, 401);
+    let (status, _, second) = sign_in(&app, "ops@example.com", "another long passphrase").await;
+    assert_eq!(status, 200);
+    let listed = ok(&admin_cli(&app, &["list"], ""));
+    assert!(!listed.contains("last sign-in never"), "{listed}");
+    ok(&admin_cli(&app, &["delete", "ops@example.com"], ""));
+    assert_eq!(
+        get_with(&app, "/admin/v1/tables", &second.expect("cookie")).await,
+        401
+    );
+    let gone = admin_cli(&app, &["delete", "ops@example.com"], "");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no admin"));
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_past_their_lifetime() {
+    let app = spawn_app_with(|config| {
+        config.admin.session_idle_secs = 2;
+        config.admin.session_max_secs = 5;
+    })
+    .await;
+    ok(&admin_cli(
+        &app,
+        &["create", "ops@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    ));
+    let (_, _, idle) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    let idle = idle.expect("cookie");
+    let (_, _, busy) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    let busy = busy.expect("cookie");
+    // `busy` is used every second; `idle` is left alone.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(get_with(&app, "/admin/v1/session", &busy).await, 200);
+    }
+    assert_eq!(
+        get_with(&app, "/admin/v1/session", &idle).await,
+        401,
+        "idle"
+    );
+    // Used or not, a session ends at its absolute lifetime.
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        get_with(&app, "/admin/v1/session", &busy).await,
+        401,
+        "too old"
+    );
+}
+
+#[tokio::test]
+async fn a_guesser_cannot_lock_an_admin_out() {
+    let app = spawn_app_with(|config| {
+        config.ratelimit.per_account = 3;
+        config.ratelimit.per_account_all_clients = 5;
+        config.ratelimit.token_per_ip = 1_000;
+        config.ratelimit.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await;
+    ok(&admin_cli(
+        &app,
+        &["create", "ops@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    ));
+    let attempt = |client: &'static str, password: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/admin/v1/session"))
+            .header("origin", origin(&app))
+            .header("x-forwarded-for", client)
+            .json(&json!({"email": "ops@example.com", "password": password}));
+        async move { request.send().await.expect("response").status().as_u16() }
+    };
+    let mut guesses = Vec::new();
+    for _ in 0..4 {
+        guesses.push(attempt("203.0.113.66", "a guessed password").await);
+    }
+    assert_eq!(guesses, [400, 400, 400, 429], "the guesser is stopped");
+    assert_eq!(
+        attempt("198.51.100.1", PASSWORD).await,
+        200,
+        "the admin, from their own address, is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn the_first_admin_is_created_through_the_link_serve_prints() {
+    let data = data_dir();
+    let dir = data.path().to_str().expect("utf-8");
+    let galley =
+        GalleyProcess::serve(galley_bin(), &["--data-dir", dir], &[]).expect("galley serves");
+    let link = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        galley.stdout().iter().any(|line| line.contains("#setup="))
+    })
+    .await;
+    assert!(link, "{:?}", galley.stdout());
+    let link = galley
+        .stdout()
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix(&format!("http://{}", galley.address))
+                .map(str::to_owned)
+        })
+        .filter(|path| path.starts_with("/admin/#setup="))
+        .unwrap_or_else(|| panic!("a link to this instance: {:?}", galley.stdout()));
+    let token = link.trim_start_matches("/admin/#setup=").to_owned();
+    // The token is not in the log.
+    assert!(galley.logs().iter().all(|line| !line.contains(&token)));
+
+    let http = reqwest::Client::new();
+    let origin = format!("http://{}", galley.address);
+    let set_up = |token: String, email: &'static str| {
+        http.post(galley.url("/admin/v1/setup"))
+            .header("origin", &origin)
+            .json(&json!({"token": token, "email": email, "password": PASSWORD}))
+            .send()
+    };
+    let wrong = set_up("not-the-token".to_owned(), "first@example.com")
+        .await
+        .expect("response");
+    assert_eq!(wrong.status(), 403);
+    let first = set_up(token.clone(), "first@example.com")
+        .await
+        .expect("response");
+    assert_eq!(first.status(), 200);
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let tables = http
+        .get(galley.url("/admin/v1/tables"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(tables.status(), 200, "signed in by the setup");
+    // One-time: the link cannot make a second admin.
+    let again = set_up(token, "second@example.com").await.expect("response");
+    assert_eq!(again.status(), 403);
+    let listed = run_galley(&["admin", "list", "--data-dir", dir], &[], data.path());
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("first@example.com\t"), "{listed}");
+}
