@@ -2,6 +2,7 @@
 //! (`spawn_app`), or against the real `galley` binary where processes, signals and the
 //! embedded cluster are what is under test. One test binary, so it links once.
 
+mod admin_ui;
 mod admins;
 mod audit;
 mod auth;

@@ -5,6 +5,7 @@ mod auth;
 pub(crate) mod health;
 pub(crate) mod metrics;
 mod rest;
+mod ui;
 
 use actix_web::{HttpResponse, web};
 
@@ -14,6 +15,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);
     admin::configure(cfg);
+    ui::configure(cfg);
     auth::configure(cfg);
     rest::configure(cfg);
 }

@@ -70,14 +70,48 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list_tables(_admin: AdminAccess, state: web::Data<AppState>) -> HttpResponse {
+/// The public schema's tables and views, each with `row_estimate`: the statistics'
+/// live-row count (or the planner's estimate), never a `count(*)`; `null` when PostgreSQL
+/// has no figure yet.
+async fn list_tables(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.snapshot();
-    let tables: Vec<_> = catalog
+    let client = state
+        .pools
+        .owner
+        .get()
+        .await
+        .map_err(galley_db::DbError::from)?;
+    let estimates: std::collections::HashMap<String, Option<i64>> = client
+        .query(
+            "SELECT c.relname::text, \
+                    COALESCE(s.n_live_tup, NULLIF(c.reltuples, -1)::int8) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm')",
+            &[],
+        )
+        .await
+        .map_err(galley_db::DbError::from)?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let tables: Vec<serde_json::Value> = catalog
         .relations
         .values()
         .filter(|relation| relation.schema == "public")
+        .map(|relation| {
+            let mut value = serde_json::to_value(relation).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                let estimate = estimates.get(&relation.name).copied().flatten();
+                object.insert("row_estimate".to_owned(), estimate.into());
+            }
+            value
+        })
         .collect();
-    HttpResponse::Ok().json(tables)
+    Ok(HttpResponse::Ok().json(tables))
 }
 
 async fn get_table(
