@@ -156,3 +156,140 @@ test('on a phone-sized screen the sections sit behind a menu button', async () =
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+/** Rows put in a table behind the UI's back, through the REST API. */
+async function insertRows(table, rows) {
+  const key = process.env.ADMIN_SERVICE_KEY;
+  assert.ok(key, 'ADMIN_SERVICE_KEY (tests/admin-ui/run sets it)');
+  const response = await fetch(`${base}/rest/v1/${table}`, {
+    method: 'POST',
+    headers: { apikey: key, authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'return=representation' },
+    body: JSON.stringify(rows),
+  });
+  assert.equal(response.status, 201, await response.clone().text());
+  return response.json();
+}
+
+/** Fills the first column row of the New table form and any more given. */
+async function newTable(page, name, columns) {
+  await page.goto(`${base}/admin/#/tables`);
+  await page.getByRole('link', { name: 'New table' }).click();
+  await page.getByLabel('Table name').fill(name);
+  for (const [index, column] of columns.entries()) {
+    if (index > 0) await page.getByRole('button', { name: 'Add column' }).click();
+    const n = index + 1;
+    await page.getByLabel(`Column ${n} name`).fill(column.name);
+    await page.getByLabel(`Column ${n} type`).selectOption(column.type);
+    if (column.nullable === false) await page.getByLabel('nullable').nth(index).uncheck();
+    if (column.references) {
+      await page.getByLabel(`Column ${n} references`).selectOption(column.references);
+      await page.getByLabel(`Column ${n} on delete`).selectOption('on delete cascade'.replace('on delete ', ''));
+    }
+  }
+}
+
+test('tables are created with a foreign key, previewed as SQL first', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByRole('heading', { name: 'Tables' }).waitFor();
+
+  await newTable(page, 'authors', [{ name: 'name', type: 'text', nullable: false }]);
+  await page.getByRole('button', { name: 'Preview SQL' }).click();
+  const plan = page.locator('figure.plan');
+  await plan.waitFor();
+  assert.match(await plan.innerText(), /CREATE TABLE public\."authors"/);
+  assert.match(await plan.innerText(), /"name" text NOT NULL/);
+  await screenshot(page, 'new-table-preview');
+  // A preview changes nothing.
+  const before = await page.evaluate(async () => (await (await fetch('/admin/v1/tables')).json()).length);
+  assert.equal(before, 0);
+  await page.getByRole('button', { name: 'Create table' }).click();
+  await page.getByRole('heading', { name: 'authors' }).waitFor();
+
+  await newTable(page, 'books', [
+    { name: 'title', type: 'text', nullable: false },
+    { name: 'author_id', type: 'uuid', references: 'authors' },
+  ]);
+  await page.getByRole('button', { name: 'Create table' }).click();
+  await page.getByRole('heading', { name: 'books' }).waitFor();
+  const constraints = await page.locator('ul.plain').innerText();
+  assert.match(constraints, /FOREIGN KEY \(author_id\) REFERENCES authors\(id\) ON DELETE CASCADE/);
+  await screenshot(page, 'table');
+
+  // The list shows both, with their row-level security state.
+  await page.getByRole('link', { name: 'Back to tables' }).click();
+  await page.getByRole('link', { name: 'books' }).waitFor();
+  assert.equal(await page.getByText('on, forced').count(), 2);
+  await screenshot(page, 'tables');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a definition the server refuses is explained next to the field at fault', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await newTable(page, 'notes', [
+    { name: 'body', type: 'text' },
+    { name: 'body', type: 'integer' },
+  ]);
+  await page.getByRole('button', { name: 'Preview SQL' }).click();
+  const inline = page.locator('.column-row.invalid .field-error');
+  await inline.waitFor();
+  assert.match(await inline.innerText(), /body/);
+  assert.equal(await page.getByLabel('Column 2 name').getAttribute('aria-invalid'), 'true');
+  assert.match(await page.locator('.error').innerText(), /Request id: [0-9a-f-]{36}/);
+  await screenshot(page, 'new-table-refused');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a constraint the rows would break is refused with the offending rows', async () => {
+  await insertRows('authors', [{ name: 'Ann' }, { name: 'B' }, { name: 'Cy' }]);
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/tables/authors`);
+  await page.getByRole('heading', { name: 'authors' }).waitFor();
+  await page.getByLabel('Constraint kind').selectOption('check');
+  await page.getByLabel('Constraint column').selectOption('name');
+  await page.getByLabel('Check', { exact: true }).selectOption('min_length');
+  await page.getByLabel('Check value').fill('2');
+  await page.getByRole('button', { name: 'Add constraint' }).click();
+  const violation = page.locator('.violation');
+  await violation.waitFor();
+  assert.match(await violation.innerText(), /1 existing row breaks this change/);
+  const offending = page.getByRole('table', { name: 'Rows that break the change' });
+  assert.match(await offending.innerText(), /\bB\b/);
+  assert.doesNotMatch(await offending.innerText(), /Ann/);
+  assert.match(await page.locator('.error').innerText(), /Request id/);
+  await screenshot(page, 'constraint-refused');
+
+  // Within what the rows allow, the same check is added.
+  await page.getByLabel('Check value').fill('1');
+  await page.getByRole('button', { name: 'Add constraint' }).click();
+  await page.getByRole('status').waitFor();
+  assert.match(await page.locator('ul.plain').innerText(), /char_length\(name\) >= 1|length/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('dropping a column asks for its name typed back, saying what would be lost', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/tables/books`);
+  await page.getByRole('heading', { name: 'books' }).waitFor();
+  await page.getByLabel('New column name').fill('pages');
+  await page.getByLabel('New column type').selectOption('integer');
+  await page.getByRole('button', { name: 'Add column' }).click();
+  await page.getByRole('button', { name: 'Drop column pages' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /deletes 0 values/);
+  const confirm = dialog.getByRole('button', { name: 'Drop column' });
+  assert.equal(await confirm.isDisabled(), true);
+  await dialog.getByLabel('Type pages to confirm').fill('pages');
+  await confirm.click();
+  await page.getByText('Column pages dropped.').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Drop column pages' }).count(), 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});

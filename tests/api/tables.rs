@@ -620,3 +620,49 @@ async fn tables_and_columns_can_be_renamed() {
         .expect("response");
     assert_eq!(bad.status(), 422);
 }
+
+#[tokio::test]
+async fn tables_carry_a_row_estimate_never_a_count() {
+    let app = spawn_app().await;
+    let definition = json!({"name": "counted", "columns": [{"name": "n", "type": "integer"}]});
+    assert_eq!(post_table(&app, &definition, "").await.status(), 201);
+    let inserted = app
+        .http
+        .post(app.url("/rest/v1/counted"))
+        .bearer_auth(app.service_key())
+        .json(&json!([{"n": 1}, {"n": 2}, {"n": 3}]))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(inserted.status(), 201);
+    // The statistics reach PostgreSQL's counters within seconds of the insert.
+    let estimate = || async {
+        let table: Value = app
+            .http
+            .get(app.url("/admin/v1/tables/counted"))
+            .bearer_auth(app.service_key())
+            .send()
+            .await
+            .expect("response")
+            .json()
+            .await
+            .expect("json");
+        table["row_estimate"].as_i64()
+    };
+    let counted = crate::support::eventually(std::time::Duration::from_secs(20), || async {
+        estimate().await == Some(3)
+    })
+    .await;
+    assert!(counted, "row_estimate: {:?}", estimate().await);
+    let listed: Value = app
+        .http
+        .get(app.url("/admin/v1/tables"))
+        .bearer_auth(app.service_key())
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["row_estimate"], 3);
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { adminUrl, ApiFailure, failureOf, isErrorBody } from './api';
 import { rowEstimate } from './format';
+import { columnDefinition, emptyColumn, fieldOf, violationOf } from './schema';
 import { href, parseHash } from './router.svelte';
 
 describe('adminUrl', () => {
@@ -74,5 +75,33 @@ describe('rowEstimate', () => {
       '~1M rows',
       '~123M rows',
     ]);
+  });
+});
+
+describe('schema helpers', () => {
+  it('turns a column draft into the API definition', () => {
+    expect(columnDefinition({ ...emptyColumn(), name: ' age ', type: 'integer', defaultKind: 'value', defaultValue: '18' })).toEqual({
+      name: 'age',
+      type: 'integer',
+      nullable: true,
+      default: { value: 18 },
+    });
+    expect(columnDefinition({ ...emptyColumn(), name: 'tags', array: true, unique: true, nullable: false, defaultKind: 'now()' })).toEqual({
+      name: 'tags',
+      type: 'text[]',
+      nullable: false,
+      unique: true,
+      default: { expression: 'now()' },
+    });
+  });
+
+  it('reads the offending rows and the field at fault from an error', () => {
+    expect(violationOf({ rows: 2, samples: [{ key: { id: 'a' }, value: 'B' }, 'junk'] })).toEqual({
+      rows: 2,
+      samples: [{ id: 'a', value: 'B' }],
+    });
+    expect(violationOf({ field: 'name' })).toBeNull();
+    expect(fieldOf({ field: 'columns[1].name' })).toBe('columns[1].name');
+    expect(fieldOf(null)).toBeNull();
   });
 });

@@ -243,7 +243,17 @@ impl From<galley_schema::SchemaError> for ApiError {
     fn from(err: galley_schema::SchemaError) -> Self {
         use galley_schema::SchemaError;
         match err {
-            SchemaError::InvalidDefinition { .. } | SchemaError::Refused { .. } => Self::new(
+            // `details.field` names the part of the definition at fault (`columns[2].type`),
+            // so a form can show the message beside it.
+            SchemaError::InvalidDefinition { ref field, .. } => Self {
+                details: Some(serde_json::json!({ "field": field })),
+                ..Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_definition",
+                    err.to_string(),
+                )
+            },
+            SchemaError::Refused { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_definition",
                 err.to_string(),

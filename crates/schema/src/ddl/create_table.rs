@@ -172,11 +172,20 @@ fn all_columns(definition: &TableDefinition) -> Result<Vec<(Ident, ColumnType)>,
             "a table needs at least one column",
         ));
     }
+    // Where the user's columns sit among all of them, to name the one at fault.
+    let offset = usize::from(matches!(
+        definition.primary_key,
+        PrimaryKey::Uuid | PrimaryKey::BigInt
+    ));
     let mut seen = BTreeSet::new();
-    for (name, _) in &columns {
+    for (position, (name, _)) in columns.iter().enumerate() {
         if !seen.insert(name.as_str()) {
+            let field = match position.checked_sub(offset) {
+                Some(index) if index < definition.columns.len() => format!("columns[{index}].name"),
+                _ => "timestamps".to_owned(),
+            };
             return Err(SchemaError::invalid(
-                "columns",
+                &field,
                 &format!(
                     "`{}` is defined twice (note: `id` comes with the default primary key, `created_at` and `updated_at` with timestamps)",
                     name.as_str()
@@ -447,6 +456,10 @@ mod tests {
             (
                 json!({"name": "t", "columns": [{"name": "id", "type": "text"}]}),
                 "defined twice",
+            ),
+            (
+                json!({"name": "t", "columns": [{"name": "a", "type": "text"}, {"name": "a", "type": "text"}]}),
+                "columns[1].name: `a` is defined twice",
             ),
             (
                 json!({"name": "t", "primary_key": ["nope"], "columns": [{"name": "a", "type": "text"}]}),

@@ -70,21 +70,45 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The public schema's tables and views, each with `row_estimate`: the statistics'
-/// live-row count (or the planner's estimate), never a `count(*)`; `null` when PostgreSQL
-/// has no figure yet.
+/// The public schema's tables and views, each with `row_estimate`.
 async fn list_tables(
     _admin: AdminAccess,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.snapshot();
+    let estimates = row_estimates(&state).await?;
+    let tables: Vec<serde_json::Value> = catalog
+        .relations
+        .values()
+        .filter(|relation| relation.schema == "public")
+        .map(|relation| with_estimate(relation, &estimates))
+        .collect();
+    Ok(HttpResponse::Ok().json(tables))
+}
+
+async fn get_table(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = catalog_with(&state, &name).await?;
+    let estimates = row_estimates(&state).await?;
+    Ok(HttpResponse::Ok().json(with_estimate(find(&catalog, &name)?, &estimates)))
+}
+
+/// How many rows each table of the public schema holds, as PostgreSQL estimates it: the
+/// statistics' live-row count, else the planner's figure; never a `count(*)`. `None`
+/// where PostgreSQL has no figure yet.
+async fn row_estimates(
+    state: &AppState,
+) -> Result<std::collections::HashMap<String, Option<i64>>, ApiError> {
     let client = state
         .pools
         .owner
         .get()
         .await
         .map_err(galley_db::DbError::from)?;
-    let estimates: std::collections::HashMap<String, Option<i64>> = client
+    Ok(client
         .query(
             "SELECT c.relname::text, \
                     COALESCE(s.n_live_tup, NULLIF(c.reltuples, -1)::int8) \
@@ -97,30 +121,20 @@ async fn list_tables(
         .map_err(galley_db::DbError::from)?
         .iter()
         .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    let tables: Vec<serde_json::Value> = catalog
-        .relations
-        .values()
-        .filter(|relation| relation.schema == "public")
-        .map(|relation| {
-            let mut value = serde_json::to_value(relation).unwrap_or_default();
-            if let Some(object) = value.as_object_mut() {
-                let estimate = estimates.get(&relation.name).copied().flatten();
-                object.insert("row_estimate".to_owned(), estimate.into());
-            }
-            value
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(tables))
+        .collect())
 }
 
-async fn get_table(
-    _admin: AdminAccess,
-    state: web::Data<AppState>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let catalog = catalog_with(&state, &name).await?;
-    Ok(HttpResponse::Ok().json(find(&catalog, &name)?))
+/// A relation as the admin API answers it: the catalog's entry plus `row_estimate`.
+fn with_estimate(
+    relation: &Relation,
+    estimates: &std::collections::HashMap<String, Option<i64>>,
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(relation).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        let estimate = estimates.get(&relation.name).copied().flatten();
+        object.insert("row_estimate".to_owned(), estimate.into());
+    }
+    value
 }
 
 async fn put_rules(
