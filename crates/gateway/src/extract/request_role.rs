@@ -2,12 +2,19 @@
 //! `Authorization: Bearer`, else `apikey`; none means `anon`, but an `Authorization`
 //! header that is not a bearer token is refused rather than served as `anon`. The role must be one of the
 //! API roles: a token naming any other role (even a valid one) is refused.
+//!
+//! Under `/admin/v1/rest` (the same dialect, for the admin UI's data pages) the request
+//! must be an admin's ([`AdminAccess`](super::AdminAccess)), and runs as the role the
+//! `x-galley-view-as` header names: `service_role` (the default), `anon`, or
+//! `user:<uuid>`, an app user with the claims their access token would carry, so an
+//! admin sees exactly what row-level security lets each see.
 
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::{Either, LocalBoxFuture};
 
 use super::admin_access::{authorization_is_malformed, bearer_token};
 use crate::error::ApiError;
@@ -29,16 +36,89 @@ impl RequestRole {
     }
 }
 
+/// Where the admin UI reaches the dialect.
+pub(crate) const ADMIN_REST: &str = "/admin/v1/rest/";
+
+/// The header naming who an admin's data request runs as.
+pub(crate) const VIEW_AS: &str = "x-galley-view-as";
+
 impl FromRequest for RequestRole {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        if req.path().starts_with(ADMIN_REST) {
+            let req = req.clone();
+            return Either::Right(Box::pin(async move { resolve_for_admin(&req).await }));
+        }
         let resolved = resolve(req);
         if let Ok(role) = &resolved {
             super::record_identity(req, role.role, &role.claims);
         }
-        ready(resolved)
+        Either::Left(ready(resolved))
+    }
+}
+
+/// An admin's data request: admin access first (a session or the key; the audit log
+/// names the admin), then the role to run as.
+async fn resolve_for_admin(req: &HttpRequest) -> Result<RequestRole, ApiError> {
+    super::AdminAccess::from_request(req, &mut Payload::None).await?;
+    let view_as = req
+        .headers()
+        .get(VIEW_AS)
+        .map(|value| value.to_str().unwrap_or("?").trim())
+        .unwrap_or("service_role");
+    match view_as {
+        "service_role" | "anon" => {
+            let role = if view_as == "anon" {
+                "anon"
+            } else {
+                "service_role"
+            };
+            Ok(RequestRole {
+                role,
+                claims: serde_json::json!({ "role": role }),
+            })
+        }
+        other => {
+            let id = other
+                .strip_prefix("user:")
+                .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_view_as",
+                        "x-galley-view-as must be service_role, anon or user:<uuid>",
+                    )
+                })?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(ApiError::internal)?;
+            let user = state.accounts.get_user(id).await.map_err(|err| {
+                if err.status == 404 {
+                    ApiError::invalid("invalid_view_as", "there is no app user with that id")
+                } else {
+                    tracing::error!(error = %err.message, "reading the user to view as");
+                    ApiError::internal()
+                }
+            })?;
+            // What their access token would say (see `Accounts`' sessions), minus the
+            // session: enough for auth.uid(), auth.jwt() and policies on claims.
+            Ok(RequestRole {
+                role: "authenticated",
+                claims: serde_json::json!({
+                    "role": "authenticated",
+                    "sub": user.id.to_string(),
+                    "aud": user.aud,
+                    "email": user.email.unwrap_or_default(),
+                    "phone": user.phone.unwrap_or_default(),
+                    "app_metadata": user.app_metadata,
+                    "user_metadata": user.user_metadata,
+                    "is_anonymous": user.is_anonymous,
+                    "aal": "aal1",
+                }),
+            })
+        }
     }
 }
 

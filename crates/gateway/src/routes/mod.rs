@@ -4,7 +4,7 @@ pub(crate) mod admin;
 mod auth;
 pub(crate) mod health;
 pub(crate) mod metrics;
-mod rest;
+pub(crate) mod rest;
 mod ui;
 
 use actix_web::{HttpResponse, web};

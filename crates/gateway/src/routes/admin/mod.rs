@@ -22,6 +22,13 @@ use crate::extract::AdminAccess;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    // The REST dialect for the admin UI's data pages, as the role the admin picks
+    // (`RequestRole`); before the scope below, which would otherwise take its prefix.
+    // Its bodies are the dialect's (JSON or CSV), and its changes are audited.
+    cfg.service(
+        crate::routes::rest::routes(web::scope("/admin/v1/rest"))
+            .wrap(actix_web::middleware::from_fn(crate::audit::track)),
+    );
     cfg.service(
         web::scope("/admin/v1")
             .wrap(actix_web::middleware::from_fn(

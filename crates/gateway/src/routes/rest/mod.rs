@@ -27,38 +27,52 @@ pub(crate) use prefer::Preferences;
 const SCHEMA: &str = "public";
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/rest/v1")
-            // The schema every answer comes from, as PostgREST names it.
-            .wrap(actix_web::middleware::DefaultHeaders::new().add(("content-profile", SCHEMA)))
-            .service(
-                web::resource(["", "/"])
-                    .route(web::get().to(openapi::document))
-                    .route(web::head().to(openapi::document))
-                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_root))
-                    .default_service(web::to(unsupported_method)),
-            )
-            .service(
-                web::resource("/rpc/{function}")
-                    .route(web::get().to(rpc::get_rpc))
-                    .route(web::head().to(rpc::get_rpc))
-                    .route(web::post().to(rpc::post_rpc))
-                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_rpc))
-                    .default_service(web::to(rpc_method_not_allowed)),
-            )
-            .service(
-                web::resource("/{table}")
-                    .route(web::get().to(read::get_rows))
-                    .route(web::head().to(read::get_rows))
-                    .route(web::post().to(write::post_rows))
-                    .route(web::put().to(write::put_row))
-                    .route(web::patch().to(write::patch_rows))
-                    .route(web::delete().to(write::delete_rows))
-                    .route(web::method(actix_web::http::Method::OPTIONS).to(options_table))
-                    .default_service(web::to(unsupported_method)),
-            )
-            .default_service(web::to(invalid_path)),
-    );
+    cfg.service(routes(web::scope("/rest/v1")));
+}
+
+/// The dialect's routes on `scope`: `/rest/v1` for apps, and `/admin/v1/rest` where an
+/// admin browses and edits data as a role of their choosing (`RequestRole` knows which).
+pub(crate) fn routes(
+    scope: actix_web::Scope,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    scope
+        // The schema every answer comes from, as PostgREST names it.
+        .wrap(actix_web::middleware::DefaultHeaders::new().add(("content-profile", SCHEMA)))
+        .service(
+            web::resource(["", "/"])
+                .route(web::get().to(openapi::document))
+                .route(web::head().to(openapi::document))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_root))
+                .default_service(web::to(unsupported_method)),
+        )
+        .service(
+            web::resource("/rpc/{function}")
+                .route(web::get().to(rpc::get_rpc))
+                .route(web::head().to(rpc::get_rpc))
+                .route(web::post().to(rpc::post_rpc))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_rpc))
+                .default_service(web::to(rpc_method_not_allowed)),
+        )
+        .service(
+            web::resource("/{table}")
+                .route(web::get().to(read::get_rows))
+                .route(web::head().to(read::get_rows))
+                .route(web::post().to(write::post_rows))
+                .route(web::put().to(write::put_row))
+                .route(web::patch().to(write::patch_rows))
+                .route(web::delete().to(write::delete_rows))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options_table))
+                .default_service(web::to(unsupported_method)),
+        )
+        .default_service(web::to(invalid_path))
 }
 
 async fn options_root() -> HttpResponse {
