@@ -479,6 +479,41 @@ async fn an_admin_browses_data_as_any_role_and_sees_what_row_level_security_show
     assert_eq!(as_bob, json!([{"body": "bob's"}]));
     let (status, _) = read(Some("anon".to_owned())).await;
     assert_eq!(status, 401, "anon may not read notes at all");
+    // The view-as picker finds users by email or id.
+    let found: Value = app
+        .http
+        .get(app.url("/admin/v1/users?q=ANN@"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found[0]["id"], ann.to_string());
+    let by_id: Value = app
+        .http
+        .get(app.url(&format!("/admin/v1/users?q={bob}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(by_id[0]["email"], "bob@example.com");
+    let literal: Value = app
+        .http
+        .get(app.url("/admin/v1/users?q=%25"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(literal, json!([]), "% is a character, not a wildcard");
     let (status, body) = read(Some(format!("user:{}", uuid::Uuid::new_v4()))).await;
     assert_eq!(
         (status, body["code"].as_str()),

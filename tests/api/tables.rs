@@ -409,6 +409,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "DELETE /tables/{name}/indexes/{index}",
         "GET /schema/history",
         "GET /outbox",
+        "GET /users",
         "GET /audit",
         "GET /enums",
         "POST /enums",

@@ -763,6 +763,40 @@ impl Accounts {
         Ok((users, total))
     }
 
+    /// Users whose email contains `query` (any case), or whose id it is; newest first,
+    /// at most `limit`. An empty query lists the newest.
+    pub async fn search_users(
+        &self,
+        query: &str,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, AuthError> {
+        let query = query.trim();
+        let id = Uuid::parse_str(query).ok();
+        // LIKE's own characters in the query are matched literally.
+        let pattern = format!(
+            "%{}%",
+            query
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM auth.users u WHERE u.deleted_at IS NULL \
+                     AND (u.id = $1 OR u.email ILIKE $2) \
+                     ORDER BY u.created_at DESC, u.id LIMIT $3"
+                ),
+                &[&id, &pattern, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| UserRecord::from_row(row, 0))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub async fn get_user(&self, id: Uuid) -> Result<UserRecord, AuthError> {
         let client = self.pool.get().await?;
         load_user(&client, id)

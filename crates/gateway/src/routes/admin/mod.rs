@@ -9,6 +9,7 @@ mod openapi;
 mod outbox;
 pub(crate) mod session;
 mod tables;
+mod users;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(enums::configure)
             .configure(history::configure)
             .configure(outbox::configure)
+            .configure(users::configure)
             .configure(openapi::configure),
     );
 }
