@@ -55,6 +55,12 @@ describe('parseHash', () => {
     expect(parseHash('#setup=abc-_123')).toEqual({ page: 'setup', params: [], token: 'abc-_123' });
     expect(parseHash('#/users')).toEqual({ page: 'users', params: [], token: null });
     expect(parseHash('#/tables/%E0%A4%A')).toEqual({ page: 'table', params: ['%E0%A4%A'], token: null });
+    expect(parseHash('#/data/books?author_id=a%2Fb')).toEqual({
+      page: 'data',
+      params: ['books'],
+      token: null,
+      query: { author_id: 'a/b' },
+    });
   });
 
   it('round-trips names through href', () => {

@@ -106,3 +106,45 @@ export async function api<T>(
   if (response.status === 204) return undefined as T;
   return (await response.json()) as T;
 }
+
+export interface RestOptions {
+  /** Who the request runs as: `service_role` (default), `anon`, or `user:<uuid>`. */
+  viewAs?: string;
+  body?: unknown;
+  prefer?: string;
+  accept?: string;
+}
+
+/** One request to the REST dialect through /admin/v1/rest; the raw response (for its
+ *  headers), once it is known to have succeeded. */
+export async function rest(
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  table: string,
+  params: URLSearchParams,
+  options: RestOptions = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { accept: options.accept ?? 'application/json' };
+  if (options.viewAs) headers['x-galley-view-as'] = options.viewAs;
+  if (options.prefer) headers.prefer = options.prefer;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const search = params.toString();
+  let response: Response;
+  try {
+    response = await fetch(`/admin/v1/rest/${encodeURIComponent(table)}${search ? `?${search}` : ''}`, {
+      method,
+      credentials: 'same-origin',
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    });
+  } catch {
+    throw new ApiFailure(0, { code: 'network', message: 'Galley did not answer: check that it is running and reachable.' }, null);
+  }
+  if (!response.ok) {
+    const failure = await failureOf(response);
+    if (response.status === 401 && failure.code === 'unauthorized') {
+      for (const listener of signedOutListeners) listener();
+    }
+    throw failure;
+  }
+  return response;
+}

@@ -8,6 +8,8 @@ export interface Route {
   params: string[];
   /** The setup token, on the setup page. */
   token: string | null;
+  /** `?name=value` pairs after the path (`#/data/books?author_id=…`). */
+  query?: Record<string, string>;
 }
 
 export function parseHash(hash: string): Route {
@@ -15,7 +17,9 @@ export function parseHash(hash: string): Route {
   if (raw.startsWith('setup=')) {
     return { page: 'setup', params: [], token: decodeURIComponent(raw.slice('setup='.length)) };
   }
-  const segments = raw
+  const [path, search] = raw.split('?', 2);
+  const query = search ? Object.fromEntries(new URLSearchParams(search)) : undefined;
+  const segments = path
     .replace(/^\//, '')
     .split('/')
     .filter((segment) => segment !== '')
@@ -28,8 +32,8 @@ export function parseHash(hash: string): Route {
     });
   if (segments.length === 0) return { page: 'tables', params: [], token: null };
   const [first, ...rest] = segments;
-  if (first === 'tables' && rest.length > 0) return { page: 'table', params: rest, token: null };
-  return { page: first, params: rest, token: null };
+  const page = first === 'tables' && rest.length > 0 ? 'table' : first;
+  return query ? { page, params: rest, token: null, query } : { page, params: rest, token: null };
 }
 
 /** The hash of a page, for links. */
