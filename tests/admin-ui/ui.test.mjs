@@ -417,3 +417,49 @@ test('view as shows each user exactly the rows their rules let them see', async 
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('access rules are previewed as policies, applied, and tested as a user without changing rows', async () => {
+  await asService('POST', '/admin/v1/tables', {
+    name: 'posts',
+    columns: [
+      { name: 'entry', type: 'text' },
+      { name: 'author', type: 'uuid', default: { expression: 'auth.uid()' } },
+    ],
+  });
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/tables/posts`);
+  await page.getByRole('link', { name: 'Access rules' }).click();
+  await page.getByText('None: with row-level security on').waitFor();
+  await page.getByLabel('Who may select').selectOption('owner');
+  await page.getByLabel('Who may insert').selectOption('owner');
+  await page.getByRole('button', { name: 'Preview policies' }).click();
+  const plan = page.locator('figure.plan');
+  await plan.waitFor();
+  assert.match(await plan.innerText(), /CREATE POLICY "galley_select" ON public\."posts" FOR SELECT TO authenticated USING \("author" = \(SELECT auth\.uid\(\)\)\)/);
+  assert.equal(await page.getByRole('table', { name: 'Policies' }).count(), 0, 'a preview applies nothing');
+  await page.getByRole('button', { name: 'Apply rules' }).click();
+  await page.getByText('Rules applied.').waitFor();
+  assert.equal(await page.getByRole('table', { name: 'Policies' }).locator('tbody tr').count(), 2);
+  await screenshot(page, 'rules');
+
+  // As ann: she sees none of the (no) rows, may insert her own, and the test inserts nothing.
+  await page.getByLabel('Find a user to test as').fill('ann@');
+  await page.getByRole('button', { name: 'Find user' }).click();
+  await page.getByRole('button', { name: 'Test as ann@example.com' }).click();
+  await page.getByLabel('Operation').selectOption('insert');
+  await page.getByLabel('Row (JSON)').fill('{"entry": "hello"}');
+  await page.getByRole('button', { name: 'Run test' }).click();
+  const result = page.locator('.test-result');
+  await result.waitFor();
+  assert.match(await result.innerText(), /Allowed: 1 row would be inserted \(rolled back\)/);
+  const count = await page.evaluate(async () => (await (await fetch('/admin/v1/rest/posts')).json()).length);
+  assert.equal(count, 0, 'the test was rolled back');
+
+  await page.getByRole('button', { name: 'Test as anon instead' }).click();
+  await page.getByRole('button', { name: 'Run test' }).click();
+  await page.locator('.test-result.refused').waitFor();
+  assert.match(await page.locator('.test-result').innerText(), /Refused/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});

@@ -430,6 +430,29 @@ async fn an_admin_browses_data_as_any_role_and_sees_what_row_level_security_show
         .await
         .expect("response");
     assert_eq!(rules.status(), 200);
+    // The table's page shows the policies PostgreSQL holds and the rules as last set.
+    let detail: Value = app
+        .http
+        .get(app.url("/admin/v1/tables/notes"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        detail["rules"]["select"],
+        json!({"preset": "owner", "column": "owner"})
+    );
+    assert_eq!(detail["rules"]["update"]["preset"], "nobody");
+    let commands: Vec<&str> = detail["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter_map(|policy| policy["command"].as_str())
+        .collect();
+    assert_eq!(commands, ["INSERT", "SELECT"]);
     let (ann, bob) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let client = app.db.connect().await.expect("connect");
     for (id, email) in [(ann, "ann@example.com"), (bob, "bob@example.com")] {

@@ -93,7 +93,60 @@ async fn get_table(
 ) -> Result<HttpResponse, ApiError> {
     let catalog = catalog_with(&state, &name).await?;
     let estimates = row_estimates(&state).await?;
-    Ok(HttpResponse::Ok().json(with_estimate(find(&catalog, &name)?, &estimates)))
+    let mut table = with_estimate(find(&catalog, &name)?, &estimates);
+    if let Some(object) = table.as_object_mut() {
+        object.insert("policies".to_owned(), policies(&state, &name).await?);
+        object.insert("rules".to_owned(), last_rules(&state, &name).await?);
+    }
+    Ok(HttpResponse::Ok().json(table))
+}
+
+/// The access rules as last set through Galley since the table was created (from the
+/// schema history), for a form to start from; `null` when none were set. The policies
+/// themselves are the truth, hand-written ones included.
+async fn last_rules(state: &AppState, table: &str) -> Result<serde_json::Value, ApiError> {
+    let client = state
+        .pools
+        .owner
+        .get()
+        .await
+        .map_err(galley_db::DbError::from)?;
+    let row = client
+        .query_opt(
+            "SELECT definition_after FROM galley.schema_history \
+             WHERE target = $1 AND operation = 'set_rules' AND id > coalesce( \
+                 (SELECT max(id) FROM galley.schema_history \
+                  WHERE target = $1 AND operation IN ('create_table', 'drop_table')), 0) \
+             ORDER BY id DESC LIMIT 1",
+            &[&table],
+        )
+        .await
+        .map_err(galley_db::DbError::from)?;
+    Ok(row
+        .and_then(|row| row.get::<_, Option<serde_json::Value>>(0))
+        .unwrap_or(serde_json::Value::Null))
+}
+
+/// The table's row-level security policies as PostgreSQL holds them: what the access
+/// rules became, and any written by hand.
+async fn policies(state: &AppState, table: &str) -> Result<serde_json::Value, ApiError> {
+    let client = state
+        .pools
+        .owner
+        .get()
+        .await
+        .map_err(galley_db::DbError::from)?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(json_agg(json_build_object('name', policyname, 'command', cmd, \
+                 'roles', roles, 'permissive', permissive = 'PERMISSIVE', 'using', qual, \
+                 'check', with_check) ORDER BY policyname), '[]') \
+             FROM pg_policies WHERE schemaname = 'public' AND tablename = $1",
+            &[&table],
+        )
+        .await
+        .map_err(galley_db::DbError::from)?;
+    Ok(row.get(0))
 }
 
 /// How many rows each table of the public schema holds, as PostgreSQL estimates it: the
