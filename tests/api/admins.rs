@@ -584,3 +584,191 @@ async fn an_admin_browses_data_as_any_role_and_sees_what_row_level_security_show
         .get(0);
     assert_eq!(actor, "admin:ops@example.com");
 }
+
+#[tokio::test]
+async fn admins_manage_app_users_and_see_what_a_deletion_takes_along() {
+    let app = spawn_app_with(|_| {}).await;
+    let service = app.service_key();
+    let admin = |method: reqwest::Method, path: &str| {
+        app.http
+            .request(method, app.url(&format!("/admin/v1{path}")))
+            .bearer_auth(&service)
+    };
+    let created = admin(reqwest::Method::POST, "/users")
+        .json(&json!({"email": "Carol@Example.com", "password": "carol's own password", "email_confirm": true}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(created.status(), 201);
+    let carol: Value = created.json().await.expect("json");
+    let id = carol["id"].as_str().expect("id").to_owned();
+    let pending = admin(reqwest::Method::POST, "/users")
+        .json(&json!({"email": "dan@example.com"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(pending.status(), 201);
+
+    let listed = |filter: &str| {
+        let request = admin(reqwest::Method::GET, &format!("/users?filter={filter}"));
+        async move {
+            let users: Value = request
+                .send()
+                .await
+                .expect("response")
+                .json()
+                .await
+                .expect("json");
+            users
+                .as_array()
+                .expect("users")
+                .iter()
+                .filter_map(|user| user["email"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("confirmed").await, ["carol@example.com"]);
+    assert_eq!(listed("unconfirmed").await, ["dan@example.com"]);
+    assert!(listed("banned").await.is_empty());
+
+    // Carol signs in; her session shows; sign-out everywhere ends it.
+    let session: Value = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"email": "carol@example.com", "password": "carol's own password"}))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("session");
+    let detail: Value = admin(reqwest::Method::GET, &format!("/users/{id}"))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["sessions"].as_array().map(Vec::len), Some(1));
+    let ended: Value = admin(reqwest::Method::POST, &format!("/users/{id}/logout"))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ended["sessions_ended"], 1);
+    let refreshed = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=refresh_token"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        refreshed.status(),
+        400,
+        "the refresh token died with the session"
+    );
+
+    // Banned, she cannot sign in; unbanned, she can.
+    let sign_in = || {
+        app.http
+            .post(app.url("/auth/v1/token?grant_type=password"))
+            .header("apikey", app.anon_key())
+            .json(&json!({"email": "carol@example.com", "password": "carol's own password"}))
+            .send()
+    };
+    let banned = admin(reqwest::Method::PATCH, &format!("/users/{id}"))
+        .json(&json!({"ban_duration": "24h"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(banned.status(), 200);
+    assert_eq!(listed("banned").await, ["carol@example.com"]);
+    assert_eq!(sign_in().await.expect("response").status(), 400);
+    admin(reqwest::Method::PATCH, &format!("/users/{id}"))
+        .json(&json!({"ban_duration": "none"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(sign_in().await.expect("response").status(), 200);
+
+    // A recovery link goes to the outbox.
+    let recovery = admin(reqwest::Method::POST, &format!("/users/{id}/recover"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(recovery.status(), 202);
+    let queued = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        let outbox: Value = admin(reqwest::Method::GET, "/outbox")
+            .send()
+            .await
+            .expect("response")
+            .json()
+            .await
+            .expect("json");
+        outbox.as_array().is_some_and(|mails| {
+            mails
+                .iter()
+                .any(|m| m["kind"] == "recovery" && m["recipient"] == "carol@example.com")
+        })
+    })
+    .await;
+    assert!(queued, "a recovery mail is queued");
+
+    // Deleting her first says what goes with her, then needs her email typed back.
+    let created = admin(reqwest::Method::POST, "/tables")
+        .json(&json!({"name": "profiles", "columns": [{"name": "bio", "type": "text"}],
+                      "foreign_keys": [{"columns": ["id"], "references": {"table": "auth.users"}, "on_delete": "cascade"}]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .execute(
+            "INSERT INTO public.profiles (id, bio) VALUES ($1::text::uuid, 'hi')",
+            &[&id],
+        )
+        .await
+        .expect("profile");
+    let refused = admin(reqwest::Method::DELETE, &format!("/users/{id}"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "confirmation_required");
+    assert_eq!(
+        body["details"]["references"],
+        json!([{"table": "profiles", "column": "id", "rows": 1, "on_delete": "cascade"}])
+    );
+    let deleted = admin(
+        reqwest::Method::DELETE,
+        &format!("/users/{id}?confirm=carol@example.com"),
+    )
+    .send()
+    .await
+    .expect("response");
+    assert_eq!(deleted.status(), 204);
+    let left: i64 = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one("SELECT count(*) FROM public.profiles", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "the profile went with her");
+}

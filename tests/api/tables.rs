@@ -410,6 +410,12 @@ async fn the_openapi_document_describes_every_admin_route() {
         "GET /schema/history",
         "GET /outbox",
         "GET /users",
+        "POST /users",
+        "GET /users/{id}",
+        "PATCH /users/{id}",
+        "DELETE /users/{id}",
+        "POST /users/{id}/logout",
+        "POST /users/{id}/recover",
         "GET /audit",
         "GET /enums",
         "POST /enums",
@@ -423,7 +429,8 @@ async fn the_openapi_document_describes_every_admin_route() {
             .replace("{name}", "probe")
             .replace("{column}", "probe")
             .replace("{constraint}", "probe")
-            .replace("{index}", "probe");
+            .replace("{index}", "probe")
+            .replace("{id}", "probe");
         let response = app
             .http
             .request(

@@ -123,6 +123,21 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A status and code decided elsewhere (an account operation's).
+    pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, code, message)
+    }
+
+    /// A destructive change asked for without naming what it destroys: `details` says
+    /// what would go.
+    pub fn confirmation_required(message: impl Into<String>, details: serde_json::Value) -> Self {
+        Self {
+            details: Some(details),
+            hint: Some("destructive changes must be confirmed by naming what they drop".to_owned()),
+            ..Self::new(StatusCode::CONFLICT, "confirmation_required", message)
+        }
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
