@@ -463,3 +463,50 @@ test('access rules are previewed as policies, applied, and tested as a user with
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('users are searched, banned and unbanned, created and deleted', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByRole('link', { name: 'Users', exact: true }).click();
+  await page.getByRole('table', { name: 'Users' }).waitFor();
+  await page.getByLabel('Search users by email or id').fill('bob@');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('link', { name: 'bob@example.com' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'ann@example.com' }).count(), 0);
+  await screenshot(page, 'users');
+  await page.getByRole('link', { name: 'bob@example.com' }).click();
+  await page.getByRole('button', { name: 'Ban for 24 hours' }).click();
+  await page.getByText('Banned for 24 hours.').waitFor();
+  await page.getByRole('button', { name: 'Unban' }).waitFor();
+  await screenshot(page, 'user');
+  // Banned, Bob cannot sign in to the app.
+  const appSignIn = await fetch(`${base}/auth/v1/token?grant_type=password`, {
+    method: 'POST',
+    headers: { apikey: process.env.ADMIN_SERVICE_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'bob@example.com', password: 'bob password 123' }),
+  });
+  assert.equal(appSignIn.status, 400);
+  await page.getByRole('link', { name: 'Back to users' }).click();
+  await page.getByLabel('Show').selectOption('banned');
+  await page.getByRole('link', { name: 'bob@example.com' }).waitFor();
+  assert.equal(await page.getByRole('table', { name: 'Users' }).locator('tbody tr').count(), 1);
+  await page.getByRole('link', { name: 'bob@example.com' }).click();
+  await page.getByRole('button', { name: 'Unban' }).click();
+  await page.getByText('Ban lifted.').waitFor();
+
+  // A new user, then gone again behind a typed confirmation.
+  await page.getByRole('link', { name: 'Back to users' }).click();
+  await page.getByRole('button', { name: 'New user' }).click();
+  await page.getByLabel('Email', { exact: true }).fill('erin@example.com');
+  await page.getByRole('button', { name: 'Create user' }).click();
+  await page.getByRole('heading', { name: 'erin@example.com' }).waitFor();
+  await page.getByRole('button', { name: 'Delete user' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByText('No rows of your tables point at this user.').waitFor();
+  await dialog.getByLabel('Type erin@example.com to confirm').fill('erin@example.com');
+  await dialog.getByRole('button', { name: 'Delete user' }).click();
+  await page.getByRole('table', { name: 'Users' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'erin@example.com' }).count(), 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
