@@ -772,3 +772,167 @@ async fn admins_manage_app_users_and_see_what_a_deletion_takes_along() {
         .get(0);
     assert_eq!(left, 0, "the profile went with her");
 }
+
+#[tokio::test]
+async fn the_sql_console_runs_as_any_role_rolls_back_unless_told_and_adopts_new_tables() {
+    let app = spawn_app_with(|_| {}).await;
+    let service = app.service_key();
+    let sql = |body: Value| {
+        app.http
+            .post(app.url("/admin/v1/sql"))
+            .bearer_auth(&service)
+            .json(&body)
+            .send()
+    };
+    let answer: Value = sql(json!({"sql": "select 1 as one, 'x' as two, null as three"}))
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["columns"], json!(["one", "two", "three"]));
+    assert_eq!(answer["rows"], json!([["1", "x", null]]));
+    assert_eq!(answer["committed"], false);
+
+    // Rolled back by default: the table is gone afterwards.
+    let create = "create table made_here (id int primary key, v text); insert into made_here values (1, 'a'), (2, 'b')";
+    let tried: Value = sql(json!({"sql": create}))
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tried["schema_changed"], true);
+    assert_eq!(tried["adopted"], json!(["made_here"]));
+    assert_eq!(tried["row_count"], 2);
+    let client = app.db.connect().await.expect("connect");
+    assert!(!made_here_exists(&client).await, "rolled back");
+
+    // Committed: the table is first-class at once.
+    let made = sql(json!({"sql": create, "commit": true}))
+        .await
+        .expect("response");
+    assert_eq!(made.status(), 200);
+    assert!(made_here_exists(&client).await);
+    let (rls, forced): (bool, bool) = {
+        let row = client
+            .query_one(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.made_here'::regclass",
+                &[],
+            )
+            .await
+            .expect("rls");
+        (row.get(0), row.get(1))
+    };
+    assert!(rls && forced, "row-level security enabled and forced");
+    let served = app
+        .http
+        .get(app.url("/rest/v1/made_here?select=v&order=id"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(served.status(), 200, "service_role reaches it at once");
+    assert_eq!(
+        served.json::<Value>().await.expect("json"),
+        json!([{"v": "a"}, {"v": "b"}])
+    );
+    let anon = app
+        .http
+        .get(app.url("/rest/v1/made_here"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(anon.status(), 401, "others only through rules");
+    let recorded: String = client
+        .query_one(
+            "SELECT sql FROM galley.schema_history WHERE operation = 'sql' AND target = 'made_here'",
+            &[],
+        )
+        .await
+        .expect("history")
+        .get(0);
+    assert_eq!(recorded, create);
+
+    // As anon, row-level security and grants apply.
+    let refused = sql(json!({"sql": "select * from made_here", "run_as": "anon"}))
+        .await
+        .expect("response");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "42501");
+
+    // Transaction control is refused before anything runs; errors say where.
+    let sneaky = sql(json!({"sql": "drop table made_here; commit"}))
+        .await
+        .expect("response");
+    assert_eq!(sneaky.status(), 400);
+    assert_eq!(
+        sneaky.json::<Value>().await.expect("json")["code"],
+        "transaction_control"
+    );
+    assert!(made_here_exists(&client).await, "nothing ran");
+    let typo: Value = sql(json!({"sql": "selec 1"}))
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(typo["code"], "42601");
+    assert_eq!(typo["details"]["position"], 1);
+
+    // History and snippets live on the server.
+    let history: Value = app
+        .http
+        .get(app.url("/admin/v1/sql/history?limit=10"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let entries = history.as_array().expect("entries");
+    assert_eq!(entries.len(), 5, "every run but the refused one: {history}");
+    assert_eq!(entries[0]["sql"], "selec 1");
+    assert!(entries[0]["error"].as_str().is_some());
+    let saved: Value = app
+        .http
+        .post(app.url("/admin/v1/sql/snippets"))
+        .bearer_auth(&service)
+        .json(&json!({"name": "count", "sql": "select count(*) from made_here"}))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let listed: Value = app
+        .http
+        .get(app.url("/admin/v1/sql/snippets"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["name"], "count");
+    let gone = app
+        .http
+        .delete(app.url(&format!("/admin/v1/sql/snippets/{}", saved["id"])))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(gone.status(), 204);
+}
+
+async fn made_here_exists(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one("SELECT to_regclass('public.made_here') IS NOT NULL", &[])
+        .await
+        .expect("query")
+        .get(0)
+}

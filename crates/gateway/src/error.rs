@@ -123,6 +123,21 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// An error whose code is only known at run time (a SQLSTATE), with its facts.
+    pub fn with_code(
+        status: StatusCode,
+        code: String,
+        message: String,
+        details: Option<serde_json::Value>,
+        hint: Option<String>,
+    ) -> Self {
+        Self {
+            details,
+            hint,
+            ..Self::new(status, code, message)
+        }
+    }
+
     /// A status and code decided elsewhere (an account operation's).
     pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self::new(status, code, message)

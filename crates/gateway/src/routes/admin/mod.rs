@@ -8,6 +8,7 @@ mod history;
 mod openapi;
 mod outbox;
 pub(crate) mod session;
+mod sql;
 mod tables;
 mod users;
 
@@ -45,6 +46,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(history::configure)
             .configure(outbox::configure)
             .configure(users::configure)
+            .configure(sql::configure)
             .configure(openapi::configure),
     );
 }
