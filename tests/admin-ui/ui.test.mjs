@@ -471,8 +471,9 @@ test('users are searched, banned and unbanned, created and deleted', async () =>
   await page.getByRole('table', { name: 'Users' }).waitFor();
   await page.getByLabel('Search users by email or id').fill('bob@');
   await page.getByRole('button', { name: 'Search' }).click();
+  // The search's answer replaces the first list: Ann goes, Bob stays.
+  await page.getByRole('link', { name: 'ann@example.com' }).waitFor({ state: 'detached' });
   await page.getByRole('link', { name: 'bob@example.com' }).waitFor();
-  assert.equal(await page.getByRole('link', { name: 'ann@example.com' }).count(), 0);
   await screenshot(page, 'users');
   await page.getByRole('link', { name: 'bob@example.com' }).click();
   await page.getByRole('button', { name: 'Ban for 24 hours' }).click();
@@ -488,6 +489,7 @@ test('users are searched, banned and unbanned, created and deleted', async () =>
   assert.equal(appSignIn.status, 400);
   await page.getByRole('link', { name: 'Back to users' }).click();
   await page.getByLabel('Show').selectOption('banned');
+  await page.getByRole('link', { name: 'ann@example.com' }).waitFor({ state: 'detached' });
   await page.getByRole('link', { name: 'bob@example.com' }).waitFor();
   assert.equal(await page.getByRole('table', { name: 'Users' }).locator('tbody tr').count(), 1);
   await page.getByRole('link', { name: 'bob@example.com' }).click();
@@ -507,6 +509,54 @@ test('users are searched, banned and unbanned, created and deleted', async () =>
   await dialog.getByRole('button', { name: 'Delete user' }).click();
   await page.getByRole('table', { name: 'Users' }).waitFor();
   assert.equal(await page.getByRole('link', { name: 'erin@example.com' }).count(), 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('SQL runs rolled back or committed, warns before destroying, and keeps history and snippets', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByRole('link', { name: 'SQL', exact: true }).click();
+  const editor = page.getByLabel('SQL', { exact: true });
+  await editor.fill("select name from authors order by name");
+  await page.getByRole('button', { name: 'Run (roll back)' }).click();
+  const results = page.getByRole('table', { name: 'Results' });
+  await results.waitFor();
+  assert.match(await results.innerText(), /Ann[\s\S]*Bea[\s\S]*Cy[\s\S]*Dee/);
+  await screenshot(page, 'sql');
+
+  // A table made here, rolled back, then committed: first-class at once.
+  await editor.fill("create table tags (id int primary key, label text); insert into tags values (1, 'red')");
+  await page.getByRole('button', { name: 'Run (roll back)' }).click();
+  await page.getByText(/rolled back · schema changed · tags: row-level security on/).waitFor();
+  await page.getByRole('button', { name: 'Run and commit' }).click();
+  await page.getByText(/committed · schema changed · tags: row-level security on/).waitFor();
+  const served = await asService('GET', '/rest/v1/tags?select=label');
+  assert.deepEqual(served, [{ label: 'red' }]);
+
+  // Destructive SQL asks first; cancelling runs nothing.
+  await editor.fill('drop table tags');
+  await page.getByRole('button', { name: 'Run and commit' }).click();
+  const warning = page.getByRole('dialog', { name: 'This SQL destroys data' });
+  await warning.waitFor();
+  await warning.getByRole('button', { name: 'Cancel' }).click();
+  assert.deepEqual(await asService('GET', '/rest/v1/tags?select=label'), [{ label: 'red' }]);
+
+  // An error says where.
+  await editor.fill('select 1;\nselec 2');
+  await page.getByRole('button', { name: 'Run (roll back)' }).click();
+  await page.getByText('At line 2, column 1.').waitFor();
+  assert.match(await page.locator('.error').innerText(), /syntax error[\s\S]*Request id/);
+
+  // Snippets and history are kept on the server.
+  await editor.fill('select count(*) from authors');
+  await page.getByLabel('Snippet name').fill('count authors');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('button', { name: 'count authors', exact: true }).waitFor();
+  await page.reload();
+  await page.getByRole('button', { name: 'count authors', exact: true }).click();
+  assert.equal(await editor.inputValue(), 'select count(*) from authors');
+  assert.ok((await page.locator('.history li').count()) >= 4);
   assert.deepEqual(problems, []);
   await context.close();
 });
