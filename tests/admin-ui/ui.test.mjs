@@ -560,3 +560,45 @@ test('SQL runs rolled back or committed, warns before destroying, and keeps hist
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('a CSV file is previewed, imported with its bad rows named, and exported back', async () => {
+  await asService('POST', '/admin/v1/tables', {
+    name: 'people',
+    columns: [
+      { name: 'name', type: 'text', nullable: false },
+      { name: 'age', type: 'integer' },
+    ],
+    checks: [{ column: 'age', min: 0 }],
+  });
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/data/people`);
+  await page.getByRole('grid', { name: 'Rows of people' }).waitFor();
+  await page.getByRole('button', { name: 'Import CSV' }).click();
+  const csv = 'name,age\n"Doe, Jane",41\nBob,x\nCy,-5\nDee,\n';
+  await page.getByLabel('CSV file (first line: column names)').setInputFiles({
+    name: 'people.csv',
+    mimeType: 'text/csv',
+    buffer: Buffer.from(csv),
+  });
+  const region = page.getByRole('region', { name: 'Import CSV' });
+  await region.getByText('people.csv: 3 rows ready, 1 unreadable.').waitFor();
+  assert.match(await region.getByRole('table', { name: 'Preview' }).innerText(), /Doe, Jane/);
+  await screenshot(page, 'csv-preview');
+  await region.getByRole('button', { name: 'Import 3 rows' }).click();
+  await region.getByText('2 rows imported, 2 refused.').waitFor();
+  const refused = await region.getByRole('list', { name: 'Rows not imported' }).innerText();
+  assert.match(refused, /Line 3: age: x is not a number/);
+  assert.match(refused, /Line 4: .*check/i);
+  await page.getByText('~2 rows').waitFor();
+
+  // Back out as CSV: the rows that went in.
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Export CSV' }).click();
+  const exported = await (await import('node:fs/promises')).readFile(await (await download).path(), 'utf8');
+  assert.match(exported, /"Doe, Jane",41/);
+  assert.match(exported, /Dee,/);
+  assert.doesNotMatch(exported, /Bob|Cy/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
