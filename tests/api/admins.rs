@@ -936,3 +936,119 @@ async fn made_here_exists(client: &tokio_postgres::Client) -> bool {
         .expect("query")
         .get(0)
 }
+
+#[tokio::test]
+async fn the_operations_pages_read_keys_redacted_configuration_metrics_and_send_a_test_mail() {
+    let app = spawn_app_with(|config| {
+        config.auth.project_name = "Ledger".to_owned();
+    })
+    .await;
+    let service = app.service_key();
+    let get = |path: &str| {
+        app.http
+            .get(app.url(&format!("/admin/v1{path}")))
+            .bearer_auth(&service)
+            .send()
+    };
+    let keys: Value = get("/keys")
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert!(keys["service_role"].is_null(), "not without asking");
+    let anon = keys["anon"].as_str().expect("anon key").to_owned();
+    let listed = app
+        .http
+        .get(app.url("/rest/v1/"))
+        .header("apikey", &anon)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(listed.status(), 200, "the anon key shown works");
+    let revealed: Value = app
+        .http
+        .post(app.url("/admin/v1/keys/service_role"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let key = revealed["service_role"].as_str().expect("key").to_owned();
+    let as_service = app
+        .http
+        .get(app.url("/admin/v1/tables"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        as_service.status(),
+        200,
+        "the revealed key is a service_role key"
+    );
+    let audited: i64 = app
+        .db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one(
+            "SELECT count(*) FROM galley.audit_log WHERE action = 'POST /admin/v1/keys/service_role'",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 1, "revealing the key is audited");
+
+    let config: Value = get("/config")
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(config["auth"]["project_name"], "Ledger");
+    let text = config.to_string();
+    assert!(!text.contains(&key) && !text.contains(&anon));
+    let metrics = get("/metrics")
+        .await
+        .expect("response")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("galley_http_requests_total"),
+        "{}",
+        &metrics[..200.min(metrics.len())]
+    );
+
+    let queued = app
+        .http
+        .post(app.url("/admin/v1/outbox/test"))
+        .bearer_auth(&service)
+        .json(&json!({"to": "Ops@Example.com"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(queued.status(), 202);
+    let outbox: Value = get("/outbox")
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(outbox[0]["kind"], "test");
+    assert_eq!(outbox[0]["recipient"], "ops@example.com");
+    assert_eq!(outbox[0]["subject"], "Ledger: a test mail");
+    let bad = app
+        .http
+        .post(app.url("/admin/v1/outbox/test"))
+        .bearer_auth(&service)
+        .json(&json!({"to": "not an address"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(bad.status(), 400);
+}

@@ -931,6 +931,22 @@ impl Accounts {
         Ok(())
     }
 
+    /// Queues a test mail to `recipient`, to check the mail setup end to end.
+    pub async fn send_test_mail(&self, recipient: &str, project: &str) -> Result<(), AuthError> {
+        let recipient = normalise_email(recipient)?;
+        let client = self.pool.get().await?;
+        mail::enqueue_as(
+            &client,
+            "test",
+            &recipient,
+            &format!("{project}: a test mail"),
+            "This mail was sent from the admin UI to check that mail from this deployment arrives.\n",
+        )
+        .await?;
+        self.mail_queued.notify_one();
+        Ok(())
+    }
+
     /// Pending and recent mail, newest first (for operators without SMTP).
     pub async fn outbox(&self, limit: i64) -> Result<Vec<Value>, AuthError> {
         let client = self.pool.get().await?;

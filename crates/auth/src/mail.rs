@@ -117,10 +117,21 @@ pub(crate) async fn enqueue(
     subject: &str,
     body: &str,
 ) -> Result<(), galley_db::tokio_postgres::Error> {
+    enqueue_as(client, kind.as_str(), recipient, subject, body).await
+}
+
+/// Queues a mail of any kind (`test`, from the admin UI, is not a link mail).
+pub(crate) async fn enqueue_as(
+    client: &impl GenericClient,
+    kind: &str,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+) -> Result<(), galley_db::tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO galley.outbox (kind, recipient, subject, body_text) VALUES ($1, $2, $3, $4)",
-            &[&kind.as_str(), &recipient, &subject, &body],
+            &[&kind, &recipient, &subject, &body],
         )
         .await
         .map(|_| ())

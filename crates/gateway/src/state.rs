@@ -22,6 +22,8 @@ pub struct AppState {
     pub(crate) admins: Arc<galley_auth::Admins>,
     /// Admin session cookies are `Secure` (the public URL is https).
     pub(crate) secure_cookies: bool,
+    /// What the admin UI's operations pages show: the API keys and the configuration.
+    pub(crate) operator: Arc<OperatorView>,
     pub(crate) limits: Arc<RateLimiter>,
     pub(crate) metrics: Arc<galley_metrics::Metrics>,
     /// When set, `/metrics` is served on the main address to requests carrying it.
@@ -33,7 +35,25 @@ pub struct AppState {
     unrecoverable: Arc<AtomicBool>,
 }
 
+/// What the admin UI's operations pages show of this instance.
+#[derive(Default)]
+pub struct OperatorView {
+    pub anon_key: String,
+    /// Revealed only on an admin's explicit, audited request.
+    pub service_key: secrecy::SecretString,
+    /// The effective configuration, secrets redacted.
+    pub config: serde_json::Value,
+    /// `auth.project_name`, for mail the admin UI sends.
+    pub project: String,
+}
+
 impl AppState {
+    /// Sets what the operations pages show (the caller holds the secret and the config).
+    pub fn with_operator_view(mut self, view: OperatorView) -> Self {
+        self.operator = Arc::new(view);
+        self
+    }
+
     /// Admin accounts, for start-up's first-admin setup link.
     pub fn admins(&self) -> &Arc<galley_auth::Admins> {
         &self.admins
@@ -63,6 +83,7 @@ impl AppState {
             accounts,
             admins,
             secure_cookies,
+            operator: Arc::new(OperatorView::default()),
             limits: Arc::new(RateLimiter::new(limits)),
             metrics,
             metrics_token,

@@ -295,7 +295,13 @@ impl Application {
             config.ratelimit.clone(),
             metrics,
             config.metrics.bearer_token.clone(),
-        );
+        )
+        .with_operator_view(galley_gateway::OperatorView {
+            anon_key: mint_api_key(secret, ApiRole::Anon, chrono::Utc::now()),
+            service_key: mint_api_key(secret, ApiRole::ServiceRole, chrono::Utc::now()).into(),
+            config: serde_json::from_str(&config.redacted_json()).unwrap_or_default(),
+            project: config.auth.project_name.clone(),
+        });
         let metrics_server = if let Some(listener) = listeners.metrics {
             let address = listener
                 .local_addr()

@@ -6,6 +6,7 @@ mod catalog;
 mod enums;
 mod history;
 mod openapi;
+mod ops;
 mod outbox;
 pub(crate) mod session;
 mod sql;
@@ -47,6 +48,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(outbox::configure)
             .configure(users::configure)
             .configure(sql::configure)
+            .configure(ops::configure)
             .configure(openapi::configure),
     );
 }
