@@ -602,3 +602,62 @@ test('a CSV file is previewed, imported with its bad rows named, and exported ba
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('the operations pages: overview, history, audit, mail, keys, configuration', async () => {
+  const { context, page, problems } = await open();
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await signIn(page);
+
+  await page.getByRole('link', { name: 'Overview', exact: true }).click();
+  await page.getByText('ready', { exact: true }).waitFor();
+  // Two polls, 5 s apart, make the first rate.
+  await page.getByText(/Requests per second: \d/).waitFor({ timeout: 15000 });
+  assert.ok((await page.locator('.spark polyline').first().getAttribute('points')).length > 0);
+  await screenshot(page, 'overview');
+
+  await page.getByRole('link', { name: 'Schema history', exact: true }).click();
+  await page.getByRole('button', { name: /create_table\s+people/ }).click();
+  await page.getByText(/CREATE TABLE public\."people"/).waitFor();
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download as SQL' }).click();
+  const sql = await (await import('node:fs/promises')).readFile(await (await download).path(), 'utf8');
+  assert.match(sql, /CREATE TABLE public\."authors"[\s\S]*CREATE TABLE public\."people"/);
+  await screenshot(page, 'history');
+
+  await page.getByRole('link', { name: 'Audit log', exact: true }).click();
+  await page.getByLabel('Actor').fill(`admin:${email}`);
+  await page.getByLabel('Outcome').selectOption('refused');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  const audit = page.getByRole('table', { name: 'Audit entries' });
+  await audit.waitFor();
+  assert.match(await audit.innerText(), /admin:first-admin@example\.com/);
+  assert.doesNotMatch(await audit.innerText(), /\bapplied\b/);
+  await screenshot(page, 'audit');
+
+  await page.getByRole('link', { name: 'Mail', exact: true }).click();
+  await page.getByLabel('Send a test mail to').fill('ops@example.com');
+  await page.getByRole('button', { name: 'Send a test email' }).click();
+  await page.getByText('A test mail to ops@example.com is queued.').waitFor();
+  assert.match(await page.getByRole('table', { name: 'Outbox' }).innerText(), /test\s+ops@example\.com/);
+  await screenshot(page, 'mail');
+
+  await page.getByRole('link', { name: 'API keys', exact: true }).click();
+  await page.getByLabel('anon key').waitFor();
+  assert.equal(await page.getByLabel('service_role key').count(), 0, 'not shown until revealed');
+  await page.getByRole('button', { name: 'Reveal service_role key' }).click();
+  await page.getByRole('button', { name: 'Copy service_role key' }).click();
+  await page.getByText('The service_role key is on the clipboard.').waitFor();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied, await page.getByLabel('service_role key').innerText());
+  const works = await fetch(`${base}/admin/v1/tables`, { headers: { authorization: `Bearer ${copied}` } });
+  assert.equal(works.status, 200);
+  await screenshot(page, 'keys');
+
+  await page.getByRole('link', { name: 'Configuration', exact: true }).click();
+  const config = page.getByLabel('Effective configuration');
+  await config.waitFor();
+  assert.match(await config.innerText(), /"project_name": "Galley"/);
+  await screenshot(page, 'config');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
