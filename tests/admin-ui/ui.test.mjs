@@ -212,7 +212,7 @@ test('tables are created with a foreign key, previewed as SQL first', async () =
   ]);
   await page.getByRole('button', { name: 'Create table' }).click();
   await page.getByRole('heading', { name: 'books' }).waitFor();
-  const constraints = await page.locator('ul.plain').innerText();
+  const constraints = await page.getByRole('list', { name: 'Constraints' }).innerText();
   assert.match(constraints, /FOREIGN KEY \(author_id\) REFERENCES authors\(id\) ON DELETE CASCADE/);
   await screenshot(page, 'table');
 
@@ -267,7 +267,7 @@ test('a constraint the rows would break is refused with the offending rows', asy
   await page.getByLabel('Check value').fill('1');
   await page.getByRole('button', { name: 'Add constraint' }).click();
   await page.getByRole('status').waitFor();
-  assert.match(await page.locator('ul.plain').innerText(), /char_length\(name\) >= 1|length/);
+  assert.match(await page.getByRole('list', { name: 'Constraints' }).innerText(), /char_length\(name\) >= 1|length/);
   assert.deepEqual(problems, []);
   await context.close();
 });
@@ -658,6 +658,32 @@ test('the operations pages: overview, history, audit, mail, keys, configuration'
   await config.waitFor();
   assert.match(await config.innerText(), /"project_name": "Galley"/);
   await screenshot(page, 'config');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('enums and indexes are made and dropped from the tables pages', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByLabel('Enum name').fill('status');
+  await page.getByLabel('Enum values (comma-separated)').fill('draft, published');
+  await page.getByRole('button', { name: 'Create enum' }).click();
+  await page.getByRole('list', { name: 'Enums' }).getByText('draft, published').waitFor();
+  // The new enum is a column type at once.
+  await page.getByRole('link', { name: 'New table' }).click();
+  assert.ok((await page.getByLabel('Column 1 type').innerText()).includes('status (enum)'));
+
+  await page.goto(`${base}/admin/#/tables/books`);
+  await page.getByLabel('Index columns (comma-separated)').fill('title');
+  await page.getByRole('button', { name: 'Add index' }).click();
+  await page.getByText('Index added.').waitFor();
+  const indexes = page.getByRole('list', { name: 'Indexes' });
+  assert.match(await indexes.innerText(), /\(title\)/);
+  const name = (await indexes.innerText()).match(/INDEX (\S+) ON public\.books USING btree \(title\)/)?.[1];
+  assert.ok(name, await indexes.innerText());
+  await page.getByRole('button', { name: `Drop index ${name}` }).click();
+  await page.getByText(`Index ${name} dropped.`).waitFor();
+  assert.doesNotMatch(await indexes.innerText(), /\(title\)/);
   assert.deepEqual(problems, []);
   await context.close();
 });
