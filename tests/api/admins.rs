@@ -1052,3 +1052,112 @@ async fn the_operations_pages_read_keys_redacted_configuration_metrics_and_send_
         .expect("response");
     assert_eq!(bad.status(), 400);
 }
+
+/// The code an authenticator shows for `secret` at time step `step`.
+fn totp_code(secret: &str, step: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("base32");
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        0,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .expect("totp")
+    .generate(u64::try_from(step * 30).expect("time"))
+}
+
+#[tokio::test]
+async fn an_admin_may_add_a_second_factor_whose_codes_work_once() {
+    let app = spawn_app_with(|_| {}).await;
+    ok(&admin_cli(
+        &app,
+        &["create", "ops@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    ));
+    let (_, _, cookie) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    let cookie = cookie.expect("cookie");
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(app.url(&format!("/admin/v1{path}")))
+            .header("cookie", &cookie)
+            .header("origin", origin(&app))
+            .json(&body)
+            .send()
+    };
+    let enrolment: Value = post("/session/totp", json!({}))
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    assert!(
+        enrolment["otpauth_url"].as_str().is_some_and(
+            |url| url.starts_with("otpauth://totp/") && url.contains("ops%40example.com")
+        ),
+        "{enrolment}"
+    );
+    let step = chrono::Utc::now().timestamp() / 30;
+    let wrong = post("/session/totp/confirm", json!({"code": "000000"}))
+        .await
+        .expect("response");
+    assert_eq!(wrong.status(), 400);
+    let confirmed = post(
+        "/session/totp/confirm",
+        json!({"code": totp_code(&secret, step)}),
+    )
+    .await
+    .expect("response");
+    assert_eq!(confirmed.status(), 200);
+    let me: Value = app
+        .http
+        .get(app.url("/admin/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["totp"], true);
+
+    // From now on the password alone opens nothing.
+    let (status, body, none) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("totp_required"))
+    );
+    assert!(none.is_none());
+    let with_code = |code: String| {
+        app.http
+            .post(app.url("/admin/v1/session"))
+            .header("origin", origin(&app))
+            .json(&json!({"email": "ops@example.com", "password": PASSWORD, "code": code}))
+            .send()
+    };
+    // The code the enrolment used is spent; the next step's works, once.
+    let replayed = with_code(totp_code(&secret, step)).await.expect("response");
+    assert_eq!(replayed.status(), 400);
+    let next = totp_code(&secret, step + 1);
+    assert_eq!(
+        with_code(next.clone()).await.expect("response").status(),
+        200
+    );
+    let again = with_code(next).await.expect("response");
+    assert_eq!(again.status(), 400);
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["code"],
+        "invalid_totp"
+    );
+
+    // An operator turns it off for an admin who lost their authenticator.
+    ok(&admin_cli(&app, &["disable-totp", "ops@example.com"], ""));
+    let (status, _, cookie) = sign_in(&app, "ops@example.com", PASSWORD).await;
+    assert_eq!(status, 200);
+    assert!(cookie.is_some());
+}

@@ -74,6 +74,13 @@ pub enum AdminError {
         "this setup link is invalid, used or expired; ask the operator for a new one (`galley admin create`)"
     )]
     SetupClosed,
+    /// The password was right and the admin has a second factor: the code is next.
+    #[error("enter the code from your authenticator app")]
+    TotpRequired,
+    #[error("the code is wrong or was already used")]
+    InvalidTotp,
+    #[error("start enrolling first: no authenticator is waiting for its first code")]
+    NoPendingTotp,
     #[error(transparent)]
     Db(#[from] galley_db::DbError),
     #[error(transparent)]
@@ -185,6 +192,53 @@ pub async fn delete_admin(client: &impl GenericClient, email: &str) -> Result<()
     Ok(())
 }
 
+/// Turns an admin's second factor off, from the command line (an admin who lost their
+/// authenticator).
+pub async fn disable_admin_totp(
+    client: &impl GenericClient,
+    email: &str,
+) -> Result<(), AdminError> {
+    let email = admin_email(email)?;
+    let updated = client
+        .execute(
+            "UPDATE galley.admins SET totp_secret = NULL, totp_pending = NULL WHERE lower(email) = $1",
+            &[&email],
+        )
+        .await?;
+    if updated == 0 {
+        return Err(AdminError::NotFound);
+    }
+    Ok(())
+}
+
+/// The TOTP of a base32 secret: SHA-1, 6 digits, 30-second steps, as authenticator apps
+/// expect.
+fn totp_for(secret: &str, label: Option<(&str, &str)>) -> Result<totp_rs::TOTP, AdminError> {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .map_err(|_| AdminError::InvalidTotp)?;
+    let (issuer, account) = label.map_or((None, String::new()), |(issuer, account)| {
+        (Some(issuer.replace(':', " ")), account.to_owned())
+    });
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes, issuer, account)
+        .map_err(|_| AdminError::InvalidTotp)
+}
+
+/// The time step `code` is valid for (this one, or one either side for clock drift), if
+/// it is newer than `after`; a code is never accepted twice.
+fn totp_step(secret: &str, code: &str, after: i64) -> Result<i64, AdminError> {
+    let totp = totp_for(secret, None)?;
+    let now = chrono::Utc::now().timestamp();
+    let current = now / 30;
+    let code = code.trim();
+    for step in [current - 1, current, current + 1] {
+        if step > after && totp.check(code, u64::try_from(step * 30).unwrap_or(0)) {
+            return Ok(step);
+        }
+    }
+    Err(AdminError::InvalidTotp)
+}
+
 /// Admin sign-in, sessions and the first-admin setup, for the gateway.
 pub struct Admins {
     pool: Pool,
@@ -223,6 +277,7 @@ impl Admins {
         &self,
         email: &str,
         password: &str,
+        code: Option<&str>,
         user_agent: Option<&str>,
         source_ip: &str,
     ) -> Result<NewSession, AdminError> {
@@ -230,7 +285,8 @@ impl Admins {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT id, email, password_hash FROM galley.admins WHERE lower(email) = $1",
+                "SELECT id, email, password_hash, totp_secret, totp_last_step FROM galley.admins \
+                 WHERE lower(email) = $1",
                 &[&email],
             )
             .await?;
@@ -243,6 +299,20 @@ impl Admins {
             id: row.get(0),
             email: row.get(1),
         };
+        if let Some(secret) = row.get::<_, Option<String>>(3) {
+            let code = code.ok_or(AdminError::TotpRequired)?;
+            let step = totp_step(&secret, code, row.get(4))?;
+            // Claimed only if no other request took this step first.
+            let claimed = client
+                .execute(
+                    "UPDATE galley.admins SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
+                    &[&admin.id, &step],
+                )
+                .await?;
+            if claimed != 1 {
+                return Err(AdminError::InvalidTotp);
+            }
+        }
         client
             .execute(
                 "UPDATE galley.admins SET last_sign_in_at = now() WHERE id = $1",
@@ -296,6 +366,84 @@ impl Admins {
             id: row.get(0),
             email: row.get(1),
         }))
+    }
+
+    /// Starts enrolling an authenticator: a new secret waits for its first code. Returns
+    /// the secret (base32, to type in) and its `otpauth://` URL (for a QR code).
+    pub async fn totp_begin(
+        &self,
+        admin: &Admin,
+        issuer: &str,
+    ) -> Result<(String, String), AdminError> {
+        let secret = totp_rs::Secret::generate_secret().to_encoded().to_string();
+        let totp = totp_for(&secret, Some((issuer, &admin.email)))?;
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE galley.admins SET totp_pending = $2 WHERE id = $1",
+                &[&admin.id, &secret],
+            )
+            .await?;
+        Ok((secret, totp.get_url()))
+    }
+
+    /// Finishes enrolling with a first code from the authenticator.
+    pub async fn totp_confirm(&self, admin: &Admin, code: &str) -> Result<(), AdminError> {
+        let client = self.pool.get().await?;
+        let pending: Option<String> = client
+            .query_one(
+                "SELECT totp_pending FROM galley.admins WHERE id = $1",
+                &[&admin.id],
+            )
+            .await?
+            .get(0);
+        let pending = pending.ok_or(AdminError::NoPendingTotp)?;
+        let step = totp_step(&pending, code, 0)?;
+        client
+            .execute(
+                "UPDATE galley.admins SET totp_secret = totp_pending, totp_pending = NULL, \
+                 totp_last_step = $2 WHERE id = $1",
+                &[&admin.id, &step],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Turns the second factor off, with a current code.
+    pub async fn totp_disable(&self, admin: &Admin, code: &str) -> Result<(), AdminError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT totp_secret, totp_last_step FROM galley.admins WHERE id = $1",
+                &[&admin.id],
+            )
+            .await?;
+        let Some(secret) = row.get::<_, Option<String>>(0) else {
+            return Ok(());
+        };
+        totp_step(&secret, code, row.get(1))?;
+        client
+            .execute(
+                "UPDATE galley.admins SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
+                &[&admin.id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the admin signs in with a second factor.
+    pub async fn totp_enabled(&self, admin: &Admin) -> Result<bool, AdminError> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .query_one(
+                "SELECT totp_secret IS NOT NULL FROM galley.admins WHERE id = $1",
+                &[&admin.id],
+            )
+            .await?
+            .get(0))
     }
 
     /// Ends the session with this token, if there is one.

@@ -23,7 +23,8 @@ pub use accounts::{
 };
 pub use admins::{
     ADMIN_PASSWORD_MIN, Admin, AdminConfig, AdminError, AdminRecord, Admins, NewSession,
-    admin_email, check_admin_password, create_admin, delete_admin, list_admins, set_admin_password,
+    admin_email, check_admin_password, create_admin, delete_admin, disable_admin_totp, list_admins,
+    set_admin_password,
 };
 pub use config::{AuthConfig, redact};
 pub use error::AuthError;

@@ -102,6 +102,8 @@ pub enum AdminCommand {
     },
     /// Remove an admin, and their sessions
     Delete { email: String },
+    /// Turn off an admin's second factor (when they lost their authenticator)
+    DisableTotp { email: String },
 }
 
 #[derive(Debug, Subcommand)]

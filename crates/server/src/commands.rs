@@ -46,7 +46,7 @@ fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             galley_auth::check_admin_password(&policy, &password)?;
             Some(password)
         }
-        AdminCommand::List | AdminCommand::Delete { .. } => None,
+        AdminCommand::List | AdminCommand::Delete { .. } | AdminCommand::DisableTotp { .. } => None,
     };
     runtime.block_on(async {
         let (mut client, connection) = owner_config(config)?
@@ -90,6 +90,13 @@ fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             AdminCommand::Delete { email } => {
                 galley_auth::delete_admin(&client, &email).await?;
                 writeln!(out, "deleted admin {email}")?;
+            }
+            AdminCommand::DisableTotp { email } => {
+                galley_auth::disable_admin_totp(&client, &email).await?;
+                writeln!(
+                    out,
+                    "{email} signs in with a password alone until they enrol again"
+                )?;
             }
         }
         drop(client);

@@ -24,6 +24,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
+        web::resource("/session/totp")
+            .route(web::post().to(totp_begin))
+            .route(web::delete().to(totp_disable))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/session/totp/confirm")
+            .route(web::post().to(totp_confirm))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
         web::resource("/setup")
             .route(web::post().to(set_up))
             .default_service(web::to(crate::routes::method_not_allowed)),
@@ -39,6 +50,9 @@ pub(crate) fn admin_error(err: AdminError) -> ApiError {
         AdminError::Exists => ApiError::conflict("admin_exists", err.to_string()),
         AdminError::NotFound => ApiError::invalid("admin_not_found", err.to_string()),
         AdminError::SetupClosed => ApiError::forbidden(err.to_string()),
+        AdminError::TotpRequired => ApiError::invalid("totp_required", err.to_string()),
+        AdminError::InvalidTotp => ApiError::invalid("invalid_totp", err.to_string()),
+        AdminError::NoPendingTotp => ApiError::invalid("no_pending_totp", err.to_string()),
         AdminError::Db(err) if err.is_unavailable() => {
             tracing::warn!(error = %galley_db::report(&err), "database unavailable");
             ApiError::unavailable("the database is unavailable; try again shortly")
@@ -55,6 +69,9 @@ pub(crate) fn admin_error(err: AdminError) -> ApiError {
 struct Credentials {
     email: String,
     password: String,
+    /// The authenticator's code, for an admin with a second factor.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +153,7 @@ async fn sign_in(
         .sign_in(
             &credentials.email,
             &credentials.password,
+            credentials.code.as_deref(),
             user_agent(&req).as_deref(),
             &ip,
         )
@@ -145,7 +163,7 @@ async fn sign_in(
             crate::extract::record_admin(&req, &session.admin.email);
             tracing::info!(event = "admin.signed_in", client_ip = %ip, "an admin signed in");
         }
-        Err(AdminError::InvalidCredentials) => {
+        Err(AdminError::InvalidCredentials | AdminError::InvalidTotp) => {
             tracing::info!(event = "admin.sign_in_failed", client_ip = %ip, "an admin sign-in was refused");
         }
         Err(_) => {}
@@ -154,11 +172,18 @@ async fn sign_in(
     Ok(signed_in(&state, &session))
 }
 
-async fn current(admin: AdminAccess) -> Result<HttpResponse, ApiError> {
+async fn current(admin: AdminAccess, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match admin {
-        AdminAccess::Session(admin) => Ok(HttpResponse::Ok()
-            .insert_header(("cache-control", "no-store"))
-            .json(json!({ "admin": admin }))),
+        AdminAccess::Session(admin) => {
+            let totp = state
+                .admins
+                .totp_enabled(&admin)
+                .await
+                .map_err(admin_error)?;
+            Ok(HttpResponse::Ok()
+                .insert_header(("cache-control", "no-store"))
+                .json(json!({ "admin": admin, "totp": totp })))
+        }
         AdminAccess::Key(_) => Err(ApiError::invalid(
             "no_session",
             "this request carries the service_role key, not an admin session",
@@ -209,4 +234,73 @@ async fn set_up(
     crate::extract::record_admin(&req, &session.admin.email);
     tracing::info!(event = "admin.created", client_ip = %ip, "the first admin was set up through the setup link");
     Ok(signed_in(&state, &session))
+}
+
+/// The signed-in admin, for their own account's settings (the key has no account).
+fn own(admin: AdminAccess) -> Result<galley_auth::Admin, ApiError> {
+    match admin {
+        AdminAccess::Session(admin) => Ok(admin),
+        AdminAccess::Key(_) => Err(ApiError::invalid(
+            "no_session",
+            "this request carries the service_role key, not an admin session",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Code {
+    code: String,
+}
+
+/// Starts enrolling an authenticator: the secret to type in and its otpauth:// URL.
+async fn totp_begin(
+    admin: AdminAccess,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = own(admin)?;
+    let (secret, url) = state
+        .admins
+        .totp_begin(&admin, &state.operator.project)
+        .await
+        .map_err(admin_error)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({ "secret": secret, "otpauth_url": url })))
+}
+
+async fn totp_confirm(
+    admin: AdminAccess,
+    state: web::Data<AppState>,
+    body: web::Json<Code>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = own(admin)?;
+    state
+        .admins
+        .totp_confirm(&admin, &body.code)
+        .await
+        .map_err(admin_error)?;
+    tracing::info!(
+        event = "admin.totp_enabled",
+        "an admin turned on a second factor"
+    );
+    Ok(HttpResponse::Ok().json(json!({ "totp": true })))
+}
+
+async fn totp_disable(
+    admin: AdminAccess,
+    state: web::Data<AppState>,
+    body: web::Json<Code>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = own(admin)?;
+    state
+        .admins
+        .totp_disable(&admin, &body.code)
+        .await
+        .map_err(admin_error)?;
+    tracing::info!(
+        event = "admin.totp_disabled",
+        "an admin turned off their second factor"
+    );
+    Ok(HttpResponse::Ok().json(json!({ "totp": false })))
 }
