@@ -25,8 +25,13 @@ export async function checkSession(): Promise<void> {
   }
 }
 
-export async function signIn(email: string, password: string): Promise<void> {
-  const answer = await api<{ admin: Admin }>('POST', '/session', { email, password }, { quiet401: true });
+export async function signIn(email: string, password: string, code?: string): Promise<void> {
+  const answer = await api<{ admin: Admin }>(
+    'POST',
+    '/session',
+    code ? { email, password, code } : { email, password },
+    { quiet401: true },
+  );
   session.admin = answer.admin;
 }
 
