@@ -11,6 +11,22 @@ use crate::support::{data_dir, galley_bin, run_galley};
 
 const PASSWORD: &str = "a long admin passphrase";
 
+/// Sends a request and reads its JSON answer.
+trait JsonOf {
+    async fn json_of(self) -> Value;
+}
+
+impl JsonOf for reqwest::RequestBuilder {
+    async fn json_of(self) -> Value {
+        self.send()
+            .await
+            .expect("response")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
 /// `galley admin <args>` against the app's database, with `stdin` piped in.
 fn admin_cli(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
@@ -141,12 +157,8 @@ async fn admins_are_managed_by_the_cli_and_sign_in_with_a_session_cookie() {
         .http
         .get(app.url("/admin/v1/session"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(me["admin"]["email"], "ops@example.com");
     // Not the app's API, though: the cookie is for /admin only, and is no token.
     assert_eq!(get_with(&app, "/auth/v1/admin/users", &cookie).await, 401);
@@ -435,12 +447,8 @@ async fn an_admin_browses_data_as_any_role_and_sees_what_row_level_security_show
         .http
         .get(app.url("/admin/v1/tables/notes"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(
         detail["rules"]["select"],
         json!({"preset": "owner", "column": "owner"})
@@ -507,35 +515,23 @@ async fn an_admin_browses_data_as_any_role_and_sees_what_row_level_security_show
         .http
         .get(app.url("/admin/v1/users?q=ANN@"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
     assert_eq!(found[0]["id"], ann.to_string());
     let by_id: Value = app
         .http
         .get(app.url(&format!("/admin/v1/users?q={bob}")))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(by_id[0]["email"], "bob@example.com");
     let literal: Value = app
         .http
         .get(app.url("/admin/v1/users?q=%25"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(literal, json!([]), "% is a character, not a wildcard");
     let (status, body) = read(Some(format!("user:{}", uuid::Uuid::new_v4()))).await;
     assert_eq!(
@@ -612,13 +608,7 @@ async fn admins_manage_app_users_and_see_what_a_deletion_takes_along() {
     let listed = |filter: &str| {
         let request = admin(reqwest::Method::GET, &format!("/users?filter={filter}"));
         async move {
-            let users: Value = request
-                .send()
-                .await
-                .expect("response")
-                .json()
-                .await
-                .expect("json");
+            let users: Value = request.json_of().await;
             users
                 .as_array()
                 .expect("users")
@@ -644,20 +634,12 @@ async fn admins_manage_app_users_and_see_what_a_deletion_takes_along() {
         .await
         .expect("session");
     let detail: Value = admin(reqwest::Method::GET, &format!("/users/{id}"))
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(detail["sessions"].as_array().map(Vec::len), Some(1));
     let ended: Value = admin(reqwest::Method::POST, &format!("/users/{id}/logout"))
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(ended["sessions_ended"], 1);
     let refreshed = app
         .http
@@ -703,13 +685,7 @@ async fn admins_manage_app_users_and_see_what_a_deletion_takes_along() {
         .expect("response");
     assert_eq!(recovery.status(), 202);
     let queued = crate::support::eventually(std::time::Duration::from_secs(10), || async {
-        let outbox: Value = admin(reqwest::Method::GET, "/outbox")
-            .send()
-            .await
-            .expect("response")
-            .json()
-            .await
-            .expect("json");
+        let outbox: Value = admin(reqwest::Method::GET, "/outbox").json_of().await;
         outbox.as_array().is_some_and(|mails| {
             mails
                 .iter()
@@ -887,12 +863,8 @@ async fn the_sql_console_runs_as_any_role_rolls_back_unless_told_and_adopts_new_
         .http
         .get(app.url("/admin/v1/sql/history?limit=10"))
         .bearer_auth(&service)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     let entries = history.as_array().expect("entries");
     assert_eq!(entries.len(), 5, "every run but the refused one: {history}");
     assert_eq!(entries[0]["sql"], "selec 1");
@@ -902,22 +874,14 @@ async fn the_sql_console_runs_as_any_role_rolls_back_unless_told_and_adopts_new_
         .post(app.url("/admin/v1/sql/snippets"))
         .bearer_auth(&service)
         .json(&json!({"name": "count", "sql": "select count(*) from made_here"}))
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     let listed: Value = app
         .http
         .get(app.url("/admin/v1/sql/snippets"))
         .bearer_auth(&service)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(listed[0]["name"], "count");
     let gone = app
         .http
@@ -970,12 +934,8 @@ async fn the_operations_pages_read_keys_redacted_configuration_metrics_and_send_
         .http
         .post(app.url("/admin/v1/keys/service_role"))
         .bearer_auth(&service)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     let key = revealed["service_role"].as_str().expect("key").to_owned();
     let as_service = app
         .http
@@ -1118,12 +1078,8 @@ async fn an_admin_may_add_a_second_factor_whose_codes_work_once() {
         .http
         .get(app.url("/admin/v1/session"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("response")
-        .json()
-        .await
-        .expect("json");
+        .json_of()
+        .await;
     assert_eq!(me["totp"], true);
 
     // From now on the password alone opens nothing.
