@@ -691,6 +691,27 @@ test('enums and indexes are made and dropped from the tables pages', async () =>
   await context.close();
 });
 
+test('backups are taken, verified and downloaded from the backups page', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByRole('link', { name: 'Backups', exact: true }).click();
+  await page.getByText('No backups yet.').waitFor();
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByText(/^Backup galley-\S+ taken/).waitFor();
+  const table = page.getByRole('table', { name: 'Backups' });
+  const name = (await table.locator('tbody code').first().innerText()).trim();
+  await page.getByRole('button', { name: `Verify ${name}` }).click();
+  await page.getByText(`${name} verified: it restores as its manifest records.`).waitFor();
+  const download = page.waitForEvent('download');
+  await table.getByRole('link', { name: 'manifest.json' }).click();
+  const manifest = JSON.parse(await (await import('node:fs/promises')).readFile(await (await download).path(), 'utf8'));
+  assert.equal(manifest.name, name);
+  assert.ok(manifest.row_counts['public.authors'] >= 4);
+  await screenshot(page, 'backups');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 /** The code an authenticator app shows for a base32 `secret` at time step `step` (RFC 6238). */
 async function totp(secret, step) {
   const { createHmac } = await import('node:crypto');

@@ -765,3 +765,79 @@ async fn backups_go_to_an_s3_bucket_and_come_back_from_it() {
     nothing_left();
     check_restored(&galley, &before, false).await;
 }
+
+#[tokio::test]
+async fn the_admin_api_lists_takes_verifies_and_hands_out_backups() {
+    let backups = data_dir();
+    let dir = backups.path().to_owned();
+    let app = galley_testkit::spawn_app_with(move |config| {
+        config.backup.dir = Some(dir);
+    })
+    .await;
+    let service = app.service_key();
+    let call = |method: reqwest::Method, path: &str| {
+        app.http
+            .request(method, app.url(&format!("/admin/v1{path}")))
+            .bearer_auth(&service)
+            .send()
+    };
+    let empty: Value = call(reqwest::Method::GET, "/backups")
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(empty, json!([]));
+    let created = call(reqwest::Method::POST, "/backups")
+        .await
+        .expect("response");
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    let name = created["name"].as_str().expect("name").to_owned();
+    let listed: Value = call(reqwest::Method::GET, "/backups")
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["name"], name.as_str());
+    assert_eq!(
+        listed[0]["files"],
+        json!(["database.dump", "secrets.json", "manifest.json"])
+    );
+    let verified = call(reqwest::Method::POST, &format!("/backups/{name}/verify"))
+        .await
+        .expect("response");
+    assert_eq!(verified.status(), 200);
+    let manifest: Value = call(
+        reqwest::Method::GET,
+        &format!("/backups/{name}/files/manifest.json"),
+    )
+    .await
+    .expect("response")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(manifest["name"], name.as_str());
+    // Only the files a backup's manifest names.
+    for path in [
+        format!("/backups/{name}/files/..%2F..%2Fjwt_secret"),
+        format!("/backups/{name}/files/other.txt"),
+        "/backups/galley-nope/files/manifest.json".to_owned(),
+    ] {
+        let status = call(reqwest::Method::GET, &path)
+            .await
+            .expect("response")
+            .status();
+        assert_eq!(status, 404, "{path}");
+    }
+    let refused = call(reqwest::Method::POST, "/backups/galley-nope/verify")
+        .await
+        .expect("response");
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.json::<Value>().await.expect("json")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no backup named galley-nope"))
+    );
+}

@@ -429,6 +429,10 @@ async fn the_openapi_document_describes_every_admin_route() {
         "GET /config",
         "GET /metrics",
         "POST /outbox/test",
+        "GET /backups",
+        "POST /backups",
+        "POST /backups/{name}/verify",
+        "GET /backups/{name}/files/{file}",
         "GET /audit",
         "GET /enums",
         "POST /enums",
@@ -443,7 +447,8 @@ async fn the_openapi_document_describes_every_admin_route() {
             .replace("{column}", "probe")
             .replace("{constraint}", "probe")
             .replace("{index}", "probe")
-            .replace("{id}", "probe");
+            .replace("{id}", "probe")
+            .replace("{file}", "probe");
         let response = app
             .http
             .request(

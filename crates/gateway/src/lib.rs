@@ -23,7 +23,7 @@ pub use config::{ConfigError, DEFAULT_METRICS_LISTEN, HttpConfig, MetricsConfig,
 pub use error::{ApiError, ErrorBody};
 pub use middleware::request_id::{RequestContext, current_request, in_request};
 pub use ratelimit::RateLimitConfig;
-pub use state::{AppState, OperatorView};
+pub use state::{AppState, BackupFailure, Backups, OperatorView};
 
 /// JSON bodies: limited, and every refusal in the error shape.
 fn json_config(limit: usize) -> web::JsonConfig {

@@ -24,6 +24,8 @@ pub struct AppState {
     pub(crate) secure_cookies: bool,
     /// What the admin UI's operations pages show: the API keys and the configuration.
     pub(crate) operator: Arc<OperatorView>,
+    /// `galley backup` for the admin UI, when the server provides it.
+    pub(crate) backups: Option<Arc<dyn Backups>>,
     pub(crate) limits: Arc<RateLimiter>,
     pub(crate) metrics: Arc<galley_metrics::Metrics>,
     /// When set, `/metrics` is served on the main address to requests carrying it.
@@ -33,6 +35,34 @@ pub struct AppState {
     /// PostgreSQL, past its restart budget): `/health/live` fails so a supervisor
     /// restarts the process.
     unrecoverable: Arc<AtomicBool>,
+}
+
+/// A failure of a backup operation, in words for the admin UI (no secrets, no SQL).
+pub type BackupFailure = String;
+
+/// Backups as the admin UI reaches them; `server` implements it over `galley backup`
+/// (the gateway does not run `pg_dump` itself). Answers are JSON for the API to pass on.
+pub trait Backups: Send + Sync {
+    /// Every backup, newest first.
+    fn list(
+        &self,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, BackupFailure>>;
+    /// Takes a backup now.
+    fn create(
+        &self,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, BackupFailure>>;
+    /// Restores backup `name` into a scratch database and compares it with its manifest.
+    fn verify(
+        &self,
+        name: String,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, BackupFailure>>;
+    /// One file of backup `name` (a part or `manifest.json`), to download; `None` when
+    /// there is no such file.
+    fn file(
+        &self,
+        name: String,
+        file: String,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<Option<Vec<u8>>, BackupFailure>>;
 }
 
 /// What the admin UI's operations pages show of this instance.
@@ -51,6 +81,12 @@ impl AppState {
     /// Sets what the operations pages show (the caller holds the secret and the config).
     pub fn with_operator_view(mut self, view: OperatorView) -> Self {
         self.operator = Arc::new(view);
+        self
+    }
+
+    /// Gives the admin UI `galley backup`.
+    pub fn with_backups(mut self, backups: Arc<dyn Backups>) -> Self {
+        self.backups = Some(backups);
         self
     }
 
@@ -84,6 +120,7 @@ impl AppState {
             admins,
             secure_cookies,
             operator: Arc::new(OperatorView::default()),
+            backups: None,
             limits: Arc::new(RateLimiter::new(limits)),
             metrics,
             metrics_token,

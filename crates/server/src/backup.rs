@@ -934,6 +934,100 @@ pub(crate) async fn prune(config: &Config) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// `galley backup` for the admin UI (`/admin/v1/backups`), with this instance's
+/// configuration and owner connection.
+pub(crate) struct AdminBackups {
+    pub(crate) config: Config,
+    pub(crate) owner: galley_db::tokio_postgres::Config,
+}
+
+/// A manifest as the admin UI lists it.
+fn summary(manifest: &Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "name": manifest.name,
+        "created_at": manifest.created_at,
+        "bytes": manifest.parts.values().map(|part| part.bytes).sum::<u64>(),
+        "tables": manifest.row_counts.len(),
+        "rows": manifest.row_counts.values().sum::<i64>(),
+        "encryption": manifest.encryption,
+        "files": manifest.parts.keys().cloned().chain([MANIFEST.to_owned()]).collect::<Vec<_>>(),
+    })
+}
+
+/// An error for the admin UI: the whole chain, which names files and tools, never secrets.
+fn words(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}
+
+impl galley_gateway::Backups for AdminBackups {
+    fn list(
+        &self,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, String>> {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let manifests = list(&config).await.map_err(|err| words(&err))?;
+            Ok(serde_json::Value::Array(
+                manifests.iter().map(summary).collect(),
+            ))
+        })
+    }
+
+    fn create(
+        &self,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, String>> {
+        let (config, owner) = (self.config.clone(), self.owner.clone());
+        Box::pin(async move {
+            let created = create(&config, owner).await.map_err(|err| words(&err))?;
+            Ok(serde_json::json!({
+                "name": created.name,
+                "location": created.location,
+                "bytes": created.bytes,
+            }))
+        })
+    }
+
+    fn verify(
+        &self,
+        name: String,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, String>> {
+        let (config, owner) = (self.config.clone(), self.owner.clone());
+        Box::pin(async move {
+            let manifest = verify(&config, owner, Some(&name))
+                .await
+                .map_err(|err| words(&err))?;
+            Ok(summary(&manifest))
+        })
+    }
+
+    fn file(
+        &self,
+        name: String,
+        file: String,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<Option<Vec<u8>>, String>> {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let destination = Destination::of(&config).map_err(|err| words(&err))?;
+            let Destination::Dir(root) = destination else {
+                return Err("backups in a bucket are downloaded from the bucket".to_owned());
+            };
+            let manifests = list(&config).await.map_err(|err| words(&err))?;
+            // Only a file the manifest names (or the manifest), of a backup that exists:
+            // no path from the request reaches the file system.
+            let Some(manifest) = manifests.iter().find(|m| m.name == name) else {
+                return Ok(None);
+            };
+            if file != MANIFEST && !manifest.parts.contains_key(&file) {
+                return Ok(None);
+            }
+            let path = root.join(&manifest.name).join(&file);
+            tokio::fs::read(&path)
+                .await
+                .map(Some)
+                .map_err(|err| format!("reading {}: {err}", path.display()))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

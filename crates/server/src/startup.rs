@@ -301,7 +301,11 @@ impl Application {
             service_key: mint_api_key(secret, ApiRole::ServiceRole, chrono::Utc::now()).into(),
             config: serde_json::from_str(&config.redacted_json()).unwrap_or_default(),
             project: config.auth.project_name.clone(),
-        });
+        })
+        .with_backups(Arc::new(crate::backup::AdminBackups {
+            config: config.clone(),
+            owner: targets.owner.clone(),
+        }));
         let metrics_server = if let Some(listener) = listeners.metrics {
             let address = listener
                 .local_addr()

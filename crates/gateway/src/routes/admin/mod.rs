@@ -2,6 +2,7 @@
 //! `service_role` key.
 
 mod audit;
+mod backups;
 mod catalog;
 mod enums;
 mod history;
@@ -49,6 +50,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(users::configure)
             .configure(sql::configure)
             .configure(ops::configure)
+            .configure(backups::configure)
             .configure(openapi::configure),
     );
 }
