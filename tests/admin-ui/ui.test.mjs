@@ -674,7 +674,7 @@ test('enums and indexes are made and dropped from the tables pages', async () =>
   await page.getByRole('list', { name: 'Enums' }).getByText('draft, published').waitFor();
   // The new enum is a column type at once.
   await page.getByRole('link', { name: 'New table' }).click();
-  assert.ok((await page.getByLabel('Column 1 type').innerText()).includes('status (enum)'));
+  await page.getByLabel('Column 1 type').locator('option', { hasText: 'status (enum)' }).waitFor({ state: 'attached' });
 
   await page.goto(`${base}/admin/#/tables/books`);
   await page.getByLabel('Index columns (comma-separated)').fill('title');
@@ -708,6 +708,34 @@ test('backups are taken, verified and downloaded from the backups page', async (
   assert.equal(manifest.name, name);
   assert.ok(manifest.row_counts['public.authors'] >= 4);
   await screenshot(page, 'backups');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a foreign-key cell is picked from the referenced rows and links to the row it names', async () => {
+  await insertRows('books', [{ title: 'Unattributed' }]);
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/data/books`);
+  const grid = page.getByRole('grid', { name: 'Rows of books' });
+  await grid.getByRole('gridcell', { name: 'Unattributed' }).waitFor();
+  // The author_id cell of that row: the grid's columns are id, title, author_id, …
+  const row = grid.locator('.grid-body .grid-row').filter({ hasText: 'Unattributed' });
+  await row.locator('.cell').nth(3).dblclick();
+  await page.waitForFunction(() => [...document.querySelectorAll('#fk-choices option')].some((o) => o.textContent === 'Ann'));
+  const annId = await page.evaluate(
+    () => [...document.querySelectorAll('#fk-choices option')].find((o) => o.textContent === 'Ann').value,
+  );
+  const editor = page.getByLabel('New value of author_id');
+  await editor.fill(annId);
+  await editor.press('Enter');
+  await page.getByRole('button', { name: 'Review 1 change' }).click();
+  await page.getByRole('button', { name: 'Save 1 change' }).click();
+  await page.getByText('1 row saved.').waitFor();
+  await row.getByRole('link', { name: annId }).click();
+  const authors = page.getByRole('grid', { name: 'Rows of authors' });
+  await authors.getByRole('gridcell', { name: 'Ann', exact: true }).waitFor();
+  assert.equal(await authors.locator('.grid-body .grid-row').count(), 1, 'filtered to the row it names');
   assert.deepEqual(problems, []);
   await context.close();
 });
