@@ -166,6 +166,16 @@ async fn admins_are_managed_by_the_cli_and_sign_in_with_a_session_cookie() {
         get_with(&app, "/admin/v1/tables", "galley_admin=forged").await,
         401
     );
+    // Another site's page cannot read through the admin's browser either.
+    let cross_read = app
+        .http
+        .get(app.url("/admin/v1/tables"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(cross_read.status(), 403);
     assert_eq!(
         app.http
             .get(app.url("/admin/v1/tables"))
@@ -831,6 +841,37 @@ async fn the_sql_console_runs_as_any_role_rolls_back_unless_told_and_adopts_new_
         .get(0);
     assert_eq!(recorded, create);
 
+    // Session settings die with the console's connection: the pool stays clean.
+    let characteristics =
+        sql(json!({"sql": "set session characteristics as transaction read only", "commit": true}))
+            .await
+            .expect("response");
+    assert_eq!(characteristics.status(), 200);
+    for _ in 0..4 {
+        let created = app
+            .http
+            .post(app.url("/admin/v1/tables"))
+            .bearer_auth(&service)
+            .json(&json!({"name": format!("after_{}", uuid::Uuid::new_v4().simple()), "columns": [{"name": "a", "type": "text"}]}))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(created.status(), 201, "the owner pool still writes");
+    }
+    // Turning row-level security off is a schema change, recorded.
+    let off: Value =
+        sql(json!({"sql": "alter table made_here disable row level security", "commit": true}))
+            .await
+            .expect("response")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(off["schema_changed"], true);
+    assert!(off["history_id"].as_i64().is_some());
+    sql(json!({"sql": "alter table made_here enable row level security", "commit": true}))
+        .await
+        .expect("response");
+
     // As anon, row-level security and grants apply.
     let refused = sql(json!({"sql": "select * from made_here", "run_as": "anon"}))
         .await
@@ -866,7 +907,7 @@ async fn the_sql_console_runs_as_any_role_rolls_back_unless_told_and_adopts_new_
         .json_of()
         .await;
     let entries = history.as_array().expect("entries");
-    assert_eq!(entries.len(), 5, "every run but the refused one: {history}");
+    assert_eq!(entries.len(), 8, "every run but the refused one: {history}");
     assert_eq!(entries[0]["sql"], "selec 1");
     assert!(entries[0]["error"].as_str().is_some());
     let saved: Value = app
@@ -1082,6 +1123,13 @@ async fn an_admin_may_add_a_second_factor_whose_codes_work_once() {
         .await;
     assert_eq!(me["totp"], true);
 
+    // A stolen session alone cannot swap the authenticator.
+    let swap = post("/session/totp", json!({})).await.expect("response");
+    assert_eq!(swap.status(), 400);
+    assert_eq!(
+        swap.json::<Value>().await.expect("json")["code"],
+        "totp_required"
+    );
     // From now on the password alone opens nothing.
     let (status, body, none) = sign_in(&app, "ops@example.com", PASSWORD).await;
     assert_eq!(
@@ -1116,4 +1164,62 @@ async fn an_admin_may_add_a_second_factor_whose_codes_work_once() {
     let (status, _, cookie) = sign_in(&app, "ops@example.com", PASSWORD).await;
     assert_eq!(status, 200);
     assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn an_app_users_token_is_never_an_admin_key_whatever_its_role() {
+    let app = spawn_app_with(|_| {}).await;
+    let service = app.service_key();
+    let created: Value = app
+        .http
+        .post(app.url("/admin/v1/users"))
+        .bearer_auth(&service)
+        .json(&json!({"email": "power@example.com", "password": "power user password", "email_confirm": true}))
+        .json_of()
+        .await;
+    let id: uuid::Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .execute(
+            "UPDATE auth.users SET role = 'service_role' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("role");
+    let session: Value = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"email": "power@example.com", "password": "power user password"}))
+        .json_of()
+        .await;
+    let token = session["access_token"].as_str().expect("token").to_owned();
+    let console = app
+        .http
+        .post(app.url("/admin/v1/sql"))
+        .bearer_auth(&token)
+        .json(&json!({"sql": "select 1"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        console.status(),
+        403,
+        "no SQL console for an app user's session"
+    );
+    let gotrue = app
+        .http
+        .get(app.url("/auth/v1/admin/users"))
+        .bearer_auth(&token)
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        gotrue.status(),
+        200,
+        "Supabase Auth's admin API keeps its rule: the role decides"
+    );
 }

@@ -801,9 +801,10 @@ async fn the_admin_api_lists_takes_verifies_and_hands_out_backups() {
         .await
         .expect("json");
     assert_eq!(listed[0]["name"], name.as_str());
+    // The signing secret stays with the CLI: never a download.
     assert_eq!(
         listed[0]["files"],
-        json!(["database.dump", "secrets.json", "manifest.json"])
+        json!(["database.dump", "manifest.json"])
     );
     let verified = call(reqwest::Method::POST, &format!("/backups/{name}/verify"))
         .await
@@ -823,6 +824,7 @@ async fn the_admin_api_lists_takes_verifies_and_hands_out_backups() {
     for path in [
         format!("/backups/{name}/files/..%2F..%2Fjwt_secret"),
         format!("/backups/{name}/files/other.txt"),
+        format!("/backups/{name}/files/secrets.json"),
         "/backups/galley-nope/files/manifest.json".to_owned(),
     ] {
         let status = call(reqwest::Method::GET, &path)

@@ -374,7 +374,11 @@ impl Admins {
         &self,
         admin: &Admin,
         issuer: &str,
+        code: Option<&str>,
     ) -> Result<(String, String), AdminError> {
+        // Replacing an authenticator takes a code from the current one: a stolen session
+        // alone cannot swap the second factor.
+        self.require_current_code(admin, code).await?;
         let secret = totp_rs::Secret::generate_secret().to_encoded().to_string();
         let totp = totp_for(&secret, Some((issuer, &admin.email)))?;
         self.pool
@@ -412,6 +416,25 @@ impl Admins {
 
     /// Turns the second factor off, with a current code.
     pub async fn totp_disable(&self, admin: &Admin, code: &str) -> Result<(), AdminError> {
+        self.require_current_code(admin, Some(code)).await?;
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE galley.admins SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
+                &[&admin.id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// When the admin has a second factor: a current code, spent (its step recorded, so it
+    /// works once). Without one, nothing to check.
+    async fn require_current_code(
+        &self,
+        admin: &Admin,
+        code: Option<&str>,
+    ) -> Result<(), AdminError> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -422,13 +445,16 @@ impl Admins {
         let Some(secret) = row.get::<_, Option<String>>(0) else {
             return Ok(());
         };
-        totp_step(&secret, code, row.get(1))?;
-        client
+        let step = totp_step(&secret, code.ok_or(AdminError::TotpRequired)?, row.get(1))?;
+        let claimed = client
             .execute(
-                "UPDATE galley.admins SET totp_secret = NULL, totp_pending = NULL WHERE id = $1",
-                &[&admin.id],
+                "UPDATE galley.admins SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
+                &[&admin.id, &step],
             )
             .await?;
+        if claimed != 1 {
+            return Err(AdminError::InvalidTotp);
+        }
         Ok(())
     }
 

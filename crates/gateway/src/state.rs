@@ -75,6 +75,8 @@ pub struct OperatorView {
     pub config: serde_json::Value,
     /// `auth.project_name`, for mail the admin UI sends.
     pub project: String,
+    /// The public URL's `host[:port]`: an admin UI loaded through it is this origin.
+    pub public_authority: String,
 }
 
 impl AppState {

@@ -292,6 +292,13 @@ fn unseal(
 }
 
 const DATABASE: &str = "database.dump";
+/// Every name a backup's part may have.
+const PART_NAMES: [&str; 4] = [
+    "database.dump",
+    "database.dump.age",
+    "secrets.json",
+    "secrets.json.age",
+];
 const SECRETS: &str = "secrets.json";
 const MANIFEST: &str = "manifest.json";
 /// The schemas a backup counts and compares: the user's and Galley's own.
@@ -739,6 +746,19 @@ async fn checked(config: &Config, name: Option<&str>) -> anyhow::Result<(Local, 
             .next()
             .with_context(|| format!("no backups in {}", destination.describe()))?,
     };
+    // A manifest names its own parts: only the names Galley writes are accepted, so a
+    // manifest planted in a bucket or directory cannot point outside its backup.
+    if taken_at(&manifest.name).is_none()
+        || manifest
+            .parts
+            .keys()
+            .any(|file| !PART_NAMES.contains(&file.as_str()))
+    {
+        anyhow::bail!(
+            "backup {} has a manifest Galley did not write (unexpected names); refusing it",
+            manifest.name
+        );
+    }
     let local = match &destination {
         Destination::Dir(root) => Local {
             dir: root.join(&manifest.name),
@@ -950,7 +970,13 @@ fn summary(manifest: &Manifest) -> serde_json::Value {
         "tables": manifest.row_counts.len(),
         "rows": manifest.row_counts.values().sum::<i64>(),
         "encryption": manifest.encryption,
-        "files": manifest.parts.keys().cloned().chain([MANIFEST.to_owned()]).collect::<Vec<_>>(),
+        "files": manifest
+            .parts
+            .keys()
+            .filter(|file| !file.starts_with(SECRETS))
+            .cloned()
+            .chain([MANIFEST.to_owned()])
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -1016,7 +1042,10 @@ impl galley_gateway::Backups for AdminBackups {
             let Some(manifest) = manifests.iter().find(|m| m.name == name) else {
                 return Ok(None);
             };
-            if file != MANIFEST && !manifest.parts.contains_key(&file) {
+            // The secrets (the signing secret, worth more than any key) stay with the CLI.
+            if file.starts_with(SECRETS)
+                || (file != MANIFEST && !manifest.parts.contains_key(&file))
+            {
                 return Ok(None);
             }
             let path = root.join(&manifest.name).join(&file);

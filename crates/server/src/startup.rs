@@ -301,6 +301,10 @@ impl Application {
             service_key: mint_api_key(secret, ApiRole::ServiceRole, chrono::Utc::now()).into(),
             config: serde_json::from_str(&config.redacted_json()).unwrap_or_default(),
             project: config.auth.project_name.clone(),
+            public_authority: public_url
+                .split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_owned())
+                .unwrap_or_default(),
         })
         .with_backups(Arc::new(crate::backup::AdminBackups {
             config: config.clone(),

@@ -63,6 +63,14 @@ async fn authorize(req: &HttpRequest) -> Result<AdminAccess, ApiError> {
         if claims.role != "service_role" {
             return Err(ApiError::forbidden(NEEDS));
         }
+        // Galley's own admin API (the SQL console among it) takes the key, not an app
+        // user's session token that happens to carry the role: that would skip the admin's
+        // own sign-in, second factor and session limits.
+        if req.path().starts_with("/admin/") && claims.raw.get("session_id").is_some() {
+            return Err(ApiError::forbidden(
+                "this endpoint needs an admin session or the service_role key, not an app user's token",
+            ));
+        }
         return Ok(AdminAccess::Key(claims));
     }
     // The session is for Galley's own admin API only, never for the app-facing ones
@@ -88,29 +96,41 @@ async fn authorize(req: &HttpRequest) -> Result<AdminAccess, ApiError> {
     Ok(AdminAccess::Session(admin))
 }
 
-/// Refuses a cookie-carrying request that changes something unless the browser says it
-/// comes from this origin. Browsers send `Origin` with every such request and a page
+/// Refuses a cookie-carrying request from another origin, and one that changes something
+/// unless the browser says it comes from this origin. Browsers send `Origin` with every such request and a page
 /// cannot forge it; with the cookie's SameSite=Strict and `/admin/v1` taking only JSON
 /// bodies, no other site can make an admin's browser act.
 pub(crate) fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Ok(());
-    }
     let header = |name| {
         req.headers()
             .get(name)
             .and_then(|value: &actix_web::http::header::HeaderValue| value.to_str().ok())
     };
-    let authority =
-        header(ORIGIN).and_then(|origin| origin.split_once("://").map(|(_, rest)| rest));
+    let origin = header(ORIGIN);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // A read without `Origin` is a navigation or a same-origin fetch: fine. With one, it
+    // must be this origin, whatever the method, so no other site can read an admin's data
+    // even where CORS would let it.
+    if safe && origin.is_none() {
+        return Ok(());
+    }
+    let authority = origin.and_then(|origin| origin.split_once("://").map(|(_, rest)| rest));
+    // This origin: the request's own Host, or the public URL's (behind a proxy that does
+    // not pass Host on).
+    let public = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.operator.public_authority.clone())
+        .unwrap_or_default();
     match (authority, header(HOST)) {
         (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+        (Some(authority), _) if !public.is_empty() && authority.eq_ignore_ascii_case(&public) => {
+            Ok(())
+        }
         _ => Err(ApiError::forbidden(
-            "a signed-in admin's changes must come from the admin UI's own origin",
+            "a signed-in admin's requests must come from the admin UI's own origin",
         )),
     }
 }
-
 /// `Authorization: Bearer <token>`, else the `apikey` header that Supabase clients send.
 /// A present `Authorization` that is not a bearer token counts as no token here; callers
 /// that would fall back to `anon` ask [`authorization_is_malformed`] first.

@@ -253,15 +253,31 @@ struct Code {
     code: String,
 }
 
-/// Starts enrolling an authenticator: the secret to type in and its otpauth:// URL.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MaybeCode {
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// Starts enrolling an authenticator: the secret to type in and its otpauth:// URL. An
+/// admin who has one already gives a current code from it.
 async fn totp_begin(
     admin: AdminAccess,
     state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let admin = own(admin)?;
+    let body: MaybeCode = if body.is_empty() {
+        MaybeCode::default()
+    } else {
+        parse(&body)?
+    };
+    limit(&state, &req, &admin.email).await?;
     let (secret, url) = state
         .admins
-        .totp_begin(&admin, &state.operator.project)
+        .totp_begin(&admin, &state.operator.project, body.code.as_deref())
         .await
         .map_err(admin_error)?;
     Ok(HttpResponse::Ok()
@@ -272,9 +288,12 @@ async fn totp_begin(
 async fn totp_confirm(
     admin: AdminAccess,
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Code>,
 ) -> Result<HttpResponse, ApiError> {
     let admin = own(admin)?;
+    // Guessing codes is as limited as guessing passwords.
+    limit(&state, &req, &admin.email).await?;
     state
         .admins
         .totp_confirm(&admin, &body.code)
@@ -290,9 +309,12 @@ async fn totp_confirm(
 async fn totp_disable(
     admin: AdminAccess,
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Code>,
 ) -> Result<HttpResponse, ApiError> {
     let admin = own(admin)?;
+    // Guessing codes is as limited as guessing passwords.
+    limit(&state, &req, &admin.email).await?;
     state
         .admins
         .totp_disable(&admin, &body.code)

@@ -60,17 +60,26 @@ struct Run {
     limit: Option<usize>,
 }
 
-/// A fingerprint of `public`'s tables, columns, constraints and policies: when it moves,
-/// the SQL changed the schema.
+/// A fingerprint of `public`'s tables (row-level security and grants included), columns
+/// and defaults, constraints, policies and their expressions, and functions: when it
+/// moves, the SQL changed the schema.
 const SCHEMA_FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM ( \
-       SELECT c.oid::text || c.relname || c.relkind::text || coalesce(a.attname, '') || coalesce(a.atttypid::text, '') \
-              || coalesce(a.attnotnull::text, '') AS x \
+       SELECT c.oid::text || c.relname || c.relkind::text || c.relrowsecurity::text \
+              || c.relforcerowsecurity::text || coalesce(c.relacl::text, '') \
+              || coalesce(a.attname, '') || coalesce(a.atttypid::text, '') \
+              || coalesce(a.attnotnull::text, '') || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS x \
        FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+       LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
        WHERE c.relnamespace = 'public'::regnamespace \
-       UNION ALL SELECT conname || conrelid::text FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
-       UNION ALL SELECT polname || polrelid::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+       UNION ALL SELECT conname || conrelid::text || pg_get_constraintdef(oid) FROM pg_constraint \
+                 WHERE connamespace = 'public'::regnamespace \
+       UNION ALL SELECT p.polname || p.polrelid::text || p.polcmd::text || p.polroles::text \
+                 || coalesce(pg_get_expr(p.polqual, p.polrelid), '') \
+                 || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') \
+                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
                  WHERE c.relnamespace = 'public'::regnamespace \
-       UNION ALL SELECT p.oid::text || p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace \
+       UNION ALL SELECT p.oid::text || p.proname || p.prosrc || coalesce(p.proacl::text, '') FROM pg_proc p \
+                 WHERE p.pronamespace = 'public'::regnamespace \
      ) parts";
 
 /// `public`'s ordinary and partitioned tables.
@@ -114,9 +123,10 @@ pub(crate) fn transaction_control(sql: &str) -> Option<String> {
     ];
     for statement in statements(sql) {
         let words: Vec<String> = statement
-            .split_whitespace()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
             .take(2)
-            .map(|w| w.trim_end_matches(';').to_ascii_lowercase())
+            .map(str::to_ascii_lowercase)
             .collect();
         let Some(first) = words.first() else { continue };
         if !KEYWORDS.contains(&first.as_str()) {
@@ -134,6 +144,11 @@ pub(crate) fn transaction_control(sql: &str) -> Option<String> {
     None
 }
 
+/// A character that continues an identifier (where `$` does not open a dollar quote).
+fn is_identifier_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
 /// `sql` split into statements at top-level semicolons, without comments.
 fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -144,10 +159,22 @@ fn statements(sql: &str) -> Vec<String> {
         let c = chars[i];
         match c {
             '\'' | '"' => {
+                // E'…' (escape string syntax): a backslash escapes the next character.
+                let escapes = c == '\''
+                    && i > 0
+                    && matches!(chars[i - 1], 'e' | 'E')
+                    && !(i > 1 && is_identifier_char(chars[i - 2]));
                 current.push(c);
                 i += 1;
                 while i < chars.len() {
                     current.push(chars[i]);
+                    if escapes && chars[i] == '\\' {
+                        if let Some(&next) = chars.get(i + 1) {
+                            current.push(next);
+                        }
+                        i += 2;
+                        continue;
+                    }
                     if chars[i] == c {
                         if chars.get(i + 1) == Some(&c) {
                             current.push(c);
@@ -161,7 +188,7 @@ fn statements(sql: &str) -> Vec<String> {
                 i += 1;
             }
             '-' if chars.get(i + 1) == Some(&'-') => {
-                while i < chars.len() && chars[i] != '\n' {
+                while i < chars.len() && chars[i] != '\n' && chars[i] != '\r' {
                     i += 1;
                 }
                 current.push(' ');
@@ -183,6 +210,11 @@ fn statements(sql: &str) -> Vec<String> {
                     }
                 }
                 current.push(' ');
+            }
+            '$' if i > 0 && is_identifier_char(chars[i - 1]) => {
+                // Part of an identifier (`a$b`, `x$$`), never a dollar quote.
+                current.push(c);
+                i += 1;
             }
             '$' => {
                 // A dollar quote: `$tag$ … $tag$` (a parameter like `$1` is no quote).
@@ -255,6 +287,15 @@ mod tests {
             ("set search_path = public", None),
             ("select \"commit\" from t", None),
             ("update t set a = $1", None),
+            ("delete from t; select E'\\'';commit;--'", Some("COMMIT")),
+            (
+                "delete from t; select 1 a$$; commit; select 1 b$$",
+                Some("COMMIT"),
+            ),
+            ("delete from t;--\rcommit", Some("COMMIT")),
+            ("prepare transaction'x'", Some("PREPARE")),
+            ("select e'it''s; commit'", None),
+            ("select 'a\\'; commit", Some("COMMIT")),
         ] {
             assert_eq!(transaction_control(sql).as_deref(), found, "{sql}");
         }
@@ -306,6 +347,13 @@ async fn run(
         .map_err(DbError::from)?;
     }
 
+    // The transaction's id, to tell afterwards whether the SQL ended it anyway (a form of
+    // COMMIT the check above did not recognise).
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(DbError::from)?
+        .get(0);
     let started = Instant::now();
     let outcome = tx.simple_query(&body.sql).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -314,7 +362,8 @@ async fn run(
         Err(err) => {
             let failure = sql_failure(err);
             drop(tx);
-            drop(client);
+            // Session settings the SQL made never reach another request.
+            drop(galley_db::PooledClient::take(client));
             record(
                 &state,
                 &actor,
@@ -330,6 +379,30 @@ async fn run(
         }
     };
     let answer = last_result(&messages, limit);
+    let still: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(DbError::from)?
+        .get(0);
+    if still != xid {
+        drop(tx);
+        drop(galley_db::PooledClient::take(client));
+        let message = "the SQL ended the console's transaction itself (a COMMIT or ROLLBACK in it): \
+                       what ran after that point was committed on its own";
+        tracing::error!(event = "admin.sql_escaped", actor = %actor, "the SQL console's transaction was ended by the SQL it ran");
+        record(
+            &state,
+            &actor,
+            &run_as,
+            &body.sql,
+            true,
+            elapsed_ms,
+            None,
+            Some(message),
+        )
+        .await;
+        return Err(ApiError::invalid("transaction_control", message));
+    }
 
     // Back to the owner for Galley's own bookkeeping.
     tx.batch_execute("RESET ROLE")
@@ -385,7 +458,8 @@ async fn run(
     } else {
         tx.rollback().await.map_err(DbError::from)?;
     }
-    drop(client);
+    // Session settings the SQL made (SET, temporary tables) never reach another request.
+    drop(galley_db::PooledClient::take(client));
     record(
         &state,
         &actor,
