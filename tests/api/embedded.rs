@@ -386,3 +386,90 @@ async fn the_cluster_listens_on_its_socket_only() {
         .get(0);
     assert_eq!(fsync, "on", "the embedded cluster is durable");
 }
+
+#[tokio::test]
+async fn a_table_made_with_psql_is_first_class_at_once() {
+    let data = data_dir();
+    let galley = serve(data.path());
+    let url = db_url(data.path());
+    // As psql would: its own application_name, a transaction with two tables.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let client = connect(&format!("{url}{separator}application_name=psql")).await;
+    client
+        .batch_execute(
+            "BEGIN; CREATE TABLE public.from_psql (id int PRIMARY KEY, v text); \
+             CREATE TABLE public.also_psql AS SELECT 1 AS n; \
+             INSERT INTO public.from_psql VALUES (1, 'kept'); COMMIT;",
+        )
+        .await
+        .expect("DDL");
+    for table in ["from_psql", "also_psql"] {
+        let row = client
+            .query_one(
+                "SELECT relrowsecurity, relforcerowsecurity, has_table_privilege('service_role', c.oid, 'SELECT') \
+                 FROM pg_class c WHERE c.oid = ('public.' || $1)::regclass",
+                &[&table],
+            )
+            .await
+            .expect("catalog");
+        let (enabled, forced, granted): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        assert!(
+            enabled && forced && granted,
+            "{table}: {enabled} {forced} {granted}"
+        );
+    }
+    let recorded: Vec<(String, String)> = client
+        .query(
+            "SELECT target, sql FROM galley.schema_history WHERE operation = 'sql' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(
+        recorded
+            .iter()
+            .any(|(target, sql)| target == "public.from_psql"
+                && sql.contains("CREATE TABLE public.from_psql")),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|(target, _)| target == "public.also_psql"),
+        "{recorded:?}"
+    );
+
+    // Served at once to service_role, to others only through rules.
+    let keys = GalleyProcess::command(galley_bin())
+        .args(["keys", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("keys");
+    let keys = String::from_utf8(keys.stdout).expect("utf-8");
+    let key = |role: &str| {
+        keys.lines()
+            .find_map(|line| line.strip_prefix(&format!("{role}: ")))
+            .expect("key")
+            .to_owned()
+    };
+    let http = reqwest::Client::new();
+    let served = eventually(Duration::from_secs(10), || async {
+        http.get(galley.url("/rest/v1/from_psql?select=v"))
+            .bearer_auth(key("service_role"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(served, "service_role reads the new table");
+    let anon = http
+        .get(galley.url("/rest/v1/from_psql"))
+        .header("apikey", key("anon"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(anon.status(), 401);
+}

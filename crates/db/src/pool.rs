@@ -34,7 +34,10 @@ impl ConnectTargets {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("must start with postgres:// or postgresql://".to_owned());
         }
-        let owner = tokio_postgres::Config::from_str(url).map_err(|err| err.to_string())?;
+        let mut owner = tokio_postgres::Config::from_str(url).map_err(|err| err.to_string())?;
+        // Galley's own connections say so: the schema's event trigger leaves their DDL to
+        // Galley, which records it itself.
+        owner.application_name("galley");
         if owner.get_hosts().is_empty() {
             return Err("names no host".to_owned());
         }
