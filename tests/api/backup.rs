@@ -820,6 +820,31 @@ async fn the_admin_api_lists_takes_verifies_and_hands_out_backups() {
     .await
     .expect("json");
     assert_eq!(manifest["name"], name.as_str());
+    // The dump comes whole (streamed), as long as the manifest says, with its checksum.
+    let dump = call(
+        reqwest::Method::GET,
+        &format!("/backups/{name}/files/database.dump"),
+    )
+    .await
+    .expect("response")
+    .bytes()
+    .await
+    .expect("bytes");
+    assert_eq!(
+        dump.len() as u64,
+        manifest["parts"]["database.dump"]["bytes"]
+            .as_u64()
+            .expect("bytes")
+    );
+    {
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&dump)),
+            manifest["parts"]["database.dump"]["sha256"]
+                .as_str()
+                .expect("sha256")
+        );
+    }
     // Only the files a backup's manifest names.
     for path in [
         format!("/backups/{name}/files/..%2F..%2Fjwt_secret"),

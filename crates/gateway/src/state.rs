@@ -56,13 +56,16 @@ pub trait Backups: Send + Sync {
         &self,
         name: String,
     ) -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, BackupFailure>>;
-    /// One file of backup `name` (a part or `manifest.json`), to download; `None` when
-    /// there is no such file.
+    /// Where one file of backup `name` (a part or `manifest.json`) is on disk, to
+    /// download; `None` when there is no such file.
     fn file(
         &self,
         name: String,
         file: String,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<Option<Vec<u8>>, BackupFailure>>;
+    ) -> futures_util::future::LocalBoxFuture<
+        'static,
+        Result<Option<std::path::PathBuf>, BackupFailure>,
+    >;
 }
 
 /// What the admin UI's operations pages show of this instance.

@@ -1029,7 +1029,7 @@ impl galley_gateway::Backups for AdminBackups {
         &self,
         name: String,
         file: String,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<Option<Vec<u8>>, String>> {
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<Option<PathBuf>, String>> {
         let config = self.config.clone();
         Box::pin(async move {
             let destination = Destination::of(&config).map_err(|err| words(&err))?;
@@ -1048,11 +1048,7 @@ impl galley_gateway::Backups for AdminBackups {
             {
                 return Ok(None);
             }
-            let path = root.join(&manifest.name).join(&file);
-            tokio::fs::read(&path)
-                .await
-                .map(Some)
-                .map_err(|err| format!("reading {}: {err}", path.display()))
+            Ok(Some(root.join(&manifest.name).join(&file)))
         })
     }
 }

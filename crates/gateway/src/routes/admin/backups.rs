@@ -75,11 +75,32 @@ async fn download(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, file) = path.into_inner();
-    let bytes = service(&state)?
+    let path = service(&state)?
         .file(name.clone(), file.clone())
         .await
         .map_err(|e| failed("reading the backup", e))?
         .ok_or_else(ApiError::not_found)?;
+    let opened = tokio::fs::File::open(&path)
+        .await
+        .map_err(|err| failed("reading the backup", format!("{}: {err}", path.display())))?;
+    let length = opened
+        .metadata()
+        .await
+        .map_err(|err| failed("reading the backup", err.to_string()))?
+        .len();
+    // Streamed in 64 KiB chunks: a dump of any size, in bounded memory.
+    let chunks = futures_util::stream::unfold(opened, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0_u8; 64 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(read) => {
+                buffer.truncate(read);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buffer)), file))
+            }
+            Err(err) => Some((Err(err), file)),
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("cache-control", "no-store"))
@@ -87,5 +108,5 @@ async fn download(
             "content-disposition",
             format!("attachment; filename=\"{name}-{file}\""),
         ))
-        .body(bytes))
+        .body(actix_web::body::SizedStream::new(length, chunks)))
 }

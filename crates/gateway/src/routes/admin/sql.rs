@@ -452,8 +452,10 @@ async fn run(
     }
     if body.commit {
         tx.commit().await.map_err(sql_failure)?;
-        if schema_changed {
-            state.catalog.reload().await?;
+        if schema_changed && let Err(err) = state.catalog.reload().await {
+            // Committed all the same (and announced: every instance reloads on the
+            // notification); the run is recorded below either way.
+            tracing::error!(error = %galley_db::report(&err), "reloading the catalog after the SQL console");
         }
     } else {
         tx.rollback().await.map_err(DbError::from)?;
