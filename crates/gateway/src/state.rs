@@ -89,6 +89,32 @@ impl AppState {
         self
     }
 
+    /// A connection from the owner pool, for Galley's own bookkeeping queries.
+    pub(crate) async fn owner(&self) -> Result<galley_db::PooledClient, crate::error::ApiError> {
+        Ok(self
+            .pools
+            .owner
+            .get()
+            .await
+            .map_err(galley_db::DbError::from)?)
+    }
+
+    /// The one JSON value a bookkeeping query on the owner pool answers (a `json_agg`,
+    /// a `row_to_json`).
+    pub(crate) async fn owner_json(
+        &self,
+        sql: &str,
+        params: &[&(dyn galley_db::tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<serde_json::Value, crate::error::ApiError> {
+        Ok(self
+            .owner()
+            .await?
+            .query_one(sql, params)
+            .await
+            .map_err(galley_db::DbError::from)?
+            .get(0))
+    }
+
     /// Gives the admin UI `galley backup`.
     pub fn with_backups(mut self, backups: Arc<dyn Backups>) -> Self {
         self.backups = Some(backups);

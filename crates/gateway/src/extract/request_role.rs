@@ -69,44 +69,50 @@ async fn resolve_for_admin(req: &HttpRequest) -> Result<RequestRole, ApiError> {
         .get(VIEW_AS)
         .map(|value| value.to_str().unwrap_or("?").trim())
         .unwrap_or("service_role");
-    match view_as {
-        "service_role" | "anon" => {
-            let role = if view_as == "anon" {
-                "anon"
-            } else {
-                "service_role"
-            };
-            Ok(RequestRole {
-                role,
-                claims: serde_json::json!({ "role": role }),
-            })
-        }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::internal)?;
+    let (role, claims) = acting_as(state, view_as, "invalid_view_as", "x-galley-view-as").await?;
+    Ok(RequestRole { role, claims })
+}
+
+/// The role and claims of `spec` — `service_role`, `anon` or `user:<uuid>` — as an admin
+/// asks to act (the data pages' "view as", the SQL console's "run as"). An app user gets
+/// what their access token would say, minus the session: enough for auth.uid(),
+/// auth.jwt() and policies on claims. A bad spec is a 400 with `code`, naming `field`.
+pub(crate) async fn acting_as(
+    state: &AppState,
+    spec: &str,
+    code: &'static str,
+    field: &str,
+) -> Result<(&'static str, serde_json::Value), ApiError> {
+    match spec {
+        "service_role" => Ok((
+            "service_role",
+            serde_json::json!({ "role": "service_role" }),
+        )),
+        "anon" => Ok(("anon", serde_json::json!({ "role": "anon" }))),
         other => {
             let id = other
                 .strip_prefix("user:")
                 .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
                 .ok_or_else(|| {
                     ApiError::invalid(
-                        "invalid_view_as",
-                        "x-galley-view-as must be service_role, anon or user:<uuid>",
+                        code,
+                        format!("{field} must be service_role, anon or user:<uuid>"),
                     )
                 })?;
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(ApiError::internal)?;
             let user = state.accounts.get_user(id).await.map_err(|err| {
                 if err.status == 404 {
-                    ApiError::invalid("invalid_view_as", "there is no app user with that id")
+                    ApiError::invalid(code, "there is no app user with that id")
                 } else {
-                    tracing::error!(error = %err.message, "reading the user to view as");
+                    tracing::error!(error = %err.message, "reading the user to act as");
                     ApiError::internal()
                 }
             })?;
-            // What their access token would say (see `Accounts`' sessions), minus the
-            // session: enough for auth.uid(), auth.jwt() and policies on claims.
-            Ok(RequestRole {
-                role: "authenticated",
-                claims: serde_json::json!({
+            Ok((
+                "authenticated",
+                serde_json::json!({
                     "role": "authenticated",
                     "sub": user.id.to_string(),
                     "aud": user.aud,
@@ -117,7 +123,7 @@ async fn resolve_for_admin(req: &HttpRequest) -> Result<RequestRole, ApiError> {
                     "is_anonymous": user.is_anonymous,
                     "aal": "aal1",
                 }),
-            })
+            ))
         }
     }
 }

@@ -321,7 +321,7 @@ async fn run(
     let claims = claims_for(&state, &run_as).await?;
     let actor = admin.actor();
 
-    let mut client = state.pools.owner.get().await.map_err(DbError::from)?;
+    let mut client = state.owner().await?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     tx.batch_execute("SET LOCAL statement_timeout = '30s'; SET LOCAL lock_timeout = '5s'")
         .await
@@ -492,39 +492,12 @@ async fn claims_for(
     state: &AppState,
     run_as: &str,
 ) -> Result<Option<(String, serde_json::Value)>, ApiError> {
-    match run_as {
-        "owner" => Ok(None),
-        "service_role" | "anon" => Ok(Some((run_as.to_owned(), json!({ "role": run_as })))),
-        other => {
-            let id = other
-                .strip_prefix("user:")
-                .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "invalid_run_as",
-                        "run_as must be owner, service_role, anon or user:<uuid>",
-                    )
-                })?;
-            let user = state.accounts.get_user(id).await.map_err(|err| {
-                if err.status == 404 {
-                    ApiError::invalid("invalid_run_as", "there is no app user with that id")
-                } else {
-                    ApiError::internal()
-                }
-            })?;
-            Ok(Some((
-                "authenticated".to_owned(),
-                json!({
-                    "role": "authenticated",
-                    "sub": user.id.to_string(),
-                    "aud": user.aud,
-                    "email": user.email.unwrap_or_default(),
-                    "app_metadata": user.app_metadata,
-                    "user_metadata": user.user_metadata,
-                }),
-            )))
-        }
+    if run_as == "owner" {
+        return Ok(None);
     }
+    let (role, claims) =
+        crate::extract::acting_as(state, run_as, "invalid_run_as", "run_as (or owner)").await?;
+    Ok(Some((role.to_owned(), claims)))
 }
 
 struct Answer {
@@ -625,20 +598,13 @@ async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let entries: serde_json::Value = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(DbError::from)?
-        .query_one(
+        .owner_json(
             "SELECT coalesce(json_agg(h ORDER BY h.id DESC), '[]') FROM ( \
                SELECT id, ran_at, actor, run_as, sql, committed, elapsed_ms, row_count, error \
                FROM galley.sql_history ORDER BY id DESC LIMIT $1) h",
             &[&limit],
         )
-        .await
-        .map_err(DbError::from)?
-        .get(0);
+        .await?;
     Ok(HttpResponse::Ok().json(entries))
 }
 
@@ -647,18 +613,11 @@ async fn list_snippets(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let snippets: serde_json::Value = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(DbError::from)?
-        .query_one(
+        .owner_json(
             "SELECT coalesce(json_agg(s ORDER BY s.name), '[]') FROM galley.sql_snippets s",
             &[],
         )
-        .await
-        .map_err(DbError::from)?
-        .get(0);
+        .await?;
     Ok(HttpResponse::Ok().json(snippets))
 }
 
@@ -682,20 +641,13 @@ async fn save_snippet(
         ));
     }
     let saved: serde_json::Value = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(DbError::from)?
-        .query_one(
+        .owner_json(
             "INSERT INTO galley.sql_snippets (name, sql, created_by) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, updated_at = now() \
              RETURNING row_to_json(sql_snippets)",
             &[&name, &body.sql, &admin.actor()],
         )
-        .await
-        .map_err(DbError::from)?
-        .get(0);
+        .await?;
     Ok(HttpResponse::Ok().json(saved))
 }
 
@@ -705,11 +657,8 @@ async fn delete_snippet(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let deleted = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(DbError::from)?
+        .owner()
+        .await?
         .execute("DELETE FROM galley.sql_snippets WHERE id = $1", &[&*id])
         .await
         .map_err(DbError::from)?;

@@ -76,7 +76,7 @@ async fn list_tables(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.snapshot();
-    let estimates = row_estimates(&state).await?;
+    let estimates = row_estimates(&state.owner().await?, None).await?;
     let tables: Vec<serde_json::Value> = catalog
         .relations
         .values()
@@ -86,17 +86,19 @@ async fn list_tables(
     Ok(HttpResponse::Ok().json(tables))
 }
 
+/// One table, with its row estimate, its policies and its rules as last set.
 async fn get_table(
     _admin: AdminAccess,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = catalog_with(&state, &name).await?;
-    let estimates = row_estimates(&state).await?;
+    let client = state.owner().await?;
+    let estimates = row_estimates(&client, Some(&name)).await?;
     let mut table = with_estimate(find(&catalog, &name)?, &estimates);
     if let Some(object) = table.as_object_mut() {
-        object.insert("policies".to_owned(), policies(&state, &name).await?);
-        object.insert("rules".to_owned(), last_rules(&state, &name).await?);
+        object.insert("policies".to_owned(), policies(&client, &name).await?);
+        object.insert("rules".to_owned(), last_rules(&client, &name).await?);
     }
     Ok(HttpResponse::Ok().json(table))
 }
@@ -104,13 +106,10 @@ async fn get_table(
 /// The access rules as last set through Galley since the table was created (from the
 /// schema history), for a form to start from; `null` when none were set. The policies
 /// themselves are the truth, hand-written ones included.
-async fn last_rules(state: &AppState, table: &str) -> Result<serde_json::Value, ApiError> {
-    let client = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?;
+async fn last_rules(
+    client: &galley_db::PooledClient,
+    table: &str,
+) -> Result<serde_json::Value, ApiError> {
     let row = client
         .query_opt(
             "SELECT definition_after FROM galley.schema_history \
@@ -129,13 +128,10 @@ async fn last_rules(state: &AppState, table: &str) -> Result<serde_json::Value, 
 
 /// The table's row-level security policies as PostgreSQL holds them: what the access
 /// rules became, and any written by hand.
-async fn policies(state: &AppState, table: &str) -> Result<serde_json::Value, ApiError> {
-    let client = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?;
+async fn policies(
+    client: &galley_db::PooledClient,
+    table: &str,
+) -> Result<serde_json::Value, ApiError> {
     let row = client
         .query_one(
             "SELECT coalesce(json_agg(json_build_object('name', policyname, 'command', cmd, \
@@ -149,26 +145,22 @@ async fn policies(state: &AppState, table: &str) -> Result<serde_json::Value, Ap
     Ok(row.get(0))
 }
 
-/// How many rows each table of the public schema holds, as PostgreSQL estimates it: the
-/// statistics' live-row count, else the planner's figure; never a `count(*)`. `None`
-/// where PostgreSQL has no figure yet.
+/// How many rows the public schema's tables (or just `table`) hold, as PostgreSQL
+/// estimates it: the statistics' live-row count, else the planner's figure; never a
+/// `count(*)`. `None` where PostgreSQL has no figure yet.
 async fn row_estimates(
-    state: &AppState,
+    client: &galley_db::PooledClient,
+    table: Option<&str>,
 ) -> Result<std::collections::HashMap<String, Option<i64>>, ApiError> {
-    let client = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?;
     Ok(client
         .query(
             "SELECT c.relname::text, \
                     COALESCE(s.n_live_tup, NULLIF(c.reltuples, -1)::int8) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm')",
-            &[],
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm') \
+               AND ($1::text IS NULL OR c.relname = $1)",
+            &[&table],
         )
         .await
         .map_err(galley_db::DbError::from)?

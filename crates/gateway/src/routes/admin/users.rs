@@ -144,23 +144,15 @@ async fn read(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
     let user = state.accounts.get_user(id).await.map_err(auth_error)?;
-    let client = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?;
-    let sessions: serde_json::Value = client
-        .query_one(
+    let sessions: serde_json::Value = state
+        .owner_json(
             "SELECT coalesce(json_agg(json_build_object('id', id, 'created_at', created_at, \
                  'refreshed_at', refreshed_at, 'user_agent', user_agent, 'ip', ip, 'aal', aal) \
                  ORDER BY coalesce(refreshed_at, created_at) DESC), '[]') \
              FROM auth.sessions WHERE user_id = $1",
             &[&id],
         )
-        .await
-        .map_err(galley_db::DbError::from)?
-        .get(0);
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "user": user.to_json(), "sessions": sessions })))
 }
 
@@ -203,11 +195,8 @@ async fn logout_everywhere(
     let id = user_id(&id)?;
     state.accounts.get_user(id).await.map_err(auth_error)?;
     let ended = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?
+        .owner()
+        .await?
         .execute("DELETE FROM auth.sessions WHERE user_id = $1", &[&id])
         .await
         .map_err(galley_db::DbError::from)?;
@@ -269,12 +258,7 @@ async fn delete(
 /// For every foreign key from a `public` table to `auth.users`: how many rows point at
 /// the user, and what deleting them does to those rows.
 async fn references_to(state: &AppState, id: Uuid) -> Result<serde_json::Value, ApiError> {
-    let client = state
-        .pools
-        .owner
-        .get()
-        .await
-        .map_err(galley_db::DbError::from)?;
+    let client = state.owner().await?;
     let keys = client
         .query(
             "SELECT c.conrelid::regclass::text, a.attname::text, \
