@@ -290,6 +290,157 @@ async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
         .get(0);
     assert!(!superuser);
 
+    // Without the event trigger, tables the owner makes with psql are adopted by the next
+    // poll: row-level security forced, service_role granted, recorded in a form that replays.
+    let galley = GalleyProcess::serve(
+        crate::support::galley_bin(),
+        &["--database-url", &url],
+        &[
+            ("GALLEY_AUTH_JWT_SECRET", secret),
+            ("GALLEY_DATABASE_ALLOW_UNSAFE_DURABILITY", "true"),
+        ],
+    )
+    .expect("serves");
+    let (psql, connection) = format!("{url}&application_name=psql")
+        .parse::<tokio_postgres::Config>()
+        .expect("url")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("owner connects");
+    tokio::spawn(connection);
+    psql.batch_execute(
+        "CREATE TABLE authors (id serial PRIMARY KEY, name text NOT NULL UNIQUE, \
+           bio text COLLATE \"C\", joined timestamptz DEFAULT now()); \
+         CREATE TABLE books (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+           author_id int REFERENCES authors (id) ON DELETE CASCADE, \
+           title text CHECK (length(title) > 0), pages int, \
+           sheets int GENERATED ALWAYS AS (pages / 2) STORED); \
+         CREATE INDEX books_title ON books (lower(title)); \
+         COMMENT ON TABLE books IS 'the author''s books'; \
+         INSERT INTO authors (name) VALUES ('Ann');",
+    )
+    .await
+    .expect("DDL as the owner");
+    let keys = crate::support::run_galley(
+        &["keys", "--database-url", &url],
+        &[("GALLEY_AUTH_JWT_SECRET", secret)],
+        std::path::Path::new("."),
+    );
+    let keys = String::from_utf8(keys.stdout).expect("utf-8");
+    let key = |role: &str| {
+        keys.lines()
+            .find_map(|line| line.strip_prefix(&format!("{role}: ")))
+            .unwrap_or_else(|| panic!("{role} key in {keys}"))
+            .to_owned()
+    };
+    let http = reqwest::Client::new();
+    let served = crate::support::eventually(std::time::Duration::from_secs(20), || async {
+        http.get(galley.url("/rest/v1/authors?select=name"))
+            .bearer_auth(key("service_role"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(served, "service_role reads the table made with psql");
+    let anon = http
+        .get(galley.url("/rest/v1/authors"))
+        .header("apikey", key("anon"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(anon.status(), 401, "others only through rules");
+    for table in ["authors", "books"] {
+        let row = psql
+            .query_one(
+                "SELECT relrowsecurity, relforcerowsecurity, \
+                        has_table_privilege('service_role', c.oid, 'SELECT') \
+                 FROM pg_class c WHERE c.oid = ('public.' || $1)::regclass",
+                &[&table],
+            )
+            .await
+            .expect("catalog");
+        let flags: (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(flags, (true, true, true), "{table}");
+    }
+    let recorded: Vec<(String, String, String)> = psql
+        .query(
+            "SELECT actor, target, sql FROM galley.schema_history WHERE operation = 'adopt'",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let (actor, target, sql) = &recorded[0];
+    assert_eq!(actor, "galley_owner (outside Galley)");
+    assert_eq!(target, "authors,books");
+    // Replayed into an empty database, the record makes the same tables.
+    admin
+        .batch_execute("CREATE DATABASE replay OWNER galley_owner")
+        .await
+        .expect("database");
+    let (replay, connection) = own
+        .cluster
+        .connect_config("replay", galley_db::SUPERUSER)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    replay
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{err:?}\n{sql}"));
+    const SHAPE: &str = "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ( \
+           SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+                  || ' ' || a.attnotnull || ' ' || a.attidentity::text || a.attgenerated::text || ' ' \
+                  || a.attcollation::regcollation::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS x \
+           FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+           LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' \
+           UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+                     WHERE connamespace = 'public'::regnamespace \
+           UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
+           UNION ALL SELECT relname || ' ' || relrowsecurity || relforcerowsecurity || ' ' \
+                  || coalesce(obj_description(oid, 'pg_class'), '') FROM pg_class \
+                     WHERE relnamespace = 'public'::regnamespace AND relkind = 'r') parts";
+    let original: String = psql.query_one(SHAPE, &[]).await.expect("shape").get(0);
+    let replayed: String = replay.query_one(SHAPE, &[]).await.expect("shape").get(0);
+    assert_eq!(replayed, original, "{sql}");
+
+    // An admin who turns row-level security off afterwards is not overruled: the next
+    // adoption (of another table) leaves it off.
+    psql.batch_execute(
+        "ALTER TABLE authors DISABLE ROW LEVEL SECURITY; CREATE TABLE later (id int);",
+    )
+    .await
+    .expect("DDL");
+    let adopted = crate::support::eventually(std::time::Duration::from_secs(20), || async {
+        psql.query_one(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.later'::regclass",
+            &[],
+        )
+        .await
+        .is_ok_and(|row| row.get::<_, bool>(0))
+    })
+    .await;
+    assert!(adopted, "the later table is adopted");
+    let authors: bool = psql
+        .query_one(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.authors'::regclass",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert!(
+        !authors,
+        "row-level security stays off where the admin turned it off"
+    );
+    drop(galley);
+
     // Backups: refused by name while row-level security binds the owner; once the
     // operator grants BYPASSRLS, a backup is taken and verifies.
     let backups = crate::support::data_dir();

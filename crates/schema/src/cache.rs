@@ -22,6 +22,14 @@ pub const CHANNEL: &str = "galley_schema";
 /// Longest wait between attempts to re-establish the listening connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Without the event trigger (Galley is not a superuser there), how often the listener
+/// looks for DDL run outside Galley.
+const POLL: Duration = Duration::from_secs(3);
+
+/// Whether the event trigger that announces (and adopts) DDL run by hand exists.
+const HAS_EVENT_TRIGGER: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger \
+     WHERE evtname = 'galley_schema_ddl' AND evtenabled <> 'D')";
+
 pub struct CatalogCache {
     current: ArcSwap<Catalog>,
     /// Tickets order reloads by when they started; a reload stores its snapshot only if
@@ -80,6 +88,9 @@ impl CatalogCache {
     /// Listens on [`CHANNEL`] over a dedicated connection and reloads on every
     /// notification (a burst of them costs one reload). When the connection drops, it
     /// reconnects with backoff and reloads once, since notifications sent meanwhile are lost.
+    /// Where no event trigger announces DDL run by hand, it also polls the schema's
+    /// fingerprint every few seconds, adopts new tables (see [`crate::adopt_new_tables`])
+    /// and reloads when it moves.
     pub fn spawn_listener(
         self: &Arc<Self>,
         config: tokio_postgres::Config,
@@ -102,7 +113,7 @@ impl CatalogCache {
 
     /// One listening session; returns when its connection ends.
     async fn listen(&self, config: &tokio_postgres::Config) -> Result<(), SchemaError> {
-        let (client, mut connection) = config.connect(NoTls).await?;
+        let (mut client, mut connection) = config.connect(NoTls).await?;
         let (notify, mut notified) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -122,10 +133,34 @@ impl CatalogCache {
             }
         });
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let poll = !client
+            .query_one(HAS_EVENT_TRIGGER, &[])
+            .await?
+            .get::<_, bool>(0);
         // Changes made while no one was listening are only visible by looking.
+        let mut fingerprint = String::new();
+        if poll {
+            fingerprint = self.look(&mut client).await?;
+        }
         self.reload().await?;
-        while notified.recv().await.is_some() {
-            while notified.try_recv().is_ok() {}
+        let mut ticks = tokio::time::interval(POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = notified.recv() => {
+                    if message.is_none() {
+                        break;
+                    }
+                    while notified.try_recv().is_ok() {}
+                }
+                _ = ticks.tick(), if poll => {
+                    let now: String = client.query_one(crate::SCHEMA_FINGERPRINT, &[]).await?.get(0);
+                    if now == fingerprint {
+                        continue;
+                    }
+                    fingerprint = self.look(&mut client).await?;
+                }
+            }
             if let Err(err) = self.reload().await {
                 tracing::warn!(error = %galley_db::report(&err), "catalog reload failed; keeping the previous snapshot");
             }
@@ -133,5 +168,27 @@ impl CatalogCache {
         drop(client);
         let _ = driver.await;
         Ok(())
+    }
+
+    /// Adopts the tables made outside Galley since the last look (recorded in the schema
+    /// history, every instance told) and returns the schema's fingerprint after that.
+    async fn look(&self, client: &mut tokio_postgres::Client) -> Result<String, SchemaError> {
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&crate::apply::SCHEMA_LOCK],
+        )
+        .await?;
+        let actor = tx
+            .query_one("SELECT current_user || ' (outside Galley)'", &[])
+            .await?
+            .get::<_, String>(0);
+        let adopted = crate::adopt::adopt_new_tables(&tx, Some(&actor)).await?;
+        let fingerprint = tx.query_one(crate::SCHEMA_FINGERPRINT, &[]).await?.get(0);
+        tx.commit().await?;
+        if !adopted.is_empty() {
+            tracing::info!(event = "schema.adopted", tables = %adopted.join(","), "tables made outside Galley adopted: row-level security forced, service_role granted");
+        }
+        Ok(fingerprint)
     }
 }

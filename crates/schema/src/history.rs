@@ -106,6 +106,10 @@ pub async fn apply_files(
         }
     }
     if !report.applied.is_empty() {
+        // Tables the files made with plain SQL (recorded from the console or psql, whose
+        // adoption was not part of the text) are adopted here as they were there; not
+        // recorded, so this history keeps matching the files one for one.
+        crate::adopt::adopt_new_tables(&tx, None).await?;
         tx.execute("SELECT pg_notify($1, 'galley')", &[&CHANNEL])
             .await?;
     }

@@ -2,6 +2,7 @@
 //! against), introspected from PostgreSQL into an immutable snapshot that is swapped
 //! atomically and reloaded whenever the schema changes, on every instance.
 
+mod adopt;
 mod apply;
 mod cache;
 mod catalog;
@@ -15,6 +16,7 @@ mod introspect;
 mod loss;
 mod types;
 
+pub use adopt::{SCHEMA_FINGERPRINT, adopt_new_tables};
 pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{

@@ -60,28 +60,6 @@ struct Run {
     limit: Option<usize>,
 }
 
-/// A fingerprint of `public`'s tables (row-level security and grants included), columns
-/// and defaults, constraints, policies and their expressions, and functions: when it
-/// moves, the SQL changed the schema.
-const SCHEMA_FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM ( \
-       SELECT c.oid::text || c.relname || c.relkind::text || c.relrowsecurity::text \
-              || c.relforcerowsecurity::text || coalesce(c.relacl::text, '') \
-              || coalesce(a.attname, '') || coalesce(a.atttypid::text, '') \
-              || coalesce(a.attnotnull::text, '') || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS x \
-       FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-       LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-       WHERE c.relnamespace = 'public'::regnamespace \
-       UNION ALL SELECT conname || conrelid::text || pg_get_constraintdef(oid) FROM pg_constraint \
-                 WHERE connamespace = 'public'::regnamespace \
-       UNION ALL SELECT p.polname || p.polrelid::text || p.polcmd::text || p.polroles::text \
-                 || coalesce(pg_get_expr(p.polqual, p.polrelid), '') \
-                 || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') \
-                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
-                 WHERE c.relnamespace = 'public'::regnamespace \
-       UNION ALL SELECT p.oid::text || p.proname || p.prosrc || coalesce(p.proacl::text, '') FROM pg_proc p \
-                 WHERE p.pronamespace = 'public'::regnamespace \
-     ) parts";
-
 /// `public`'s ordinary and partitioned tables.
 const PUBLIC_TABLES: &str = "SELECT c.oid::int8, quote_ident(c.relname) FROM pg_class c \
      WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')";
@@ -327,7 +305,7 @@ async fn run(
         .await
         .map_err(DbError::from)?;
     let fingerprint: String = tx
-        .query_one(SCHEMA_FINGERPRINT, &[])
+        .query_one(galley_schema::SCHEMA_FINGERPRINT, &[])
         .await
         .map_err(DbError::from)?
         .get(0);
@@ -424,7 +402,7 @@ async fn run(
         adopted.push(name);
     }
     let changed: String = tx
-        .query_one(SCHEMA_FINGERPRINT, &[])
+        .query_one(galley_schema::SCHEMA_FINGERPRINT, &[])
         .await
         .map_err(DbError::from)?
         .get(0);
