@@ -4,6 +4,7 @@
 //! Every other crate reaches PostgreSQL through the types exported here; none of them
 //! spawns `initdb`, builds a pool or interprets an error code on its own.
 
+mod api_pool;
 mod config;
 mod dump;
 mod embedded;
@@ -13,6 +14,7 @@ mod pgbin;
 mod pool;
 mod preflight;
 
+pub use api_pool::ApiPool;
 pub use config::DatabaseConfig;
 pub use dump::{DumpError, PgTools};
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};

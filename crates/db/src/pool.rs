@@ -8,6 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use crate::api_pool::ApiPool;
 use crate::embedded::{Cluster, SUPERUSER};
 use crate::{AUTHENTICATOR_ROLE, EMBEDDED_DATABASE};
 
@@ -71,25 +72,41 @@ impl ConnectTargets {
 /// The two pools every Galley instance holds.
 #[derive(Clone)]
 pub struct Pools {
-    pub api: Pool,
+    pub api: ApiPool,
     pub owner: Pool,
 }
 
+/// Connections for the threads that are no HTTP worker (readiness probes, tests).
+const OTHER_API_CONNECTIONS: usize = 2;
+
 impl Pools {
-    /// Builds both pools; no connection is opened until one is asked for, so Galley starts
-    /// (and reports itself not ready) while the database is down.
-    pub fn build(targets: &ConnectTargets, api_size: usize, timeout: Duration) -> Self {
-        Self {
-            // Requests hold their connection through a `Lease`, which closes one left
-            // mid-transaction, so checking it again on the way out would only cost a
-            // round trip per request. A connection a database restart killed is seen
-            // closed (its task has ended) and replaced.
-            api: pool(
+    /// Builds both pools, the request pool in one shard per HTTP worker (`api_size`
+    /// connections split between them); no connection is opened until one is asked for,
+    /// so Galley starts (and reports itself not ready) while the database is down.
+    pub fn build(
+        targets: &ConnectTargets,
+        api_size: usize,
+        workers: usize,
+        timeout: Duration,
+    ) -> Self {
+        let workers = workers.clamp(1, api_size.max(1));
+        // Requests hold their connection through a `Lease`, which closes one left
+        // mid-transaction, so checking it again on the way out would only cost a round
+        // trip per request. A connection a database restart killed is seen closed (its
+        // task has ended) and replaced.
+        let api = |size| {
+            pool(
                 targets.authenticator.clone(),
-                api_size,
+                size,
                 timeout,
                 RecyclingMethod::Fast,
-            ),
+            )
+        };
+        let shards = (0..workers)
+            .map(|n| api(api_size / workers + usize::from(n < api_size % workers)))
+            .collect();
+        Self {
+            api: ApiPool::new(shards, api(OTHER_API_CONNECTIONS)),
             // `Verified` runs a trivial query before handing out a reused connection, so
             // schema changes, auth and background work never start on a dead one.
             owner: pool(

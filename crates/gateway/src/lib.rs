@@ -65,6 +65,14 @@ pub fn metrics_server(listener: TcpListener, state: AppState) -> std::io::Result
     .run())
 }
 
+/// The number of HTTP workers: `http.workers`, or one per core.
+pub fn worker_count(config: &HttpConfig) -> usize {
+    config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1)
+}
+
 /// Builds the HTTP server on an already bound listener. The caller runs the returned
 /// future and stops it through its handle; signals are left to the caller so that
 /// readiness can drop before the listener closes.
@@ -76,14 +84,15 @@ pub fn server(
     let state = web::Data::new(state);
     let config = config.clone();
     let shutdown = config.shutdown_timeout_secs;
-    let workers = config
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let workers = worker_count(&config);
     let header_timeout = Duration::from_secs(config.header_timeout_secs);
     let keep_alive = Duration::from_secs(config.keep_alive_secs);
     // actix counts connections per worker.
     let per_worker = config.max_connections.div_ceil(workers.max(1));
     let server = HttpServer::new(move || {
+        // Runs once on each worker's thread as it starts: its requests use its own shard
+        // of the request pool.
+        state.pools.api.bind_worker();
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(config.max_body_bytes))

@@ -244,7 +244,12 @@ impl Application {
         drop(owner);
         let _ = connection.await;
 
-        let pools = Pools::build(&targets, config.database.pool_size, timeout);
+        let pools = Pools::build(
+            &targets,
+            config.database.pool_size,
+            galley_gateway::worker_count(&config.http),
+            timeout,
+        );
         let catalog = CatalogCache::new(
             pools.owner.clone(),
             EXPOSED_SCHEMAS.map(str::to_owned).to_vec(),

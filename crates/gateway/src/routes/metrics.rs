@@ -44,8 +44,10 @@ pub(crate) async fn scrape(state: &AppState) -> HttpResponse {
     )
     .await;
     metrics.ready.set(i64::from(matches!(ready, Ok(Ok(())))));
-    for (name, pool) in [("api", &state.pools.api), ("owner", &state.pools.owner)] {
-        let status = pool.status();
+    for (name, status) in [
+        ("api", state.pools.api.status()),
+        ("owner", state.pools.owner.status()),
+    ] {
         let set = |label: &str, value: usize| {
             metrics
                 .pool_connections
