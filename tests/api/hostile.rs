@@ -785,3 +785,96 @@ async fn auth_answers_are_not_cached_and_preflights_offer_only_served_methods() 
         );
     }
 }
+
+#[tokio::test]
+async fn request_settings_with_quotes_backslashes_and_nuls_arrive_as_written() {
+    // Whatever a header or a claim holds, the SQL sees exactly that value in the request's
+    // settings, and nothing of it runs.
+    let app = spawn_app_with(|config| config.database.pool_size = 1).await;
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE public.sentinel (id int);
+             CREATE FUNCTION public.echo() RETURNS json LANGUAGE sql STABLE AS
+               $$ SELECT json_build_object(
+                    'probe', current_setting('request.headers', true)::json->>'x-probe',
+                    'sub', current_setting('request.jwt.claims', true)::json->'sub',
+                    'method', current_setting('request.method', true),
+                    'path', current_setting('request.path', true)) $$;
+             GRANT EXECUTE ON FUNCTION public.echo() TO anon, authenticated, service_role;",
+        )
+        .await
+        .expect("function");
+    let probe = r#"it's '' \' \\'); DROP TABLE public.sentinel; -- "quoted" \x00 E'\n'"#;
+    let sub = "o'brien \\ \u{7} '); DROP TABLE public.sentinel; --";
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..200 {
+        let response = app
+            .http
+            .post(app.url("/rest/v1/rpc/echo"))
+            .header("apikey", app.anon_key())
+            .header("x-probe", probe)
+            .bearer_auth(app.user_token(sub))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("response");
+        if response.status() == 200 {
+            answer = response.json().await.expect("json");
+            break;
+        }
+        answer = serde_json::json!({"status": response.status().as_u16(),
+                                    "body": response.text().await.unwrap_or_default()});
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        answer,
+        serde_json::json!({"probe": probe, "sub": sub, "method": "POST", "path": "/rest/v1/rpc/echo"})
+    );
+    // A role with a NUL in it: refused as a client error, and the one connection serves on.
+    let secret = app.config.auth.jwt_secret.as_ref().expect("secret");
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "x", "role": "authen\u{0}ticated", "aud": "authenticated",
+                            "exp": chrono::Utc::now().timestamp() + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(
+            secrecy::ExposeSecret::expose_secret(secret).as_bytes(),
+        ),
+    )
+    .expect("token");
+    let refused = app
+        .http
+        .post(app.url("/rest/v1/rpc/echo"))
+        .header("apikey", app.anon_key())
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("response");
+    assert!(
+        refused.status().is_client_error(),
+        "{}: {}",
+        refused.status(),
+        refused.text().await.unwrap_or_default()
+    );
+    let again = app
+        .http
+        .post(app.url("/rest/v1/rpc/echo"))
+        .header("apikey", app.anon_key())
+        .bearer_auth(app.user_token("after"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<serde_json::Value>().await.expect("json")["sub"],
+        "after"
+    );
+    let sentinel: i64 = client
+        .query_one("SELECT count(*) FROM public.sentinel", &[])
+        .await
+        .expect("the sentinel table is still there")
+        .get(0);
+    assert_eq!(sentinel, 0);
+}
