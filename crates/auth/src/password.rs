@@ -282,13 +282,12 @@ fn random_salt() -> SaltString {
 /// sized for (the cost was lowered since), over a buffer of its own for this call.
 fn argon_into(
     argon: &Argon2<'_>,
-    params: &Params,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
     memory: &mut [Block],
 ) -> Result<(), argon2::Error> {
-    let needed = params.block_count();
+    let needed = argon.params().block_count();
     match memory.get_mut(..needed) {
         Some(memory) => argon.hash_password_into_with_memory(password, salt, out, memory),
         None => argon.hash_password_into(password, salt, out),
@@ -309,15 +308,8 @@ fn hash_with(
         .decode_b64(&mut salt_bytes)
         .map_err(|err| failed(&err))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    argon_into(
-        argon,
-        params,
-        password.as_bytes(),
-        salt_bytes,
-        &mut out,
-        memory,
-    )
-    .map_err(|err| failed(&err))?;
+    argon_into(argon, password.as_bytes(), salt_bytes, &mut out, memory)
+        .map_err(|err| failed(&err))?;
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -350,18 +342,9 @@ fn verify_with(password: &str, phc: &str, memory: &mut [Block]) -> bool {
     let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
         return false;
     };
-    let argon = Argon2::new(algorithm, version, params.clone());
+    let argon = Argon2::new(algorithm, version, params);
     let mut out = vec![0u8; expected.len()];
-    if argon_into(
-        &argon,
-        &params,
-        password.as_bytes(),
-        salt_bytes,
-        &mut out,
-        memory,
-    )
-    .is_err()
-    {
+    if argon_into(&argon, password.as_bytes(), salt_bytes, &mut out, memory).is_err() {
         return false;
     }
     // `Output`'s equality is constant-time.

@@ -46,8 +46,8 @@ impl ApiPool {
 
     fn pool(&self) -> &Pool {
         match SHARD.with(Cell::get) {
-            Some(shard) if shard < self.shards.len() => &self.shards[shard],
-            _ => &self.other,
+            Some(shard) => &self.shards[shard],
+            None => &self.other,
         }
     }
 

@@ -88,7 +88,7 @@ pub fn server(
     let header_timeout = Duration::from_secs(config.header_timeout_secs);
     let keep_alive = Duration::from_secs(config.keep_alive_secs);
     // actix counts connections per worker.
-    let per_worker = config.max_connections.div_ceil(workers.max(1));
+    let per_worker = config.max_connections.div_ceil(workers);
     let server = HttpServer::new(move || {
         // Runs once on each worker's thread as it starts: its requests use its own shard
         // of the request pool.

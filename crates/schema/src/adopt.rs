@@ -118,6 +118,16 @@ WITH t AS (
 SELECT sql FROM statements ORDER BY phase, sub, oid, n
 "#;
 
+/// What makes `table` (schema-qualified, quoted) first-class: row-level security enabled
+/// and forced, `service_role` granted.
+pub fn adoption(table: &str) -> [String; 3] {
+    [
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO service_role"),
+    ]
+}
+
 /// Adopts every new table (see the module's words) and returns their names. With
 /// `record`, the statements that make them as they are (reconstructed from the catalog,
 /// since the text that made them is gone) and the adoption itself are written to the
@@ -144,14 +154,8 @@ pub async fn adopt_new_tables(
         None => Vec::new(),
     };
     for table in &qualified {
-        let adoption = [
-            format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
-            format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
-            format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO service_role"),
-        ];
-        for statement in &adoption {
-            client.batch_execute(statement).await?;
-        }
+        let adoption = adoption(table);
+        client.batch_execute(&adoption.join(";")).await?;
         statements.extend(adoption);
     }
     if let Some(actor) = record {

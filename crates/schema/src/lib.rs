@@ -16,7 +16,7 @@ mod introspect;
 mod loss;
 mod types;
 
-pub use adopt::{SCHEMA_FINGERPRINT, adopt_new_tables};
+pub use adopt::{SCHEMA_FINGERPRINT, adopt_new_tables, adoption};
 pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{

@@ -392,13 +392,9 @@ async fn run(
         if before.contains(&oid) {
             continue;
         }
-        tx.batch_execute(&format!(
-            "ALTER TABLE public.{name} ENABLE ROW LEVEL SECURITY; \
-             ALTER TABLE public.{name} FORCE ROW LEVEL SECURITY; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON public.{name} TO service_role"
-        ))
-        .await
-        .map_err(DbError::from)?;
+        tx.batch_execute(&galley_schema::adoption(&format!("public.{name}")).join(";"))
+            .await
+            .map_err(DbError::from)?;
         adopted.push(name);
     }
     let changed: String = tx
