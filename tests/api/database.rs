@@ -192,8 +192,8 @@ async fn two_instances_starting_together_apply_each_migration_once() {
 }
 
 /// A cluster of the test's own, stopped when dropped.
-struct OwnCluster {
-    cluster: galley_db::Cluster,
+pub(crate) struct OwnCluster {
+    pub(crate) cluster: galley_db::Cluster,
     _dir: tempfile::TempDir,
 }
 
@@ -203,30 +203,37 @@ impl Drop for OwnCluster {
     }
 }
 
+impl OwnCluster {
+    /// A cluster of the test's own, started, and a superuser connection to it.
+    pub(crate) async fn start() -> (OwnCluster, tokio_postgres::Client) {
+        let dir = crate::support::data_dir();
+        let bins = galley_db::PgBinaries::locate(None).expect("binaries");
+        let options = galley_db::ClusterOptions {
+            durable: false,
+            ..galley_db::ClusterOptions::default()
+        };
+        let cluster = galley_db::Cluster::new(dir.path(), bins, options).expect("cluster");
+        let starting = cluster.clone();
+        tokio::task::spawn_blocking(move || starting.start())
+            .await
+            .expect("join")
+            .expect("starts");
+        let own = OwnCluster { cluster, _dir: dir };
+        let (admin, connection) = own
+            .cluster
+            .connect_config("postgres", galley_db::SUPERUSER)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("superuser connects");
+        tokio::spawn(connection);
+        (own, admin)
+    }
+}
+
 #[tokio::test]
 async fn an_operator_database_runs_without_a_superuser_once_the_roles_exist() {
-    let dir = crate::support::data_dir();
-    let bins = galley_db::PgBinaries::locate(None).expect("binaries");
-    let options = galley_db::ClusterOptions {
-        durable: false,
-        ..galley_db::ClusterOptions::default()
-    };
-    let cluster = galley_db::Cluster::new(dir.path(), bins, options).expect("cluster");
-    let starting = cluster.clone();
-    tokio::task::spawn_blocking(move || starting.start())
-        .await
-        .expect("join")
-        .expect("starts");
-    let own = OwnCluster { cluster, _dir: dir };
-
     // What an operator does once, as a superuser (see README): roles, an owner, a database.
-    let (admin, connection) = own
-        .cluster
-        .connect_config("postgres", galley_db::SUPERUSER)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("superuser connects");
-    tokio::spawn(connection);
+    let (own, admin) = OwnCluster::start().await;
     admin
         .batch_execute(
             "CREATE ROLE anon NOLOGIN NOINHERIT;

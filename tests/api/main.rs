@@ -24,3 +24,4 @@ mod rules;
 mod schema_files;
 mod support;
 mod tables;
+mod wire;

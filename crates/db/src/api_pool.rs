@@ -1,10 +1,9 @@
 //! The request pool, one shard per HTTP worker.
 //!
-//! A tokio-postgres connection is a task on the runtime of the thread that opened it.
+//! A connection's socket is registered with the reactor of the runtime that opened it.
 //! actix-web runs each worker on a runtime of its own, so with one shared pool a request
-//! on one worker would hand its statements to a connection task on another and wait for
-//! the answer to be handed back: two cross-thread wake-ups per round trip, most of what
-//! a point read cost in the kernel. Each worker therefore binds itself to a shard
+//! on one worker would wait on a socket another worker's thread polls, to be woken
+//! across threads on every answer. Each worker therefore binds itself to a shard
 //! ([`ApiPool::bind_worker`], from actix's per-worker app factory) and only ever takes
 //! connections from it, so they are opened, driven and used on the worker's own thread.
 //! Threads that are no worker (the metrics listener's readiness probe, tests) share a
@@ -14,7 +13,9 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use deadpool_postgres::{Object, Pool, PoolError, Status};
+use deadpool::Status;
+
+use crate::wire::{Object, Pool, PoolError};
 
 thread_local! {
     /// The shard this thread is bound to, if it is a worker.

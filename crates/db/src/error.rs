@@ -55,7 +55,7 @@ pub fn classify(err: &tokio_postgres::Error) -> SqlState {
     }
 }
 
-fn classify_code(code: &str) -> SqlState {
+pub(crate) fn classify_code(code: &str) -> SqlState {
     match code {
         "23505" => SqlState::UniqueViolation,
         "23503" => SqlState::ForeignKeyViolation,
@@ -97,6 +97,21 @@ pub enum DbError {
     AuthenticatorLogin(String),
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error("database error: {0}")]
+    Wire(#[from] crate::wire::WireError),
+}
+
+impl From<crate::wire::PoolError> for DbError {
+    fn from(err: crate::wire::PoolError) -> Self {
+        match err {
+            deadpool::managed::PoolError::Backend(err)
+                if err.sql_state() != SqlState::Unavailable =>
+            {
+                DbError::Wire(err)
+            }
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for DbError {
@@ -117,6 +132,7 @@ impl DbError {
         match self {
             DbError::Unavailable(_) => true,
             DbError::Query(err) => classify(err) == SqlState::Unavailable,
+            DbError::Wire(err) => err.sql_state() == SqlState::Unavailable,
             DbError::Migration(_) | DbError::AuthenticatorLogin(_) => false,
         }
     }

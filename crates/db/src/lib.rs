@@ -13,6 +13,7 @@ mod migrate;
 mod pgbin;
 mod pool;
 mod preflight;
+pub mod wire;
 
 pub use api_pool::ApiPool;
 pub use config::DatabaseConfig;
@@ -25,7 +26,7 @@ pub use migrate::{
     MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,
 };
 pub use pgbin::PgBinaries;
-pub use pool::{ConnectTargets, Lease, Pools};
+pub use pool::{ConnectTargets, Pools};
 pub use preflight::preflight;
 
 /// Re-exported so dependants name the same client types as this crate.

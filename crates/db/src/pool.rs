@@ -1,11 +1,11 @@
 //! Connection pools: `api` logs in as `authenticator` and serves requests (each switches
-//! role inside its own transaction); `owner` runs migrations, DDL and Galley's own
-//! bookkeeping.
+//! role inside its own transaction, over [`crate::wire`]'s connections); `owner` runs
+//! migrations, DDL and Galley's own bookkeeping (tokio-postgres).
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::api_pool::ApiPool;
@@ -90,18 +90,10 @@ impl Pools {
         timeout: Duration,
     ) -> Self {
         let workers = workers.clamp(1, api_size.max(1));
-        // Requests hold their connection through a `Lease`, which closes one left
-        // mid-transaction, so checking it again on the way out would only cost a round
-        // trip per request. A connection a database restart killed is seen closed (its
-        // task has ended) and replaced.
-        let api = |size| {
-            pool(
-                targets.authenticator.clone(),
-                size,
-                timeout,
-                RecyclingMethod::Fast,
-            )
-        };
+        // A request connection knows whether its last pipeline ended outside any
+        // transaction, and a probe of its socket shows whether the server closed it
+        // since (a database restart): either way it is replaced, without a round trip.
+        let api = |size| crate::wire::pool(targets.authenticator.clone(), size, timeout);
         let shards = (0..workers)
             .map(|n| api(api_size / workers + usize::from(n < api_size % workers)))
             .collect();
@@ -115,47 +107,6 @@ impl Pools {
                 timeout,
                 RecyclingMethod::Verified,
             ),
-        }
-    }
-}
-
-/// A pooled connection held for one request's transaction. Released once the
-/// transaction has ended, it goes back to the pool; dropped without being released
-/// (the client went away and the request's future was dropped mid-transaction, or the
-/// ROLLBACK itself failed), it is taken out of the pool and closed, so PostgreSQL rolls
-/// the transaction back and no role, setting or open transaction reaches the next
-/// request.
-pub struct Lease {
-    object: Option<Object>,
-}
-
-impl Lease {
-    pub fn new(object: Object) -> Self {
-        Self {
-            object: Some(object),
-        }
-    }
-
-    /// The transaction has ended: the connection may serve the next request.
-    pub fn release(mut self) {
-        drop(self.object.take());
-    }
-}
-
-impl std::ops::Deref for Lease {
-    type Target = deadpool_postgres::ClientWrapper;
-
-    fn deref(&self) -> &Self::Target {
-        self.object
-            .as_ref()
-            .expect("a lease holds its connection until released or dropped")
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(object) = self.object.take() {
-            drop(Object::take(object));
         }
     }
 }

@@ -212,13 +212,13 @@ impl ApiError {
     /// A PostgreSQL error from running a request's statement, mapped as PostgREST maps
     /// it: the SQLSTATE as `code`, the server's message, detail and hint. Permission
     /// errors are 401 for anonymous requests (signing in may help) and 403 otherwise.
-    pub(crate) fn from_statement(err: &galley_db::tokio_postgres::Error, anonymous: bool) -> Self {
+    pub(crate) fn from_statement(err: &galley_db::wire::WireError, anonymous: bool) -> Self {
         use galley_db::SqlState;
-        let Some(db) = err.as_db_error() else {
-            tracing::warn!(error = %galley_db::report(err), "database unavailable");
+        let Some(db) = err.server() else {
+            tracing::warn!(error = %err, "database unavailable");
             return ApiError::unavailable("the database is unavailable; retry shortly");
         };
-        let status = match galley_db::classify(err) {
+        let status = match err.sql_state() {
             SqlState::InsufficientPrivilege if anonymous => StatusCode::UNAUTHORIZED,
             SqlState::InsufficientPrivilege => StatusCode::FORBIDDEN,
             SqlState::UniqueViolation | SqlState::ForeignKeyViolation => StatusCode::CONFLICT,
@@ -237,16 +237,16 @@ impl ApiError {
             | SqlState::LockNotAvailable
             | SqlState::DuplicateTable => StatusCode::CONFLICT,
             SqlState::AuthenticationFailed | SqlState::Other => {
-                tracing::error!(error = %galley_db::report(err), "statement failed");
+                tracing::error!(error = %err, "statement failed");
                 return ApiError::internal();
             }
         };
         Self::rest(
             status,
-            db.code().code().to_owned(),
-            db.message(),
-            db.detail().map(str::to_owned),
-            db.hint().map(str::to_owned),
+            db.code.clone(),
+            db.message.clone(),
+            db.detail.clone(),
+            db.hint.clone(),
         )
     }
 }
@@ -261,7 +261,8 @@ impl From<galley_db::DbError> for ApiError {
             galley_db::DbError::Unavailable(_)
             | galley_db::DbError::Migration(_)
             | galley_db::DbError::AuthenticatorLogin(_)
-            | galley_db::DbError::Query(_) => {
+            | galley_db::DbError::Query(_)
+            | galley_db::DbError::Wire(_) => {
                 tracing::error!(error = %galley_db::report(&err), "database error");
                 ApiError::internal()
             }

@@ -54,7 +54,8 @@ pub(crate) async fn readiness(state: &AppState) -> Result<(), ApiError> {
         }
     }
     // A round trip as `authenticator`: the request pool reaches the database too.
-    let api = state.pools.api.get().await.map_err(DbError::from)?;
-    api.simple_query("SELECT 1").await.map_err(DbError::from)?;
+    let mut api = state.pools.api.get().await.map_err(DbError::from)?;
+    api.push("SELECT 1", &[]).map_err(DbError::from)?;
+    api.sync().await.map_err(DbError::from)?;
     Ok(())
 }

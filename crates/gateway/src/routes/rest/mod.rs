@@ -12,7 +12,7 @@ mod write;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_db::DbError;
-use galley_db::tokio_postgres::types::{ToSql, Type};
+use galley_db::wire::WireError;
 use galley_query::{ForeignKeyShape, RenderError, SchemaView, Statement, TableShape};
 use galley_schema::{Catalog, Relation};
 
@@ -217,10 +217,11 @@ const SETUP: &str = "SELECT set_config('role', $1, true), set_config('request.jw
 /// Runs one rendered statement in its own transaction, as the request's role with its
 /// claims, method, path and headers set for the transaction only.
 ///
-/// The statements are prepared once per connection; `BEGIN`, the settings and the
-/// statement are then sent together (tokio-postgres pipelines requests that are polled
-/// together), and for a read that needs no check before it ends, `COMMIT` with them: one
-/// round trip to PostgreSQL.
+/// `BEGIN`, the settings, the statement and, when nothing has to be checked before the
+/// transaction ends, `COMMIT` go to PostgreSQL as one pipeline ending in one `Sync`
+/// (`galley_db::wire`): one round trip. A statement whose row must be checked first (a
+/// single object, `max-affected`, a planned count, `tx=rollback`) is flushed instead,
+/// and the transaction ends in a second round trip once the row has been read.
 pub(crate) async fn run(
     state: &AppState,
     role: &RequestRole,
@@ -228,97 +229,101 @@ pub(crate) async fn run(
     statement: &Statement,
     exec: Exec<'_>,
 ) -> Result<Outcome, ApiError> {
-    let failed =
-        |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
+    let failed = |err: WireError| ApiError::from_statement(&err, role.is_anonymous());
     let waited = std::time::Instant::now();
-    let client = galley_db::Lease::new(state.pools.api.get().await.map_err(DbError::from)?);
+    let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
     state
         .metrics
         .pool_acquire
         .with_label_values(&["api"])
         .observe(waited.elapsed().as_secs_f64());
     let started = std::time::Instant::now();
-    let types = vec![Type::TEXT; statement.params.len()];
-    // Names only: preparing it outside the transaction, as `authenticator`, is safe.
-    let setup = client.prepare_cached(SETUP).await.map_err(failed)?;
     let claims = role.claims.to_string();
-    let method = req.method().as_str();
-    let path = req.path();
     let headers = request_headers(req);
     let timeout = state.rest.statement_timeout_ms.to_string();
-    let params: Vec<&(dyn ToSql + Sync)> = statement
-        .params
-        .iter()
-        .map(|p| p as &(dyn ToSql + Sync))
-        .collect();
+    let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
     let begin = if exec.read_only {
         "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
     } else {
         "BEGIN ISOLATION LEVEL READ COMMITTED"
     };
-    // A read-only transaction changes nothing however it ends, so when nothing has to be
-    // checked first it can end in the same round trip.
-    let end_at_once = exec.read_only && exec.planned.is_none() && !exec.rollback;
-    let setup_params: [&(dyn ToSql + Sync); 6] =
-        [&role.role, &claims, &method, &path, &headers, &timeout];
-    let (began, set, ran) = tokio::join!(
-        client.batch_execute(begin),
-        client.execute(&setup, &setup_params),
-        async {
-            // Prepared (once per connection) inside the transaction, after the role is
-            // set: the statement names the caller's tables, not the authenticator's.
-            let prepared = client.prepare_typed_cached(&statement.sql, &types).await?;
-            let (row, ended) = tokio::join!(client.query_one(&prepared, &params), async {
-                if end_at_once {
-                    client.batch_execute("COMMIT").await
-                } else {
-                    Ok(())
-                }
-            });
-            Ok::<_, galley_db::tokio_postgres::Error>((row, ended))
-        },
-    );
-    let (row, ended) = match ran {
-        Ok((row, ended)) => (row, ended),
-        Err(err) => (Err(err), Ok(())),
-    };
-    let row = match began.and(set).and(row) {
-        Ok(row) => row,
-        Err(err) => {
-            // Leave the connection outside any transaction for the next request (after a
-            // COMMIT this is a no-op with a warning).
-            if client.batch_execute("ROLLBACK").await.is_ok() {
-                client.release();
-            }
-            return Err(failed(err));
-        }
-    };
+    // A read-only transaction changes nothing however it ends, so only a write whose row
+    // must be checked first, a planned count or `tx=rollback` keeps it open.
+    let end_at_once = exec.planned.is_none()
+        && !exec.rollback
+        && (exec.read_only || (!exec.single && exec.max_affected.is_none()));
+    conn.push(begin, &[]).map_err(failed)?;
+    conn.push(
+        SETUP,
+        &[
+            role.role,
+            &claims,
+            req.method().as_str(),
+            req.path(),
+            &headers,
+            &timeout,
+        ],
+    )
+    .map_err(failed)?;
+    // Prepared (once per connection) after the role is set: the statement names the
+    // caller's tables, not the authenticator's.
+    conn.push(&statement.sql, &params).map_err(failed)?;
+    if end_at_once {
+        conn.push("COMMIT", &[]).map_err(failed)?;
+    }
+    let results = if end_at_once {
+        conn.sync().await
+    } else {
+        conn.flush().await
+    }
+    .map_err(failed)?;
     state
         .metrics
         .query_duration
         .with_label_values(&[exec.kind])
         .observe(started.elapsed().as_secs_f64());
-    let checked = check(
-        &client,
-        &row,
-        &prepared_explain(exec.planned),
-        &types,
-        &params,
-        exec,
-    )
-    .await;
+    let checked = results
+        .get(2)
+        .and_then(|rows| match rows.as_slice() {
+            [row] => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            tracing::error!("the statement did not answer with one row");
+            ApiError::internal()
+        })
+        .and_then(|row| check(row, exec));
     if end_at_once {
-        ended.map_err(failed)?;
-        client.release();
-        return checked.map_err(|err| err.into_api(role));
+        return checked;
     }
-    let end = match (&checked, exec.rollback) {
-        (Ok(_), false) => "COMMIT",
-        _ => "ROLLBACK",
+    let mut outcome = match checked {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            conn.push("ROLLBACK", &[]).map_err(failed)?;
+            conn.sync().await.map_err(failed)?;
+            return Err(err);
+        }
     };
-    client.batch_execute(end).await.map_err(failed)?;
-    client.release();
-    checked.map_err(|err| err.into_api(role))
+    let explain = prepared_explain(exec.planned);
+    if let Some(explain) = &explain {
+        conn.push(explain, &params).map_err(failed)?;
+    }
+    conn.push(if exec.rollback { "ROLLBACK" } else { "COMMIT" }, &[])
+        .map_err(failed)?;
+    let ended = conn.sync().await.map_err(failed)?;
+    if explain.is_some() {
+        outcome.planned = ended
+            .first()
+            .and_then(|rows| rows.first())
+            .and_then(|row| row.text(0))
+            .and_then(|plan| serde_json::from_str::<serde_json::Value>(plan).ok())
+            .and_then(|plan| {
+                plan.pointer("/0/Plan/Plan Rows")
+                    .and_then(serde_json::Value::as_f64)
+            })
+            .map(|rows| rows as i64);
+    }
+    Ok(outcome)
 }
 
 /// `EXPLAIN` of the query the planner estimates the total from.
@@ -326,81 +331,46 @@ fn prepared_explain(planned: Option<&str>) -> Option<String> {
     planned.map(|source| format!("EXPLAIN (FORMAT JSON) {source}"))
 }
 
-/// Why a statement that ran must not stand.
-enum Refusal {
-    Db(galley_db::tokio_postgres::Error),
-    Api(ApiError),
-}
-
-impl Refusal {
-    fn into_api(self, role: &RequestRole) -> ApiError {
-        match self {
-            Refusal::Db(err) => ApiError::from_statement(&err, role.is_anonymous()),
-            Refusal::Api(err) => err,
-        }
-    }
-}
-
 /// Reads the statement's row and checks what must hold before the transaction ends: a
 /// single object has exactly one row, `max-affected` is not exceeded.
-async fn check(
-    client: &galley_db::tokio_postgres::Client,
-    row: &galley_db::tokio_postgres::Row,
-    explain: &Option<String>,
-    types: &[Type],
-    params: &[&(dyn ToSql + Sync)],
-    exec: Exec<'_>,
-) -> Result<Outcome, Refusal> {
-    let column = |err: galley_db::tokio_postgres::Error| {
-        tracing::error!(error = %err, "unexpected result row");
-        Refusal::Api(ApiError::internal())
+fn check(row: &galley_db::wire::Row, exec: Exec<'_>) -> Result<Outcome, ApiError> {
+    let number = |index: usize| -> Result<Option<i64>, ApiError> {
+        row.text(index)
+            .map(|text| {
+                text.parse::<i64>().map_err(|_| {
+                    tracing::error!(column = index, value = text, "unexpected result row");
+                    ApiError::internal()
+                })
+            })
+            .transpose()
     };
-    let mut outcome = Outcome {
-        total: row.try_get(0).map_err(column)?,
-        page: row.try_get(1).map_err(column)?,
+    let outcome = Outcome {
+        total: number(0)?,
+        page: number(1)?.unwrap_or(0),
         // A function returning NULL (or void) yields no body.
-        body: row
-            .try_get::<_, Option<String>>(2)
-            .map_err(column)?
-            .unwrap_or_default(),
-        inserted: row.try_get(3).map_err(column)?,
+        body: row.text(2).unwrap_or_default().to_owned(),
+        inserted: number(3)?,
         planned: None,
     };
-    if let Some(explain) = explain {
-        let prepared = client
-            .prepare_typed(explain, types)
-            .await
-            .map_err(Refusal::Db)?;
-        let plan: serde_json::Value = client
-            .query_one(&prepared, params)
-            .await
-            .map_err(Refusal::Db)?
-            .try_get(0)
-            .map_err(column)?;
-        outcome.planned = plan
-            .pointer("/0/Plan/Plan Rows")
-            .and_then(serde_json::Value::as_f64)
-            .map(|rows| rows as i64);
-    }
     if exec.single && outcome.page != 1 {
-        return Err(Refusal::Api(ApiError::rest(
+        return Err(ApiError::rest(
             StatusCode::NOT_ACCEPTABLE,
             "PGRST116",
             "Cannot coerce the result to a single JSON object",
             Some(format!("The result contains {} rows", outcome.page)),
             None,
-        )));
+        ));
     }
     if let Some(max) = exec.max_affected
         && outcome.page > max
     {
-        return Err(Refusal::Api(ApiError::rest(
+        return Err(ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST124",
             "Query result exceeds max-affected preference constraint",
             Some(format!("The query affects {} rows", outcome.page)),
             None,
-        )));
+        ));
     }
     Ok(outcome)
 }

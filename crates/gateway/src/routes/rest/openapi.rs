@@ -30,44 +30,40 @@ async fn visible(
     role: &RequestRole,
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let failed =
-        |err: galley_db::tokio_postgres::Error| ApiError::from_statement(&err, role.is_anonymous());
-    let mut client = state.pools.api.get().await.map_err(DbError::from)?;
-    let tx = client
-        .build_transaction()
-        .read_only(true)
-        .start()
-        .await
+        |err: galley_db::wire::WireError| ApiError::from_statement(&err, role.is_anonymous());
+    let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
+    conn.push("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", &[])
         .map_err(failed)?;
-    tx.execute("SELECT set_config('role', $1, true)", &[&role.role])
-        .await
+    conn.push("SELECT set_config('role', $1, true)", &[role.role])
         .map_err(failed)?;
-    let tables = tx
-        .query(
-            "SELECT c.relname::text FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-             AND pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')",
-            &[],
-        )
-        .await
-        .map_err(failed)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let functions = tx
-        .query(
-            "SELECT p.proname::text FROM pg_catalog.pg_proc p \
-             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-             WHERE n.nspname = 'public' AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')",
-            &[],
-        )
-        .await
-        .map_err(failed)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    tx.commit().await.map_err(failed)?;
-    Ok((tables, functions))
+    conn.push(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         AND pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')",
+        &[],
+    )
+    .map_err(failed)?;
+    conn.push(
+        "SELECT p.proname::text FROM pg_catalog.pg_proc p \
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = 'public' AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')",
+        &[],
+    )
+    .map_err(failed)?;
+    conn.push("COMMIT", &[]).map_err(failed)?;
+    let results = conn.sync().await.map_err(failed)?;
+    let names = |index: usize| -> Vec<String> {
+        results
+            .get(index)
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| row.text(0).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok((names(2), names(3)))
 }
 
 fn build(catalog: &Catalog, tables: &[String], functions: &[String]) -> Value {
