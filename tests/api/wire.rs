@@ -152,6 +152,18 @@ async fn the_statement_cache_is_bounded_and_a_failed_parse_prepares_nothing() {
         Some("2".to_owned())
     );
 
+    // The same SQL bound with another number of parameters (a planned count's EXPLAIN
+    // with and without `limit`) is prepared again for it, in either order.
+    let counted = "SELECT count(*) FROM later WHERE $1::text IS NOT NULL";
+    for params in [&["a"][..], &["a", "b"][..], &["a"][..]] {
+        conn.push(counted, params).expect("queued");
+        let results = conn
+            .sync()
+            .await
+            .expect("runs with any declared parameters");
+        assert_eq!(results[0][0].text(0), Some("0"));
+    }
+
     // Far more distinct statements than the cache holds, several per pipeline.
     for batch in 0..(STATEMENT_CACHE + 100) / 10 {
         for n in 0..10 {
@@ -282,4 +294,40 @@ async fn cleartext_md5_and_scram_passwords_all_log_in_and_a_wrong_one_is_refused
             .expect_err("a wrong password is refused");
         assert_eq!(code(&err), "28P01", "{user}");
     }
+}
+
+#[tokio::test]
+async fn hosts_are_tried_in_turn_and_a_read_only_server_is_passed_over_for_read_write() {
+    let db = TestDatabase::empty().await.expect("database");
+    let admin = db.connect().await.expect("admin");
+    let socket = galley_testkit::TestCluster::shared()
+        .await
+        .cluster()
+        .socket_dir();
+    let mut config: tokio_postgres::Config = db.url().parse().expect("url");
+    // A first host with no server behind it: the second one answers.
+    let mut both = tokio_postgres::Config::new();
+    both.host_path("/nonexistent/galley-socket-dir")
+        .host_path(&socket)
+        .user(config.get_user().expect("user"))
+        .dbname(config.get_dbname().expect("database"));
+    let mut conn = Connection::connect(&both).await.expect("the second host");
+    assert_eq!(one_value(&mut conn, "SELECT 1").await, Some("1".to_owned()));
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            db.name
+        ))
+        .await
+        .expect("read-only database");
+    config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    let err = Connection::connect(&config)
+        .await
+        .expect_err("no read-write server");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::Any);
+    Connection::connect(&config)
+        .await
+        .expect("any server will do");
 }

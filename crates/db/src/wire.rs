@@ -40,7 +40,7 @@ use postgres_protocol::message::backend::{ErrorResponseBody, Message};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 
 use crate::error::{SqlState, classify_code};
 
@@ -233,6 +233,9 @@ enum Expect {
 
 struct Prepared {
     name: String,
+    /// Parameters declared at `Parse`: the same SQL bound with another number of them
+    /// (a planned count's `EXPLAIN` with or without `limit`) is prepared anew.
+    params: usize,
     last_used: u64,
 }
 
@@ -274,17 +277,31 @@ impl Connection {
                 "sslmode=require: Galley connects to PostgreSQL without TLS".to_owned(),
             ));
         }
-        let attempt = Self::connect_unbounded(config);
-        match config.get_connect_timeout() {
-            Some(timeout) => tokio::time::timeout(*timeout, attempt)
-                .await
-                .map_err(|_| WireError::Timeout)?,
-            None => attempt.await,
+        let hosts = config.get_hosts();
+        if hosts.is_empty() {
+            return Err(WireError::Config("the connection names no host".to_owned()));
         }
+        // As libpq and tokio-postgres do: each host in turn, each within the timeout, the
+        // next one after any failure.
+        let mut failure = None;
+        for index in 0..hosts.len() {
+            let attempt = Self::connect_to(config, index);
+            let attempt = match config.get_connect_timeout() {
+                Some(timeout) => tokio::time::timeout(*timeout, attempt)
+                    .await
+                    .unwrap_or(Err(WireError::Timeout)),
+                None => attempt.await,
+            };
+            match attempt {
+                Ok(conn) => return Ok(conn),
+                Err(err) => failure = Some(err),
+            }
+        }
+        Err(failure.unwrap_or(WireError::Timeout))
     }
 
-    async fn connect_unbounded(config: &tokio_postgres::Config) -> Result<Self, WireError> {
-        let socket = open(config).await?;
+    async fn connect_to(config: &tokio_postgres::Config, index: usize) -> Result<Self, WireError> {
+        let socket = open(config, index).await?;
         let mut conn = Connection {
             socket,
             read: BytesMut::with_capacity(READ_CHUNK),
@@ -299,6 +316,20 @@ impl Connection {
             process_id: 0,
         };
         conn.startup(config).await?;
+        if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
+            conn.push("SHOW transaction_read_only", &[])?;
+            let results = conn.sync().await?;
+            let read_only = results
+                .first()
+                .and_then(|rows| rows.first())
+                .and_then(|row| row.text(0))
+                != Some("off");
+            if read_only {
+                return Err(WireError::Config(
+                    "target_session_attrs=read-write: the server is read-only".to_owned(),
+                ));
+            }
+        }
         Ok(conn)
     }
 
@@ -448,11 +479,21 @@ impl Connection {
             self.close(name)?;
         }
         self.uses += 1;
-        let name = match self.statements.get_mut(sql) {
-            Some(prepared) => {
+        let cached = match self.statements.get_mut(sql) {
+            Some(prepared) if prepared.params == params.len() => {
                 prepared.last_used = self.uses;
-                prepared.name.clone()
+                Some(prepared.name.clone())
             }
+            Some(_) => {
+                if let Some(stale) = self.statements.remove(sql) {
+                    self.close(stale.name)?;
+                }
+                None
+            }
+            None => None,
+        };
+        let name = match cached {
+            Some(name) => name,
             None => {
                 if self.statements.len() >= STATEMENT_CACHE {
                     self.evict()?;
@@ -472,6 +513,7 @@ impl Connection {
                     sql.into(),
                     Prepared {
                         name: name.clone(),
+                        params: params.len(),
                         last_used: self.uses,
                     },
                 );
@@ -606,16 +648,23 @@ impl Connection {
                     if !self.expect.is_empty() {
                         return Err(WireError::protocol("ReadyForQuery before every answer"));
                     }
-                    match body.status() {
-                        b'I' => self.state = State::Idle,
-                        b'T' => self.state = State::InTransaction,
+                    let ended = match body.status() {
+                        b'I' => {
+                            self.state = State::Idle;
+                            Ok(())
+                        }
+                        b'T' => {
+                            self.state = State::InTransaction;
+                            Ok(())
+                        }
                         // A failed transaction block: end it, so the error leaves
-                        // nothing open.
-                        _ => self.rollback().await?,
-                    }
-                    return match failed {
-                        Some(err) => Err(err.into()),
-                        None => Ok(results),
+                        // nothing open. Should that fail, the connection stays Busy
+                        // (not reused) and the statement's own error still answers.
+                        _ => self.rollback().await,
+                    };
+                    return match (failed, ended) {
+                        (Some(err), _) => Err(err.into()),
+                        (None, ended) => ended.map(|()| results),
                     };
                 }
                 Message::NoticeResponse(_)
@@ -675,43 +724,40 @@ impl Connection {
     }
 }
 
-/// Opens a socket to the first of `config`'s hosts that answers.
-async fn open(config: &tokio_postgres::Config) -> Result<Socket, WireError> {
+/// Opens a socket to `config`'s host number `index` (at its `hostaddr`, when given).
+async fn open(config: &tokio_postgres::Config, index: usize) -> Result<Socket, WireError> {
     let ports = config.get_ports();
-    let mut failure = None;
-    for (index, host) in config.get_hosts().iter().enumerate() {
-        let port = ports
-            .get(index)
-            .or_else(|| ports.first())
-            .copied()
-            .unwrap_or(5432);
-        let attempt = match host {
-            Host::Tcp(name) => TcpStream::connect((name.as_str(), port))
-                .await
-                .and_then(|stream| {
-                    stream.set_nodelay(true)?;
-                    if config.get_keepalives() {
-                        let keepalive =
-                            socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
-                        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-                    }
-                    Ok(Socket::Tcp(stream))
-                }),
-            Host::Unix(directory) => {
-                UnixStream::connect(directory.join(format!(".s.PGSQL.{port}")))
-                    .await
-                    .map(Socket::Unix)
-            }
-        };
-        match attempt {
-            Ok(socket) => return Ok(socket),
-            Err(err) => failure = Some(err),
+    let port = ports
+        .get(index)
+        .or_else(|| ports.first())
+        .copied()
+        .unwrap_or(5432);
+    let socket = match (
+        &config.get_hosts()[index],
+        config.get_hostaddrs().get(index),
+    ) {
+        (Host::Tcp(_), Some(address)) => tcp(config, TcpStream::connect((*address, port)).await?)?,
+        (Host::Tcp(name), None) => tcp(config, TcpStream::connect((name.as_str(), port)).await?)?,
+        (Host::Unix(directory), _) => {
+            Socket::Unix(UnixStream::connect(directory.join(format!(".s.PGSQL.{port}"))).await?)
         }
+    };
+    Ok(socket)
+}
+
+fn tcp(config: &tokio_postgres::Config, stream: TcpStream) -> Result<Socket, WireError> {
+    stream.set_nodelay(true)?;
+    if config.get_keepalives() {
+        let mut keepalive = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+        if let Some(interval) = config.get_keepalives_interval() {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = config.get_keepalives_retries() {
+            keepalive = keepalive.with_retries(retries);
+        }
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
     }
-    Err(match failure {
-        Some(err) => WireError::Io(err),
-        None => WireError::Config("the connection names no host".to_owned()),
-    })
+    Ok(Socket::Tcp(stream))
 }
 
 /// Makes and checks the request pool's connections.

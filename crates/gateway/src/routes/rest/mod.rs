@@ -248,7 +248,9 @@ pub(crate) async fn run(
         "BEGIN ISOLATION LEVEL READ COMMITTED"
     };
     // A read-only transaction changes nothing however it ends, so only a write whose row
-    // must be checked first, a planned count or `tx=rollback` keeps it open.
+    // must be checked first, a planned count or `tx=rollback` keeps it open. (Other writes
+    // have their row read after COMMIT: every rendered statement answers one aggregate
+    // row, so there is nothing in it to refuse.)
     let end_at_once = exec.planned.is_none()
         && !exec.rollback
         && (exec.read_only || (!exec.single && exec.max_affected.is_none()));
