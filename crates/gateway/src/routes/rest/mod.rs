@@ -379,16 +379,30 @@ fn check(row: &galley_db::wire::Row, exec: Exec<'_>) -> Result<Outcome, ApiError
 
 /// The request's headers as one JSON object, names lower-cased, for `request.headers`.
 fn request_headers(req: &HttpRequest) -> String {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in req.headers() {
-        if let Ok(value) = value.to_str() {
-            headers.insert(
-                name.as_str().to_owned(),
-                serde_json::Value::String(value.to_owned()),
-            );
+    // As a JSON object with sorted keys and, for a repeated header, its last value,
+    // written directly rather than through a map of owned strings.
+    let mut headers: Vec<(&str, &str)> = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    headers.sort_by_key(|(name, _)| *name);
+    let mut out = Vec::with_capacity(64 * headers.len() + 2);
+    out.push(b'{');
+    for (index, (name, value)) in headers.iter().enumerate() {
+        if headers.get(index + 1).is_some_and(|(next, _)| next == name) {
+            continue;
         }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
     }
-    serde_json::Value::Object(headers).to_string()
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The table a request names, as rendering needs it; 404 PGRST205 when `public` has no
@@ -600,5 +614,38 @@ fn content_range(offset: i64, page: i64, total: Option<i64>) -> String {
         format!("*/{total}")
     } else {
         format!("{offset}-{}/{total}", offset + page - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn request_headers_are_one_json_object_sorted_with_the_last_of_repeated_headers() {
+        let req = TestRequest::default()
+            .insert_header(("x-b", "quote \" backslash \\ tab \t"))
+            .insert_header(("accept", "*/*"))
+            .append_header(("x-repeated", "first"))
+            .append_header(("x-repeated", "last"))
+            .insert_header(("x-a", "é"))
+            .to_http_request();
+        let written = super::request_headers(&req);
+        let parsed: serde_json::Value = serde_json::from_str(&written).expect("JSON");
+        // A value that is not visible ASCII (`x-a`) is left out.
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "accept": "*/*",
+                "x-b": "quote \" backslash \\ tab \t",
+                "x-repeated": "last",
+            })
+        );
+        // Keys in order, as a map of them would print.
+        assert_eq!(written, parsed.to_string());
+        assert_eq!(
+            super::request_headers(&TestRequest::default().to_http_request()),
+            "{}"
+        );
     }
 }
