@@ -117,6 +117,10 @@ pub fn server(
     })
     .disable_signals()
     .shutdown_timeout(shutdown)
+    // Sent as soon as written: a response going out in more than one segment would
+    // otherwise have its last one held by Nagle's algorithm until the client's delayed
+    // ACK of the first (actix leaves the OS default, which is Nagle on).
+    .tcp_nodelay(true)
     .workers(workers)
     .client_request_timeout(header_timeout)
     .keep_alive(keep_alive)
