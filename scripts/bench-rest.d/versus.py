@@ -357,16 +357,18 @@ def run_wrk(system, w, conns, seconds, lua):
     return json.loads(lines[-1])
 
 
-def measure(system, w, conns, seconds, lua, pids):
+def measure(system, w, conns, seconds, lua, pids, others):
     before = {side: ticks() for side, ticks in pids.items()}
+    others_before = sum(ticks() for ticks in others.values())
     summary = run_wrk(system, w, conns, seconds, lua)
     spent = {side: ticks() - before[side] for side, ticks in pids.items()}
+    other = sum(ticks() for ticks in others.values()) - others_before
     wanted = str(w.get("status", 200))
     ok = summary["statuses"].get(wanted, 0)
     bad = {k: v for k, v in summary["statuses"].items() if k != wanted}
     bad.update({k: v for k, v in summary["errors"].items() if v})
     return {"ok": ok, "seconds": summary["duration_us"] / 1e6, "p50": summary["p50_us"] / 1000,
-            "p99": summary["p99_us"] / 1000, "ticks": spent, "bad": bad}
+            "p99": summary["p99_us"] / 1000, "ticks": spent, "bad": bad, "other": other}
 
 
 def pgbench_floor(a, name, conns, seconds, pipeline=True):
@@ -424,6 +426,7 @@ def main():
     p.add_argument("--slices", type=int, default=3)
     p.add_argument("--slice", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--settle", type=float, default=1.0)
     p.add_argument("--after", type=int, default=60)
     # Inserts last among the table workloads: the rows they add would otherwise make the
     # counted lists that follow slower on both sides.
@@ -465,8 +468,13 @@ def main():
                     order = (galley, pb) if k % 2 == 0 else (pb, galley)
                     for system in order:
                         say(f"{name}, {conns} connections, slice {k + 1}/{a.slices}: {system.name}")
+                        # What the other side still does after its own slice (a collector, a
+                        # checkpoint) lands in this one: let it settle, and measure what is left.
+                        time.sleep(a.settle)
+                        other = "pocketbase" if system.name == "galley" else "galley"
                         runs[system.name].append(measure(system, workloads[system.name][name], conns,
-                                                         a.slice, a.lua, ticks[system.name]))
+                                                         a.slice, a.lua, ticks[system.name],
+                                                         ticks[other]))
                 row = {"workload": name, "conns": conns}
                 for side, slices in runs.items():
                     ok = sum(s["ok"] for s in slices)
@@ -479,7 +487,9 @@ def main():
                         for k2, v in s["bad"].items():
                             bad[k2] = bad.get(k2, 0) + v
                     row[side] = {"rps": ok / seconds, "p50": statistics.median(s["p50"] for s in slices),
-                                 "p99": statistics.median(s["p99"] for s in slices), "cpu_us": cpu, "bad": bad}
+                                 "p99": statistics.median(s["p99"] for s in slices), "cpu_us": cpu, "bad": bad,
+                                 # cores the other system used while this one was measured
+                                 "other_cores": sum(s["other"] for s in slices) / TICKS / seconds}
                 # The floor of the owner-rule transaction bench-rest captured (for the public
                 # table's by-id too: the same statements but for the policy).
                 captured = {"get-by-id": "get-by-id", "get-by-id-owner": "get-by-id",
@@ -529,6 +539,11 @@ def report(results, idle, peak, after, after_s):
     for row in out:
         print("  ".join(cell.ljust(widths[i]) if i in (0, 10) else cell.rjust(widths[i])
                         for i, cell in enumerate(row)))
+    busy = [f"{r['workload']}/{r['conns']} ({side}: {r[side]['other_cores']:.2f})" for r in results
+            for side, other in (("galley", "pocketbase"), ("pocketbase", "galley"))
+            if r[side].get("other_cores", 0) > 0.05]
+    if busy:
+        print("the other system was still busy (cores) during: " + ", ".join(busy))
     mib = lambda kib: f"{kib / 1024:.0f} MiB"
     for side in ("galley", "pocketbase"):
         print(f"{side} RSS: idle after the fixture {mib(idle[side])}; peak during signup/login "
