@@ -172,14 +172,6 @@ impl Row {
         // The connection's client_encoding is UTF8, so PostgreSQL only sends UTF-8.
         std::str::from_utf8(&self.storage[range]).ok()
     }
-
-    pub fn len(&self) -> usize {
-        self.columns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
-    }
 }
 
 enum Socket {
@@ -247,8 +239,6 @@ pub struct Connection {
     state: State,
     /// Answers still to come for what is queued or sent.
     expect: VecDeque<Expect>,
-    /// Statements queued since the last results were read.
-    queued: usize,
     statements: HashMap<Box<str>, Prepared>,
     /// Evicted names whose `Close` a failure skipped: closed at the next pipeline's start.
     to_close: Vec<String>,
@@ -308,7 +298,6 @@ impl Connection {
             write: BytesMut::with_capacity(READ_CHUNK),
             state: State::Busy,
             expect: VecDeque::new(),
-            queued: 0,
             statements: HashMap::new(),
             to_close: Vec::new(),
             next_name: 0,
@@ -458,14 +447,14 @@ impl Connection {
         if self.state != State::Idle {
             return false;
         }
+        // Nothing to read is the only good answer: end of file is a closed connection,
+        // and anything unasked between pipelines (a notice, a FATAL before closing) leaves
+        // it in a state not worth guessing at.
         let mut probe = BytesMut::new();
-        match self.socket.try_read_buf(&mut probe) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => true,
-            Ok(0) | Err(_) => false,
-            // Anything unasked between pipelines (a notice, a FATAL before closing):
-            // a connection in an unknown state is not reused.
-            Ok(_) => false,
-        }
+        matches!(
+            self.socket.try_read_buf(&mut probe),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock
+        )
     }
 
     /// Queues one statement: its `Parse` if this connection has not prepared it yet,
@@ -479,50 +468,48 @@ impl Connection {
             self.close(name)?;
         }
         self.uses += 1;
-        let cached = match self.statements.get_mut(sql) {
+        let prepared = match self.statements.get_mut(sql) {
             Some(prepared) if prepared.params == params.len() => {
                 prepared.last_used = self.uses;
-                Some(prepared.name.clone())
+                true
             }
             Some(_) => {
                 if let Some(stale) = self.statements.remove(sql) {
                     self.close(stale.name)?;
                 }
-                None
+                false
             }
-            None => None,
+            None => false,
         };
-        let name = match cached {
-            Some(name) => name,
-            None => {
-                if self.statements.len() >= STATEMENT_CACHE {
-                    self.evict()?;
-                }
-                self.next_name += 1;
-                let name = format!("g{}", self.next_name);
-                frontend::parse(
-                    &name,
-                    sql,
-                    std::iter::repeat_n(TEXT_OID, params.len()),
-                    &mut self.write,
-                )?;
-                self.expect.push_back(Expect::Parse(sql.into()));
-                // Counted as prepared now, so a second use in this pipeline binds the
-                // same name; taken back if the Parse never completes.
-                self.statements.insert(
-                    sql.into(),
-                    Prepared {
-                        name: name.clone(),
-                        params: params.len(),
-                        last_used: self.uses,
-                    },
-                );
-                name
+        if !prepared {
+            if self.statements.len() >= STATEMENT_CACHE {
+                self.evict()?;
             }
-        };
+            self.next_name += 1;
+            let name = format!("g{}", self.next_name);
+            frontend::parse(
+                &name,
+                sql,
+                std::iter::repeat_n(TEXT_OID, params.len()),
+                &mut self.write,
+            )?;
+            self.expect.push_back(Expect::Parse(sql.into()));
+            // Counted as prepared now, so a second use in this pipeline binds the same
+            // name; taken back if the Parse never completes.
+            self.statements.insert(
+                sql.into(),
+                Prepared {
+                    name,
+                    params: params.len(),
+                    last_used: self.uses,
+                },
+            );
+        }
+        // Borrowed, not cloned: the cache and the write buffer are separate fields.
+        let name = &self.statements[sql].name;
         frontend::bind(
             "",
-            &name,
+            name,
             std::iter::empty(),
             params.iter(),
             |param, buf| {
@@ -539,7 +526,6 @@ impl Connection {
         frontend::execute("", 0, &mut self.write)?;
         self.expect.push_back(Expect::Bind);
         self.expect.push_back(Expect::Execute);
-        self.queued += 1;
         Ok(())
     }
 
@@ -591,8 +577,7 @@ impl Connection {
 
     async fn exchange(&mut self, mut sync: bool) -> Result<Vec<Vec<Row>>, WireError> {
         self.send().await?;
-        let mut results = Vec::with_capacity(self.queued);
-        self.queued = 0;
+        let mut results = Vec::new();
         let mut rows = Vec::new();
         let mut failed: Option<ServerError> = None;
         loop {

@@ -270,10 +270,8 @@ pub(crate) async fn run(
     // Prepared (once per connection) after the role is set: the statement names the
     // caller's tables, not the authenticator's.
     conn.push(&statement.sql, &params).map_err(failed)?;
-    if end_at_once {
-        conn.push("COMMIT", &[]).map_err(failed)?;
-    }
     let results = if end_at_once {
+        conn.push("COMMIT", &[]).map_err(failed)?;
         conn.sync().await
     } else {
         conn.flush().await
