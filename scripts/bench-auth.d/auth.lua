@@ -4,12 +4,12 @@
 --   login PREFIX COUNT PASSWORD  POST /auth/v1/token?grant_type=password, cycling through
 --                                PREFIX<1..COUNT>@example.com (each thread from its own
 --                                starting point)
--- Headers (apikey, content-type, x-supabase-api-version) come from wrk's -H. Every
--- response's status is counted, and done() prints the JSON line scripts/bench-rest.d/wrk.lua
--- prints (requests, duration, p50/p99 latency, socket errors, status counts), so
+-- Headers (apikey, content-type, x-supabase-api-version) come from wrk's -H. done()
+-- prints the JSON line scripts/bench-rest.d/wrk.lua prints (requests, duration, p50/p99
+-- latency, socket errors, answers with an error status), so
 -- scripts/bench-rest.d/helpers.py reads both alike.
 
--- setup(), response() and done() come from scripts/bench-rest.d/report.lua.
+-- setup() and done() come from scripts/bench-rest.d/report.lua.
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../bench-rest.d/report.lua")
 
 function init(args)
