@@ -7,7 +7,9 @@
                                       h = lower-cased headers)
   capture LOG SCRIPT DEFINES [ID]     turn the last REST transaction in a slice of the
                                       PostgreSQL log (log_statement = all) into a pgbench
-                                      script; its parameters become pgbench variables
+                                      script (one that ran as an implicit transaction, in
+                                      one Sync, as a pipeline); its parameters become
+                                      pgbench variables
                                       (`name=value` lines in DEFINES, for -D), the one whose
                                       value is ID becomes `:id` (set by `random(1, rows)`)
   wrk NAME CONNS STATUS JSON          one result line from wrk.lua's summary and the
@@ -81,21 +83,27 @@ def capture(log_file, script_file, defines_file, id_value=None):
                 and statements[-1][0] == pid:
             for number, value in PARAM.findall(text):
                 statements[-1][2][number] = None if value == "NULL" else value[1:-1].replace("''", "'")
-    # The last BEGIN (or START TRANSACTION) ... COMMIT of the backend that served the request.
-    begins = [i for i, s in enumerate(statements) if s[1].startswith(("START TRANSACTION", "BEGIN"))]
-    if not begins:
-        sys.exit(f"bench-rest: no transaction in {log_file}")
-    start = max(begins)
-    pid = statements[start][0]
+    # The request's transaction, by the backend that served it: from its last setup
+    # (set_config of the role) to the statement after it, in a transaction of its own
+    # (one Sync: replayed as one pgbench pipeline), or, when a BEGIN came first, from the
+    # BEGIN to the COMMIT.
+    setups = [i for i, s in enumerate(statements) if s[1].startswith("SELECT set_config('role'")]
+    if not setups:
+        sys.exit(f"bench-rest: no request transaction in {log_file}")
+    setup = max(setups)
+    pid = statements[setup][0]
+    before = [s for s in statements[:setup] if s[0] == pid]
+    explicit = bool(before) and before[-1][1].startswith(("START TRANSACTION", "BEGIN"))
+    start = statements.index(before[-1]) if explicit else setup
     transaction = []
     for s in statements[start:]:
         if s[0] != pid:
             continue
         transaction.append(s)
-        if s[1] == "COMMIT":
+        if (explicit and s[1] == "COMMIT") or (not explicit and len(transaction) == 2):
             break
     else:
-        sys.exit(f"bench-rest: no COMMIT after the request's BEGIN in {log_file}")
+        sys.exit(f"bench-rest: the request's transaction does not end in {log_file}")
     if not any("set_config('role'" in s[1] for s in transaction):
         sys.exit(f"bench-rest: the captured transaction sets no role: {transaction}")
 
@@ -120,6 +128,9 @@ def capture(log_file, script_file, defines_file, id_value=None):
             return f":{name}::text"
 
         lines.append(re.sub(r"\$(\d+)", variable, sql) + ";")
+    if not explicit:
+        lines[len(lines) - len(transaction):len(lines) - len(transaction)] = ["\\startpipeline"]
+        lines.append("\\endpipeline")
     if id_value is not None and not used_id:
         sys.exit(f"bench-rest: no parameter of the captured transaction is {id_value}")
     with open(script_file, "w") as out:

@@ -408,12 +408,18 @@ def pgbench_floor(a, name, conns, seconds, pipeline=True):
     script = f"{a.out}/{name}.sql"
     if not os.path.exists(script):
         return None
-    lines = [l for l in open(script).read().splitlines() if l.strip()]
+    lines = [l for l in open(script).read().splitlines()
+             if l.strip() and l not in ("\\startpipeline", "\\endpipeline")]
+    statements = [l for l in lines if not l.startswith("\\set")]
+    if not statements[0].startswith(("BEGIN", "START TRANSACTION")):
+        # Galley ran it as an implicit transaction (one Sync); statement by statement it
+        # needs a transaction block to keep its settings.
+        statements = ["BEGIN;", *statements, "COMMIT;"] if not pipeline else statements
     pipelined = f"{a.out}/{name}.{'pipelined' if pipeline else 'synced'}.sql"
     with open(pipelined, "w") as f:
         f.write("\n".join([l for l in lines if l.startswith("\\set")]
                           + ["\\startpipeline"] * pipeline
-                          + [l for l in lines if not l.startswith("\\set")]
+                          + statements
                           + ["\\endpipeline"] * pipeline) + "\n")
     defines = []
     if os.path.exists(f"{a.out}/{name}.defines"):

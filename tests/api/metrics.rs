@@ -304,3 +304,65 @@ async fn the_dashboard_and_alerts_use_only_metrics_galley_serves() {
         }
     }
 }
+
+/// Reads of the REST API go to the database in batches, and the metrics count them;
+/// writes do not batch.
+#[tokio::test]
+async fn reads_are_counted_in_batches_and_writes_are_not_batched() {
+    let app = spawn_app().await;
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/admin/v1/tables",
+            json!({"name": "tallies", "primary_key": "bigint",
+                   "columns": [{"name": "n", "type": "integer", "nullable": false}]}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/admin/v1/tables/tallies/rules",
+            json!({"select": {"preset": "public"}, "insert": {"preset": "public"}}),
+        ),
+    ] {
+        let response = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(app.service_key())
+            .json(&body)
+            .send()
+            .await
+            .expect("response");
+        assert!(response.status().is_success(), "{path}");
+    }
+    let inserted = app
+        .http
+        .post(app.url("/rest/v1/tallies"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(inserted.status(), 201);
+    let reads = (0..3).map(|_| {
+        app.http
+            .get(app.url("/rest/v1/tallies?select=n"))
+            .header("apikey", app.anon_key())
+            .send()
+    });
+    for response in futures_util::future::join_all(reads).await {
+        let response = response.expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.expect("body"), r#"[{"n":1}]"#);
+    }
+    let text = scrape(&app).await;
+    let requests = sample(&text, r#"galley_db_batches_total{count="requests"}"#);
+    let batches = sample(&text, r#"galley_db_batches_total{count="batches"}"#);
+    assert_eq!(
+        requests,
+        Some(3.0),
+        "the three reads, not the insert:\n{text}"
+    );
+    assert!(
+        batches.is_some_and(|b| (1.0..=3.0).contains(&b)),
+        "{batches:?}"
+    );
+}

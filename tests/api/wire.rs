@@ -331,3 +331,195 @@ async fn hosts_are_tried_in_turn_and_a_read_only_server_is_passed_over_for_read_
         .await
         .expect("any server will do");
 }
+
+#[tokio::test]
+async fn groups_in_one_pipeline_are_transactions_of_their_own() {
+    let db = TestDatabase::empty().await.expect("database");
+    let admin = db.connect().await.expect("admin");
+    admin
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        .await
+        .expect("table");
+    let mut conn = connect(&db).await;
+    let insert =
+        "INSERT INTO notes VALUES ($1::int, current_setting('app.who', true)) RETURNING body";
+    // 1: a setting and a row, committed at its Sync.
+    conn.push("SELECT set_config('app.who', $1, true)", &["ada"])
+        .expect("queued");
+    conn.push(insert, &["1"]).expect("queued");
+    conn.end_group();
+    // 2: a row, then a failure: neither kept, and the statement parsed here for the
+    // first time is not prepared (its Parse was skipped)...
+    conn.push("INSERT INTO notes VALUES ($1::int, 'lost')", &["2"])
+        .expect("queued");
+    conn.push("SELECT 1 / $1::int", &["0"]).expect("queued");
+    conn.push("SELECT 'first parsed behind a failure' || $1", &["!"])
+        .expect("queued");
+    conn.end_group();
+    // 3: ...so this group, using it, parses it again rather than bind a name that was
+    // never prepared; the setting of group 1 did not outlive it.
+    conn.push("SELECT 'first parsed behind a failure' || $1", &["?"])
+        .expect("queued");
+    conn.push(insert, &["3"]).expect("queued");
+    conn.end_group();
+    // 4: the duplicate key of group 1.
+    conn.push(insert, &["1"]).expect("queued");
+    let groups = conn.run_groups().await.expect("the connection answers");
+    assert_eq!(groups.len(), 4);
+    let first = groups[0].as_ref().expect("group 1 commits");
+    assert_eq!(first[1][0].text(0), Some("ada"));
+    assert_eq!(
+        code(groups[1].as_ref().expect_err("group 2 fails")),
+        "22012"
+    );
+    let third = groups[2].as_ref().expect("group 3 commits");
+    assert_eq!(third[0][0].text(0), Some("first parsed behind a failure?"));
+    assert_eq!(
+        third[1][0].text(0),
+        Some(""),
+        "no setting left from group 1"
+    );
+    assert_eq!(
+        code(groups[3].as_ref().expect_err("group 4 fails")),
+        "23505"
+    );
+    assert!(conn.is_ready(), "every group ended outside a transaction");
+    let kept = admin
+        .query("SELECT id FROM notes ORDER BY id", &[])
+        .await
+        .expect("rows");
+    let kept: Vec<i32> = kept.iter().map(|row| row.get(0)).collect();
+    assert_eq!(kept, [1, 3]);
+    let held = prepared(&mut conn).await;
+    assert_eq!(
+        held,
+        conn.prepared_statements(),
+        "the session holds what the cache knows"
+    );
+}
+
+/// A request pool of `size` connections for one worker, on `db`.
+fn one_worker_pool(db: &TestDatabase, size: usize) -> galley_db::Pools {
+    let config: tokio_postgres::Config = db.url().parse().expect("url");
+    let targets = galley_db::ConnectTargets {
+        owner: config.clone(),
+        authenticator: config,
+    };
+    galley_db::Pools::build(&targets, size, 1, Duration::from_secs(10))
+}
+
+#[tokio::test]
+async fn batched_requests_each_get_their_own_answer_and_a_gone_one_is_not_sent() {
+    let db = TestDatabase::empty().await.expect("database");
+    let admin = db.connect().await.expect("admin");
+    admin
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let pools = one_worker_pool(&db, 2);
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            pools.api.bind_worker();
+            // Queued before the batcher first runs: one whose request is gone by then...
+            let gone = pools.api.run_group(vec![(
+                "INSERT INTO notes VALUES ($1::int)".into(),
+                vec!["99".into()],
+            )]);
+            assert!(
+                tokio::time::timeout(Duration::ZERO, gone).await.is_err(),
+                "queued, not answered yet"
+            );
+            // ...and forty others, every fifth failing.
+            let tasks: Vec<_> = (0..40)
+                .map(|n| {
+                    let api = pools.api.clone();
+                    tokio::task::spawn_local(async move {
+                        let last = if n % 5 == 0 {
+                            "SELECT 1 / 0, pg_backend_pid()"
+                        } else {
+                            "SELECT current_setting('app.n')::int * 2, pg_backend_pid()"
+                        };
+                        let (answer, _) = api
+                            .run_group(vec![
+                                (
+                                    "SELECT set_config('app.n', $1, true)".into(),
+                                    vec![n.to_string()],
+                                ),
+                                (last.into(), vec![]),
+                            ])
+                            .await;
+                        (n, answer)
+                    })
+                })
+                .collect();
+            let mut backends = std::collections::HashSet::new();
+            for task in tasks {
+                let (n, answer) = task.await.expect("task");
+                if n % 5 == 0 {
+                    assert_eq!(code(&answer.expect_err("division by zero")), "22012");
+                } else {
+                    let rows = answer.expect("answered");
+                    assert_eq!(rows[1][0].text(0), Some((n * 2).to_string().as_str()));
+                    backends.insert(rows[1][0].text(1).expect("pid").to_owned());
+                }
+            }
+            let sent = pools.api.sent();
+            let batches = sent.batches.load(std::sync::atomic::Ordering::Relaxed);
+            let groups = sent.groups.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(groups, 40, "the gone request was not sent");
+            assert!(
+                batches < 40,
+                "requests shared batches: {batches} for {groups}"
+            );
+            assert!(
+                backends.len() <= 2,
+                "one connection per batch: {backends:?}"
+            );
+        })
+        .await;
+    let kept = admin
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .expect("count");
+    assert_eq!(kept.get::<_, i64>(0), 0);
+}
+
+/// Slow statements in every batch a worker keeps in flight hold up the next request
+/// only until it has waited long enough to be sent in a batch of its own.
+#[tokio::test]
+async fn a_read_queued_behind_slow_batches_is_sent_in_another() {
+    let db = TestDatabase::empty().await.expect("database");
+    let pools = one_worker_pool(&db, 3);
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            pools.api.bind_worker();
+            // Each slow statement leaves in a batch of its own: the second is queued
+            // once the first has been sent.
+            let mut slow = Vec::new();
+            for _ in 0..2 {
+                let api = pools.api.clone();
+                slow.push(tokio::task::spawn_local(async move {
+                    api.run_group(vec![("SELECT pg_sleep(5)".into(), vec![])])
+                        .await
+                }));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let (answer, _) = pools
+                .api
+                .run_group(vec![("SELECT 'quick'".into(), vec![])])
+                .await;
+            assert_eq!(answer.expect("answered")[0][0].text(0), Some("quick"));
+            assert!(
+                slow.iter().all(|task| !task.is_finished()),
+                "answered while both slow batches were still in flight"
+            );
+            for task in slow {
+                task.await.expect("task").0.expect("slept");
+            }
+            let sent = pools.api.sent();
+            assert_eq!(sent.batches.load(std::sync::atomic::Ordering::Relaxed), 3);
+        })
+        .await;
+}

@@ -68,6 +68,9 @@ pub enum WireError {
     Config(String),
     #[error("connecting to the database timed out")]
     Timeout,
+    /// The pool gave no connection (none free in time, or closed).
+    #[error("no database connection: {0}")]
+    Pool(String),
 }
 
 impl WireError {
@@ -84,6 +87,19 @@ impl WireError {
         match self {
             WireError::Server(err) => classify_code(&err.code),
             _ => SqlState::Unavailable,
+        }
+    }
+
+    /// The same error again, for each of the requests one failure answers.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            WireError::Server(err) => WireError::Server(err.clone()),
+            WireError::Io(err) => WireError::Io(io::Error::new(err.kind(), err.to_string())),
+            WireError::Closed => WireError::Closed,
+            WireError::Protocol(what) => WireError::Protocol(what.clone()),
+            WireError::Config(what) => WireError::Config(what.clone()),
+            WireError::Timeout => WireError::Timeout,
+            WireError::Pool(what) => WireError::Pool(what.clone()),
         }
     }
 
@@ -216,11 +232,27 @@ enum State {
 /// An answer still to come, in the order the messages went out.
 enum Expect {
     /// The `Parse` of this SQL under this name.
-    Parse(Box<str>),
+    Parse {
+        sql: Box<str>,
+        name: String,
+    },
+    /// The `Parse` of a statement used once, unnamed.
+    ParseUnnamed,
     Bind,
     Execute,
     /// The `Close` of this evicted name.
     Close(String),
+    /// The `ReadyForQuery` that ends a group.
+    Sync,
+}
+
+/// What a connection knows of a statement it is asked to run.
+enum Known {
+    /// Prepared, or being prepared by the group this statement joins.
+    Prepared,
+    /// Being prepared by an earlier group of this pipeline.
+    Pending,
+    New,
 }
 
 struct Prepared {
@@ -229,7 +261,13 @@ struct Prepared {
     /// (a planned count's `EXPLAIN` with or without `limit`) is prepared anew.
     params: usize,
     last_used: u64,
+    /// The group whose `Parse` prepares it, until PostgreSQL confirms it did.
+    pending_in: Option<u64>,
 }
+
+/// What one group (the statements up to a `Sync`) answered: each statement's rows, or
+/// the error that ended it.
+pub type GroupResult = Result<Vec<Vec<Row>>, WireError>;
 
 /// A connection of the request pool, used by one task at a time.
 pub struct Connection {
@@ -244,6 +282,9 @@ pub struct Connection {
     to_close: Vec<String>,
     next_name: u64,
     uses: u64,
+    /// Groups ended so far: a statement whose `Parse` is still unconfirmed is bound by
+    /// name only in the group that parses it.
+    group: u64,
     process_id: i32,
 }
 
@@ -302,6 +343,7 @@ impl Connection {
             to_close: Vec::new(),
             next_name: 0,
             uses: 0,
+            group: 0,
             process_id: 0,
         };
         conn.startup(config).await?;
@@ -459,7 +501,7 @@ impl Connection {
 
     /// Queues one statement: its `Parse` if this connection has not prepared it yet,
     /// then `Bind` with `params` as text and `Execute`. Nothing is sent until
-    /// [`Connection::sync`] or [`Connection::flush`].
+    /// [`Connection::sync`], [`Connection::flush`] or [`Connection::run_groups`].
     pub fn push(&mut self, sql: &str, params: &[&str]) -> Result<(), WireError> {
         if self.state == State::Idle {
             self.state = State::Busy;
@@ -468,45 +510,61 @@ impl Connection {
             self.close(name)?;
         }
         self.uses += 1;
-        let prepared = match self.statements.get_mut(sql) {
+        let group = self.group;
+        let known = match self.statements.get_mut(sql) {
             Some(prepared) if prepared.params == params.len() => {
                 prepared.last_used = self.uses;
-                true
+                match prepared.pending_in {
+                    None => Known::Prepared,
+                    Some(pending) if pending == group => Known::Prepared,
+                    // Parsed by an earlier group of this pipeline, which may yet fail
+                    // before its `Parse` runs: parsed again here, unnamed, so this
+                    // group does not depend on another's fate.
+                    Some(_) => Known::Pending,
+                }
             }
             Some(_) => {
                 if let Some(stale) = self.statements.remove(sql) {
                     self.close(stale.name)?;
                 }
-                false
+                Known::New
             }
-            None => false,
+            None => Known::New,
         };
-        if !prepared {
-            if self.statements.len() >= STATEMENT_CACHE {
-                self.evict()?;
+        let types = || std::iter::repeat_n(TEXT_OID, params.len());
+        let name = match known {
+            Known::Prepared => &self.statements[sql].name,
+            Known::Pending => {
+                frontend::parse("", sql, types(), &mut self.write)?;
+                self.expect.push_back(Expect::ParseUnnamed);
+                ""
             }
-            self.next_name += 1;
-            let name = format!("g{}", self.next_name);
-            frontend::parse(
-                &name,
-                sql,
-                std::iter::repeat_n(TEXT_OID, params.len()),
-                &mut self.write,
-            )?;
-            self.expect.push_back(Expect::Parse(sql.into()));
-            // Counted as prepared now, so a second use in this pipeline binds the same
-            // name; taken back if the Parse never completes.
-            self.statements.insert(
-                sql.into(),
-                Prepared {
-                    name,
-                    params: params.len(),
-                    last_used: self.uses,
-                },
-            );
-        }
+            Known::New => {
+                if self.statements.len() >= STATEMENT_CACHE {
+                    self.evict()?;
+                }
+                self.next_name += 1;
+                let name = format!("g{}", self.next_name);
+                frontend::parse(&name, sql, types(), &mut self.write)?;
+                self.expect.push_back(Expect::Parse {
+                    sql: sql.into(),
+                    name: name.clone(),
+                });
+                // Counted as prepared now, so a second use in this group binds the same
+                // name; taken back if the Parse never completes.
+                self.statements.insert(
+                    sql.into(),
+                    Prepared {
+                        name,
+                        params: params.len(),
+                        last_used: self.uses,
+                        pending_in: Some(group),
+                    },
+                );
+                &self.statements[sql].name
+            }
+        };
         // Borrowed, not cloned: the cache and the write buffer are separate fields.
-        let name = &self.statements[sql].name;
         frontend::bind(
             "",
             name,
@@ -529,8 +587,20 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the statements queued since the last group with a `Sync`: they are one
+    /// transaction (an implicit one, unless they began their own), and a failure among
+    /// them skips only the rest of them. Nothing is sent until [`Connection::run_groups`].
+    pub fn end_group(&mut self) {
+        frontend::sync(&mut self.write);
+        self.expect.push_back(Expect::Sync);
+        self.group += 1;
+    }
+
     /// Closes the least recently used statement, in this pipeline, before the `Parse`
-    /// that takes its place.
+    /// that takes its place. It is never one an earlier group of this pipeline is still
+    /// parsing (whose `Close` would fail with that group): a pipeline uses fewer
+    /// statements than half the cache (a batch: 64 groups of 2), so the least recently
+    /// used was last used before it.
     fn evict(&mut self) -> Result<(), WireError> {
         let Some(oldest) = self
             .statements
@@ -556,8 +626,12 @@ impl Connection {
     /// that fails makes PostgreSQL skip the rest; its error is returned, with any
     /// transaction it was in already rolled back.
     pub async fn sync(&mut self) -> Result<Vec<Vec<Row>>, WireError> {
-        frontend::sync(&mut self.write);
-        self.run(true).await
+        self.end_group();
+        let mut groups = self.run(false).await?;
+        match (groups.pop(), groups.is_empty()) {
+            (Some(last), true) => last,
+            _ => Err(WireError::protocol("sync after groups of their own")),
+        }
     }
 
     /// Sends what is queued and a `Flush`, and reads every statement's rows; the
@@ -565,30 +639,57 @@ impl Connection {
     /// A statement that fails is answered as by `sync`.
     pub async fn flush(&mut self) -> Result<Vec<Vec<Row>>, WireError> {
         frontend::flush(&mut self.write);
+        let mut groups = self.run(true).await?;
+        match (groups.pop(), groups.is_empty()) {
+            (Some(last), true) => last,
+            _ => Err(WireError::protocol("flush after groups of their own")),
+        }
+    }
+
+    /// Sends what is queued, every group ended by [`Connection::end_group`] (statements
+    /// queued since the last one make a group of their own), and reads each group's
+    /// answers: one result per group, in order. The outer error is the connection's own
+    /// (I/O, protocol), after which it is not reused; PostgreSQL's errors are per group.
+    /// A group must not leave a transaction open unless it is the last.
+    pub async fn run_groups(&mut self) -> Result<Vec<GroupResult>, WireError> {
+        if !matches!(self.expect.back(), None | Some(Expect::Sync)) {
+            self.end_group();
+        }
         self.run(false).await
     }
 
-    async fn run(&mut self, sync: bool) -> Result<Vec<Vec<Row>>, WireError> {
+    async fn run(&mut self, flush: bool) -> Result<Vec<GroupResult>, WireError> {
         self.state = State::Busy;
-        let results = self.exchange(sync).await;
+        let results = self.exchange(flush).await;
         self.trim();
         results
     }
 
-    async fn exchange(&mut self, mut sync: bool) -> Result<Vec<Vec<Row>>, WireError> {
+    async fn exchange(&mut self, flush: bool) -> Result<Vec<GroupResult>, WireError> {
         self.send().await?;
+        let mut groups = Vec::new();
         let mut results = Vec::new();
         let mut rows = Vec::new();
         let mut failed: Option<ServerError> = None;
         loop {
-            if !sync && self.expect.is_empty() {
-                // Flushed, every answer read: the transaction goes on.
-                self.state = State::InTransaction;
-                return Ok(results);
+            if self.expect.is_empty() {
+                if flush && failed.is_none() && groups.is_empty() {
+                    // Flushed, every answer read: the transaction goes on.
+                    self.state = State::InTransaction;
+                    groups.push(Ok(results));
+                }
+                return Ok(groups);
             }
             match self.next_message().await? {
                 Message::ParseComplete => match self.expect.pop_front() {
-                    Some(Expect::Parse(_)) => {}
+                    Some(Expect::Parse { sql, name }) => {
+                        if let Some(prepared) = self.statements.get_mut(&sql)
+                            && prepared.name == name
+                        {
+                            prepared.pending_in = None;
+                        }
+                    }
+                    Some(Expect::ParseUnnamed) => {}
                     _ => return Err(WireError::protocol("ParseComplete")),
                 },
                 Message::BindComplete => match self.expect.pop_front() {
@@ -611,46 +712,64 @@ impl Connection {
                 }
                 Message::ErrorResponse(body) => {
                     failed = Some(ServerError::parse(&body)?);
-                    // PostgreSQL skips everything up to the next Sync: what was
+                    rows.clear();
+                    // PostgreSQL skips everything up to the group's Sync: what was
                     // expected will not come, Parses that did not complete prepared
                     // nothing, and Closes that did not run are sent again next time.
-                    for expect in self.expect.drain(..) {
+                    while let Some(expect) = self.expect.pop_front() {
                         match expect {
-                            Expect::Parse(sql) => {
-                                self.statements.remove(&sql);
+                            Expect::Sync => {
+                                self.expect.push_front(Expect::Sync);
+                                break;
+                            }
+                            Expect::Parse { sql, name } => {
+                                if self.statements.get(&sql).is_some_and(|p| p.name == name) {
+                                    self.statements.remove(&sql);
+                                }
                             }
                             Expect::Close(name) => self.to_close.push(name),
-                            Expect::Bind | Expect::Execute => {}
+                            Expect::ParseUnnamed | Expect::Bind | Expect::Execute => {}
                         }
                     }
-                    if !sync {
-                        frontend::sync(&mut self.write);
+                    if self.expect.is_empty() {
+                        // Flushed without a Sync: end the transaction's failed part.
+                        self.end_group();
                         self.send().await?;
-                        sync = true;
                     }
                 }
                 Message::ReadyForQuery(body) => {
-                    if !self.expect.is_empty() {
+                    if !matches!(self.expect.pop_front(), Some(Expect::Sync)) {
                         return Err(WireError::protocol("ReadyForQuery before every answer"));
                     }
-                    let ended = match body.status() {
-                        b'I' => {
-                            self.state = State::Idle;
-                            Ok(())
-                        }
-                        b'T' => {
-                            self.state = State::InTransaction;
-                            Ok(())
-                        }
+                    let last = self.expect.is_empty();
+                    let mut group = match failed.take() {
+                        Some(err) => Err(err.into()),
+                        None => Ok(std::mem::take(&mut results)),
+                    };
+                    results.clear();
+                    match body.status() {
+                        // Until the last group has answered the connection stays Busy:
+                        // dropped half way, it is not handed out again.
+                        b'I' if last => self.state = State::Idle,
+                        b'I' => {}
+                        b'T' if last => self.state = State::InTransaction,
                         // A failed transaction block: end it, so the error leaves
                         // nothing open. Should that fail, the connection stays Busy
                         // (not reused) and the statement's own error still answers.
-                        _ => self.rollback().await,
-                    };
-                    return match (failed, ended) {
-                        (Some(err), _) => Err(err.into()),
-                        (None, ended) => ended.map(|()| results),
-                    };
+                        b'E' if last => {
+                            if let Err(err) = self.rollback().await
+                                && group.is_ok()
+                            {
+                                group = Err(err);
+                            }
+                        }
+                        _ => {
+                            return Err(WireError::protocol(
+                                "a group left a transaction open before another",
+                            ));
+                        }
+                    }
+                    groups.push(group);
                 }
                 Message::NoticeResponse(_)
                 | Message::ParameterStatus(_)

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub pool_acquire: HistogramVec,
     /// `galley_db_query_duration_seconds{kind}`: `read`, `write`, `rpc`, `ddl`.
     pub query_duration: HistogramVec,
+    /// `galley_db_batches_total{count}`: `batches` the request pool sent, and the
+    /// `requests` they carried (their ratio is the mean batch); brought up to date at
+    /// scrape.
+    pub db_batches: IntCounterVec,
     /// `galley_errors_total{code}`: the `code` of every error response.
     pub errors: IntCounterVec,
     /// `galley_auth_events_total{event}`.
@@ -118,6 +122,11 @@ impl Metrics {
             "galley_db_query_duration_seconds",
             "Time a request's statement took, by kind (read, write, rpc, ddl).",
             &["kind"],
+        );
+        let db_batches = counter(
+            "galley_db_batches_total",
+            "Batches of read requests sent down one database connection together (count=batches), and the requests in them (count=requests).",
+            &["count"],
         );
         let errors = counter(
             "galley_errors_total",
@@ -228,6 +237,9 @@ impl Metrics {
         for kind in ["read", "write", "rpc", "ddl"] {
             query_duration.with_label_values(&[kind]);
         }
+        for count in ["batches", "requests"] {
+            db_batches.with_label_values(&[count]);
+        }
         for event in [
             "signup",
             "login_success",
@@ -255,6 +267,7 @@ impl Metrics {
             pool_connections,
             pool_acquire,
             query_duration,
+            db_batches,
             errors,
             auth_events,
             outbox_pending,

@@ -58,6 +58,20 @@ pub(crate) async fn scrape(state: &AppState) -> HttpResponse {
         set("idle", status.available);
         set("waiting", status.waiting);
     }
+    {
+        // Counted by the pool; the counters catch up to it, one scrape at a time (two at
+        // once would both add the same difference).
+        static CATCHING_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = CATCHING_UP
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sent = state.pools.api.sent();
+        for (count, total) in [("batches", &sent.batches), ("requests", &sent.groups)] {
+            let counter = metrics.db_batches.with_label_values(&[count]);
+            let total = total.load(std::sync::atomic::Ordering::Relaxed);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
     let outbox = async {
         let client = state.pools.owner.get().await.ok()?;
         let row = client

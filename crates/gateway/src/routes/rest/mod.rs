@@ -12,9 +12,10 @@ mod write;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_db::DbError;
-use galley_db::wire::WireError;
+use galley_db::wire::{Row, WireError};
 use galley_query::{ForeignKeyShape, RenderError, SchemaView, Statement, TableShape};
 use galley_schema::{Catalog, Relation};
+use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
 use crate::extract::RequestRole;
@@ -209,19 +210,36 @@ pub(crate) struct Outcome {
     pub(crate) planned: Option<i64>,
 }
 
-/// The first statement of every request's transaction: who it runs as and what it is.
-const SETUP: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-     set_config('request.method', $3, true), set_config('request.path', $4, true), \
-     set_config('request.headers', $5, true), set_config('statement_timeout', $6, true)";
+/// The settings every request's transaction begins with: who it runs as and what it is.
+macro_rules! settings {
+    () => {
+        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+         set_config('request.method', $3, true), set_config('request.path', $4, true), \
+         set_config('request.headers', $5, true), set_config('statement_timeout', $6, true)"
+    };
+}
+
+/// The first statement of every request's transaction.
+const SETUP: &str = settings!();
+
+/// [`SETUP`] for a read in a transaction of its own making (no `BEGIN`): the transaction
+/// is made read only, as `BEGIN READ ONLY` would.
+const SETUP_READ_ONLY: &str = concat!(
+    settings!(),
+    ", set_config('transaction_read_only', 'on', true)"
+);
 
 /// Runs one rendered statement in its own transaction, as the request's role with its
 /// claims, method, path and headers set for the transaction only.
 ///
-/// `BEGIN`, the settings, the statement and, when nothing has to be checked before the
-/// transaction ends, `COMMIT` go to PostgreSQL as one pipeline ending in one `Sync`
-/// (`galley_db::wire`): one round trip. A statement whose row must be checked first (a
-/// single object, `max-affected`, a planned count, `tx=rollback`) is flushed instead,
-/// and the transaction ends in a second round trip once the row has been read.
+/// When nothing has to be checked before the transaction ends (reads without a planned
+/// count, writes without a single object, `max-affected` or `tx=rollback`), the settings
+/// and the statement are sent as one group, an implicit transaction that ends at its
+/// `Sync`, in one round trip: a read in the worker's next batch (`ApiPool::run_group`),
+/// sharing the round trip with the other reads of the batch, a write on a connection of
+/// its own (`ApiPool::run_alone`). Otherwise the request takes a connection of its own:
+/// `BEGIN`, the settings and the statement are flushed, the row is checked, and the
+/// transaction ends in a second round trip.
 pub(crate) async fn run(
     state: &AppState,
     role: &RequestRole,
@@ -230,23 +248,9 @@ pub(crate) async fn run(
     exec: Exec<'_>,
 ) -> Result<Outcome, ApiError> {
     let failed = |err: WireError| ApiError::from_statement(&err, role.is_anonymous());
-    let waited = std::time::Instant::now();
-    let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
-    state
-        .metrics
-        .pool_acquire
-        .with_label_values(&["api"])
-        .observe(waited.elapsed().as_secs_f64());
-    let started = std::time::Instant::now();
     let claims = role.claims.to_string();
     let headers = request_headers(req);
     let timeout = state.rest.statement_timeout_ms.to_string();
-    let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
-    let begin = if exec.read_only {
-        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-    } else {
-        "BEGIN ISOLATION LEVEL READ COMMITTED"
-    };
     // A read-only transaction changes nothing however it ends, so only a write whose row
     // must be checked first, a planned count or `tx=rollback` keeps it open. (Other writes
     // have their row read after COMMIT: every rendered statement answers one aggregate
@@ -254,6 +258,48 @@ pub(crate) async fn run(
     let end_at_once = exec.planned.is_none()
         && !exec.rollback
         && (exec.read_only || (!exec.single && exec.max_affected.is_none()));
+    let started = Instant::now();
+    if end_at_once {
+        let setup = if exec.read_only {
+            SETUP_READ_ONLY
+        } else {
+            SETUP
+        };
+        let statements = vec![
+            (
+                setup.into(),
+                vec![
+                    role.role.to_owned(),
+                    claims,
+                    req.method().as_str().to_owned(),
+                    req.path().to_owned(),
+                    headers,
+                    timeout,
+                ],
+            ),
+            (statement.sql.clone().into(), statement.params.clone()),
+        ];
+        let (results, waited) = if exec.read_only {
+            state.pools.api.run_group(statements).await
+        } else {
+            state.pools.api.run_alone(statements).await
+        };
+        observe(
+            state,
+            exec,
+            waited,
+            started.elapsed().saturating_sub(waited),
+        );
+        return statement_row(&results.map_err(failed)?, 1).and_then(|row| check(row, exec));
+    }
+    let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
+    let waited = started.elapsed();
+    let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
+    let begin = if exec.read_only {
+        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
+    } else {
+        "BEGIN ISOLATION LEVEL READ COMMITTED"
+    };
     conn.push(begin, &[]).map_err(failed)?;
     conn.push(
         SETUP,
@@ -270,33 +316,14 @@ pub(crate) async fn run(
     // Prepared (once per connection) after the role is set: the statement names the
     // caller's tables, not the authenticator's.
     conn.push(&statement.sql, &params).map_err(failed)?;
-    let results = if end_at_once {
-        conn.push("COMMIT", &[]).map_err(failed)?;
-        conn.sync().await
-    } else {
-        conn.flush().await
-    }
-    .map_err(failed)?;
-    state
-        .metrics
-        .query_duration
-        .with_label_values(&[exec.kind])
-        .observe(started.elapsed().as_secs_f64());
-    let checked = results
-        .get(2)
-        .and_then(|rows| match rows.as_slice() {
-            [row] => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            tracing::error!("the statement did not answer with one row");
-            ApiError::internal()
-        })
-        .and_then(|row| check(row, exec));
-    if end_at_once {
-        return checked;
-    }
-    let mut outcome = match checked {
+    let results = conn.flush().await.map_err(failed)?;
+    observe(
+        state,
+        exec,
+        waited,
+        started.elapsed().saturating_sub(waited),
+    );
+    let mut outcome = match statement_row(&results, 2).and_then(|row| check(row, exec)) {
         Ok(outcome) => outcome,
         Err(err) => {
             conn.push("ROLLBACK", &[]).map_err(failed)?;
@@ -373,6 +400,31 @@ fn check(row: &galley_db::wire::Row, exec: Exec<'_>) -> Result<Outcome, ApiError
         ));
     }
     Ok(outcome)
+}
+
+/// Counts how long a request waited for the database and how long its statements took.
+fn observe(state: &AppState, exec: Exec<'_>, waited: Duration, took: Duration) {
+    state
+        .metrics
+        .pool_acquire
+        .with_label_values(&["api"])
+        .observe(waited.as_secs_f64());
+    state
+        .metrics
+        .query_duration
+        .with_label_values(&[exec.kind])
+        .observe(took.as_secs_f64());
+}
+
+/// The one row the rendered statement (at `index` among the transaction's) answered.
+fn statement_row(results: &[Vec<Row>], index: usize) -> Result<&Row, ApiError> {
+    match results.get(index).map(Vec::as_slice) {
+        Some([row]) => Ok(row),
+        _ => {
+            tracing::error!("the statement did not answer with one row");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 /// The request's headers as one JSON object, names lower-cased, for `request.headers`.
