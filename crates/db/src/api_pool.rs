@@ -29,7 +29,6 @@
 //!   one, so requests that need a connection of their own are not starved;
 //! - a request that went away before its batch was sent is not sent.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -40,7 +39,7 @@ use std::time::{Duration, Instant};
 use deadpool::Status;
 use tokio::sync::oneshot;
 
-use crate::wire::{Object, Pool, PoolError, Row, WireError};
+use crate::wire::{Object, Pool, PoolError, Queued, Row, WireError};
 
 thread_local! {
     /// The shard this thread is bound to, if it is a worker.
@@ -59,9 +58,6 @@ pub(crate) const STALLED: Duration = Duration::from_millis(100);
 
 /// Tells pools apart, for the thread-local batcher.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// One statement of a group: its SQL and its parameters (as text).
-pub type Queued = (Cow<'static, str>, Vec<String>);
 
 /// What a group answered (each statement's rows), and how long it waited before it was
 /// sent: for a connection, and behind the batch before it.
@@ -149,11 +145,8 @@ impl ApiPool {
             Err(err) => return (Err(pool_failure(err)), started.elapsed()),
         };
         let waited = started.elapsed();
-        for (sql, params) in &statements {
-            let params: Vec<&str> = params.iter().map(String::as_str).collect();
-            if let Err(err) = conn.push(sql, &params) {
-                return (Err(err), waited);
-            }
+        if let Err(err) = conn.push_all(&statements) {
+            return (Err(err), waited);
         }
         (conn.sync().await, waited)
     }
@@ -286,17 +279,11 @@ impl Driving {
         if jobs.is_empty() {
             return false;
         }
-        let mut pushed = Ok(());
-        'jobs: for job in &jobs {
-            for (sql, params) in &job.statements {
-                let params: Vec<&str> = params.iter().map(String::as_str).collect();
-                pushed = conn.push(sql, &params);
-                if pushed.is_err() {
-                    break 'jobs;
-                }
-            }
+        let pushed = jobs.iter().try_for_each(|job| {
+            conn.push_all(&job.statements)?;
             conn.end_group();
-        }
+            Ok(())
+        });
         let answers = match pushed {
             Ok(()) => {
                 batcher.sent.batches.fetch_add(1, Ordering::Relaxed);
@@ -309,19 +296,13 @@ impl Driving {
             Err(err) => Err(err),
         };
         match answers {
-            Ok(groups) if groups.len() == jobs.len() => {
+            // One result per group sent (`run_groups` reads until every `Sync` has
+            // answered); a request left unanswered would see its batcher gone, `Closed`.
+            Ok(groups) => {
                 for (job, group) in jobs.into_iter().zip(groups) {
                     job.answer(group);
                 }
                 true
-            }
-            Ok(_) => {
-                for job in jobs {
-                    job.answer(Err(WireError::Protocol(
-                        "a batch answered another number of groups".into(),
-                    )));
-                }
-                false
             }
             Err(err) => {
                 tracing::warn!(error = %err, groups = jobs.len(), "a batch of requests failed on its connection");

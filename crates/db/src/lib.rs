@@ -15,7 +15,7 @@ mod pool;
 mod preflight;
 pub mod wire;
 
-pub use api_pool::{Answer, ApiPool, Queued, Sent};
+pub use api_pool::{Answer, ApiPool, Sent};
 pub use config::DatabaseConfig;
 pub use dump::{DumpError, PgTools};
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};

@@ -265,6 +265,9 @@ struct Prepared {
     pending_in: Option<u64>,
 }
 
+/// One statement of a group: its SQL and its parameters (as text).
+pub type Queued = (std::borrow::Cow<'static, str>, Vec<String>);
+
 /// What one group (the statements up to a `Sync`) answered: each statement's rows, or
 /// the error that ended it.
 pub type GroupResult = Result<Vec<Vec<Row>>, WireError>;
@@ -503,6 +506,18 @@ impl Connection {
     /// then `Bind` with `params` as text and `Execute`. Nothing is sent until
     /// [`Connection::sync`], [`Connection::flush`] or [`Connection::run_groups`].
     pub fn push(&mut self, sql: &str, params: &[&str]) -> Result<(), WireError> {
+        self.push_with(sql, params)
+    }
+
+    /// Queues each of `statements` as [`Connection::push`] does (their parameters bound
+    /// from the owned strings, nothing copied).
+    pub fn push_all(&mut self, statements: &[Queued]) -> Result<(), WireError> {
+        statements
+            .iter()
+            .try_for_each(|(sql, params)| self.push_with(sql, params))
+    }
+
+    fn push_with<P: AsRef<str>>(&mut self, sql: &str, params: &[P]) -> Result<(), WireError> {
         if self.state == State::Idle {
             self.state = State::Busy;
         }
@@ -571,7 +586,7 @@ impl Connection {
             std::iter::empty(),
             params.iter(),
             |param, buf| {
-                buf.extend_from_slice(param.as_bytes());
+                buf.extend_from_slice(param.as_ref().as_bytes());
                 Ok(IsNull::No)
             },
             std::iter::empty(),
