@@ -30,6 +30,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<galley_metrics::Metrics>,
     /// When set, `/metrics` is served on the main address to requests carrying it.
     pub(crate) metrics_token: Option<secrecy::SecretString>,
+    /// `/realtime/v1`, unless `realtime.enabled` is off.
+    pub(crate) realtime: Option<Arc<galley_realtime::Realtime>>,
     shutting_down: Arc<AtomicBool>,
     /// Set when something this process depends on cannot be brought back (the embedded
     /// PostgreSQL, past its restart budget): `/health/live` fails so a supervisor
@@ -115,6 +117,12 @@ impl AppState {
             .get(0))
     }
 
+    /// Serves `/realtime/v1` with this hub.
+    pub fn with_realtime(mut self, realtime: Arc<galley_realtime::Realtime>) -> Self {
+        self.realtime = Some(realtime);
+        self
+    }
+
     /// Gives the admin UI `galley backup`.
     pub fn with_backups(mut self, backups: Arc<dyn Backups>) -> Self {
         self.backups = Some(backups);
@@ -155,6 +163,7 @@ impl AppState {
             limits: Arc::new(RateLimiter::new(limits)),
             metrics,
             metrics_token,
+            realtime: None,
             shutting_down: Arc::new(AtomicBool::new(false)),
             unrecoverable: Arc::new(AtomicBool::new(false)),
         }
@@ -169,6 +178,13 @@ impl AppState {
     /// `/health/live` fails while this is set (and passes again when it is cleared).
     pub fn set_unrecoverable(&self, unrecoverable: bool) {
         self.unrecoverable.store(unrecoverable, Ordering::SeqCst);
+    }
+
+    /// Closes every realtime connection (the instance is stopping).
+    pub fn close_realtime(&self) {
+        if let Some(realtime) = &self.realtime {
+            realtime.close_all();
+        }
     }
 
     pub(crate) fn is_unrecoverable(&self) -> bool {

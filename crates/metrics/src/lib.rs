@@ -52,6 +52,13 @@ pub struct Metrics {
     /// How long this instance's last scheduled backup took, and how big it was.
     pub backup_last_duration_seconds: Gauge,
     pub backup_last_size_bytes: Gauge,
+    /// Open realtime WebSocket connections, and the channels they have joined.
+    pub realtime_connections: IntGauge,
+    pub realtime_channels: IntGauge,
+    /// `galley_realtime_messages_total{direction, kind}`: messages from clients (`in`:
+    /// `join`, `broadcast`, `presence`, `heartbeat`, ..., `malformed`) and frames queued
+    /// for them (`out`: `reply`, `broadcast`, `presence`, `system`, `close`).
+    pub realtime_messages: IntCounterVec,
 }
 
 impl Metrics {
@@ -223,6 +230,26 @@ impl Metrics {
         registry
             .register(Box::new(build_info))
             .expect("registers once");
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("a valid gauge");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("registers once");
+            gauge
+        };
+        let realtime_connections = gauge(
+            "galley_realtime_connections",
+            "Realtime WebSocket connections open on this instance.",
+        );
+        let realtime_channels = gauge(
+            "galley_realtime_channels",
+            "Realtime channels joined on this instance.",
+        );
+        let realtime_messages = counter(
+            "galley_realtime_messages_total",
+            "Realtime messages received from clients (in) and frames queued for them (out), by kind.",
+            &["direction", "kind"],
+        );
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -257,6 +284,12 @@ impl Metrics {
         for outcome in ["applied", "dry_run", "refused", "failed"] {
             schema_changes.with_label_values(&[outcome]);
         }
+        for kind in ["join", "broadcast", "presence", "heartbeat", "malformed"] {
+            realtime_messages.with_label_values(&["in", kind]);
+        }
+        for kind in ["reply", "broadcast", "presence", "system"] {
+            realtime_messages.with_label_values(&["out", kind]);
+        }
         Self {
             registry,
             track_requests: true,
@@ -279,6 +312,9 @@ impl Metrics {
             backup_runs,
             backup_last_duration_seconds,
             backup_last_size_bytes,
+            realtime_connections,
+            realtime_channels,
+            realtime_messages,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub schema: SchemaConfig,
     pub rest: RestConfig,
+    /// `/realtime/v1`: channels, broadcast and presence, and their limits.
+    pub realtime: galley_realtime::RealtimeConfig,
     /// Where auth's mail goes; without it mail stays in the outbox.
     pub smtp: Option<SmtpConfig>,
     /// Request limits of the auth endpoints.
@@ -50,6 +52,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             schema: SchemaConfig::default(),
             rest: RestConfig::default(),
+            realtime: galley_realtime::RealtimeConfig::default(),
             smtp: None,
             ratelimit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
@@ -69,7 +72,7 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "admin",
     "backup",
     "metrics",
@@ -78,6 +81,7 @@ const SECTIONS: [&str; 10] = [
     "auth",
     "schema",
     "rest",
+    "realtime",
     "smtp",
     "ratelimit",
 ];

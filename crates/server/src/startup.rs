@@ -288,10 +288,14 @@ impl Application {
             }
             None => None,
         };
+        let tokens = TokenVerifier::with_keys(secret, keys);
+        let realtime = config.realtime.enabled.then(|| {
+            galley_realtime::Realtime::new(config.realtime.clone(), tokens.clone(), metrics.clone())
+        });
         let state = AppState::new(
             pools.clone(),
             catalog,
-            TokenVerifier::with_keys(secret, keys),
+            tokens,
             config.schema.clone(),
             config.rest.clone(),
             Arc::new(accounts),
@@ -315,6 +319,10 @@ impl Application {
             config: config.clone(),
             owner: targets.owner.clone(),
         }));
+        let state = match realtime {
+            Some(realtime) => state.with_realtime(realtime),
+            None => state,
+        };
         let metrics_server = if let Some(listener) = listeners.metrics {
             let address = listener
                 .local_addr()
@@ -437,6 +445,9 @@ impl Application {
             }
         }
         tracing::info!("shutting down: draining in-flight requests");
+        // Realtime sockets never finish on their own: they are told to go (1001) so
+        // their clients reconnect elsewhere, and the drain does not wait on them.
+        state.close_realtime();
         handle.stop(true).await;
         let served = serving.await;
         backup_watch.abort();

@@ -90,6 +90,14 @@ pub(crate) async fn body_limit(
     {
         return Err(ApiError::headers_too_large(MAX_HEADER_BYTES).into());
     }
+    // A WebSocket's frames arrive as its request's payload for as long as it is open;
+    // the realtime socket limits each message itself.
+    if req.head().upgrade() {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let limits: Option<BodyLimit> = req
         .app_data::<web::Data<BodyLimit>>()
         .map(|limits| *limits.get_ref());

@@ -4,6 +4,7 @@ pub(crate) mod admin;
 mod auth;
 pub(crate) mod health;
 pub(crate) mod metrics;
+mod realtime;
 pub(crate) mod rest;
 mod ui;
 
@@ -18,6 +19,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     ui::configure(cfg);
     auth::configure(cfg);
     rest::configure(cfg);
+    realtime::configure(cfg);
 }
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -1,0 +1,345 @@
+//! Who on this instance listens to what: the channels joined per topic, their presence,
+//! and the fan-out of a message to them. One mutex over the topic map; nothing under it
+//! waits (frames are handed to each socket's [`Outbox`] without blocking).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, mpsc};
+
+use crate::protocol::{Encoded, Frame, Vsn};
+
+/// The frames waiting for one socket. Bounded: a socket that stops reading while
+/// messages keep coming overflows, and is then closed rather than buffered without end.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Frame>,
+    overflow: Arc<Overflow>,
+}
+
+struct Overflow {
+    happened: AtomicBool,
+    notify: Notify,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let overflow = Arc::new(Overflow {
+            happened: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        (Self { tx, overflow }, rx)
+    }
+
+    /// Queues a frame; `false` when the socket is gone or has overflowed.
+    pub fn send(&self, frame: Frame) -> bool {
+        if self.overflow.happened.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.happened.store(true, Ordering::Relaxed);
+                self.overflow.notify.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Resolves once a frame could not be queued because the socket fell behind.
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.overflow.notify.notified();
+            if self.overflow.happened.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A topic as the hub keys it: public and private channels of the same name are apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TopicKey {
+    /// The topic as joined, `realtime:<name>`.
+    pub(crate) topic: String,
+    pub(crate) private: bool,
+}
+
+/// One joined channel, as fan-out sees it.
+pub(crate) struct Member {
+    pub(crate) channel: u64,
+    pub(crate) vsn: Vsn,
+    pub(crate) outbox: Outbox,
+}
+
+/// One tracked presence: a channel's `track`.
+struct Presence {
+    channel: u64,
+    key: String,
+    meta: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct Topic {
+    members: Vec<Member>,
+    presences: Vec<Presence>,
+}
+
+/// A change in presence: `{joins, leaves}`, each `key -> {metas: [...]}`.
+pub(crate) struct PresenceDiff {
+    pub(crate) joins: Map<String, Value>,
+    pub(crate) leaves: Map<String, Value>,
+}
+
+impl PresenceDiff {
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!({ "joins": self.joins, "leaves": self.leaves })
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    topics: Mutex<HashMap<TopicKey, Topic>>,
+    /// Makes each presence's `phx_ref` unique on this instance.
+    presence_refs: AtomicU64,
+}
+
+fn grouped<'a>(
+    presences: impl Iterator<Item = (&'a str, &'a Map<String, Value>)>,
+) -> Map<String, Value> {
+    let mut state = Map::new();
+    for (key, meta) in presences {
+        let entry = state
+            .entry(key.to_owned())
+            .or_insert_with(|| serde_json::json!({ "metas": [] }));
+        if let Some(Value::Array(metas)) = entry.get_mut("metas") {
+            metas.push(Value::Object(meta.clone()));
+        }
+    }
+    state
+}
+
+impl Hub {
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<TopicKey, Topic>> {
+        // A panic while holding the lock leaves the map consistent (every update is one
+        // push or retain), so a poisoned lock is still usable.
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn join(&self, key: TopicKey, member: Member) {
+        self.topics().entry(key).or_default().members.push(member);
+    }
+
+    /// Removes a channel, and its presence if it had one (the diff to fan out).
+    pub(crate) fn leave(&self, key: &TopicKey, channel: u64) -> Option<PresenceDiff> {
+        let mut topics = self.topics();
+        let topic = topics.get_mut(key)?;
+        topic.members.retain(|member| member.channel != channel);
+        let diff = Self::remove_presence(topic, channel);
+        if topic.members.is_empty() && topic.presences.is_empty() {
+            topics.remove(key);
+        }
+        diff
+    }
+
+    fn remove_presence(topic: &mut Topic, channel: u64) -> Option<PresenceDiff> {
+        let index = topic.presences.iter().position(|p| p.channel == channel)?;
+        let gone = topic.presences.remove(index);
+        Some(PresenceDiff {
+            joins: Map::new(),
+            leaves: grouped(std::iter::once((gone.key.as_str(), &gone.meta))),
+        })
+    }
+
+    /// Sends a message to every channel on the topic but `except`; returns how many
+    /// sockets it was queued for.
+    pub(crate) fn publish(&self, key: &TopicKey, message: &Encoded, except: Option<u64>) -> usize {
+        let topics = self.topics();
+        let Some(topic) = topics.get(key) else {
+            return 0;
+        };
+        let mut queued = 0;
+        for member in &topic.members {
+            if Some(member.channel) == except {
+                continue;
+            }
+            if let Some(frame) = message.frame(member.vsn)
+                && member.outbox.send(frame)
+            {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Tracks (or re-tracks) a channel's presence under `key`. `None` when nothing
+    /// changed (the same key and meta again).
+    pub(crate) fn track(
+        &self,
+        topic_key: &TopicKey,
+        channel: u64,
+        key: &str,
+        mut meta: Map<String, Value>,
+    ) -> Option<PresenceDiff> {
+        let mut topics = self.topics();
+        let topic = topics.entry(topic_key.clone()).or_default();
+        let existing = topic.presences.iter().position(|p| p.channel == channel);
+        if let Some(index) = existing {
+            let old = &topic.presences[index];
+            let mut unchanged = old.meta.clone();
+            unchanged.remove("phx_ref");
+            unchanged.remove("phx_ref_prev");
+            if old.key == key && unchanged == meta {
+                return None;
+            }
+        }
+        let phx_ref = format!("{}", self.presence_refs.fetch_add(1, Ordering::Relaxed) + 1);
+        let mut diff = PresenceDiff {
+            joins: Map::new(),
+            leaves: Map::new(),
+        };
+        if let Some(index) = existing {
+            let old = topic.presences.remove(index);
+            if old.key == key
+                && let Some(Value::String(prev)) = old.meta.get("phx_ref")
+            {
+                meta.insert("phx_ref_prev".into(), Value::String(prev.clone()));
+            }
+            diff.leaves = grouped(std::iter::once((old.key.as_str(), &old.meta)));
+        }
+        meta.insert("phx_ref".into(), Value::String(phx_ref));
+        diff.joins = grouped(std::iter::once((key, &meta)));
+        topic.presences.push(Presence {
+            channel,
+            key: key.to_owned(),
+            meta,
+        });
+        Some(diff)
+    }
+
+    /// Drops a channel's presence; `None` when it had none.
+    pub(crate) fn untrack(&self, key: &TopicKey, channel: u64) -> Option<PresenceDiff> {
+        let mut topics = self.topics();
+        Self::remove_presence(topics.get_mut(key)?, channel)
+    }
+
+    /// Everyone present on the topic: `key -> {metas: [...]}`.
+    pub(crate) fn presence_state(&self, key: &TopicKey) -> Map<String, Value> {
+        let topics = self.topics();
+        topics.get(key).map_or_else(Map::new, |topic| {
+            grouped(topic.presences.iter().map(|p| (p.key.as_str(), &p.meta)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::Fanout;
+
+    fn key() -> TopicKey {
+        TopicKey {
+            topic: "realtime:room".into(),
+            private: false,
+        }
+    }
+
+    fn meta(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn presence_joins_updates_and_leaves_as_phoenix_diffs() {
+        let hub = Hub::default();
+        let joined = hub.track(&key(), 1, "ann", meta(json!({"at": 1}))).unwrap();
+        assert_eq!(
+            joined.to_json(),
+            json!({"joins": {"ann": {"metas": [{"at": 1, "phx_ref": "1"}]}}, "leaves": {}})
+        );
+        assert!(
+            hub.track(&key(), 1, "ann", meta(json!({"at": 1})))
+                .is_none()
+        );
+        let updated = hub.track(&key(), 1, "ann", meta(json!({"at": 2}))).unwrap();
+        assert_eq!(
+            updated.to_json(),
+            json!({
+                "joins": {"ann": {"metas": [{"at": 2, "phx_ref": "2", "phx_ref_prev": "1"}]}},
+                "leaves": {"ann": {"metas": [{"at": 1, "phx_ref": "1"}]}}
+            })
+        );
+        hub.track(&key(), 2, "ann", meta(json!({"tab": 2})));
+        assert_eq!(
+            Value::Object(hub.presence_state(&key())),
+            json!({"ann": {"metas": [
+                {"at": 2, "phx_ref": "2", "phx_ref_prev": "1"},
+                {"tab": 2, "phx_ref": "3"}
+            ]}})
+        );
+        let left = hub.leave(&key(), 1).unwrap();
+        assert_eq!(
+            left.to_json(),
+            json!({"joins": {}, "leaves": {"ann": {"metas": [{"at": 2, "phx_ref": "2", "phx_ref_prev": "1"}]}}})
+        );
+        assert!(hub.untrack(&key(), 1).is_none());
+        assert!(hub.untrack(&key(), 2).is_some());
+    }
+
+    #[test]
+    fn publish_skips_the_sender_and_a_full_outbox_overflows() {
+        let hub = Hub::default();
+        let (one, mut one_rx) = Outbox::new(1);
+        let (two, mut two_rx) = Outbox::new(8);
+        hub.join(
+            key(),
+            Member {
+                channel: 1,
+                vsn: Vsn::V2,
+                outbox: one.clone(),
+            },
+        );
+        hub.join(
+            key(),
+            Member {
+                channel: 2,
+                vsn: Vsn::V1,
+                outbox: two,
+            },
+        );
+        let message = |n: u32| {
+            Encoded::new(
+                "realtime:room".into(),
+                Fanout::Json {
+                    event: "broadcast",
+                    payload: serde_json::value::to_raw_value(&json!({"n": n})).unwrap(),
+                },
+            )
+        };
+        assert_eq!(hub.publish(&key(), &message(1), Some(2)), 1);
+        assert_eq!(
+            hub.publish(&key(), &message(2), None),
+            1,
+            "channel 1 is full"
+        );
+        assert!(
+            matches!(one_rx.try_recv(), Ok(Frame::Text(text)) if text.starts_with("[null,null,"))
+        );
+        assert!(one_rx.try_recv().is_err());
+        assert!(
+            !one.send(Frame::Close(1000, String::new())),
+            "an overflowed outbox stays closed"
+        );
+        assert!(
+            matches!(two_rx.try_recv(), Ok(Frame::Text(text)) if text.starts_with("{\"event\""))
+        );
+    }
+}

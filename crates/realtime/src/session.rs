@@ -1,0 +1,654 @@
+//! One WebSocket connection: the channels it joined, what each may do, and the answer to
+//! every message it sends. Frames for the socket (its own replies and what other
+//! connections fan out to it) all go through its [`Outbox`], so a join's reply always
+//! precedes what the channel then receives.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::Realtime;
+use crate::hub::{Member, Outbox, PresenceDiff, TopicKey};
+use crate::identity::{self, Identity};
+use crate::protocol::{self, Encoded, Fanout, Frame, InPayload, Incoming, Vsn};
+
+/// Counts events in fixed windows.
+struct Window {
+    limit: u32,
+    period: Duration,
+    started: Instant,
+    count: u32,
+}
+
+impl Window {
+    fn new(limit: u32, period: Duration) -> Self {
+        Self {
+            limit,
+            period,
+            started: Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Counts one event; `false` when it is over the window's limit.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.started) >= self.period {
+            self.started = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= self.limit
+    }
+}
+
+struct Channel {
+    id: u64,
+    key: TopicKey,
+    join_ref: Value,
+    ack: bool,
+    /// `config.broadcast.self`: the sender receives its own broadcasts.
+    echo: bool,
+    presence_key: String,
+    identity: Identity,
+    presence_calls: Window,
+}
+
+impl Channel {
+    fn sub_topic(&self) -> &str {
+        self.key
+            .topic
+            .strip_prefix("realtime:")
+            .unwrap_or(&self.key.topic)
+    }
+}
+
+/// Booleans as Supabase Realtime accepts them in a join's config: JSON booleans, or the
+/// strings `"true"` and `"false"` in any case.
+fn flexible_bool(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(flag)) => *flag,
+        Some(Value::String(text)) => text.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// A postgres_changes binding's id: stable for the same parameters, never 0 (realtime-js
+/// treats 0 as "no id").
+fn binding_id(params: &Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    params.to_string().hash(&mut hasher);
+    hasher.finish() % ((1 << 27) - 1) + 1
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub struct Session {
+    rt: Arc<Realtime>,
+    id: u64,
+    vsn: Vsn,
+    outbox: Outbox,
+    /// The API key the socket connected with: a channel's identity unless its join
+    /// carries an access token.
+    socket: Identity,
+    /// Joined channels, by topic.
+    channels: HashMap<String, Channel>,
+    joins: Window,
+    messages: Window,
+}
+
+impl Session {
+    pub(crate) fn new(
+        rt: Arc<Realtime>,
+        id: u64,
+        vsn: Vsn,
+        outbox: Outbox,
+        socket: Identity,
+    ) -> Self {
+        let config = rt.config();
+        let joins = Window::new(config.max_joins_per_second, Duration::from_secs(1));
+        let messages = Window::new(config.max_messages_per_second, Duration::from_secs(1));
+        Self {
+            rt,
+            id,
+            vsn,
+            outbox,
+            socket,
+            channels: HashMap::new(),
+            joins,
+            messages,
+        }
+    }
+
+    /// This connection's id on this instance (for logs).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Resolves when the socket fell behind and a frame for it was dropped: the caller
+    /// closes the connection.
+    pub async fn overflowed(&self) {
+        self.outbox.overflowed().await
+    }
+
+    /// A text frame from the client.
+    pub fn on_text(&mut self, text: &str) {
+        match protocol::decode_text(self.vsn, text) {
+            Ok(message) => self.on_message(message),
+            Err(err) => self.malformed(&err),
+        }
+    }
+
+    /// A binary frame from the client.
+    pub fn on_binary(&mut self, data: &Bytes) {
+        match protocol::decode_binary(self.vsn, data) {
+            Ok(message) => self.on_message(message),
+            Err(err) => self.malformed(&err),
+        }
+    }
+
+    /// A frame that is not a message: the connection is closed with the reason (a
+    /// client that sends one is not speaking the protocol; nobody else notices).
+    fn malformed(&mut self, err: &protocol::Malformed) {
+        self.rt.count_in("malformed");
+        tracing::info!(connection = self.id, error = %err, "a realtime client sent a malformed frame; closing its connection");
+        self.outbox
+            .send(Frame::Close(1007, format!("malformed message: {err}")));
+    }
+
+    fn send(&self, kind: &str, frame: Frame) {
+        if self.outbox.send(frame) {
+            self.rt.count_out(kind, 1);
+        }
+    }
+
+    fn reply(&self, join_ref: &Value, msg_ref: &Value, topic: &str, ok: bool, response: &Value) {
+        self.send(
+            "reply",
+            protocol::reply(self.vsn, join_ref, msg_ref, topic, ok, response),
+        );
+    }
+
+    /// The reply to one client message, on its topic with its refs.
+    fn answer(&self, message: &Incoming, ok: bool, response: &Value) {
+        self.reply(
+            &message.join_ref,
+            &message.msg_ref,
+            &message.topic,
+            ok,
+            response,
+        );
+    }
+
+    /// A push on one channel: its join_ref, no ref.
+    fn push(&self, kind: &str, join_ref: &Value, topic: &str, event: &str, payload: &Value) {
+        self.send(
+            kind,
+            protocol::encode(self.vsn, join_ref, &Value::Null, topic, event, payload),
+        );
+    }
+
+    fn on_message(&mut self, message: Incoming) {
+        if message.topic == "phoenix" && message.event == "heartbeat" {
+            self.rt.count_in("heartbeat");
+            self.reply(&Value::Null, &message.msg_ref, "phoenix", true, &json!({}));
+            return;
+        }
+        if message.event == "phx_join" {
+            self.rt.count_in("join");
+            self.join(message);
+            return;
+        }
+        let Some(channel) = self.channels.get(&message.topic) else {
+            self.rt.count_in("unmatched");
+            if message.event == "phx_leave" {
+                self.answer(&message, true, &json!({}));
+            } else {
+                self.reply(
+                    &Value::Null,
+                    &message.msg_ref,
+                    &message.topic,
+                    false,
+                    &json!({ "reason": "unmatched topic" }),
+                );
+            }
+            return;
+        };
+        // A message for an earlier join of this topic.
+        if !message.join_ref.is_null() && message.join_ref != channel.join_ref {
+            self.rt.count_in("stale");
+            return;
+        }
+        match message.event.as_str() {
+            "phx_leave" => {
+                self.rt.count_in("leave");
+                self.answer(&message, true, &json!({}));
+                self.close_channel(&message.topic);
+            }
+            "broadcast" => {
+                self.rt.count_in("broadcast");
+                self.broadcast(message);
+            }
+            "presence" => {
+                self.rt.count_in("presence");
+                self.presence(message);
+            }
+            "access_token" => {
+                self.rt.count_in("access_token");
+                self.refresh(message);
+            }
+            _ => self.rt.count_in("other"),
+        }
+    }
+
+    fn join_error(&self, message: &Incoming, code: &str, text: &str) {
+        self.answer(
+            message,
+            false,
+            &json!({ "reason": format!("{code}: {text}") }),
+        );
+    }
+
+    fn join(&mut self, message: Incoming) {
+        let Some(sub_topic) = message.topic.strip_prefix("realtime:") else {
+            self.reply(
+                &Value::Null,
+                &message.msg_ref,
+                &message.topic,
+                false,
+                &json!({ "reason": "unmatched topic" }),
+            );
+            return;
+        };
+        if !self.joins.allow() {
+            self.join_error(
+                &message,
+                "ClientJoinRateLimitReached",
+                "Too many joins per second",
+            );
+            self.outbox
+                .send(Frame::Close(1008, "Too many joins per second".to_owned()));
+            return;
+        }
+        if sub_topic.is_empty() {
+            self.join_error(
+                &message,
+                "TopicNameRequired",
+                "You must provide a topic name",
+            );
+            return;
+        }
+        // Binary frames carry the topic's length in a byte.
+        if message.topic.len() > 255 {
+            self.join_error(
+                &message,
+                "TopicNameTooLong",
+                "The topic must be at most 255 bytes",
+            );
+            return;
+        }
+        // Joining a topic again replaces the earlier join (as Phoenix does).
+        if self.channels.contains_key(&message.topic) {
+            self.close_channel(&message.topic);
+        }
+        if self.channels.len() >= self.rt.config().max_channels_per_connection {
+            self.join_error(&message, "ChannelRateLimitReached", "Too many channels");
+            return;
+        }
+        let payload = match &message.payload {
+            InPayload::Json(payload) => payload,
+            InPayload::UserBroadcast { .. } => &Value::Null,
+        };
+        let config = payload.get("config");
+        let setting = |path: &[&str]| path.iter().try_fold(config?, |value, key| value.get(*key));
+        let identity = match payload.get("access_token").and_then(Value::as_str) {
+            Some(token) if !token.starts_with("sb_") => {
+                identity::verify(&self.rt.tokens, token, now_unix())
+            }
+            _ if self.socket.exp <= now_unix() => Err(identity::Refusal::Expired {
+                seconds_ago: now_unix() - self.socket.exp,
+            }),
+            _ => Ok(self.socket.clone()),
+        };
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                self.join_error(&message, refusal.code(), &refusal.message());
+                return;
+            }
+        };
+        let private = flexible_bool(setting(&["private"]));
+        if private {
+            // Realtime Authorization (policies on realtime.messages) is not built yet;
+            // until it is, nobody may read a private channel.
+            self.join_error(
+                &message,
+                "Unauthorized",
+                &format!(
+                    "You do not have permissions to read from this Channel topic: {sub_topic}"
+                ),
+            );
+            return;
+        }
+        let changes: Vec<Value> = setting(&["postgres_changes"])
+            .and_then(Value::as_array)
+            .map(|bindings| {
+                bindings
+                    .iter()
+                    .filter_map(|binding| {
+                        let mut params: Map<String, Value> = binding
+                            .as_object()?
+                            .iter()
+                            .filter(|(_, value)| !value.is_null())
+                            .map(|(key, value)| (key.clone(), value.clone()))
+                            .collect();
+                        let id = binding_id(&Value::Object(params.clone()));
+                        params.insert("id".into(), json!(id));
+                        Some(Value::Object(params))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let presence_key = match setting(&["presence", "key"]) {
+            Some(Value::String(key)) if !key.is_empty() => key.clone(),
+            Some(key @ Value::Number(_)) => key.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        let channel = Channel {
+            id: self.rt.next_id(),
+            key: TopicKey {
+                topic: message.topic.clone(),
+                private,
+            },
+            join_ref: message.join_ref.clone(),
+            ack: flexible_bool(setting(&["broadcast", "ack"])),
+            echo: flexible_bool(setting(&["broadcast", "self"])),
+            presence_key,
+            identity,
+            presence_calls: Window::new(
+                self.rt.config().max_presence_calls_per_window,
+                Duration::from_secs(30),
+            ),
+        };
+        self.rt.hub.join(
+            channel.key.clone(),
+            Member {
+                channel: channel.id,
+                vsn: self.vsn,
+                outbox: self.outbox.clone(),
+            },
+        );
+        self.rt.channel_opened();
+        self.answer(&message, true, &json!({ "postgres_changes": changes }));
+        if flexible_bool(setting(&["presence", "enabled"])) {
+            let state = self.rt.hub.presence_state(&channel.key);
+            self.push(
+                "presence",
+                &channel.join_ref,
+                &message.topic,
+                "presence_state",
+                &Value::Object(state),
+            );
+        }
+        for binding in &changes {
+            // No table publishes changes yet: every subscription is refused the way
+            // Supabase refuses one to a table outside its publication.
+            let field = |key: &str| binding.get(key).and_then(Value::as_str).unwrap_or("*");
+            let text = format!(
+                "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [event: {}, schema: {}, table: {}, filters: []]",
+                field("event"),
+                binding
+                    .get("schema")
+                    .and_then(Value::as_str)
+                    .unwrap_or("public"),
+                field("table"),
+            );
+            self.push(
+                "system",
+                &channel.join_ref,
+                &message.topic,
+                "system",
+                &json!({
+                    "channel": sub_topic,
+                    "extension": "postgres_changes",
+                    "message": text,
+                    "status": "error",
+                }),
+            );
+        }
+        tracing::debug!(connection = self.id, topic = %message.topic, role = channel.identity.role, "realtime channel joined");
+        self.channels.insert(message.topic, channel);
+    }
+
+    /// Leaves a channel: out of the hub, its presence gone (and announced).
+    fn close_channel(&mut self, topic: &str) -> Option<Channel> {
+        let channel = self.channels.remove(topic)?;
+        if let Some(diff) = self.rt.hub.leave(&channel.key, channel.id) {
+            self.announce(&channel.key, &diff);
+        }
+        self.rt.channel_closed();
+        let close = protocol::encode(
+            self.vsn,
+            &channel.join_ref,
+            &channel.join_ref,
+            topic,
+            "phx_close",
+            &json!({}),
+        );
+        self.send("close", close);
+        Some(channel)
+    }
+
+    /// Closes a channel for a reason the client is told in a `system` message first.
+    fn shut_down(&mut self, topic: &str, text: &str) {
+        let Some(channel) = self.channels.get(topic) else {
+            return;
+        };
+        let system = json!({
+            "channel": channel.sub_topic(),
+            "extension": "system",
+            "message": text,
+            "status": "error",
+        });
+        self.push("system", &channel.join_ref, topic, "system", &system);
+        tracing::info!(
+            connection = self.id,
+            topic,
+            reason = text,
+            "realtime channel closed by the server"
+        );
+        self.close_channel(topic);
+    }
+
+    fn announce(&self, key: &TopicKey, diff: &PresenceDiff) {
+        let payload = serde_json::value::to_raw_value(&diff.to_json())
+            .expect("a JSON value always serializes");
+        let message = Encoded::new(
+            key.topic.clone(),
+            Fanout::Json {
+                event: "presence_diff",
+                payload,
+            },
+        );
+        let queued = self.rt.hub.publish(key, &message, None);
+        self.rt.count_out("presence", queued);
+    }
+
+    fn broadcast(&mut self, mut message: Incoming) {
+        if !self.messages.allow() {
+            self.shut_down(&message.topic, "Too many messages per second");
+            return;
+        }
+        let Some(channel) = self.channels.get(&message.topic) else {
+            return;
+        };
+        let max = self.rt.config().max_payload_bytes;
+        let (fanout, size) = match message.take_payload() {
+            InPayload::Json(payload) => {
+                let raw = serde_json::value::to_raw_value(&payload)
+                    .expect("a JSON value always serializes");
+                let size = raw.get().len();
+                (
+                    Fanout::Json {
+                        event: "broadcast",
+                        payload: raw,
+                    },
+                    size,
+                )
+            }
+            InPayload::UserBroadcast { event, json, data } => {
+                let size = data.len();
+                (
+                    Fanout::User {
+                        event,
+                        json,
+                        data,
+                        metadata: String::new(),
+                    },
+                    size,
+                )
+            }
+        };
+        if size > max {
+            if channel.ack {
+                self.answer(&message, false, &json!("payload_size_exceeded"));
+            }
+            return;
+        }
+        let encoded = Encoded::new(message.topic.clone(), fanout);
+        let except = (!channel.echo).then_some(channel.id);
+        let queued = self.rt.hub.publish(&channel.key, &encoded, except);
+        self.rt.count_out("broadcast", queued);
+        if channel.ack {
+            self.answer(&message, true, &json!({}));
+        }
+    }
+
+    fn presence(&mut self, mut message: Incoming) {
+        if !self.messages.allow() {
+            self.shut_down(&message.topic, "Too many messages per second");
+            return;
+        }
+        let InPayload::Json(payload) = message.take_payload() else {
+            return;
+        };
+        let Some(channel) = self.channels.get_mut(&message.topic) else {
+            return;
+        };
+        let event = payload
+            .get("event")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let within_limit = event.is_none() || channel.presence_calls.allow();
+        let (key, id, presence_key) = (
+            channel.key.clone(),
+            channel.id,
+            channel.presence_key.clone(),
+        );
+        if !within_limit {
+            self.shut_down(&message.topic, "Client presence rate limit exceeded");
+            return;
+        }
+        let reply_ok = |session: &Self| {
+            session.answer(&message, true, &json!({}));
+        };
+        match event.as_deref() {
+            None => reply_ok(self),
+            Some("track") => {
+                let meta = match payload.get("payload") {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Object(meta)) => meta.clone(),
+                    Some(_) => {
+                        self.answer(
+                            &message,
+                            false,
+                            &json!({ "reason": "Presence track payload must be a map" }),
+                        );
+                        return;
+                    }
+                };
+                if Value::Object(meta.clone()).to_string().len()
+                    > self.rt.config().max_payload_bytes
+                {
+                    self.shut_down(&message.topic, "Track message size exceeded");
+                    return;
+                }
+                if let Some(diff) = self.rt.hub.track(&key, id, &presence_key, meta) {
+                    self.announce(&key, &diff);
+                }
+                reply_ok(self);
+            }
+            Some("untrack") => {
+                if let Some(diff) = self.rt.hub.untrack(&key, id) {
+                    self.announce(&key, &diff);
+                }
+                reply_ok(self);
+            }
+            Some(_) => self.answer(&message, false, &json!({})),
+        }
+    }
+
+    /// `access_token`: the channel's identity from now on, or, if the token is not
+    /// good, the channel closes with the reason.
+    fn refresh(&mut self, message: Incoming) {
+        let InPayload::Json(payload) = &message.payload else {
+            return;
+        };
+        let Some(token) = payload.get("access_token").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(channel) = self.channels.get_mut(&message.topic) else {
+            return;
+        };
+        if token.starts_with("sb_") || token == channel.identity.token {
+            return;
+        }
+        match identity::verify(&self.rt.tokens, token, now_unix()) {
+            Ok(identity) => channel.identity = identity,
+            Err(refusal) => self.shut_down(&message.topic, &refusal.message()),
+        }
+    }
+
+    /// When the soonest channel token expires.
+    pub fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        let exp = self.channels.values().map(|c| c.identity.exp).min()?;
+        let wait = u64::try_from(exp - now_unix()).unwrap_or(0);
+        Some(tokio::time::Instant::now() + Duration::from_secs(wait))
+    }
+
+    /// Closes the channels whose token has expired.
+    pub fn expire(&mut self) {
+        let now = now_unix();
+        let expired: Vec<(String, i64)> = self
+            .channels
+            .iter()
+            .filter(|(_, channel)| channel.identity.exp <= now)
+            .map(|(topic, channel)| (topic.clone(), now - channel.identity.exp))
+            .collect();
+        for (topic, seconds_ago) in expired {
+            self.shut_down(
+                &topic,
+                &format!("Token has expired {seconds_ago} seconds ago"),
+            );
+        }
+    }
+}
+
+impl Drop for Session {
+    /// The connection is gone: its channels leave, and their presence with them.
+    fn drop(&mut self) {
+        for channel in std::mem::take(&mut self.channels).into_values() {
+            if let Some(diff) = self.rt.hub.leave(&channel.key, channel.id) {
+                self.announce(&channel.key, &diff);
+            }
+            self.rt.channel_closed();
+        }
+        self.rt.disconnected(self.id);
+    }
+}

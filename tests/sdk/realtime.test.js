@@ -1,0 +1,331 @@
+// Galley's /realtime/v1 driven by the real @supabase/supabase-js client (realtime-js over
+// the `ws` transport), and by raw WebSocket frames where the test is about the protocol
+// itself. scripts/test starts a Galley and passes its URL, keys and JWT secret in SDK_*.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac, randomUUID } from "node:crypto";
+import { createClient } from "@supabase/supabase-js";
+import WebSocket from "ws";
+
+const url = process.env.SDK_URL;
+const anonKey = process.env.SDK_ANON_KEY;
+const secret = process.env.SDK_JWT_SECRET;
+const socketUrl = `${url.replace(/^http/, "ws")}/realtime/v1/websocket`;
+
+function userToken(sub, lifetimeSeconds = 3600) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const header = encode({ alg: "HS256", typ: "JWT" });
+  const payload = encode({
+    sub,
+    role: "authenticated",
+    aud: "authenticated",
+    exp: Math.floor(Date.now() / 1000) + lifetimeSeconds,
+  });
+  const signature = createHmac("sha256", secret).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${signature}`;
+}
+
+const clients = [];
+function client(token) {
+  const made = createClient(url, anonKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket },
+  });
+  if (token) made.realtime.setAuth(token);
+  clients.push(made);
+  return made;
+}
+
+after(async () => {
+  for (const made of clients) {
+    await made.removeAllChannels();
+    made.realtime.disconnect();
+  }
+});
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((ok) => (resolve = ok));
+  return { promise, resolve };
+}
+
+function within(promise, ms, what) {
+  let timer;
+  const expiry = new Promise((_, fail) => {
+    timer = setTimeout(() => fail(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+// Subscribes and resolves with the status the callback reports first.
+function subscribed(channel) {
+  const status = deferred();
+  channel.subscribe((state, err) => status.resolve({ state, err }));
+  return within(status.promise, 10_000, `${channel.topic} to subscribe`);
+}
+
+test("broadcast reaches the other client, and the sender only with self; ack confirms it", async () => {
+  const room = `room-${randomUUID()}`;
+  const heard = { sender: [], other: [] };
+  const sender = client()
+    .channel(room, { config: { broadcast: { self: true, ack: true } } })
+    .on("broadcast", { event: "move" }, (message) => heard.sender.push(message));
+  const other = client()
+    .channel(room)
+    .on("broadcast", { event: "move" }, (message) => heard.other.push(message))
+    .on("broadcast", { event: "other-event" }, () => assert.fail("a listener for another event fired"));
+  assert.equal((await subscribed(sender)).state, "SUBSCRIBED");
+  assert.equal((await subscribed(other)).state, "SUBSCRIBED");
+
+  assert.equal(await sender.send({ type: "broadcast", event: "move", payload: { x: 1 } }), "ok");
+  // Without self, a sender does not hear itself.
+  await other.send({ type: "broadcast", event: "move", payload: { x: 2 } });
+  await within(
+    (async () => {
+      while (heard.other.length < 1 || heard.sender.length < 2) await sleep(20);
+    })(),
+    5_000,
+    "the broadcasts",
+  );
+  await sleep(200);
+  assert.deepEqual(heard.other, [{ type: "broadcast", event: "move", payload: { x: 1 } }]);
+  assert.deepEqual(
+    heard.sender.map((message) => message.payload.x),
+    [1, 2],
+  );
+});
+
+test("a broadcast on one topic does not reach another", async () => {
+  const heard = [];
+  const listener = client()
+    .channel(`quiet-${randomUUID()}`)
+    .on("broadcast", { event: "*" }, (message) => heard.push(message));
+  const speaker = client().channel(`loud-${randomUUID()}`, { config: { broadcast: { ack: true } } });
+  await subscribed(listener);
+  await subscribed(speaker);
+  assert.equal(await speaker.send({ type: "broadcast", event: "e", payload: {} }), "ok");
+  await sleep(300);
+  assert.deepEqual(heard, []);
+});
+
+test("presence syncs between three clients, and a closed connection leaves", async () => {
+  const room = `lobby-${randomUUID()}`;
+  const people = ["ann", "bob", "cy"].map((name) => {
+    const made = client();
+    const channel = made.channel(room, { config: { presence: { key: name } } });
+    const left = [];
+    channel.on("presence", { event: "sync" }, () => {});
+    channel.on("presence", { event: "leave" }, ({ key }) => left.push(key));
+    return { name, made, channel, left };
+  });
+  for (const person of people) {
+    assert.equal((await subscribed(person.channel)).state, "SUBSCRIBED");
+    assert.equal(await person.channel.track({ name: person.name }), "ok");
+  }
+  const everyone = (channel) => Object.keys(channel.presenceState()).sort().join(",");
+  await within(
+    (async () => {
+      while (!people.every((person) => everyone(person.channel) === "ann,bob,cy")) await sleep(20);
+    })(),
+    5_000,
+    "presence to sync",
+  );
+  const [ann] = people;
+  assert.equal(ann.channel.presenceState().bob[0].name, "bob");
+  assert.ok(ann.channel.presenceState().bob[0].presence_ref);
+
+  // Cy's connection goes away without leaving: the others see cy leave.
+  people[2].made.realtime.disconnect();
+  await within(
+    (async () => {
+      while (!(ann.left.includes("cy") && people[1].left.includes("cy"))) await sleep(20);
+    })(),
+    5_000,
+    "cy to leave",
+  );
+  assert.equal(everyone(ann.channel), "ann,bob");
+});
+
+test("an expired token closes the channel with the system message; a refreshed one keeps it open", async () => {
+  const expiring = client(userToken(randomUUID(), 3));
+  const messages = [];
+  const closed = deferred();
+  const channel = expiring.channel(`expiry-${randomUUID()}`).on("system", {}, (message) => messages.push(message));
+  channel.subscribe((state) => {
+    if (state === "CLOSED") closed.resolve();
+  });
+  await within(closed.promise, 10_000, "the channel to close");
+  assert.equal(messages.length, 1);
+  assert.equal(messages[0].extension, "system");
+  assert.equal(messages[0].status, "error");
+  assert.match(messages[0].message, /^Token has expired \d+ seconds ago$/);
+
+  const user = randomUUID();
+  const refreshed = client(userToken(user, 3));
+  const room = `kept-${randomUUID()}`;
+  const heard = [];
+  const kept = refreshed.channel(room).on("broadcast", { event: "ping" }, (message) => heard.push(message));
+  const states = [];
+  kept.subscribe((state) => states.push(state));
+  await within(
+    (async () => {
+      while (!states.includes("SUBSCRIBED")) await sleep(20);
+    })(),
+    5_000,
+    "the channel to subscribe",
+  );
+  await refreshed.realtime.setAuth(userToken(user, 3600));
+  await sleep(4_000);
+  assert.deepEqual(states, ["SUBSCRIBED"]);
+  const speaker = client().channel(room, { config: { broadcast: { ack: true } } });
+  await subscribed(speaker);
+  await speaker.send({ type: "broadcast", event: "ping", payload: {} });
+  await within(
+    (async () => {
+      while (heard.length < 1) await sleep(20);
+    })(),
+    5_000,
+    "a broadcast on the refreshed channel",
+  );
+});
+
+test("postgres changes on a table that has not opted in are refused with the system error", async () => {
+  const messages = [];
+  const channel = client()
+    .channel(`changes-${randomUUID()}`)
+    .on("postgres_changes", { event: "*", schema: "public", table: "nothing_here" }, () => {})
+    .on("system", {}, (message) => messages.push(message));
+  assert.equal((await subscribed(channel)).state, "SUBSCRIBED");
+  await within(
+    (async () => {
+      while (messages.length < 1) await sleep(20);
+    })(),
+    5_000,
+    "the system message",
+  );
+  assert.equal(messages[0].extension, "postgres_changes");
+  assert.equal(messages[0].status, "error");
+  assert.match(messages[0].message, /^Unable to subscribe to changes with given parameters\. .*table: nothing_here/);
+});
+
+// Raw frames: a socket speaking vsn 2.0.0 directly.
+function raw(params = `apikey=${anonKey}&vsn=2.0.0`) {
+  const socket = new WebSocket(`${socketUrl}?${params}`);
+  const frames = [];
+  const waiters = [];
+  socket.on("message", (data, binary) => {
+    frames.push(binary ? data : JSON.parse(data.toString()));
+    for (const waiter of waiters.splice(0)) waiter();
+  });
+  const closed = new Promise((ok) => socket.on("close", (code, reason) => ok({ code, reason: reason.toString() })));
+  const opened = new Promise((ok, fail) => {
+    socket.on("open", ok);
+    socket.on("error", fail);
+    socket.on("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => fail(Object.assign(new Error(`refused: ${res.statusCode}`), { status: res.statusCode, body })));
+    });
+  });
+  const next = async (predicate, what) => {
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const index = frames.findIndex(predicate);
+      if (index >= 0) return frames.splice(index, 1)[0];
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((ok) => {
+        waiters.push(ok);
+        setTimeout(ok, 100);
+      });
+    }
+  };
+  return { socket, frames, closed, opened, next, send: (frame) => socket.send(JSON.stringify(frame)) };
+}
+
+test("the handshake: heartbeat replies, refusals in Supabase Realtime's shape", async () => {
+  const peer = raw();
+  await peer.opened;
+  peer.send([null, "9", "phoenix", "heartbeat", {}]);
+  assert.deepEqual(await peer.next((frame) => frame[1] === "9", "the heartbeat reply"), [
+    null,
+    "9",
+    "phoenix",
+    "phx_reply",
+    { response: {}, status: "ok" },
+  ]);
+  // An event for a topic not joined.
+  peer.send(["1", "10", "realtime:nowhere", "broadcast", { type: "broadcast", event: "e", payload: {} }]);
+  assert.deepEqual(await peer.next((frame) => frame[1] === "10", "the unmatched reply"), [
+    null,
+    "10",
+    "realtime:nowhere",
+    "phx_reply",
+    { response: { reason: "unmatched topic" }, status: "error" },
+  ]);
+  peer.socket.close();
+
+  const missing = raw("vsn=2.0.0");
+  const refusal = await missing.opened.catch((err) => err);
+  assert.equal(refusal.status, 401);
+  assert.deepEqual(JSON.parse(refusal.body), { error: "API key is missing" });
+  const forged = raw(`apikey=${anonKey.slice(0, -4)}AAAA&vsn=2.0.0`);
+  assert.equal((await forged.opened.catch((err) => err)).status, 401);
+  const version = raw(`apikey=${anonKey}&vsn=3.0.0`);
+  assert.equal((await version.opened.catch((err) => err)).status, 403);
+});
+
+test("a malformed frame closes only its own connection, and a flooding channel is closed alone", async () => {
+  const room = `flood-${randomUUID()}`;
+  const heard = [];
+  const bystander = client()
+    .channel(room)
+    .on("broadcast", { event: "*" }, (message) => heard.push(message));
+  assert.equal((await subscribed(bystander)).state, "SUBSCRIBED");
+
+  const broken = raw();
+  await broken.opened;
+  broken.socket.send("this is not a phoenix message");
+  const close = await within(broken.closed, 5_000, "the malformed connection to close");
+  assert.equal(close.code, 1007);
+  assert.match(close.reason, /^malformed message/);
+
+  const flooder = raw();
+  await flooder.opened;
+  flooder.send(["1", "1", `realtime:${room}`, "phx_join", { config: {} }]);
+  await flooder.next((frame) => frame[1] === "1" && frame[3] === "phx_reply", "the flooder's join");
+  for (let i = 0; i < 150; i++) {
+    flooder.send(["1", String(i + 2), `realtime:${room}`, "broadcast", { type: "broadcast", event: "spam", payload: { i } }]);
+  }
+  const system = await flooder.next((frame) => frame[3] === "system", "the system message");
+  assert.deepEqual(system, [
+    "1",
+    null,
+    `realtime:${room}`,
+    "system",
+    { channel: room, extension: "system", message: "Too many messages per second", status: "error" },
+  ]);
+  assert.deepEqual(await flooder.next((frame) => frame[3] === "phx_close", "phx_close"), [
+    "1",
+    "1",
+    `realtime:${room}`,
+    "phx_close",
+    {},
+  ]);
+  // Everyone else is unaffected: a fresh client's broadcast still reaches the bystander.
+  const speaker = client().channel(room, { config: { broadcast: { ack: true } } });
+  await subscribed(speaker);
+  assert.equal(await speaker.send({ type: "broadcast", event: "after", payload: {} }), "ok");
+  await within(
+    (async () => {
+      while (!heard.some((message) => message.event === "after")) await sleep(20);
+    })(),
+    5_000,
+    "the bystander to hear the broadcast after the flood",
+  );
+  // Frames reach a subscriber in order, so by now it has heard all of the flood that was let through.
+  const spam = heard.filter((message) => message.event === "spam").length;
+  assert.ok(spam > 0 && spam <= 100, `the bystander heard ${spam} of the flood`);
+  flooder.socket.close();
+});
