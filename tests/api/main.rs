@@ -18,6 +18,7 @@ mod http;
 mod mail;
 mod metrics;
 mod operator;
+mod realtime;
 mod rest;
 mod rest_sql;
 mod rules;

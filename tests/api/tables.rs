@@ -406,6 +406,7 @@ async fn the_openapi_document_describes_every_admin_route() {
         "PATCH /tables/{name}/columns/{column}",
         "DELETE /tables/{name}/columns/{column}",
         "PUT /tables/{name}/rules",
+        "PUT /tables/{name}/realtime",
         "POST /tables/{name}/constraints",
         "POST /tables/{name}/indexes",
         "DELETE /tables/{name}/constraints/{constraint}",

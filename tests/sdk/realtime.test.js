@@ -1,14 +1,17 @@
 // Galley's /realtime/v1 driven by the real @supabase/supabase-js client (realtime-js over
 // the `ws` transport), and by raw WebSocket frames where the test is about the protocol
 // itself. scripts/test starts a Galley and passes its URL, keys and JWT secret in SDK_*.
-import { test, after } from "node:test";
+import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
 
 const url = process.env.SDK_URL;
+// A second Galley on the same database (scripts/test starts it).
+const url2 = process.env.SDK_URL2;
 const anonKey = process.env.SDK_ANON_KEY;
+const serviceKey = process.env.SDK_SERVICE_KEY;
 const secret = process.env.SDK_JWT_SECRET;
 const socketUrl = `${url.replace(/^http/, "ws")}/realtime/v1/websocket`;
 
@@ -26,8 +29,8 @@ function userToken(sub, lifetimeSeconds = 3600) {
 }
 
 const clients = [];
-function client(token) {
-  const made = createClient(url, anonKey, {
+function client(token, at = url) {
+  const made = createClient(at, anonKey, {
     auth: { persistSession: false, autoRefreshToken: false },
     realtime: { transport: WebSocket },
   });
@@ -191,23 +194,195 @@ test("an expired token closes the channel with the system message; a refreshed o
   );
 });
 
-test("postgres changes on a table that has not opted in are refused with the system error", async () => {
-  const messages = [];
-  const channel = client()
-    .channel(`changes-${randomUUID()}`)
-    .on("postgres_changes", { event: "*", schema: "public", table: "nothing_here" }, () => {})
-    .on("system", {}, (message) => messages.push(message));
+async function admin(method, path, body) {
+  const response = await fetch(`${url}/admin/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${serviceKey}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+// A client whose REST calls carry the user's token.
+function restAs(token) {
+  return createClient(url, anonKey, {
+    global: { headers: { Authorization: `Bearer ${token}` } },
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket },
+  });
+}
+
+// Fresh names per run, so the suite can run again against the same Galley.
+const run = randomUUID().slice(0, 8);
+const todos = `rt_todos_${run}`;
+const quiet = `rt_quiet_${run}`;
+
+before(async () => {
+  const columns = [
+    { name: "owner", type: "uuid", nullable: false, default: { expression: "auth.uid()" } },
+    { name: "title", type: "text", nullable: false },
+    { name: "priority", type: "integer", nullable: false, default: { value: 1 } },
+  ];
+  await admin("POST", "/tables", { name: todos, primary_key: "bigint", columns });
+  const owner = { preset: "owner", column: "owner" };
+  await admin("PUT", `/tables/${todos}/rules`, { select: owner, insert: owner, update: owner, delete: owner });
+  await admin("PUT", `/tables/${todos}/realtime`, { enabled: true });
+  await admin("POST", "/tables", { name: quiet, primary_key: "bigint", columns });
+  await admin("PUT", `/tables/${quiet}/rules`, { select: owner, insert: owner });
+});
+
+// Subscribes a channel to changes and waits for "Subscribed to PostgreSQL" (or the error).
+async function listen(token, bindings, at = url) {
+  const events = [];
+  const system = [];
+  let channel = client(token, at).channel(`changes-${randomUUID()}`);
+  for (const binding of bindings) channel = channel.on("postgres_changes", binding, (event) => events.push(event));
+  channel = channel.on("system", {}, (message) => system.push(message));
   assert.equal((await subscribed(channel)).state, "SUBSCRIBED");
   await within(
     (async () => {
-      while (messages.length < 1) await sleep(20);
+      while (!system.some((m) => m.extension === "postgres_changes")) await sleep(10);
     })(),
     5_000,
-    "the system message",
+    "the postgres_changes system message",
   );
-  assert.equal(messages[0].extension, "postgres_changes");
-  assert.equal(messages[0].status, "error");
-  assert.match(messages[0].message, /^Unable to subscribe to changes with given parameters\. .*table: nothing_here/);
+  return { channel, events, system: system.find((m) => m.extension === "postgres_changes") };
+}
+
+async function until(events, predicate, what) {
+  await within(
+    (async () => {
+      while (!events.some(predicate)) await sleep(10);
+    })(),
+    5_000,
+    what,
+  );
+}
+
+test("a subscriber receives its own inserts, updates and deletes, and none of another user's", async () => {
+  const alice = randomUUID();
+  const bob = randomUUID();
+  const a = await listen(userToken(alice), [{ event: "*", schema: "public", table: todos }]);
+  assert.deepEqual(a.system, {
+    channel: a.channel.subTopic,
+    extension: "postgres_changes",
+    message: "Subscribed to PostgreSQL",
+    status: "ok",
+  });
+  const asAlice = restAs(userToken(alice)).from(todos);
+  const asBob = restAs(userToken(bob)).from(todos);
+
+  const { data: mine } = await asAlice.insert({ title: "alice's" }).select().single();
+  const { data: theirs } = await asBob.insert({ title: "bob's" }).select().single();
+  await asBob.update({ title: "bob's, edited" }).eq("id", theirs.id);
+  await asAlice.update({ title: "alice's, edited", priority: 2 }).eq("id", mine.id);
+  await asBob.delete().eq("id", theirs.id);
+  await asAlice.delete().eq("id", mine.id);
+  // Changes arrive in commit order: once Alice's marker is in, Bob's would have been.
+  const { data: marker } = await asAlice.insert({ title: "marker" }).select().single();
+  await until(a.events, (e) => e.new?.id === marker.id, "alice's marker");
+
+  const seen = a.events.map((e) => [e.eventType, e.new?.id ?? e.old?.id]);
+  assert.deepEqual(seen, [
+    ["INSERT", mine.id],
+    ["UPDATE", mine.id],
+    ["DELETE", mine.id],
+    ["INSERT", marker.id],
+  ]);
+  const [insert, update, remove] = a.events;
+  assert.equal(insert.schema, "public");
+  assert.equal(insert.table, todos);
+  assert.match(insert.commit_timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual(insert.new, { id: mine.id, owner: alice, title: "alice's", priority: 1 });
+  assert.deepEqual(insert.old, {});
+  assert.equal(insert.errors, null);
+  assert.deepEqual(update.new, { id: mine.id, owner: alice, title: "alice's, edited", priority: 2 });
+  assert.deepEqual(update.old, { id: mine.id });
+  // A deleted row is only its key, as Supabase sends it under row-level security.
+  assert.deepEqual(remove.new, {});
+  assert.deepEqual(remove.old, { id: mine.id });
+});
+
+test("filters and events narrow what a binding receives", async () => {
+  const carol = randomUUID();
+  const token = userToken(carol);
+  const l = await listen(token, [
+    { event: "INSERT", schema: "public", table: todos, filter: "priority=in.(2,3)" },
+    { event: "UPDATE", schema: "public", table: todos, filter: "title=eq.watched" },
+  ]);
+  const rest = restAs(token).from(todos);
+  const { data: low } = await rest.insert({ title: "watched", priority: 1 }).select().single();
+  const { data: high } = await rest.insert({ title: "other", priority: 3 }).select().single();
+  await rest.update({ priority: 5 }).eq("id", low.id);
+  await rest.update({ priority: 5 }).eq("id", high.id);
+  await rest.delete().eq("id", low.id);
+  const { data: marker } = await rest.insert({ title: "marker", priority: 2 }).select().single();
+  await until(l.events, (e) => e.new?.id === marker.id, "the marker");
+  assert.deepEqual(
+    l.events.map((e) => [e.eventType, e.new?.id ?? e.old?.id]),
+    [
+      ["INSERT", high.id],
+      ["UPDATE", low.id],
+      ["INSERT", marker.id],
+    ],
+    JSON.stringify({ low, high, marker, events: l.events }),
+  );
+
+  const bad = await listen(token, [{ event: "*", schema: "public", table: todos, filter: "priority=eq.high" }]);
+  assert.equal(bad.system.status, "error");
+  assert.match(bad.system.message, /An exception happened .*invalid input syntax for type integer: "high"/);
+  const unknown = await listen(token, [{ event: "*", schema: "public", table: todos, filter: "nope=eq.1" }]);
+  assert.match(unknown.system.message, /invalid column for filter nope$/);
+});
+
+test("postgres changes on a table that has not opted in are refused with the system error", async () => {
+  for (const table of [quiet, "nothing_here"]) {
+    const l = await listen(null, [{ event: "*", schema: "public", table }]);
+    assert.deepEqual(l.system, {
+      channel: l.channel.subTopic,
+      extension: "postgres_changes",
+      message: `Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [event: *, schema: public, table: ${table}, filters: [], select: nil]`,
+      status: "error",
+    });
+    // The channel stays joined: broadcast still works on it.
+    assert.equal(l.channel.state, "joined");
+  }
+});
+
+test("a change made through one instance reaches a subscriber on another", async () => {
+  assert.ok(url2, "SDK_URL2 names the second instance");
+  const erin = randomUUID();
+  const l = await listen(userToken(erin), [{ event: "*", schema: "public", table: todos }], url2);
+  const rest = restAs(userToken(erin)).from(todos);
+  const { data: row } = await rest.insert({ title: "on instance 1" }).select().single();
+  await rest.update({ title: "still instance 1" }).eq("id", row.id);
+  await until(l.events, (e) => e.eventType === "UPDATE", "the update on instance 2");
+  assert.deepEqual(
+    l.events.map((e) => [e.eventType, e.new.title]),
+    [
+      ["INSERT", "on instance 1"],
+      ["UPDATE", "still instance 1"],
+    ],
+  );
+});
+
+test("a change made in SQL outside the REST API reaches subscribers", async () => {
+  const dave = randomUUID();
+  const l = await listen(userToken(dave), [{ event: "INSERT", schema: "public", table: todos }]);
+  const body = await admin("POST", "/sql", {
+    sql: `INSERT INTO ${todos} (owner, title) VALUES ('${dave}', 'from sql'), ('${randomUUID()}', 'someone else') RETURNING id`,
+    commit: true,
+  });
+  const ids = body.rows ?? body.results?.at(-1)?.rows;
+  assert.ok(ids, JSON.stringify(body));
+  await until(l.events, (e) => e.new?.title === "from sql", "the row inserted in SQL");
+  await sleep(200);
+  assert.deepEqual(
+    l.events.map((e) => e.new.title),
+    ["from sql"],
+  );
 });
 
 // Raw frames: a socket speaking vsn 2.0.0 directly.

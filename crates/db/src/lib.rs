@@ -9,6 +9,7 @@ mod config;
 mod dump;
 mod embedded;
 mod error;
+mod listen;
 mod migrate;
 mod pgbin;
 mod pool;
@@ -22,6 +23,7 @@ pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSE
 pub use error::{
     CARDINALITY_VIOLATION, DbError, ErrorReport, SqlState, UNDEFINED_COLUMN, classify, report,
 };
+pub use listen::{Listening, listen};
 pub use migrate::{
     MigrationStatus, expected_version, migrate, migration_status, migrations_fingerprint,
 };

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// `join`, `broadcast`, `presence`, `heartbeat`, ..., `malformed`) and frames queued
     /// for them (`out`: `reply`, `broadcast`, `presence`, `system`, `close`).
     pub realtime_messages: IntCounterVec,
+    /// Seconds from a row's change to its `postgres_changes` frame being queued for the
+    /// subscribers (once per delivered change).
+    pub realtime_delivery_lag: Histogram,
 }
 
 impl Metrics {
@@ -250,6 +253,17 @@ impl Metrics {
             "Realtime messages received from clients (in) and frames queued for them (out), by kind.",
             &["direction", "kind"],
         );
+        let realtime_delivery_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "galley_realtime_delivery_lag_seconds",
+                "Time from a row's change to its postgres_changes frame being queued for subscribers.",
+            )
+            .buckets(SECONDS.to_vec()),
+        )
+        .expect("a valid histogram");
+        registry
+            .register(Box::new(realtime_delivery_lag.clone()))
+            .expect("registers once");
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -287,7 +301,13 @@ impl Metrics {
         for kind in ["join", "broadcast", "presence", "heartbeat", "malformed"] {
             realtime_messages.with_label_values(&["in", kind]);
         }
-        for kind in ["reply", "broadcast", "presence", "system"] {
+        for kind in [
+            "reply",
+            "broadcast",
+            "presence",
+            "system",
+            "postgres_changes",
+        ] {
             realtime_messages.with_label_values(&["out", kind]);
         }
         Self {
@@ -315,6 +335,7 @@ impl Metrics {
             realtime_connections,
             realtime_channels,
             realtime_messages,
+            realtime_delivery_lag,
         }
     }
 

@@ -5,6 +5,7 @@
 //! `on_text`/`on_binary` answer what the client sends; everything for the client comes
 //! out of the receiver `connect` returns, in order.
 
+pub mod changes;
 mod config;
 mod hub;
 mod identity;
@@ -13,7 +14,7 @@ mod session;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use galley_auth::TokenVerifier;
 use galley_metrics::Metrics;
@@ -60,6 +61,8 @@ pub struct Realtime {
     next_id: AtomicU64,
     /// Every open connection's outbox, to close them all at shutdown.
     sockets: Mutex<HashMap<u64, Outbox>>,
+    /// Database changes, once [`Realtime::start_changes`] ran (never in unit tests).
+    changes: OnceLock<Arc<changes::Changes>>,
 }
 
 impl Realtime {
@@ -72,7 +75,19 @@ impl Realtime {
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             sockets: Mutex::new(HashMap::new()),
+            changes: OnceLock::new(),
         })
+    }
+
+    /// Starts delivering database changes to `postgres_changes` subscribers: follows
+    /// the change log for as long as the runtime runs. Without it, every such
+    /// subscription is refused as one to a table that does not publish.
+    pub fn start_changes(
+        self: &Arc<Self>,
+        sources: changes::ChangeSources,
+    ) -> tokio::task::JoinHandle<()> {
+        let feed = self.changes.get_or_init(|| changes::Changes::new(sources));
+        feed.spawn(self)
     }
 
     pub fn config(&self) -> &RealtimeConfig {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::Realtime;
+use crate::changes::{Binding, Viewer};
 use crate::hub::{Member, Outbox, PresenceDiff, TopicKey};
 use crate::identity::{self, Identity};
 use crate::protocol::{self, Encoded, Fanout, Frame, InPayload, Incoming, Vsn};
@@ -396,39 +397,70 @@ impl Session {
                 &Value::Object(state),
             );
         }
-        for binding in &changes {
-            // No table publishes changes yet: every subscription is refused the way
-            // Supabase refuses one to a table outside its publication.
-            let field = |key: &str| binding.get(key).and_then(Value::as_str).unwrap_or("*");
-            let text = format!(
-                "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [event: {}, schema: {}, table: {}, filters: []]",
-                field("event"),
-                binding
-                    .get("schema")
-                    .and_then(Value::as_str)
-                    .unwrap_or("public"),
-                field("table"),
-            );
-            self.push(
-                "system",
-                &channel.join_ref,
-                &message.topic,
-                "system",
-                &json!({
-                    "channel": sub_topic,
-                    "extension": "postgres_changes",
-                    "message": text,
-                    "status": "error",
-                }),
-            );
+        if !changes.is_empty() {
+            self.subscribe_changes(&channel, &changes);
         }
         tracing::debug!(connection = self.id, topic = %message.topic, role = channel.identity.role, "realtime channel joined");
         self.channels.insert(message.topic, channel);
     }
 
+    /// Subscribes a channel's `postgres_changes` bindings (each echoed in the join reply
+    /// with its id), or tells the client why not in a `system` message; the channel
+    /// stays joined either way, as in Supabase Realtime.
+    fn subscribe_changes(&self, channel: &Channel, bindings: &[Value]) {
+        let parsed: Result<Vec<Binding>, String> = bindings
+            .iter()
+            .map(|params| {
+                let id = params.get("id").and_then(Value::as_u64).unwrap_or_default();
+                let mut params = params.as_object().cloned().unwrap_or_default();
+                params.remove("id");
+                Binding::parse(id, &params)
+            })
+            .collect();
+        let subscribed = parsed.and_then(|parsed| match self.rt.changes.get() {
+            Some(feed) => feed
+                .subscribe(
+                    channel.id,
+                    &channel.key.topic,
+                    &channel.join_ref,
+                    self.vsn,
+                    &self.outbox,
+                    Viewer::of(&channel.identity),
+                    parsed,
+                )
+                .map(|sub| (feed.clone(), sub)),
+            // No change feed (Realtime runs without a database): no table publishes.
+            None => Err(format!(
+                "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: {}",
+                parsed.first().map(Binding::describe).unwrap_or_default()
+            )),
+        });
+        match subscribed {
+            Ok((feed, sub)) => feed.confirm(sub),
+            Err(text) => {
+                tracing::info!(connection = self.id, topic = %channel.key.topic, reason = %text, "realtime postgres_changes subscription refused");
+                self.push(
+                    "system",
+                    &channel.join_ref,
+                    &channel.key.topic,
+                    "system",
+                    &json!({
+                        "channel": channel.sub_topic(),
+                        "extension": "postgres_changes",
+                        "message": text,
+                        "status": "error",
+                    }),
+                );
+            }
+        }
+    }
+
     /// Leaves a channel: out of the hub, its presence gone (and announced).
     fn close_channel(&mut self, topic: &str) -> Option<Channel> {
         let channel = self.channels.remove(topic)?;
+        if let Some(feed) = self.rt.changes.get() {
+            feed.unsubscribe(channel.id);
+        }
         if let Some(diff) = self.rt.hub.leave(&channel.key, channel.id) {
             self.announce(&channel.key, &diff);
         }
@@ -610,7 +642,25 @@ impl Session {
             return;
         }
         match identity::verify(&self.rt.tokens, token, now_unix()) {
-            Ok(identity) => channel.identity = identity,
+            Ok(identity) => {
+                let resubscribed = self
+                    .rt
+                    .changes
+                    .get()
+                    .is_some_and(|feed| feed.set_viewer(channel.id, Viewer::of(&identity)));
+                channel.identity = identity;
+                if resubscribed {
+                    // As Supabase Realtime resubscribes with the new claims.
+                    let system = json!({
+                        "channel": channel.sub_topic(),
+                        "extension": "postgres_changes",
+                        "message": "Subscribed to PostgreSQL",
+                        "status": "ok",
+                    });
+                    let join_ref = channel.join_ref.clone();
+                    self.push("system", &join_ref, &message.topic, "system", &system);
+                }
+            }
             Err(refusal) => self.shut_down(&message.topic, &refusal.message()),
         }
     }

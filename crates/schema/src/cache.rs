@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use futures_util::StreamExt;
-use galley_db::tokio_postgres::{self, AsyncMessage, NoTls};
+use galley_db::tokio_postgres;
 use galley_db::{DbError, Pool};
-use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::error::SchemaError;
@@ -113,26 +111,11 @@ impl CatalogCache {
 
     /// One listening session; returns when its connection ends.
     async fn listen(&self, config: &tokio_postgres::Config) -> Result<(), SchemaError> {
-        let (mut client, mut connection) = config.connect(NoTls).await?;
-        let (notify, mut notified) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        if notify.send(()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %galley_db::report(&err), "schema change listener connection failed");
-                        break;
-                    }
-                }
-            }
-        });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let galley_db::Listening {
+            mut client,
+            mut notified,
+            driver,
+        } = galley_db::listen(config, CHANNEL).await?;
         let poll = !client
             .query_one(HAS_EVENT_TRIGGER, &[])
             .await?

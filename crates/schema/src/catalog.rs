@@ -71,6 +71,9 @@ pub struct Relation {
     pub indexes: Vec<Index>,
     pub rls_enabled: bool,
     pub rls_forced: bool,
+    /// Publishes its changes to Realtime subscribers (the `galley_realtime` trigger).
+    #[serde(default)]
+    pub realtime: bool,
     pub comment: Option<String>,
 }
 

@@ -28,6 +28,7 @@ SELECT json_build_object(
                              WHEN 'm' THEN 'materialized_view' ELSE 'foreign_table' END,
       'rls_enabled', r.relrowsecurity,
       'rls_forced', r.relforcerowsecurity,
+      'realtime', EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'galley_realtime'),
       'comment', r.comment,
       'columns', coalesce((
         SELECT json_agg(json_build_object(

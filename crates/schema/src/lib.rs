@@ -26,9 +26,10 @@ pub use catalog::{
 pub use config::SchemaConfig;
 pub use ddl::{
     AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, DataCheck,
-    EnumDefinition, Plan, Rule, plan_add_column, plan_add_constraint, plan_add_index,
-    plan_alter_column, plan_alter_table, plan_create_enum, plan_create_table, plan_drop_column,
-    plan_drop_constraint, plan_drop_index, plan_drop_table, plan_rules,
+    EnumDefinition, Plan, RealtimeSetting, Rule, plan_add_column, plan_add_constraint,
+    plan_add_index, plan_alter_column, plan_alter_table, plan_create_enum, plan_create_table,
+    plan_drop_column, plan_drop_constraint, plan_drop_index, plan_drop_table, plan_realtime,
+    plan_rules,
 };
 pub use definition::{
     CheckDefinition, CheckRule, ColumnDefinition, DefaultExpression, DefaultValue,

@@ -116,6 +116,8 @@ struct Serving {
     state: AppState,
     pools: Pools,
     catalog_listener: tokio::task::JoinHandle<()>,
+    /// Follows the realtime change log (when realtime is on).
+    change_feed: Option<tokio::task::JoinHandle<()>>,
     /// Delivers the mail outbox, when SMTP is configured.
     mail_worker: Option<tokio::task::JoinHandle<()>>,
     /// `/metrics` on its own listener, unless disabled.
@@ -292,6 +294,14 @@ impl Application {
         let realtime = config.realtime.enabled.then(|| {
             galley_realtime::Realtime::new(config.realtime.clone(), tokens.clone(), metrics.clone())
         });
+        let change_feed = realtime.as_ref().map(|realtime| {
+            realtime.start_changes(galley_realtime::changes::ChangeSources {
+                owner: pools.owner.clone(),
+                api: pools.api.clone(),
+                catalog: catalog.clone(),
+                listen: targets.owner.clone(),
+            })
+        });
         let state = AppState::new(
             pools.clone(),
             catalog,
@@ -341,6 +351,7 @@ impl Application {
             state,
             pools,
             catalog_listener,
+            change_feed,
             mail_worker,
             metrics: metrics_server,
             registry,
@@ -369,6 +380,7 @@ impl Application {
             state,
             pools,
             catalog_listener,
+            change_feed,
             mail_worker,
             metrics,
             registry,
@@ -459,6 +471,9 @@ impl Application {
             supervisor.abort();
         }
         catalog_listener.abort();
+        if let Some(feed) = change_feed {
+            feed.abort();
+        }
         if let Some(handle) = metrics_handle {
             handle.stop(true).await;
         }

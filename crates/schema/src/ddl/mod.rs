@@ -7,6 +7,7 @@ mod constraints;
 mod create_table;
 mod enums;
 mod literal;
+mod realtime;
 mod rules;
 
 pub use columns::{
@@ -19,6 +20,7 @@ pub use constraints::{
 };
 pub use create_table::plan_create_table;
 pub use enums::{EnumDefinition, plan_create_enum};
+pub use realtime::{RealtimeSetting, plan_realtime};
 pub use rules::{AccessRules, Rule, plan_rules};
 
 /// The statements of one schema change, each run separately (one statement per

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use galley_schema::{
-    AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, Catalog, Relation,
-    SchemaChange, SchemaError, TableDefinition, describe_loss, plan_add_column,
-    plan_add_constraint, plan_add_index, plan_alter_column, plan_alter_table, plan_create_table,
-    plan_drop_column, plan_drop_constraint, plan_drop_index, plan_drop_table, plan_rules,
+    AccessRules, AddColumn, AddConstraint, AddIndex, AlterColumn, AlterTable, Catalog,
+    RealtimeSetting, Relation, SchemaChange, SchemaError, TableDefinition, describe_loss,
+    plan_add_column, plan_add_constraint, plan_add_index, plan_alter_column, plan_alter_table,
+    plan_create_table, plan_drop_column, plan_drop_constraint, plan_drop_index, plan_drop_table,
+    plan_realtime, plan_rules,
 };
 use serde_json::json;
 
@@ -66,6 +67,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tables/{name}/rules")
             .route(web::put().to(put_rules))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/tables/{name}/realtime")
+            .route(web::put().to(put_realtime))
             .default_service(web::to(crate::routes::method_not_allowed)),
     );
 }
@@ -206,6 +212,37 @@ async fn put_rules(
         "history_id": history_id,
         "sql": change.plan.script(),
     })))
+}
+
+/// Publishes the table's changes to Realtime subscribers, or stops.
+async fn put_realtime(
+    admin: AdminAccess,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    options: web::Query<ChangeOptions>,
+    setting: web::Json<RealtimeSetting>,
+) -> Result<HttpResponse, ApiError> {
+    let setting = setting.into_inner();
+    let catalog = catalog_with(&state, &name).await?;
+    let relation = find(&catalog, &name)?;
+    let plan = plan_realtime(relation, &setting)?;
+    if plan.statements.is_empty() {
+        // Already publishing: nothing to change or record.
+        return Ok(HttpResponse::Ok().json(json!({
+            "dry_run": options.dry_run,
+            "history_id": null,
+            "sql": "",
+        })));
+    }
+    let change = SchemaChange {
+        operation: "set_realtime",
+        target: name.into_inner(),
+        before: Some(json!({ "enabled": relation.realtime })),
+        after: Some(json!({ "enabled": setting.enabled })),
+        plan,
+        confirmed: false,
+    };
+    finish(&state, &admin, &change, options.dry_run).await
 }
 
 async fn add_column(
