@@ -385,6 +385,125 @@ test("a change made in SQL outside the REST API reaches subscribers", async () =
   );
 });
 
+// A channel listening to every broadcast event on `topic`.
+async function hear(topic, { token, private: isPrivate = false } = {}) {
+  const heard = [];
+  const channel = client(token)
+    .channel(topic, { config: { private: isPrivate } })
+    .on("broadcast", { event: "*" }, (message) => heard.push(message));
+  const result = await subscribed(channel);
+  return { channel, heard, result };
+}
+
+test("broadcast over HTTP: the batch API, httpSend, and send() from a channel not joined", async () => {
+  const room = `http-${randomUUID()}`;
+  const { heard } = await hear(room);
+  const response = await fetch(`${url}/realtime/v1/api/broadcast`, {
+    method: "POST",
+    headers: { apikey: anonKey, "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ topic: room, event: "batch", payload: { n: 1 } }] }),
+  });
+  assert.equal(response.status, 202);
+  assert.equal(await response.text(), "");
+  await until(heard, (m) => m.event === "batch", "the batch broadcast");
+  assert.deepEqual(heard.find((m) => m.event === "batch").payload, { n: 1 });
+
+  const sender = client().channel(room);
+  assert.deepEqual(await sender.httpSend("single", { n: 2 }), { success: true });
+  await until(heard, (m) => m.event === "single", "httpSend's broadcast");
+  assert.deepEqual(heard.find((m) => m.event === "single").payload, { n: 2 });
+  assert.equal(await sender.send({ type: "broadcast", event: "fallback", payload: { n: 3 } }), "ok");
+  await until(heard, (m) => m.event === "fallback", "send()'s REST fallback");
+
+  // Refusals in Supabase Realtime's shapes.
+  const post = (path, body, headers = {}) =>
+    fetch(`${url}/realtime/v1/api/broadcast${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body,
+    });
+  const unauthorized = await post("", JSON.stringify({ messages: [] }));
+  assert.equal(unauthorized.status, 401);
+  assert.deepEqual(await unauthorized.json(), { message: "Unauthorized" });
+  const blank = await post("", JSON.stringify({ messages: [] }), { apikey: anonKey });
+  assert.equal(blank.status, 422);
+  assert.deepEqual(await blank.json(), { errors: { messages: ["can't be blank"] } });
+  const missing = await post("", JSON.stringify({ messages: [{ topic: room, payload: {} }] }), { apikey: anonKey });
+  assert.equal(missing.status, 422);
+  assert.deepEqual(await missing.json(), { errors: { messages: [{ event: ["can't be blank"] }] } });
+  const xml = await post(`/${room}/events/x`, "<x/>", { apikey: anonKey, "content-type": "application/xml" });
+  assert.equal(xml.status, 415);
+  assert.deepEqual(await xml.json(), { error: "Unsupported Media Type. Use application/json or application/octet-stream" });
+});
+
+test("realtime.send broadcasts from the database when its transaction commits", async () => {
+  const room = `db-${randomUUID()}`;
+  const { heard } = await hear(room);
+  await admin("POST", "/sql", {
+    sql: `SELECT realtime.send('{"n": 1}'::jsonb, 'from-db', '${room}', false)`,
+    commit: true,
+  });
+  await admin("POST", "/sql", {
+    sql: `SELECT realtime.send('{"n": 2}'::jsonb, 'rolled-back', '${room}', false)`,
+    commit: false,
+  });
+  await admin("POST", "/sql", {
+    sql: `SELECT realtime.send('{"n": 3}'::jsonb, 'after', '${room}', false)`,
+    commit: true,
+  });
+  await until(heard, (m) => m.event === "after", "the later database broadcast");
+  assert.deepEqual(
+    heard.map((m) => m.event),
+    ["from-db", "after"],
+  );
+  const first = heard[0];
+  assert.equal(first.payload.n, 1);
+  assert.match(first.payload.id, /^[0-9a-f-]{36}$/);
+});
+
+test("a private channel admits only whom the policies on realtime.messages let read it", async () => {
+  const prefix = `private-${run}-`;
+  await admin("POST", "/sql", {
+    sql: `CREATE POLICY "read ${run}" ON realtime.messages FOR SELECT TO authenticated
+            USING (realtime.topic() = '${prefix}' || auth.uid()::text);
+          CREATE POLICY "write ${run}" ON realtime.messages FOR INSERT TO authenticated
+            WITH CHECK (realtime.topic() = '${prefix}' || auth.uid()::text AND extension = 'broadcast')`,
+    commit: true,
+  });
+  const owner = randomUUID();
+  const stranger = randomUUID();
+  const topic = `${prefix}${owner}`;
+  const mine = await hear(topic, { token: userToken(owner), private: true });
+  assert.equal(mine.result.state, "SUBSCRIBED");
+  const theirs = await hear(topic, { token: userToken(stranger), private: true });
+  assert.equal(theirs.result.state, "CHANNEL_ERROR");
+  assert.match(
+    String(theirs.result.err?.message ?? theirs.result.err),
+    new RegExp(`Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`),
+  );
+  theirs.channel.unsubscribe();
+  // The public channel of the same name is another channel.
+  const open = await hear(topic);
+
+  const second = client(userToken(owner)).channel(topic, { config: { private: true, broadcast: { ack: true } } });
+  assert.equal((await subscribed(second)).state, "SUBSCRIBED");
+  assert.equal(await second.send({ type: "broadcast", event: "hello", payload: { n: 1 } }), "ok");
+  await until(mine.heard, (m) => m.event === "hello", "the private broadcast");
+  // From the database (private by default) and over HTTP as the owner.
+  await admin("POST", "/sql", { sql: `SELECT realtime.send('{"n": 2}'::jsonb, 'from-db', '${topic}')`, commit: true });
+  await until(mine.heard, (m) => m.event === "from-db", "the private database broadcast");
+  assert.deepEqual(await second.httpSend("over-http", { n: 3 }), { success: true });
+  await until(mine.heard, (m) => m.event === "over-http", "the private HTTP broadcast");
+  const stranger403 = await fetch(`${url}/realtime/v1/api/broadcast/${encodeURIComponent(topic)}/events/x?private=true`, {
+    method: "POST",
+    headers: { apikey: anonKey, authorization: `Bearer ${userToken(stranger)}`, "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(stranger403.status, 403);
+  assert.deepEqual(await stranger403.json(), { message: "Unauthorized" });
+  assert.deepEqual(open.heard, [], "the public channel of that name heard nothing private");
+});
+
 // Raw frames: a socket speaking vsn 2.0.0 directly.
 function raw(params = `apikey=${anonKey}&vsn=2.0.0`) {
   const socket = new WebSocket(`${socketUrl}?${params}`);

@@ -141,6 +141,20 @@ impl DbError {
 /// An error and every cause under it, for logs: each level's text joined by `: `, and a
 /// PostgreSQL error as its SQLSTATE, message, detail and hint, since the driver's own
 /// text for one is only "db error".
+/// PostgreSQL's name for a condition Galley reports by name (realtime repeats
+/// Supabase's messages, which carry it), for the few it meets.
+pub fn condition_name(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "22P02" => "invalid_text_representation",
+        "22007" => "invalid_datetime_format",
+        "22008" => "datetime_field_overflow",
+        "22003" => "numeric_value_out_of_range",
+        "22001" => "string_data_right_truncation",
+        "42501" => "insufficient_privilege",
+        _ => return None,
+    })
+}
+
 pub fn report<'a>(err: &'a (dyn std::error::Error + 'static)) -> ErrorReport<'a> {
     ErrorReport(err)
 }

@@ -21,7 +21,8 @@ pub use config::DatabaseConfig;
 pub use dump::{DumpError, PgTools};
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
 pub use error::{
-    CARDINALITY_VIOLATION, DbError, ErrorReport, SqlState, UNDEFINED_COLUMN, classify, report,
+    CARDINALITY_VIOLATION, DbError, ErrorReport, SqlState, UNDEFINED_COLUMN, classify,
+    condition_name, report,
 };
 pub use listen::{Listening, listen};
 pub use migrate::{

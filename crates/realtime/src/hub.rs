@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
+use crate::authorize::Access;
 use crate::protocol::{Encoded, Frame, Vsn};
 
 /// The frames waiting for one socket. Bounded: a socket that stops reading while
@@ -75,6 +76,14 @@ pub(crate) struct Member {
     pub(crate) channel: u64,
     pub(crate) vsn: Vsn,
     pub(crate) outbox: Outbox,
+    pub(crate) access: Access,
+}
+
+/// What a fan-out carries, for the members allowed to read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Broadcast,
+    Presence,
 }
 
 /// One tracked presence: a channel's `track`.
@@ -160,14 +169,24 @@ impl Hub {
 
     /// Sends a message to every channel on the topic but `except`; returns how many
     /// sockets it was queued for.
-    pub(crate) fn publish(&self, key: &TopicKey, message: &Encoded, except: Option<u64>) -> usize {
+    pub(crate) fn publish(
+        &self,
+        key: &TopicKey,
+        kind: Kind,
+        message: &Encoded,
+        except: Option<u64>,
+    ) -> usize {
         let topics = self.topics();
         let Some(topic) = topics.get(key) else {
             return 0;
         };
         let mut queued = 0;
         for member in &topic.members {
-            if Some(member.channel) == except {
+            let reads = match kind {
+                Kind::Broadcast => member.access.broadcast_read,
+                Kind::Presence => member.access.presence_read,
+            };
+            if Some(member.channel) == except || !reads {
                 continue;
             }
             if let Some(frame) = message.frame(member.vsn)
@@ -305,6 +324,7 @@ mod tests {
                 channel: 1,
                 vsn: Vsn::V2,
                 outbox: one.clone(),
+                access: Access::PUBLIC,
             },
         );
         hub.join(
@@ -313,6 +333,7 @@ mod tests {
                 channel: 2,
                 vsn: Vsn::V1,
                 outbox: two,
+                access: Access::PUBLIC,
             },
         );
         let message = |n: u32| {
@@ -324,9 +345,12 @@ mod tests {
                 },
             )
         };
-        assert_eq!(hub.publish(&key(), &message(1), Some(2)), 1);
         assert_eq!(
-            hub.publish(&key(), &message(2), None),
+            hub.publish(&key(), Kind::Broadcast, &message(1), Some(2)),
+            1
+        );
+        assert_eq!(
+            hub.publish(&key(), Kind::Broadcast, &message(2), None),
             1,
             "channel 1 is full"
         );
@@ -341,5 +365,34 @@ mod tests {
         assert!(
             matches!(two_rx.try_recv(), Ok(Frame::Text(text)) if text.starts_with("{\"event\""))
         );
+    }
+
+    #[test]
+    fn a_private_member_hears_only_what_its_policies_let_it_read() {
+        let hub = Hub::default();
+        let (outbox, mut rx) = Outbox::new(8);
+        let presence_only = Access {
+            presence_read: true,
+            ..Access::default()
+        };
+        hub.join(
+            key(),
+            Member {
+                channel: 1,
+                vsn: Vsn::V2,
+                outbox,
+                access: presence_only,
+            },
+        );
+        let message = Encoded::new(
+            "realtime:room".into(),
+            Fanout::Json {
+                event: "broadcast",
+                payload: serde_json::value::to_raw_value(&json!({})).unwrap(),
+            },
+        );
+        assert_eq!(hub.publish(&key(), Kind::Broadcast, &message, None), 0);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(hub.publish(&key(), Kind::Presence, &message, None), 1);
     }
 }

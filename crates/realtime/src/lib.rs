@@ -5,8 +5,10 @@
 //! `on_text`/`on_binary` answer what the client sends; everything for the client comes
 //! out of the receiver `connect` returns, in order.
 
+mod authorize;
 pub mod changes;
 mod config;
+mod http;
 mod hub;
 mod identity;
 pub mod protocol;
@@ -20,10 +22,12 @@ use galley_auth::TokenVerifier;
 use galley_metrics::Metrics;
 use tokio::sync::mpsc;
 
+pub use authorize::Access;
 pub use config::RealtimeConfig;
+pub use http::{HttpBatch, HttpMessage, HttpRefusal};
 pub use hub::Outbox;
 pub use identity::{Identity, Refusal};
-pub use protocol::{Frame, Vsn};
+pub use protocol::{Frame, Resume, Vsn};
 pub use session::Session;
 
 /// Why a WebSocket handshake was refused: the status and the `{"error": ...}` message

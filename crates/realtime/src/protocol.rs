@@ -50,6 +50,17 @@ pub enum Frame {
     Binary(Bytes),
     /// Close the socket with this code and reason.
     Close(u16, String),
+    /// Not for the client: a decision the session waited for, handed back to it
+    /// ([`crate::Session::resume`]) in order with its frames.
+    Resume(Resume),
+}
+
+/// A private channel's authorization, decided on the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub(crate) topic: String,
+    pub(crate) join_ref: Value,
+    pub(crate) access: Result<crate::authorize::Access, String>,
 }
 
 /// What a client sent.

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::Realtime;
+use crate::authorize::Access;
 use crate::changes::{Binding, Viewer};
-use crate::hub::{Member, Outbox, PresenceDiff, TopicKey};
+use crate::hub::{Kind, Member, Outbox, PresenceDiff, TopicKey};
 use crate::identity::{self, Identity};
-use crate::protocol::{self, Encoded, Fanout, Frame, InPayload, Incoming, Vsn};
+use crate::protocol::{self, Encoded, Fanout, Frame, InPayload, Incoming, Resume, Vsn};
 
 /// Counts events in fixed windows.
 struct Window {
@@ -57,6 +58,17 @@ struct Channel {
     presence_key: String,
     identity: Identity,
     presence_calls: Window,
+    /// What a private channel's policies allow; everything on a public one.
+    access: Access,
+}
+
+/// A join waiting for its private channel's authorization.
+struct Pending {
+    channel: Channel,
+    msg_ref: Value,
+    /// The `postgres_changes` bindings with their ids, as the reply echoes them.
+    changes: Vec<Value>,
+    presence: bool,
 }
 
 impl Channel {
@@ -100,6 +112,8 @@ pub struct Session {
     socket: Identity,
     /// Joined channels, by topic.
     channels: HashMap<String, Channel>,
+    /// Private joins being authorized, by topic.
+    pending: HashMap<String, Pending>,
     joins: Window,
     messages: Window,
 }
@@ -122,6 +136,7 @@ impl Session {
             outbox,
             socket,
             channels: HashMap::new(),
+            pending: HashMap::new(),
             joins,
             messages,
         }
@@ -298,7 +313,9 @@ impl Session {
         if self.channels.contains_key(&message.topic) {
             self.close_channel(&message.topic);
         }
-        if self.channels.len() >= self.rt.config().max_channels_per_connection {
+        self.pending.remove(&message.topic);
+        if self.channels.len() + self.pending.len() >= self.rt.config().max_channels_per_connection
+        {
             self.join_error(&message, "ChannelRateLimitReached", "Too many channels");
             return;
         }
@@ -325,18 +342,6 @@ impl Session {
             }
         };
         let private = flexible_bool(setting(&["private"]));
-        if private {
-            // Realtime Authorization (policies on realtime.messages) is not built yet;
-            // until it is, nobody may read a private channel.
-            self.join_error(
-                &message,
-                "Unauthorized",
-                &format!(
-                    "You do not have permissions to read from this Channel topic: {sub_topic}"
-                ),
-            );
-            return;
-        }
         let changes: Vec<Value> = setting(&["postgres_changes"])
             .and_then(Value::as_array)
             .map(|bindings| {
@@ -361,6 +366,7 @@ impl Session {
             Some(key @ Value::Number(_)) => key.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        let presence = flexible_bool(setting(&["presence", "enabled"]));
         let channel = Channel {
             id: self.rt.next_id(),
             key: TopicKey {
@@ -376,23 +382,115 @@ impl Session {
                 self.rt.config().max_presence_calls_per_window,
                 Duration::from_secs(30),
             ),
+            access: Access::PUBLIC,
         };
+        let pending = Pending {
+            channel,
+            msg_ref: message.msg_ref.clone(),
+            changes,
+            presence,
+        };
+        if !private {
+            self.admit(pending);
+            return;
+        }
+        // Realtime Authorization: the policies on realtime.messages decide, on the
+        // database; the join is answered when they have.
+        let Some(feed) = self.rt.changes.get() else {
+            self.join_error(
+                &message,
+                "Unauthorized",
+                &format!(
+                    "You do not have permissions to read from this Channel topic: {sub_topic}"
+                ),
+            );
+            return;
+        };
+        let api = feed.sources.api.clone();
+        let outbox = self.outbox.clone();
+        let topic = message.topic.clone();
+        let join_ref = message.join_ref.clone();
+        let name = sub_topic.to_owned();
+        let identity = pending.channel.identity.clone();
+        self.pending.insert(message.topic.clone(), pending);
+        tokio::spawn(async move {
+            let decided = crate::authorize::authorize(&api, &name, &identity, presence).await;
+            outbox.send(Frame::Resume(Resume {
+                topic,
+                join_ref,
+                access: decided,
+            }));
+        });
+    }
+
+    /// Finishes a private join once its authorization is decided.
+    pub fn resume(&mut self, resume: Resume) {
+        let Some(pending) = self.pending.remove(&resume.topic) else {
+            return;
+        };
+        if pending.channel.join_ref != resume.join_ref {
+            // A later join replaced this one; it waits for its own answer.
+            self.pending.insert(resume.topic, pending);
+            return;
+        }
+        match resume.access {
+            Ok(access) if access.may_join() => {
+                let mut pending = pending;
+                pending.channel.access = access;
+                self.admit(pending);
+            }
+            outcome => {
+                if let Err(err) = outcome {
+                    tracing::warn!(connection = self.id, topic = %resume.topic, error = %err, "realtime could not authorize a private channel");
+                }
+                let sub_topic = resume
+                    .topic
+                    .strip_prefix("realtime:")
+                    .unwrap_or(&resume.topic);
+                self.reply(
+                    &pending.channel.join_ref,
+                    &pending.msg_ref,
+                    &resume.topic,
+                    false,
+                    &json!({ "reason": format!("Unauthorized: You do not have permissions to read from this Channel topic: {sub_topic}") }),
+                );
+            }
+        }
+    }
+
+    /// A channel whose join succeeded: into the hub, answered, its presence state and
+    /// its database changes set up.
+    fn admit(&mut self, pending: Pending) {
+        let Pending {
+            channel,
+            msg_ref,
+            changes,
+            presence,
+        } = pending;
+        let topic = channel.key.topic.clone();
         self.rt.hub.join(
             channel.key.clone(),
             Member {
                 channel: channel.id,
                 vsn: self.vsn,
                 outbox: self.outbox.clone(),
+                access: channel.access,
             },
         );
         self.rt.channel_opened();
-        self.answer(&message, true, &json!({ "postgres_changes": changes }));
-        if flexible_bool(setting(&["presence", "enabled"])) {
+        self.reply(
+            &channel.join_ref,
+            &msg_ref,
+            &topic,
+            true,
+            &json!({ "postgres_changes": changes }),
+        );
+        if presence && channel.access.presence_read {
             let state = self.rt.hub.presence_state(&channel.key);
             self.push(
                 "presence",
                 &channel.join_ref,
-                &message.topic,
+                &topic,
                 "presence_state",
                 &Value::Object(state),
             );
@@ -400,8 +498,8 @@ impl Session {
         if !changes.is_empty() {
             self.subscribe_changes(&channel, &changes);
         }
-        tracing::debug!(connection = self.id, topic = %message.topic, role = channel.identity.role, "realtime channel joined");
-        self.channels.insert(message.topic, channel);
+        tracing::debug!(connection = self.id, topic = %topic, role = channel.identity.role, private = channel.key.private, "realtime channel joined");
+        self.channels.insert(topic, channel);
     }
 
     /// Subscribes a channel's `postgres_changes` bindings (each echoed in the join reply
@@ -508,7 +606,7 @@ impl Session {
                 payload,
             },
         );
-        let queued = self.rt.hub.publish(key, &message, None);
+        let queued = self.rt.hub.publish(key, Kind::Presence, &message, None);
         self.rt.count_out("presence", queued);
     }
 
@@ -520,6 +618,11 @@ impl Session {
         let Some(channel) = self.channels.get(&message.topic) else {
             return;
         };
+        if !channel.access.broadcast_write {
+            // As Supabase: a private channel's broadcast without write permission is
+            // dropped without an answer, even with ack.
+            return;
+        }
         let max = self.rt.config().max_payload_bytes;
         let (fanout, size) = match message.take_payload() {
             InPayload::Json(payload) => {
@@ -555,7 +658,10 @@ impl Session {
         }
         let encoded = Encoded::new(message.topic.clone(), fanout);
         let except = (!channel.echo).then_some(channel.id);
-        let queued = self.rt.hub.publish(&channel.key, &encoded, except);
+        let queued = self
+            .rt
+            .hub
+            .publish(&channel.key, Kind::Broadcast, &encoded, except);
         self.rt.count_out("broadcast", queued);
         if channel.ack {
             self.answer(&message, true, &json!({}));
@@ -578,10 +684,11 @@ impl Session {
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase);
         let within_limit = event.is_none() || channel.presence_calls.allow();
-        let (key, id, presence_key) = (
+        let (key, id, presence_key, presence_write) = (
             channel.key.clone(),
             channel.id,
             channel.presence_key.clone(),
+            channel.access.presence_write,
         );
         if !within_limit {
             self.shut_down(&message.topic, "Client presence rate limit exceeded");
@@ -592,6 +699,7 @@ impl Session {
         };
         match event.as_deref() {
             None => reply_ok(self),
+            Some("track") if !presence_write => self.answer(&message, false, &json!({})),
             Some("track") => {
                 let meta = match payload.get("payload") {
                     None | Some(Value::Null) => Map::new(),

@@ -7,14 +7,134 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
-use galley_realtime::{Frame, Realtime, Session, Vsn};
+use galley_realtime::{Frame, HttpBatch, HttpRefusal, Realtime, Session, Vsn};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/realtime/v1/websocket", web::get().to(websocket));
+    cfg.route("/realtime/v1/websocket", web::get().to(websocket))
+        .service(
+            web::resource("/realtime/v1/api/broadcast")
+                .route(web::post().to(broadcast_batch))
+                .default_service(web::to(crate::routes::method_not_allowed)),
+        )
+        .service(
+            web::resource("/realtime/v1/api/broadcast/{topic}/events/{event}")
+                .route(web::post().to(broadcast_single))
+                .default_service(web::to(crate::routes::method_not_allowed)),
+        );
+}
+
+/// The caller of the broadcast API: `Authorization: Bearer` (any case), else the
+/// `apikey` header, as Supabase Realtime reads it.
+fn broadcast_token(req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    header("authorization")
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+        .or_else(|| header("apikey").map(str::to_owned))
+}
+
+fn broadcast_refused(refusal: HttpRefusal) -> HttpResponse {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    HttpResponse::build(status).json(refusal.body)
+}
+
+/// `POST /realtime/v1/api/broadcast`: `{"messages": [{topic, event, payload, private}]}`;
+/// 202 with no body.
+async fn broadcast_batch(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(realtime) = state.realtime.clone() else {
+        return Err(ApiError::not_found());
+    };
+    let batch: HttpBatch = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(_) => {
+            return Ok(broadcast_refused(HttpRefusal {
+                status: 422,
+                body: serde_json::json!({ "errors": { "messages": ["is invalid"] } }),
+            }));
+        }
+    };
+    match realtime
+        .broadcast_batch(broadcast_token(&req).as_deref(), batch)
+        .await
+    {
+        Ok(()) => Ok(HttpResponse::Accepted().finish()),
+        Err(refusal) => Ok(broadcast_refused(refusal)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SingleQuery {
+    private: Option<String>,
+}
+
+/// `POST /realtime/v1/api/broadcast/{topic}/events/{event}[?private=true]`: the body
+/// (JSON, or bytes as `application/octet-stream`) as one user broadcast; 202.
+async fn broadcast_single(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(realtime) = state.realtime.clone() else {
+        return Err(ApiError::not_found());
+    };
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let json = match content_type.as_deref() {
+        None | Some("application/json") => true,
+        Some("application/octet-stream") => false,
+        Some(_) => {
+            return Ok(HttpResponse::UnsupportedMediaType().json(serde_json::json!({
+                "error": "Unsupported Media Type. Use application/json or application/octet-stream"
+            })));
+        }
+    };
+    let private = web::Query::<SingleQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|query| query.into_inner().private)
+        .is_some_and(|flag| flag == "true");
+    let (topic, event) = path.into_inner();
+    match realtime
+        .broadcast_single(
+            broadcast_token(&req).as_deref(),
+            &topic,
+            &event,
+            private,
+            body,
+            json,
+        )
+        .await
+    {
+        Ok(()) => Ok(HttpResponse::Accepted().finish()),
+        Err(refusal) => Ok(broadcast_refused(refusal)),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -109,6 +229,7 @@ async fn serve(
                     }
                 }
                 Some(Frame::Close(code, reason)) => break close_reason(code, &reason),
+                Some(Frame::Resume(resume)) => session.resume(resume),
                 None => break None,
             },
             () = session.overflowed() => {
@@ -156,6 +277,7 @@ async fn serve(
             Frame::Text(text) => socket.text(text).await,
             Frame::Binary(bytes) => socket.binary(bytes).await,
             Frame::Close(..) => break,
+            Frame::Resume(_) => continue,
         };
         if sent.is_err() {
             break;

@@ -261,6 +261,13 @@ fn image(change: &Change) -> Option<&Map<String, Value>> {
 }
 
 pub(crate) async fn deliver(changes: &Arc<Changes>, rt: &Arc<Realtime>, batch: Vec<Change>) {
+    // Broadcasts from the database (`realtime.send`), in commit order.
+    for change in batch
+        .iter()
+        .filter(|c| c.schema == "realtime" && c.table == "messages" && c.op == "INSERT")
+    {
+        broadcast_message(rt, change);
+    }
     let subscriptions = changes.active();
     if subscriptions.is_empty() {
         return;
@@ -290,6 +297,43 @@ pub(crate) async fn deliver(changes: &Arc<Changes>, rt: &Arc<Realtime>, batch: V
         let rows: Vec<&Change> = indices.iter().map(|&i| &batch[i]).collect();
         deliver_table(changes, rt, &info, &rows, &interested).await;
     }
+}
+
+/// A `realtime.messages` row written by `realtime.send`: a user broadcast on its topic
+/// (kind 4 for 2.0.0 sockets, with the row's id as metadata, as Supabase sends it), to
+/// the channels that may read broadcasts there.
+fn broadcast_message(rt: &Realtime, change: &Change) {
+    let Some(row) = change.record.as_ref() else {
+        return;
+    };
+    let text = |key: &str| row.get(key).and_then(Value::as_str);
+    let (Some(topic), Some(event), Some(payload)) =
+        (text("topic"), text("event"), row.get("payload"))
+    else {
+        return;
+    };
+    let private = row.get("private").and_then(Value::as_bool).unwrap_or(false);
+    let metadata = match text("id") {
+        Some(id) => json!({ "id": id }).to_string(),
+        None => String::new(),
+    };
+    let key = crate::hub::TopicKey {
+        topic: format!("realtime:{topic}"),
+        private,
+    };
+    let message = protocol::Encoded::new(
+        key.topic.clone(),
+        protocol::Fanout::User {
+            event: event.to_owned(),
+            json: true,
+            data: payload.to_string().into(),
+            metadata,
+        },
+    );
+    let queued = rt
+        .hub
+        .publish(&key, crate::hub::Kind::Broadcast, &message, None);
+    rt.count_out("broadcast", queued);
 }
 
 /// One subscription's claim on one change: the binding ids that match it.

@@ -211,6 +211,14 @@ async fn prune(
             .await?;
         tracing::debug!(deleted, "realtime change log pruned");
     }
+    // Broadcasts from the database are delivered as they commit; their rows are kept
+    // three days (for inspection), as Supabase keeps its messages.
+    client
+        .execute(
+            "DELETE FROM realtime.messages WHERE inserted_at < now() - interval '3 days'",
+            &[],
+        )
+        .await?;
     Ok(())
 }
 

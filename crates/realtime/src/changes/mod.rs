@@ -415,14 +415,9 @@ fn exception(binding: &Binding, err: &galley_db::tokio_postgres::Error) -> Strin
     let detail = match err.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            let name = match code {
-                "22P02" => " (invalid_text_representation)",
-                "22007" => " (invalid_datetime_format)",
-                "22008" => " (datetime_field_overflow)",
-                "22003" => " (numeric_value_out_of_range)",
-                "22001" => " (string_data_right_truncation)",
-                _ => "",
-            };
+            let name = galley_db::condition_name(code)
+                .map(|name| format!(" ({name})"))
+                .unwrap_or_default();
             format!("ERROR {code}{name} {}", db.message())
         }
         None => "the database could not be reached".to_owned(),
