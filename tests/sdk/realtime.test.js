@@ -504,6 +504,66 @@ test("a private channel admits only whom the policies on realtime.messages let r
   assert.deepEqual(open.heard, [], "the public channel of that name heard nothing private");
 });
 
+test("broadcast and presence cross instances", async () => {
+  assert.ok(url2, "SDK_URL2 names the second instance");
+  const room = `cross-${randomUUID()}`;
+  const heard = [];
+  const far = client(null, url2)
+    .channel(room, { config: { presence: { key: "far" } } })
+    .on("broadcast", { event: "*" }, (message) => heard.push(message))
+    .on("presence", { event: "sync" }, () => {});
+  assert.equal((await subscribed(far)).state, "SUBSCRIBED");
+  const near = client()
+    .channel(room, { config: { presence: { key: "near" } } })
+    .on("presence", { event: "sync" }, () => {});
+  assert.equal((await subscribed(near)).state, "SUBSCRIBED");
+  // Instances find each other within seconds of starting; until then a broadcast stays
+  // on its instance, so keep sending until one crosses.
+  await within(
+    (async () => {
+      for (let n = 0; !heard.some((m) => m.event === "across"); n++) {
+        await near.send({ type: "broadcast", event: "across", payload: { n } });
+        await sleep(250);
+      }
+    })(),
+    20_000,
+    "a broadcast from instance 1 to reach instance 2",
+  );
+  await fetch(`${url}/realtime/v1/api/broadcast`, {
+    method: "POST",
+    headers: { apikey: anonKey, "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ topic: room, event: "http-across", payload: {} }] }),
+  });
+  await until(heard, (m) => m.event === "http-across", "an HTTP broadcast to instance 1 on instance 2");
+
+  assert.equal(await near.track({ where: "instance 1" }), "ok");
+  await within(
+    (async () => {
+      while (!far.presenceState().near) await sleep(20);
+    })(),
+    10_000,
+    "instance 1's presence on instance 2",
+  );
+  assert.equal(far.presenceState().near[0].where, "instance 1");
+  assert.equal(await far.track({ where: "instance 2" }), "ok");
+  await within(
+    (async () => {
+      while (!near.presenceState().far) await sleep(20);
+    })(),
+    10_000,
+    "instance 2's presence on instance 1",
+  );
+  // A closed connection's presence leaves on the other instance too.
+  clients.at(-1).realtime.disconnect();
+  await within(
+    (async () => {
+      while (far.presenceState().near) await sleep(20);
+    })(),
+    10_000,
+    "instance 1's presence to leave instance 2",
+  );
+});
+
 // Raw frames: a socket speaking vsn 2.0.0 directly.
 function raw(params = `apikey=${anonKey}&vsn=2.0.0`) {
   const socket = new WebSocket(`${socketUrl}?${params}`);

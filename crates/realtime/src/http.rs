@@ -219,6 +219,7 @@ impl Realtime {
             topic: format!("realtime:{topic}"),
             private,
         };
+        self.bus_broadcast(&key, &message);
         let encoded = Encoded::new(key.topic.clone(), message);
         let queued = self.hub.publish(&key, Kind::Broadcast, &encoded, None);
         self.count_in("http_broadcast");

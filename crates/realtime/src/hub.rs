@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
@@ -97,6 +98,23 @@ struct Presence {
 struct Topic {
     members: Vec<Member>,
     presences: Vec<Presence>,
+    /// Other instances' presences on this topic, by instance, as they last told.
+    remote: HashMap<String, Remote>,
+}
+
+/// `(key, meta)` pairs, each meta with its `phx_ref`.
+pub(crate) type Presences = Vec<(String, Map<String, Value>)>;
+
+struct Remote {
+    heard: Instant,
+    /// `(key, meta)`, each meta with its `phx_ref`.
+    presences: Vec<(String, Map<String, Value>)>,
+}
+
+impl Topic {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.presences.is_empty() && self.remote.is_empty()
+    }
 }
 
 /// A change in presence: `{joins, leaves}`, each `key -> {metas: [...]}`.
@@ -111,11 +129,70 @@ impl PresenceDiff {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Hub {
     topics: Mutex<HashMap<TopicKey, Topic>>,
     /// Makes each presence's `phx_ref` unique on this instance.
     presence_refs: AtomicU64,
+    /// And this, across instances.
+    ref_prefix: String,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            topics: Mutex::default(),
+            presence_refs: AtomicU64::new(0),
+            ref_prefix: format!("{:08x}", rand_prefix()),
+        }
+    }
+}
+
+fn rand_prefix() -> u32 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// The `phx_ref`s of a grouped `key -> {metas}` map.
+fn refs(grouped: &Map<String, Value>) -> Vec<Value> {
+    ungrouped(grouped)
+        .into_iter()
+        .filter_map(|(_, meta)| meta.get("phx_ref").cloned())
+        .collect()
+}
+
+/// `key -> {metas: [...]}` back into `(key, meta)` pairs.
+fn ungrouped(grouped: &Map<String, Value>) -> Vec<(String, Map<String, Value>)> {
+    let mut out = Vec::new();
+    for (key, entry) in grouped {
+        if let Some(Value::Array(metas)) = entry.get("metas") {
+            for meta in metas {
+                if let Value::Object(meta) = meta {
+                    out.push((key.clone(), meta.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What changed from `before` to `after` (by `phx_ref`), or `None` if nothing did.
+fn difference(
+    before: &[(String, Map<String, Value>)],
+    after: &[(String, Map<String, Value>)],
+) -> Option<PresenceDiff> {
+    let has = |list: &[(String, Map<String, Value>)], meta: &Map<String, Value>| {
+        list.iter()
+            .any(|(_, m)| m.get("phx_ref") == meta.get("phx_ref"))
+    };
+    let joins: Vec<_> = after.iter().filter(|(_, m)| !has(before, m)).collect();
+    let leaves: Vec<_> = before.iter().filter(|(_, m)| !has(after, m)).collect();
+    if joins.is_empty() && leaves.is_empty() {
+        return None;
+    }
+    Some(PresenceDiff {
+        joins: grouped(joins.iter().map(|(k, m)| (k.as_str(), m))),
+        leaves: grouped(leaves.iter().map(|(k, m)| (k.as_str(), m))),
+    })
 }
 
 fn grouped<'a>(
@@ -152,7 +229,7 @@ impl Hub {
         let topic = topics.get_mut(key)?;
         topic.members.retain(|member| member.channel != channel);
         let diff = Self::remove_presence(topic, channel);
-        if topic.members.is_empty() && topic.presences.is_empty() {
+        if topic.is_empty() {
             topics.remove(key);
         }
         diff
@@ -219,7 +296,12 @@ impl Hub {
                 return None;
             }
         }
-        let phx_ref = format!("{}", self.presence_refs.fetch_add(1, Ordering::Relaxed) + 1);
+        // Unique across instances too: their presences meet in one presence_state.
+        let phx_ref = format!(
+            "{}{}",
+            self.ref_prefix,
+            self.presence_refs.fetch_add(1, Ordering::Relaxed) + 1
+        );
         let mut diff = PresenceDiff {
             joins: Map::new(),
             leaves: Map::new(),
@@ -249,12 +331,128 @@ impl Hub {
         Self::remove_presence(topics.get_mut(key)?, channel)
     }
 
-    /// Everyone present on the topic: `key -> {metas: [...]}`.
+    /// Everyone present on the topic, on every instance: `key -> {metas: [...]}`.
     pub(crate) fn presence_state(&self, key: &TopicKey) -> Map<String, Value> {
         let topics = self.topics();
         topics.get(key).map_or_else(Map::new, |topic| {
-            grouped(topic.presences.iter().map(|p| (p.key.as_str(), &p.meta)))
+            let local = topic.presences.iter().map(|p| (p.key.as_str(), &p.meta));
+            let remote = topic
+                .remote
+                .values()
+                .flat_map(|r| r.presences.iter().map(|(k, m)| (k.as_str(), m)));
+            grouped(local.chain(remote))
         })
+    }
+
+    /// This instance's presences, per topic (what it tells the others periodically).
+    pub(crate) fn local_presences(&self) -> Vec<(TopicKey, Presences)> {
+        self.topics()
+            .iter()
+            .filter(|(_, topic)| !topic.presences.is_empty())
+            .map(|(key, topic)| {
+                let list = topic
+                    .presences
+                    .iter()
+                    .map(|p| (p.key.clone(), p.meta.clone()))
+                    .collect();
+                (key.clone(), list)
+            })
+            .collect()
+    }
+
+    /// Another instance's diff on a topic: kept, to answer presence_state here.
+    pub(crate) fn remote_diff(&self, key: &TopicKey, origin: &str, diff: &PresenceDiff) {
+        let mut topics = self.topics();
+        let topic = topics.entry(key.clone()).or_default();
+        let remote = topic
+            .remote
+            .entry(origin.to_owned())
+            .or_insert_with(|| Remote {
+                heard: Instant::now(),
+                presences: Vec::new(),
+            });
+        remote.heard = Instant::now();
+        let gone = refs(&diff.leaves);
+        remote
+            .presences
+            .retain(|(_, meta)| !meta.get("phx_ref").is_some_and(|r| gone.contains(r)));
+        remote.presences.extend(ungrouped(&diff.joins));
+        if topic.is_empty() {
+            topics.remove(key);
+        }
+    }
+
+    /// Another instance's whole presence, every topic: replaces what it said before;
+    /// the differences are returned, for this instance's members.
+    pub(crate) fn remote_sync(
+        &self,
+        origin: &str,
+        state: Vec<(TopicKey, Presences)>,
+    ) -> Vec<(TopicKey, PresenceDiff)> {
+        let mut topics = self.topics();
+        let mut diffs = Vec::new();
+        // Topics where it had presences and now has none.
+        let stale: Vec<TopicKey> = topics
+            .iter()
+            .filter(|(key, topic)| {
+                topic.remote.contains_key(origin) && !state.iter().any(|(k, _)| k == *key)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let updates = state
+            .into_iter()
+            .chain(stale.into_iter().map(|key| (key, Vec::new())));
+        for (key, presences) in updates {
+            let topic = topics.entry(key.clone()).or_default();
+            let before = topic
+                .remote
+                .get(origin)
+                .map(|r| r.presences.clone())
+                .unwrap_or_default();
+            let diff = difference(&before, &presences);
+            if presences.is_empty() {
+                topic.remote.remove(origin);
+            } else {
+                topic.remote.insert(
+                    origin.to_owned(),
+                    Remote {
+                        heard: Instant::now(),
+                        presences,
+                    },
+                );
+            }
+            if topic.is_empty() {
+                topics.remove(&key);
+            }
+            if let Some(diff) = diff {
+                diffs.push((key, diff));
+            }
+        }
+        diffs
+    }
+
+    /// Forgets instances not heard from for `silence` (stopped, or cut off): their
+    /// presences leave.
+    pub(crate) fn expire_remote(&self, silence: Duration) -> Vec<(TopicKey, PresenceDiff)> {
+        let mut topics = self.topics();
+        let mut diffs = Vec::new();
+        for (key, topic) in topics.iter_mut() {
+            let quiet: Vec<String> = topic
+                .remote
+                .iter()
+                .filter(|(_, r)| r.heard.elapsed() >= silence)
+                .map(|(origin, _)| origin.clone())
+                .collect();
+            for origin in quiet {
+                if let Some(remote) = topic.remote.remove(&origin)
+                    && let Some(diff) = difference(&remote.presences, &[])
+                {
+                    diffs.push((key.clone(), diff));
+                }
+            }
+        }
+        topics.retain(|_, topic| !topic.is_empty());
+        diffs
     }
 }
 
@@ -279,10 +477,11 @@ mod tests {
     #[test]
     fn presence_joins_updates_and_leaves_as_phoenix_diffs() {
         let hub = Hub::default();
+        let r = |n: u32| format!("{}{n}", hub.ref_prefix);
         let joined = hub.track(&key(), 1, "ann", meta(json!({"at": 1}))).unwrap();
         assert_eq!(
             joined.to_json(),
-            json!({"joins": {"ann": {"metas": [{"at": 1, "phx_ref": "1"}]}}, "leaves": {}})
+            json!({"joins": {"ann": {"metas": [{"at": 1, "phx_ref": r(1)}]}}, "leaves": {}})
         );
         assert!(
             hub.track(&key(), 1, "ann", meta(json!({"at": 1})))
@@ -292,22 +491,22 @@ mod tests {
         assert_eq!(
             updated.to_json(),
             json!({
-                "joins": {"ann": {"metas": [{"at": 2, "phx_ref": "2", "phx_ref_prev": "1"}]}},
-                "leaves": {"ann": {"metas": [{"at": 1, "phx_ref": "1"}]}}
+                "joins": {"ann": {"metas": [{"at": 2, "phx_ref": r(2), "phx_ref_prev": r(1)}]}},
+                "leaves": {"ann": {"metas": [{"at": 1, "phx_ref": r(1)}]}}
             })
         );
         hub.track(&key(), 2, "ann", meta(json!({"tab": 2})));
         assert_eq!(
             Value::Object(hub.presence_state(&key())),
             json!({"ann": {"metas": [
-                {"at": 2, "phx_ref": "2", "phx_ref_prev": "1"},
-                {"tab": 2, "phx_ref": "3"}
+                {"at": 2, "phx_ref": r(2), "phx_ref_prev": r(1)},
+                {"tab": 2, "phx_ref": r(3)}
             ]}})
         );
         let left = hub.leave(&key(), 1).unwrap();
         assert_eq!(
             left.to_json(),
-            json!({"joins": {}, "leaves": {"ann": {"metas": [{"at": 2, "phx_ref": "2", "phx_ref_prev": "1"}]}}})
+            json!({"joins": {}, "leaves": {"ann": {"metas": [{"at": 2, "phx_ref": r(2), "phx_ref_prev": r(1)}]}}})
         );
         assert!(hub.untrack(&key(), 1).is_none());
         assert!(hub.untrack(&key(), 2).is_some());
@@ -394,5 +593,40 @@ mod tests {
         assert_eq!(hub.publish(&key(), Kind::Broadcast, &message, None), 0);
         assert!(rx.try_recv().is_err());
         assert_eq!(hub.publish(&key(), Kind::Presence, &message, None), 1);
+    }
+
+    #[test]
+    fn other_instances_presences_join_the_state_and_leave_when_they_fall_silent() {
+        let hub = Hub::default();
+        let theirs = |phx_ref: &str| {
+            let mut m = meta(json!({"where": "there"}));
+            m.insert("phx_ref".into(), json!(phx_ref));
+            m
+        };
+        let diffs = hub.remote_sync("b", vec![(key(), vec![("bob".into(), theirs("b1"))])]);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].1.joins.keys().collect::<Vec<_>>(), ["bob"]);
+        assert!(hub.presence_state(&key()).contains_key("bob"));
+        // The same state again changes nothing.
+        assert!(
+            hub.remote_sync("b", vec![(key(), vec![("bob".into(), theirs("b1"))])])
+                .is_empty()
+        );
+        // A diff from it: bob leaves, carol joins.
+        hub.remote_diff(
+            &key(),
+            "b",
+            &PresenceDiff {
+                joins: grouped(std::iter::once(("carol", &theirs("b2")))),
+                leaves: grouped(std::iter::once(("bob", &theirs("b1")))),
+            },
+        );
+        let state = hub.presence_state(&key());
+        assert_eq!(state.keys().collect::<Vec<_>>(), ["carol"]);
+        // Silent past the limit: forgotten, and carol leaves.
+        let gone = hub.expire_remote(Duration::ZERO);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1.leaves.keys().collect::<Vec<_>>(), ["carol"]);
+        assert!(hub.presence_state(&key()).is_empty());
     }
 }

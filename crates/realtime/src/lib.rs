@@ -67,6 +67,8 @@ pub struct Realtime {
     sockets: Mutex<HashMap<u64, Outbox>>,
     /// Database changes, once [`Realtime::start_changes`] ran (never in unit tests).
     changes: OnceLock<Arc<changes::Changes>>,
+    /// This instance, among the others on the database (cross-instance messages).
+    instance: String,
 }
 
 impl Realtime {
@@ -80,6 +82,7 @@ impl Realtime {
             next_id: AtomicU64::new(1),
             sockets: Mutex::new(HashMap::new()),
             changes: OnceLock::new(),
+            instance: uuid::Uuid::new_v4().to_string(),
         })
     }
 

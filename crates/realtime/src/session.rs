@@ -596,18 +596,10 @@ impl Session {
         self.close_channel(topic);
     }
 
+    /// A presence change of this instance's: to its members, and to the other instances.
     fn announce(&self, key: &TopicKey, diff: &PresenceDiff) {
-        let payload = serde_json::value::to_raw_value(&diff.to_json())
-            .expect("a JSON value always serializes");
-        let message = Encoded::new(
-            key.topic.clone(),
-            Fanout::Json {
-                event: "presence_diff",
-                payload,
-            },
-        );
-        let queued = self.rt.hub.publish(key, Kind::Presence, &message, None);
-        self.rt.count_out("presence", queued);
+        self.rt.announce_local(key, diff);
+        self.rt.bus_presence(key, diff);
     }
 
     fn broadcast(&mut self, mut message: Incoming) {
@@ -656,6 +648,7 @@ impl Session {
             }
             return;
         }
+        self.rt.bus_broadcast(&channel.key, &fanout);
         let encoded = Encoded::new(message.topic.clone(), fanout);
         let except = (!channel.echo).then_some(channel.id);
         let queued = self

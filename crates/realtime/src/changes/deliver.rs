@@ -261,12 +261,18 @@ fn image(change: &Change) -> Option<&Map<String, Value>> {
 }
 
 pub(crate) async fn deliver(changes: &Arc<Changes>, rt: &Arc<Realtime>, batch: Vec<Change>) {
-    // Broadcasts from the database (`realtime.send`), in commit order.
-    for change in batch
-        .iter()
-        .filter(|c| c.schema == "realtime" && c.table == "messages" && c.op == "INSERT")
-    {
-        broadcast_message(rt, change);
+    // Broadcasts from the database (`realtime.send`) and what other instances pass on,
+    // in commit order.
+    for change in batch.iter().filter(|c| c.op == "INSERT") {
+        match (change.schema.as_str(), change.table.as_str()) {
+            ("realtime", "messages") => broadcast_message(rt, change),
+            ("galley", "bus") => {
+                if let Some(record) = &change.record {
+                    super::bus::receive(rt, record);
+                }
+            }
+            _ => {}
+        }
     }
     let subscriptions = changes.active();
     if subscriptions.is_empty() {

@@ -21,6 +21,7 @@
 //! policies for that role (the row is gone), and is sent as its key. Columns the role
 //! may not read are left out. Identities go in one pipelined round trip per table.
 
+mod bus;
 pub mod deliver;
 pub mod feed;
 pub mod filter;
@@ -220,6 +221,7 @@ pub struct Changes {
     pub(crate) sources: ChangeSources,
     subscriptions: Mutex<HashMap<u64, Arc<Subscription>>>,
     pub(crate) tables: deliver::TableCache,
+    pub(crate) bus: bus::Bus,
 }
 
 impl Changes {
@@ -228,6 +230,7 @@ impl Changes {
             sources,
             subscriptions: Mutex::new(HashMap::new()),
             tables: deliver::TableCache::default(),
+            bus: bus::Bus::default(),
         })
     }
 
@@ -370,7 +373,19 @@ impl Changes {
 
     /// Starts following the log (and pruning it), for as long as the runtime runs.
     pub fn spawn(self: &Arc<Self>, rt: &Arc<Realtime>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(feed::run(self.clone(), rt.clone()))
+        let bus = tokio::spawn(bus::run(self.clone(), rt.clone()));
+        let feed = feed::run(self.clone(), rt.clone());
+        tokio::spawn(async move {
+            // Aborting the feed's task ends the bus too.
+            struct Abort(tokio::task::JoinHandle<()>);
+            impl Drop for Abort {
+                fn drop(&mut self) {
+                    self.0.abort();
+                }
+            }
+            let _bus = Abort(bus);
+            feed.await;
+        })
     }
 }
 
