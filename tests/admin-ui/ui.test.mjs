@@ -691,6 +691,26 @@ test('enums and indexes are made and dropped from the tables pages', async () =>
   await context.close();
 });
 
+test('a table is switched to publish its changes to realtime subscribers, and back', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.goto(`${base}/admin/#/tables/books`);
+  const publish = page.getByLabel('Publish changes to realtime subscribers');
+  assert.equal(await publish.isChecked(), false);
+  await publish.check();
+  await page.getByText('Changes are published to realtime subscribers.').waitFor();
+  assert.match(await page.locator('pre').last().innerText(), /CREATE TRIGGER galley_realtime/);
+  await page.reload();
+  await page.getByLabel('Publish changes to realtime subscribers').waitFor();
+  assert.equal(await page.getByLabel('Publish changes to realtime subscribers').isChecked(), true);
+  await screenshot(page, 'table-realtime');
+  await page.getByLabel('Publish changes to realtime subscribers').uncheck();
+  await page.getByText('Changes are no longer published.').waitFor();
+  assert.equal(await page.getByLabel('Publish changes to realtime subscribers').isChecked(), false);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('backups are taken, verified and downloaded from the backups page', async () => {
   const { context, page, problems } = await open();
   await signIn(page);

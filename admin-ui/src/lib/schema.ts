@@ -51,6 +51,8 @@ export interface Relation {
   foreign_keys: unknown[];
   rls_enabled: boolean;
   rls_forced: boolean;
+  /** Publishes its changes to Realtime subscribers. */
+  realtime?: boolean;
   comment: string | null;
   row_estimate?: number | null;
 }
