@@ -180,6 +180,25 @@ impl AppState {
         self.unrecoverable.store(unrecoverable, Ordering::SeqCst);
     }
 
+    /// A write committed through this instance: realtime looks for its changes at once
+    /// when `table` publishes them (a function's writes, `None`, may touch any table).
+    pub(crate) fn wrote(&self, table: Option<&str>) {
+        let Some(realtime) = &self.realtime else {
+            return;
+        };
+        let publishes = match table {
+            Some(table) => self
+                .catalog
+                .snapshot()
+                .relation("public", table)
+                .is_some_and(|relation| relation.realtime),
+            None => true,
+        };
+        if publishes {
+            realtime.wake();
+        }
+    }
+
     /// Closes every realtime connection (the instance is stopping).
     pub fn close_realtime(&self) {
         if let Some(realtime) = &self.realtime {

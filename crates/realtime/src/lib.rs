@@ -97,6 +97,14 @@ impl Realtime {
         feed.spawn(self)
     }
 
+    /// A write through this instance committed: the change feed reads now (and tells
+    /// the other instances), rather than at its next poll.
+    pub fn wake(&self) {
+        if let Some(changes) = self.changes.get() {
+            changes.wake.notify_one();
+        }
+    }
+
     pub fn config(&self) -> &RealtimeConfig {
         &self.config
     }

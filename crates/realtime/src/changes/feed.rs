@@ -1,6 +1,8 @@
-//! Following `galley.realtime_changes`: a dedicated connection `LISTEN`s on
-//! `galley_realtime` and, on each notification (and every second regardless), reads the
-//! rows of the transactions that became visible since its last snapshot; the rows go to
+//! Following `galley.realtime_changes`: a dedicated connection reads the rows of the
+//! transactions that became visible since its last snapshot when a write through this
+//! instance committed (it then `NOTIFY`s `galley_realtime`, which the others `LISTEN`
+//! on, so they read too), on another instance's notification, and every 100 ms
+//! regardless (writes made outside Galley); the rows go to
 //! [`super::deliver`] one read at a time, in order. A lost connection reconnects with
 //! backoff and resumes from the same snapshot, so nothing committed meanwhile is missed.
 //! Every minute the instance deletes what every live instance has read: rows of
@@ -18,8 +20,11 @@ use crate::Realtime;
 /// The NOTIFY channel the capture trigger announces commits on.
 pub const CHANNEL: &str = "galley_realtime";
 
-/// Read at least this often, even without a notification.
-const POLL: Duration = Duration::from_secs(1);
+/// Read at least this often, even without a wake-up: writes made outside Galley (psql,
+/// another tool) are seen within it.
+const POLL: Duration = Duration::from_millis(100);
+/// The horizon for pruning is sampled this often.
+const SAMPLE: Duration = Duration::from_secs(1);
 /// Rows are deleted once their transactions ended this long ago.
 const KEEP: Duration = Duration::from_secs(120);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -69,15 +74,20 @@ pub struct Change {
 
 const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
 
-/// The rows of the transactions not visible in the previous snapshot (`$1` its xmax,
-/// `$2` its in-progress list), each transaction's rows together, transactions in the
-/// order of their last change.
-const READ: &str = "SELECT schema_name::text, table_name::text, op, record::text, old_record::text, \
-     to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-     extract(epoch FROM at)::float8 \
-     FROM (SELECT *, max(id) OVER (PARTITION BY txid) AS last FROM galley.realtime_changes \
-           WHERE txid >= $1::text::xid8 OR txid = ANY ($2::text::xid8[])) AS fresh \
-     ORDER BY last, id";
+/// The snapshot of this statement and the rows of the transactions not visible in the
+/// previous one (`$1` its xmax, `$2` its in-progress list), each transaction's rows
+/// together, transactions in the order of their last change. One statement, so one
+/// snapshot (READ COMMITTED takes one per statement) answers both; with no rows, one
+/// row of NULLs carries the snapshot.
+const READ: &str = "WITH now AS (SELECT pg_current_snapshot()::text AS snapshot) \
+     SELECT now.snapshot, fresh.schema_name::text, fresh.table_name::text, fresh.op, \
+     fresh.record::text, fresh.old_record::text, \
+     to_char(fresh.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+     extract(epoch FROM fresh.at)::float8 \
+     FROM now LEFT JOIN ( \
+       SELECT *, max(id) OVER (PARTITION BY txid) AS last FROM galley.realtime_changes \
+       WHERE txid >= $1::text::xid8 OR txid = ANY ($2::text::xid8[])) AS fresh ON true \
+     ORDER BY fresh.last, fresh.id";
 
 pub(crate) async fn run(changes: Arc<Changes>, rt: Arc<Realtime>) {
     let mut cursor = None;
@@ -103,10 +113,15 @@ async fn follow(
     history: &mut VecDeque<(Instant, String)>,
 ) -> Result<(), tokio_postgres::Error> {
     let galley_db::Listening {
-        mut client,
+        client,
         mut notified,
         driver,
     } = galley_db::listen(&changes.sources.listen, CHANNEL).await?;
+    let own_pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    let read_statement = client.prepare(READ).await?;
     if cursor.is_none() {
         // Deliver what commits from now on.
         let text: String = client.query_one(SNAPSHOT, &[]).await?.get(0);
@@ -115,24 +130,34 @@ async fn follow(
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned = Instant::now();
+    // Woken by a write through this instance: the others are told after the read.
+    let mut local = false;
     let result = loop {
         let Some(previous) = cursor.clone() else {
             break Ok(());
         };
-        let (batch, snapshot) = match read(&mut client, &previous).await {
+        let (batch, snapshot) = match read(&client, &read_statement, &previous).await {
             Ok(read) => read,
             Err(err) => break Err(err),
         };
         if history
             .back()
-            .is_none_or(|(taken, _)| taken.elapsed() >= POLL)
+            .is_none_or(|(taken, _)| taken.elapsed() >= SAMPLE)
         {
             history.push_back((Instant::now(), snapshot.xmin.clone()));
         }
         *cursor = Some(snapshot);
         if !batch.is_empty() {
+            if local
+                && let Err(err) = client
+                    .execute("SELECT pg_notify('galley_realtime', '')", &[])
+                    .await
+            {
+                break Err(err);
+            }
             super::deliver::deliver(changes, rt, batch).await;
         }
+        local = false;
         if pruned.elapsed() >= PRUNE_EVERY {
             pruned = Instant::now();
             if let Err(err) = prune(&client, history).await {
@@ -141,11 +166,19 @@ async fn follow(
         }
         tokio::select! {
             message = notified.recv() => {
-                if message.is_none() {
+                let Some(pid) = message else {
                     break Ok(());
+                };
+                // Its own notification needs no read; another's does.
+                let mut other = pid != own_pid;
+                while let Ok(pid) = notified.try_recv() {
+                    other |= pid != own_pid;
                 }
-                while notified.try_recv().is_ok() {}
+                if !other {
+                    continue_wait(&mut notified, &changes.wake, &mut ticks, &mut local, own_pid).await;
+                }
             }
+            () = changes.wake.notified() => local = true,
             _ = ticks.tick() => {}
         }
     };
@@ -154,20 +187,41 @@ async fn follow(
     result
 }
 
+/// After this instance's own notification: waits on, for something that needs a read.
+async fn continue_wait(
+    notified: &mut tokio::sync::mpsc::UnboundedReceiver<i32>,
+    wake: &tokio::sync::Notify,
+    ticks: &mut tokio::time::Interval,
+    local: &mut bool,
+    own_pid: i32,
+) {
+    loop {
+        tokio::select! {
+            message = notified.recv() => match message {
+                Some(pid) if pid == own_pid => continue,
+                _ => return,
+            },
+            () = wake.notified() => {
+                *local = true;
+                return;
+            }
+            _ = ticks.tick() => return,
+        }
+    }
+}
+
 async fn read(
-    client: &mut tokio_postgres::Client,
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
     previous: &Snapshot,
 ) -> Result<(Vec<Change>, Snapshot), tokio_postgres::Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
+    let rows = client
+        .query(statement, &[&previous.xmax, &previous.xip])
         .await?;
-    let text: String = tx.query_one(SNAPSHOT, &[]).await?.get(0);
-    let rows = tx.query(READ, &[&previous.xmax, &previous.xip]).await?;
-    tx.commit().await?;
-    let snapshot = Snapshot::parse(&text).unwrap_or_else(|| previous.clone());
+    let snapshot = rows
+        .first()
+        .and_then(|row| Snapshot::parse(row.get::<_, &str>(0)))
+        .unwrap_or_else(|| previous.clone());
     let object = |text: Option<String>| match text
         .as_deref()
         .map(serde_json::from_str::<serde_json::Value>)
@@ -177,14 +231,16 @@ async fn read(
     };
     let changes = rows
         .into_iter()
-        .map(|row| Change {
-            schema: row.get(0),
-            table: row.get(1),
-            op: row.get(2),
-            record: object(row.get(3)),
-            old_record: object(row.get(4)),
-            commit_timestamp: row.get(5),
-            at: row.get(6),
+        .filter_map(|row| {
+            Some(Change {
+                schema: row.get::<_, Option<String>>(1)?,
+                table: row.get(2),
+                op: row.get(3),
+                record: object(row.get(4)),
+                old_record: object(row.get(5)),
+                commit_timestamp: row.get(6),
+                at: row.get(7),
+            })
         })
         .collect();
     Ok((changes, snapshot))

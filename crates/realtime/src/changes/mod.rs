@@ -222,6 +222,8 @@ pub struct Changes {
     subscriptions: Mutex<HashMap<u64, Arc<Subscription>>>,
     pub(crate) tables: deliver::TableCache,
     pub(crate) bus: bus::Bus,
+    /// A write through this instance committed changes to a published table.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl Changes {
@@ -231,6 +233,7 @@ impl Changes {
             subscriptions: Mutex::new(HashMap::new()),
             tables: deliver::TableCache::default(),
             bus: bus::Bus::default(),
+            wake: tokio::sync::Notify::new(),
         })
     }
 

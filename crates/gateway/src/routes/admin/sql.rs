@@ -426,6 +426,7 @@ async fn run(
     }
     if body.commit {
         tx.commit().await.map_err(sql_failure)?;
+        state.wrote(None);
         if schema_changed && let Err(err) = state.catalog.reload().await {
             // Committed all the same (and announced: every instance reloads on the
             // notification); the run is recorded below either way.

@@ -186,6 +186,8 @@ pub(crate) struct Exec<'a> {
     pub(crate) planned: Option<&'a str>,
     /// `read`, `write` or `rpc`: the label the statement's duration is counted under.
     pub(crate) kind: &'static str,
+    /// The table a write changes (`None`: a function, which may change any).
+    pub(crate) target: Option<&'a str>,
 }
 
 impl Default for Exec<'_> {
@@ -197,6 +199,7 @@ impl Default for Exec<'_> {
             max_affected: None,
             planned: None,
             kind: "write",
+            target: None,
         }
     }
 }
@@ -241,6 +244,21 @@ const SETUP_READ_ONLY: &str = concat!(
 /// `BEGIN`, the settings and the statement are flushed, the row is checked, and the
 /// transaction ends in a second round trip.
 pub(crate) async fn run(
+    state: &AppState,
+    role: &RequestRole,
+    req: &HttpRequest,
+    statement: &Statement,
+    exec: Exec<'_>,
+) -> Result<Outcome, ApiError> {
+    let outcome = run_statement(state, role, req, statement, exec).await;
+    if outcome.is_ok() && !exec.read_only && !exec.rollback {
+        // Committed: realtime delivers what it changed now, not at its next look.
+        state.wrote(exec.target);
+    }
+    outcome
+}
+
+async fn run_statement(
     state: &AppState,
     role: &RequestRole,
     req: &HttpRequest,

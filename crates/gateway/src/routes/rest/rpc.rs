@@ -127,6 +127,7 @@ async fn call(
         max_affected: prefs.max_affected,
         planned: super::read::planned(prefs.count, &statement),
         kind: "rpc",
+        target: None,
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
     if shape.returns_void {

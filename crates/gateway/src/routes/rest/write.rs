@@ -196,6 +196,7 @@ pub(super) async fn post_rows(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        target: Some(&table),
         ..Exec::default()
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
@@ -300,6 +301,7 @@ pub(super) async fn put_row(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        target: Some(&table),
         ..Exec::default()
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
@@ -368,6 +370,7 @@ async fn mutate(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
+        target: Some(&table),
         max_affected: ask.prefs.max_affected,
         ..Exec::default()
     };
