@@ -342,6 +342,9 @@ fn broadcast_message(rt: &Realtime, change: &Change) {
     rt.count_out("broadcast", queued);
 }
 
+/// A change's frame for one role, topic, set of binding ids and serializer.
+type FrameKey = (usize, usize, String, Vec<u64>, protocol::Vsn);
+
 /// One subscription's claim on one change: the binding ids that match it.
 struct Candidate<'a> {
     sub: &'a Arc<Subscription>,
@@ -392,15 +395,20 @@ async fn deliver_table(
         return;
     }
     let mut viewers: Vec<(Viewer, Vec<usize>)> = Vec::new();
+    let mut positions: HashMap<Viewer, usize> = HashMap::new();
     for (index, candidate) in candidates.iter().enumerate() {
         let viewer = candidate.sub.viewer();
-        match viewers.iter_mut().find(|(known, _)| *known == viewer) {
-            Some((_, list)) => list.push(index),
-            None => viewers.push((viewer, vec![index])),
+        match positions.get(&viewer) {
+            Some(&position) => viewers[position].1.push(index),
+            None => {
+                positions.insert(viewer.clone(), viewers.len());
+                viewers.push((viewer, vec![index]));
+            }
         }
     }
     let visible = visibility(changes, info, rows, &candidates, &viewers).await;
     let mut data: HashMap<(usize, usize), String> = HashMap::new();
+    let mut frames: HashMap<FrameKey, protocol::Frame> = HashMap::new();
     let mut sent = 0usize;
     let mut delivered = vec![false; rows.len()];
     for ((viewer, list), seen) in viewers.iter().zip(visible) {
@@ -410,25 +418,41 @@ async fn deliver_table(
             if !seen.get(candidate.change).copied().unwrap_or(false) {
                 continue;
             }
-            let body = data
-                .entry((candidate.change, role))
-                .or_insert_with(|| info.data(rows[candidate.change], role));
-            let payload = format!(
-                "{{\"ids\":{},\"data\":{body}}}",
-                serde_json::to_string(&candidate.ids).unwrap_or_else(|_| "[]".into())
-            );
-            let Ok(payload) = serde_json::value::RawValue::from_string(payload) else {
-                continue;
-            };
             let sub = candidate.sub;
-            let frame = protocol::encode(
+            // Subscribers of one topic with the same bindings and role get the same
+            // frame: encoded once, shared.
+            let key = (
+                candidate.change,
+                role,
+                sub.topic.clone(),
+                candidate.ids.clone(),
                 sub.vsn,
-                &Value::Null,
-                &Value::Null,
-                &sub.topic,
-                "postgres_changes",
-                &payload,
             );
+            let frame = match frames.get(&key) {
+                Some(frame) => frame.clone(),
+                None => {
+                    let body = data
+                        .entry((candidate.change, role))
+                        .or_insert_with(|| info.data(rows[candidate.change], role));
+                    let payload = format!(
+                        "{{\"ids\":{},\"data\":{body}}}",
+                        serde_json::to_string(&candidate.ids).unwrap_or_else(|_| "[]".into())
+                    );
+                    let Ok(payload) = serde_json::value::RawValue::from_string(payload) else {
+                        continue;
+                    };
+                    let frame = protocol::encode(
+                        sub.vsn,
+                        &Value::Null,
+                        &Value::Null,
+                        &sub.topic,
+                        "postgres_changes",
+                        &payload,
+                    );
+                    frames.insert(key, frame.clone());
+                    frame
+                }
+            };
             if sub.outbox.send(frame) {
                 sent += 1;
                 delivered[candidate.change] = true;
