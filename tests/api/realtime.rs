@@ -183,7 +183,7 @@ async fn a_table_publishes_its_changes_only_when_switched_on_and_the_switch_is_r
 }
 
 /// A realtime core of its own on `app`'s database: what a second instance runs.
-async fn second_core(app: &TestApp) -> Arc<Realtime> {
+async fn second_core(app: &TestApp) -> (Arc<Realtime>, Arc<galley_metrics::Metrics>) {
     let url: tokio_postgres::Config = app.db.url().parse().expect("url");
     let targets = galley_db::ConnectTargets {
         owner: url.clone(),
@@ -194,10 +194,11 @@ async fn second_core(app: &TestApp) -> Arc<Realtime> {
     catalog.reload().await.expect("catalog");
     let secret = app.config.auth.jwt_secret.as_ref().expect("secret");
     let secret = JwtSecret::parse(secret.expose_secret()).expect("secret parses");
+    let metrics = Arc::new(galley_metrics::Metrics::new("test"));
     let core = Realtime::new(
         RealtimeConfig::default(),
         TokenVerifier::new(&secret),
-        Arc::new(galley_metrics::Metrics::new("test")),
+        metrics.clone(),
     );
     core.start_changes(ChangeSources {
         owner: pools.owner.clone(),
@@ -205,7 +206,7 @@ async fn second_core(app: &TestApp) -> Arc<Realtime> {
         catalog,
         listen: url,
     });
-    core
+    (core, metrics)
 }
 
 /// The next frame matching `wanted`, within five seconds.
@@ -257,7 +258,7 @@ async fn changes_reach_a_subscriber_once_each_in_commit_order_and_only_its_own()
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let core = second_core(&app).await;
+    let (core, metrics) = second_core(&app).await;
 
     let alice = uuid::Uuid::new_v4().to_string();
     let bob = uuid::Uuid::new_v4().to_string();
@@ -359,5 +360,12 @@ async fn changes_reach_a_subscriber_once_each_in_commit_order_and_only_its_own()
         .map(|c| c["type"].as_str().expect("type"))
         .collect();
     assert_eq!(columns, ["int8", "uuid", "text"]);
+    // Each delivered change is timed from its row's change, and its frames counted.
+    assert_eq!(metrics.realtime_delivery_lag.get_sample_count(), 5);
+    let out = metrics
+        .realtime_messages
+        .with_label_values(&["out", "postgres_changes"])
+        .get();
+    assert_eq!(out, 5);
     drop(session);
 }

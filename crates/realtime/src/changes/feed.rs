@@ -148,14 +148,21 @@ async fn follow(
         }
         *cursor = Some(snapshot);
         if !batch.is_empty() {
-            if local
-                && let Err(err) = client
-                    .execute("SELECT pg_notify('galley_realtime', '')", &[])
-                    .await
-            {
+            // The other instances are told while this one delivers.
+            let tell = async {
+                if local {
+                    client
+                        .execute("SELECT pg_notify('galley_realtime', '')", &[])
+                        .await
+                        .map(drop)
+                } else {
+                    Ok(())
+                }
+            };
+            let (told, ()) = tokio::join!(tell, super::deliver::deliver(changes, rt, batch));
+            if let Err(err) = told {
                 break Err(err);
             }
-            super::deliver::deliver(changes, rt, batch).await;
         }
         local = false;
         if pruned.elapsed() >= PRUNE_EVERY {
