@@ -160,9 +160,19 @@ impl TableInfo {
         !self.primary_key.is_empty() && self.primary_key.iter().all(|key| self.readable(role, key))
     }
 
-    /// Row-level security does not apply to the role here.
+    /// Row-level security lets the role read every row here: it does not apply, or a
+    /// permissive policy for the role is `USING (true)` and no restrictive one applies
+    /// (a public table), so asking per row would only repeat the answer.
     fn unrestricted(&self, role: usize) -> bool {
-        !self.rls || self.bypass[role]
+        let applies = |p: &&PolicyInfo| p.applies[role];
+        !self.rls
+            || self.bypass[role]
+            || (self
+                .policies
+                .iter()
+                .filter(applies)
+                .any(|p| p.permissive && p.using.as_deref() == Some("true"))
+                && !self.policies.iter().filter(applies).any(|p| !p.permissive))
     }
 
     /// Inserted and updated rows the viewer may see: the key looked up in the table.
@@ -704,4 +714,70 @@ async fn visibility(
         }
     }
     visible
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(policies: Vec<PolicyInfo>) -> TableInfo {
+        TableInfo {
+            schema: "public".into(),
+            name: "notes".into(),
+            qualified: "\"public\".\"notes\"".into(),
+            primary_key: vec!["id".into()],
+            types: HashMap::new(),
+            columns: Vec::new(),
+            rls: true,
+            bypass: [false, false, true],
+            policies,
+        }
+    }
+
+    fn policy(permissive: bool, using: &str, applies: [bool; 3]) -> PolicyInfo {
+        PolicyInfo {
+            permissive,
+            using: Some(using.into()),
+            applies,
+        }
+    }
+
+    #[test]
+    fn only_a_policy_that_shows_every_row_spares_the_per_row_question() {
+        let public = table(vec![policy(true, "true", [true, true, false])]);
+        assert!(public.unrestricted(0) && public.unrestricted(1));
+        assert!(
+            public.unrestricted(2),
+            "service_role bypasses row-level security"
+        );
+        let owner = table(vec![policy(
+            true,
+            "(auth.uid() = owner)",
+            [false, true, false],
+        )]);
+        assert!(!owner.unrestricted(1));
+        assert!(!owner.unrestricted(0));
+        let narrowed = table(vec![
+            policy(true, "true", [true, true, false]),
+            policy(false, "(NOT hidden)", [true, false, false]),
+        ]);
+        assert!(
+            !narrowed.unrestricted(0),
+            "a restrictive policy still applies to anon"
+        );
+        assert!(narrowed.unrestricted(1));
+        assert_eq!(
+            narrowed
+                .policy_sql(0)
+                .expect("permissive")
+                .split("WHERE ")
+                .nth(1),
+            Some("((true)) AND ((NOT hidden))")
+        );
+        assert_eq!(
+            owner.policy_sql(0),
+            None,
+            "no policy for anon: nothing visible"
+        );
+    }
 }
