@@ -149,6 +149,13 @@ impl Realtime {
         self.metrics.realtime_connections.dec();
     }
 
+    /// Channels subscribed to database changes on this instance.
+    pub fn change_subscriptions(&self) -> usize {
+        self.changes
+            .get()
+            .map_or(0, |changes| changes.subscription_count())
+    }
+
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)

@@ -792,11 +792,15 @@ impl Session {
 }
 
 impl Drop for Session {
-    /// The connection is gone: its channels leave, and their presence with them.
+    /// The connection is gone: its channels leave, their presence and their database
+    /// subscriptions with them.
     fn drop(&mut self) {
         for channel in std::mem::take(&mut self.channels).into_values() {
             if let Some(diff) = self.rt.hub.leave(&channel.key, channel.id) {
                 self.announce(&channel.key, &diff);
+            }
+            if let Some(feed) = self.rt.changes.get() {
+                feed.unsubscribe(channel.id);
             }
             self.rt.channel_closed();
         }

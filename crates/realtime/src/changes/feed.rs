@@ -127,6 +127,7 @@ async fn follow(
         let text: String = client.query_one(SNAPSHOT, &[]).await?.get(0);
         *cursor = Snapshot::parse(&text);
     }
+    changes.following.send_replace(cursor.is_some());
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned = Instant::now();

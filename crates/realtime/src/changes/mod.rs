@@ -224,6 +224,8 @@ pub struct Changes {
     pub(crate) bus: bus::Bus,
     /// A write through this instance committed changes to a published table.
     pub(crate) wake: tokio::sync::Notify,
+    /// The feed holds its first snapshot: everything committed from now on is read.
+    pub(crate) following: tokio::sync::watch::Sender<bool>,
 }
 
 impl Changes {
@@ -234,6 +236,7 @@ impl Changes {
             tables: deliver::TableCache::default(),
             bus: bus::Bus::default(),
             wake: tokio::sync::Notify::new(),
+            following: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -290,12 +293,21 @@ impl Changes {
     /// checking, where it has filters, that each value is one of its column's type and
     /// that the role may read the column; or refuses it.
     pub(crate) fn confirm(self: &Arc<Self>, sub: Arc<Subscription>) {
-        if sub.active.load(Ordering::Acquire) {
+        let mut following = self.following.subscribe();
+        if sub.active.load(Ordering::Acquire) && *following.borrow() {
             sub.system(true, "Subscribed to PostgreSQL");
             return;
         }
         let changes = self.clone();
         tokio::spawn(async move {
+            // Only once the feed follows the log is every later commit sure to arrive.
+            if following.wait_for(|ready| *ready).await.is_err() {
+                return;
+            }
+            if sub.active.load(Ordering::Acquire) {
+                sub.system(true, "Subscribed to PostgreSQL");
+                return;
+            }
             match changes.check_values(&sub).await {
                 Ok(()) => {
                     sub.active.store(true, Ordering::Release);
@@ -355,6 +367,10 @@ impl Changes {
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.subscriptions().len()
     }
 
     pub(crate) fn unsubscribe(&self, channel: u64) {
