@@ -8,9 +8,8 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 pub struct Listening {
     pub client: Client,
-    /// A message per notification (the notifying backend's process id); closed when
-    /// the connection ends.
-    pub notified: mpsc::UnboundedReceiver<i32>,
+    /// A message per notification; closed when the connection ends.
+    pub notified: mpsc::UnboundedReceiver<()>,
     /// Drives the connection; ends with it.
     pub driver: tokio::task::JoinHandle<()>,
 }
@@ -24,8 +23,8 @@ pub async fn listen(config: &Config, channel: &str) -> Result<Listening, tokio_p
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(note)) => {
-                    if notify.send(note.process_id()).is_err() {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if notify.send(()).is_err() {
                         break;
                     }
                 }

@@ -226,13 +226,7 @@ impl Session {
             if message.event == "phx_leave" {
                 self.answer(&message, true, &json!({}));
             } else {
-                self.reply(
-                    &Value::Null,
-                    &message.msg_ref,
-                    &message.topic,
-                    false,
-                    &json!({ "reason": "unmatched topic" }),
-                );
+                self.unmatched(&message);
             }
             return;
         };
@@ -263,6 +257,17 @@ impl Session {
         }
     }
 
+    /// Phoenix's answer to a message for no channel of this socket (join_ref null).
+    fn unmatched(&self, message: &Incoming) {
+        self.reply(
+            &Value::Null,
+            &message.msg_ref,
+            &message.topic,
+            false,
+            &json!({ "reason": "unmatched topic" }),
+        );
+    }
+
     fn join_error(&self, message: &Incoming, code: &str, text: &str) {
         self.answer(
             message,
@@ -273,13 +278,7 @@ impl Session {
 
     fn join(&mut self, message: Incoming) {
         let Some(sub_topic) = message.topic.strip_prefix("realtime:") else {
-            self.reply(
-                &Value::Null,
-                &message.msg_ref,
-                &message.topic,
-                false,
-                &json!({ "reason": "unmatched topic" }),
-            );
+            self.unmatched(&message);
             return;
         };
         if !self.joins.allow() {

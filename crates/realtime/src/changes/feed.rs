@@ -117,10 +117,6 @@ async fn follow(
         mut notified,
         driver,
     } = galley_db::listen(&changes.sources.listen, CHANNEL).await?;
-    let own_pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await?
-        .get(0);
     let read_statement = client.prepare(READ).await?;
     if cursor.is_none() {
         // Deliver what commits from now on.
@@ -173,18 +169,12 @@ async fn follow(
             }
         }
         tokio::select! {
+            // Another instance wrote (this one's own notification costs one idle read).
             message = notified.recv() => {
-                let Some(pid) = message else {
+                if message.is_none() {
                     break Ok(());
-                };
-                // Its own notification needs no read; another's does.
-                let mut other = pid != own_pid;
-                while let Ok(pid) = notified.try_recv() {
-                    other |= pid != own_pid;
                 }
-                if !other {
-                    continue_wait(&mut notified, &changes.wake, &mut ticks, &mut local, own_pid).await;
-                }
+                while notified.try_recv().is_ok() {}
             }
             () = changes.wake.notified() => local = true,
             _ = ticks.tick() => {}
@@ -193,29 +183,6 @@ async fn follow(
     drop(client);
     let _ = driver.await;
     result
-}
-
-/// After this instance's own notification: waits on, for something that needs a read.
-async fn continue_wait(
-    notified: &mut tokio::sync::mpsc::UnboundedReceiver<i32>,
-    wake: &tokio::sync::Notify,
-    ticks: &mut tokio::time::Interval,
-    local: &mut bool,
-    own_pid: i32,
-) {
-    loop {
-        tokio::select! {
-            message = notified.recv() => match message {
-                Some(pid) if pid == own_pid => continue,
-                _ => return,
-            },
-            () = wake.notified() => {
-                *local = true;
-                return;
-            }
-            _ = ticks.tick() => return,
-        }
-    }
 }
 
 async fn read(
