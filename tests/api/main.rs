@@ -23,6 +23,7 @@ mod rest;
 mod rest_sql;
 mod rules;
 mod schema_files;
+mod storage;
 mod support;
 mod tables;
 mod wire;

@@ -437,6 +437,13 @@ async fn the_openapi_document_describes_every_admin_route() {
         "GET /audit",
         "GET /enums",
         "POST /enums",
+        "GET /storage/buckets",
+        "POST /storage/buckets",
+        "GET /storage/buckets/{id}",
+        "PUT /storage/buckets/{id}",
+        "DELETE /storage/buckets/{id}",
+        "GET /storage/buckets/{id}/objects",
+        "PUT /storage/buckets/{id}/rules",
     ];
     let expected: std::collections::BTreeSet<String> =
         routes.iter().map(|r| (*r).to_owned()).collect();

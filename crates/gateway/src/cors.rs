@@ -27,6 +27,17 @@ pub(crate) fn cors(config: &HttpConfig) -> Cors {
             "x-request-id",
             "preference-applied",
             "location",
+            // Storage downloads and resumable uploads (TUS).
+            "etag",
+            "content-disposition",
+            "upload-offset",
+            "upload-length",
+            "upload-metadata",
+            "upload-expires",
+            "tus-resumable",
+            "tus-version",
+            "tus-max-size",
+            "tus-extension",
         ])
         .max_age(3600);
     if config.cors_allow_credentials {

@@ -58,6 +58,10 @@ pub(crate) enum Bucket {
     Account,
     /// One address from every client: slows, never refuses.
     AccountAllClients,
+    /// Storage uploads by one user (or, without one, one client address).
+    Upload,
+    /// Storage uploads by everyone, on this instance.
+    UploadAll,
 }
 
 impl Bucket {
@@ -69,6 +73,8 @@ impl Bucket {
             Bucket::Verify => "verify",
             Bucket::Account => "account",
             Bucket::AccountAllClients => "account_all_clients",
+            Bucket::Upload => "upload",
+            Bucket::UploadAll => "upload_all",
         }
     }
 }
@@ -84,6 +90,8 @@ struct State {
 
 pub(crate) struct RateLimiter {
     config: RateLimitConfig,
+    /// Storage uploads per minute: by one user, by everyone.
+    uploads: (u32, u32),
     buckets: Mutex<HashMap<(Bucket, String), State>>,
     /// Shared takes since the last prune of idle shared buckets.
     shared_takes: std::sync::atomic::AtomicU32,
@@ -125,9 +133,17 @@ const PRUNE_SHARED: &str =
 const PRUNE_EVERY: u32 = 1_000;
 
 impl RateLimiter {
+    /// The same limits, with storage's upload rates (per minute: by one user, by all).
+    pub(crate) fn with_uploads(&self, per_user: u32, all: u32) -> Self {
+        let mut limiter = Self::new(self.config.clone());
+        limiter.uploads = (per_user, all);
+        limiter
+    }
+
     pub(crate) fn new(config: RateLimitConfig) -> Self {
         Self {
             config,
+            uploads: (u32::MAX / 5, u32::MAX / 5),
             buckets: Mutex::new(HashMap::new()),
             shared_takes: std::sync::atomic::AtomicU32::new(0),
         }
@@ -227,6 +243,9 @@ impl RateLimiter {
             Bucket::Verify => self.config.verify_per_ip,
             Bucket::Account => self.config.per_account,
             Bucket::AccountAllClients => self.config.per_account_all_clients,
+            // A rate per minute: the window holds five minutes' worth.
+            Bucket::Upload => self.uploads.0.saturating_mul(5),
+            Bucket::UploadAll => self.uploads.1.saturating_mul(5),
         }
     }
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub(crate) metrics_token: Option<secrecy::SecretString>,
     /// `/realtime/v1`, unless `realtime.enabled` is off.
     pub(crate) realtime: Option<Arc<galley_realtime::Realtime>>,
+    /// `/storage/v1`, unless `storage.enabled` is off.
+    pub(crate) storage: Option<Arc<galley_storage::Storage>>,
     shutting_down: Arc<AtomicBool>,
     /// Set when something this process depends on cannot be brought back (the embedded
     /// PostgreSQL, past its restart budget): `/health/live` fails so a supervisor
@@ -123,6 +125,17 @@ impl AppState {
         self
     }
 
+    /// Serves `/storage/v1` with this storage.
+    pub fn with_storage(mut self, storage: Arc<galley_storage::Storage>) -> Self {
+        let config = storage.config();
+        self.limits = Arc::new(self.limits.with_uploads(
+            config.uploads_per_minute_per_user,
+            config.uploads_per_minute,
+        ));
+        self.storage = Some(storage);
+        self
+    }
+
     /// Gives the admin UI `galley backup`.
     pub fn with_backups(mut self, backups: Arc<dyn Backups>) -> Self {
         self.backups = Some(backups);
@@ -164,6 +177,7 @@ impl AppState {
             metrics,
             metrics_token,
             realtime: None,
+            storage: None,
             shutting_down: Arc::new(AtomicBool::new(false)),
             unrecoverable: Arc::new(AtomicBool::new(false)),
         }

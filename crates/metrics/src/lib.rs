@@ -59,6 +59,11 @@ pub struct Metrics {
     /// `join`, `broadcast`, `presence`, `heartbeat`, ..., `malformed`) and frames queued
     /// for them (`out`: `reply`, `broadcast`, `presence`, `system`, `close`).
     pub realtime_messages: IntCounterVec,
+    /// `galley_storage_bytes_total{direction}`: object bytes stored (`in`) and served
+    /// (`out`).
+    pub storage_bytes: IntCounterVec,
+    /// `galley_storage_objects_total{event}`: objects `stored` and `removed`.
+    pub storage_objects: IntCounterVec,
     /// Seconds from a row's change to its `postgres_changes` frame being queued for the
     /// subscribers (once per delivered change).
     pub realtime_delivery_lag: Histogram,
@@ -253,6 +258,16 @@ impl Metrics {
             "Realtime messages received from clients (in) and frames queued for them (out), by kind.",
             &["direction", "kind"],
         );
+        let storage_bytes = counter(
+            "galley_storage_bytes_total",
+            "Object bytes stored (in) and served (out) by storage.",
+            &["direction"],
+        );
+        let storage_objects = counter(
+            "galley_storage_objects_total",
+            "Storage objects stored and removed.",
+            &["event"],
+        );
         let realtime_delivery_lag = Histogram::with_opts(
             HistogramOpts::new(
                 "galley_realtime_delivery_lag_seconds",
@@ -310,6 +325,12 @@ impl Metrics {
         ] {
             realtime_messages.with_label_values(&["out", kind]);
         }
+        for direction in ["in", "out"] {
+            storage_bytes.with_label_values(&[direction]);
+        }
+        for event in ["stored", "removed"] {
+            storage_objects.with_label_values(&[event]);
+        }
         Self {
             registry,
             track_requests: true,
@@ -336,6 +357,8 @@ impl Metrics {
             realtime_channels,
             realtime_messages,
             realtime_delivery_lag,
+            storage_bytes,
+            storage_objects,
         }
     }
 

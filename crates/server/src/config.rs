@@ -29,6 +29,8 @@ pub struct Config {
     pub rest: RestConfig,
     /// `/realtime/v1`: channels, broadcast and presence, and their limits.
     pub realtime: galley_realtime::RealtimeConfig,
+    /// `/storage/v1`: buckets and objects, and where their bytes are kept.
+    pub storage: galley_storage::StorageConfig,
     /// Where auth's mail goes; without it mail stays in the outbox.
     pub smtp: Option<SmtpConfig>,
     /// Request limits of the auth endpoints.
@@ -53,6 +55,7 @@ impl Default for Config {
             schema: SchemaConfig::default(),
             rest: RestConfig::default(),
             realtime: galley_realtime::RealtimeConfig::default(),
+            storage: galley_storage::StorageConfig::default(),
             smtp: None,
             ratelimit: RateLimitConfig::default(),
             metrics: MetricsConfig::default(),
@@ -72,7 +75,7 @@ pub enum LogFormat {
 }
 
 /// Sections whose keys an environment variable addresses as `GALLEY_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "admin",
     "backup",
     "metrics",
@@ -82,6 +85,7 @@ const SECTIONS: [&str; 11] = [
     "schema",
     "rest",
     "realtime",
+    "storage",
     "smtp",
     "ratelimit",
 ];

@@ -120,6 +120,8 @@ struct Serving {
     change_feed: Option<tokio::task::JoinHandle<()>>,
     /// Delivers the mail outbox, when SMTP is configured.
     mail_worker: Option<tokio::task::JoinHandle<()>>,
+    /// Removes stored bytes no object names (when storage is on).
+    storage_sweep: Option<tokio::task::JoinHandle<()>>,
     /// `/metrics` on its own listener, unless disabled.
     metrics: Option<(SocketAddr, actix_web::dev::Server)>,
     /// The registry, for gauges kept up to date from outside a request.
@@ -302,6 +304,32 @@ impl Application {
                 listen: targets.owner.clone(),
             })
         });
+        let storage = match config.storage.enabled {
+            true => {
+                let store = galley_storage::Store::from_config(&config.storage, config.data_dir())
+                    .map_err(|err| anyhow::anyhow!("storage: {err}"))?;
+                tracing::info!(
+                    backend = store.kind(),
+                    location = store.description(),
+                    "storage keeps objects here"
+                );
+                Some(Arc::new(galley_storage::Storage::new(
+                    config.storage.clone(),
+                    store,
+                    pools.api.clone(),
+                    pools.owner.clone(),
+                    galley_storage::UrlSigner::new(secret),
+                    metrics.clone(),
+                )))
+            }
+            false => None,
+        };
+        let storage_sweep = storage.as_ref().map(|storage| {
+            tokio::spawn(galley_storage::sweep::run(
+                storage.store().clone(),
+                pools.owner.clone(),
+            ))
+        });
         let state = AppState::new(
             pools.clone(),
             catalog,
@@ -333,6 +361,10 @@ impl Application {
             Some(realtime) => state.with_realtime(realtime),
             None => state,
         };
+        let state = match storage {
+            Some(storage) => state.with_storage(storage),
+            None => state,
+        };
         let metrics_server = if let Some(listener) = listeners.metrics {
             let address = listener
                 .local_addr()
@@ -353,6 +385,7 @@ impl Application {
             catalog_listener,
             change_feed,
             mail_worker,
+            storage_sweep,
             metrics: metrics_server,
             registry,
             backup_destination,
@@ -382,6 +415,7 @@ impl Application {
             catalog_listener,
             change_feed,
             mail_worker,
+            storage_sweep,
             metrics,
             registry,
             backup_destination,
@@ -479,6 +513,9 @@ impl Application {
         }
         if let Some(worker) = mail_worker {
             worker.abort();
+        }
+        if let Some(sweep) = storage_sweep {
+            sweep.abort();
         }
         pools.api.close();
         pools.owner.close();

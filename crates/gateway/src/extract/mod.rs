@@ -5,7 +5,7 @@ mod admin_access;
 mod request_role;
 
 pub(crate) use admin_access::{AdminAccess, SESSION_COOKIE, same_origin};
-pub(crate) use request_role::{RequestRole, acting_as};
+pub(crate) use request_role::{API_ROLES, RequestRole, acting_as};
 
 /// Who a request acted as, recorded by the extractors for the request's log line.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The roles a request may switch to, and nothing else.
-const API_ROLES: [&str; 3] = ["anon", "authenticated", "service_role"];
+pub(crate) const API_ROLES: [&str; 3] = ["anon", "authenticated", "service_role"];
 
 #[derive(Debug)]
 pub(crate) struct RequestRole {

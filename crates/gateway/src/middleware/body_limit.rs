@@ -41,9 +41,9 @@ fn with_idle_timeout(
     idle: std::time::Duration,
     stalled: std::rc::Rc<std::cell::Cell<bool>>,
 ) -> BodyStream {
-    Box::pin(futures_util::stream::unfold(
-        (payload, false),
-        move |(mut payload, ended)| {
+    // Fused: a reader may poll again after the end (actix-multipart does).
+    Box::pin(
+        futures_util::stream::unfold((payload, false), move |(mut payload, ended)| {
             let stalled = stalled.clone();
             async move {
                 if ended {
@@ -62,8 +62,9 @@ fn with_idle_timeout(
                     }
                 }
             }
-        },
-    ))
+        })
+        .fuse(),
+    )
 }
 
 pub(crate) async fn body_limit(
@@ -101,18 +102,22 @@ pub(crate) async fn body_limit(
     let limits: Option<BodyLimit> = req
         .app_data::<web::Data<BodyLimit>>()
         .map(|limits| *limits.get_ref());
-    let limit = limits.map_or(usize::MAX, |limits| limits.bytes);
+    // Storage reads its bodies itself: uploads to the object size limit, JSON to 1 MiB.
+    let limit = limits
+        .map(|limits| limits.bytes)
+        .filter(|_| !req.path().starts_with(crate::routes::STORAGE_PREFIX));
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > limit as u64 => {
+    match (limit, declared) {
+        (None, _) => {}
+        (Some(limit), Some(length)) if length > limit as u64 => {
             return Err(ApiError::payload_too_large(limit).into());
         }
-        Some(_) => {}
-        None => {
+        (Some(_), Some(_)) => {}
+        (Some(limit), None) => {
             let mut seen = 0usize;
             let limited = req.take_payload().map(move |chunk| {
                 let chunk = chunk?;

@@ -84,7 +84,8 @@ pub(crate) fn current() -> Option<String> {
 
 /// Error responses that did not come from `ApiError` (actix's own extractor errors, such
 /// as a streamed body over the limit) are rewritten into the one error shape, so clients
-/// never see a plain-text error.
+/// never see a plain-text error. Storage answers in Supabase Storage's shapes (JSON, or
+/// TUS's plain text), which its clients read: they pass as they are.
 pub(crate) fn in_error_shape(
     response: ServiceResponse<BoxBody>,
     id: &str,
@@ -97,7 +98,13 @@ pub(crate) fn in_error_shape(
         .is_some_and(|value| {
             value.starts_with("application/json") || value.starts_with("application/vnd.pgrst")
         });
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || response
+            .request()
+            .path()
+            .starts_with(crate::routes::STORAGE_PREFIX)
+    {
         return response;
     }
     let code = match status.as_u16() {

@@ -6,11 +6,14 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 mod realtime;
 pub(crate) mod rest;
+mod storage;
 mod ui;
 
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
+
+pub(crate) use storage::PREFIX as STORAGE_PREFIX;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
@@ -20,6 +23,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     rest::configure(cfg);
     realtime::configure(cfg);
+    storage::configure(cfg);
 }
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {

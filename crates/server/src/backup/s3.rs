@@ -10,9 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use futures_util::StreamExt;
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use secrecy::ExposeSecret;
 use tokio::io::AsyncWriteExt;
 
 use super::{BackupConfig, MANIFEST, Manifest};
@@ -32,37 +30,18 @@ impl Bucket {
         let Some(url) = config.s3_url.as_deref() else {
             return Ok(None);
         };
-        let invalid =
-            |why: &str| anyhow::anyhow!("invalid configuration: backup.s3_url `{url}`: {why}");
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| invalid("expected s3://bucket or s3://bucket/prefix"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(invalid("names no bucket"));
-        }
-        let prefix =
-            Key::parse(prefix.trim_matches('/')).map_err(|err| invalid(&err.to_string()))?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(endpoint) = &config.s3_endpoint {
-            // An endpoint spelled http:// is the operator's choice of plain HTTP (a
-            // MinIO on the same host, say); anything else needs TLS.
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        if let Some(region) = &config.s3_region {
-            builder = builder.with_region(region);
-        }
-        if let Some(id) = &config.s3_access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &config.s3_secret_access_key {
-            builder = builder.with_secret_access_key(secret.expose_secret());
-        }
-        let store = builder
-            .build()
-            .map_err(|err| anyhow::anyhow!("invalid configuration: backup.s3_*: {err}"))?;
+        let (store, prefix) = galley_storage::store::s3_bucket(
+            &galley_storage::store::S3Settings {
+                url,
+                endpoint: config.s3_endpoint.as_deref(),
+                region: config.s3_region.as_deref(),
+                access_key_id: config.s3_access_key_id.as_deref(),
+                secret_access_key: config.s3_secret_access_key.as_ref(),
+                virtual_hosted_style: false,
+            },
+            "backup",
+        )
+        .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
         Ok(Some(Self {
             store: Arc::new(store),
             prefix,

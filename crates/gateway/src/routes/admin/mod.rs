@@ -11,6 +11,7 @@ mod ops;
 mod outbox;
 pub(crate) mod session;
 mod sql;
+mod storage;
 mod tables;
 mod users;
 
@@ -51,6 +52,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(sql::configure)
             .configure(ops::configure)
             .configure(backups::configure)
+            .configure(storage::configure)
             .configure(openapi::configure),
     );
 }
