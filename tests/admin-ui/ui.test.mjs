@@ -760,6 +760,94 @@ test('a foreign-key cell is picked from the referenced rows and links to the row
   await context.close();
 });
 
+test('buckets are created, filled, browsed by folder, given rules and settings, emptied and deleted', async () => {
+  const { context, page, problems } = await open();
+  await signIn(page);
+  await page.getByRole('link', { name: 'Storage', exact: true }).click();
+  await page.getByText('No buckets yet.').waitFor();
+  await page.getByRole('button', { name: 'New bucket' }).click();
+  await page.getByLabel('Name').fill('docs');
+  await page.getByLabel('File size limit (optional)').fill('1MB');
+  await page.getByLabel('Allowed MIME types (optional)').fill('text/*, image/png');
+  await page.getByRole('button', { name: 'Create bucket' }).click();
+  await page.getByRole('heading', { name: 'docs bucket' }).waitFor();
+  await page.getByText('This bucket is empty.').waitFor();
+
+  // A file the bucket takes, and one its types refuse (in the server's words; nothing kept).
+  const files = page.getByLabel('Files to upload');
+  await files.setInputFiles({ name: 'hello.txt', mimeType: 'text/plain', buffer: Buffer.from('hello from the admin') });
+  await page.getByRole('button', { name: 'Upload to the top folder' }).click();
+  await page.getByText('Uploaded 1 file.').waitFor();
+  const objects = page.getByRole('table', { name: 'Objects' });
+  await objects.getByRole('link', { name: 'hello.txt' }).waitFor();
+  await files.setInputFiles({ name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4') });
+  await page.getByRole('button', { name: 'Upload to the top folder' }).click();
+  await page.getByText('mime type application/pdf is not supported').waitFor();
+  assert.equal(await objects.getByRole('link', { name: 'report.pdf' }).count(), 0);
+
+  // Downloads are attachments with the bytes as uploaded.
+  const download = page.waitForEvent('download');
+  await objects.getByRole('link', { name: 'hello.txt' }).click();
+  const saved = await (await import('node:fs/promises')).readFile(await (await download).path(), 'utf8');
+  assert.equal(saved, 'hello from the admin');
+
+  // Folders: an object under reports/2026/ shows as a folder to open, and back.
+  const status = await page.evaluate(async () => {
+    const response = await fetch('/admin/v1/storage/buckets/docs/objects/reports/2026/q1.txt', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'first quarter',
+    });
+    return response.status;
+  });
+  assert.equal(status, 201);
+  await page.reload();
+  await objects.getByRole('button', { name: 'reports/' }).click();
+  await objects.getByRole('button', { name: '2026/' }).click();
+  await objects.getByRole('link', { name: 'q1.txt' }).waitFor();
+  await page.getByRole('button', { name: 'Upload to reports/2026/' }).waitFor();
+  await screenshot(page, 'bucket');
+  await page.getByRole('navigation', { name: 'Folder' }).getByRole('button', { name: 'docs' }).click();
+  await objects.getByRole('link', { name: 'hello.txt' }).waitFor();
+
+  // Rules: previewed as policies on storage.objects, applied, and read back.
+  await page.getByLabel('Who may read').selectOption('owner_folder');
+  await page.getByLabel('Who may upload, change and delete').selectOption('owner_folder');
+  await page.getByRole('button', { name: 'Preview policies' }).click();
+  const plan = page.locator('figure.plan');
+  await plan.waitFor();
+  assert.match(await plan.innerText(), /CREATE POLICY "galley_storage_insert_[0-9a-f]{16}" ON storage\.objects FOR INSERT TO authenticated WITH CHECK \(bucket_id = 'docs' AND \(storage\.foldername\(name\)\)\[1\] = \(SELECT auth\.uid\(\)::text\)\)/);
+  await page.getByRole('button', { name: 'Apply rules' }).click();
+  await page.getByText('Rules applied.').waitFor();
+  await page.reload();
+  await page.getByLabel('Who may read').waitFor();
+  assert.equal(await page.getByLabel('Who may read').inputValue(), 'owner_folder');
+  assert.equal(await page.getByLabel('Who may upload, change and delete').inputValue(), 'owner_folder');
+
+  // Public: the object's public URL answers without a key.
+  const publicUrl = `${base}/storage/v1/object/public/docs/hello.txt`;
+  assert.equal((await fetch(publicUrl)).status, 400, 'a private bucket has no public URL');
+  await page.getByLabel('public', { exact: true }).check();
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByText('Settings saved.').waitFor();
+  const served = await fetch(publicUrl);
+  assert.equal(served.status, 200);
+  assert.equal(await served.text(), 'hello from the admin');
+
+  // Removing selected objects, then the bucket with what is left in it.
+  await objects.getByLabel('Select hello.txt').check();
+  await page.getByRole('button', { name: 'Remove 1 selected' }).click();
+  await page.getByText('Removed 1 object.').waitFor();
+  assert.equal(await objects.getByRole('link', { name: 'hello.txt' }).count(), 0);
+  await page.getByLabel('Type docs to delete the bucket and every object in it').fill('docs');
+  await page.getByRole('button', { name: 'Delete bucket' }).click();
+  await page.getByRole('heading', { name: 'Storage' }).waitFor();
+  await page.getByText('No buckets yet.').waitFor();
+  await screenshot(page, 'storage');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 /** The code an authenticator app shows for a base32 `secret` at time step `step` (RFC 6238). */
 async function totp(secret, step) {
   const { createHmac } = await import('node:crypto');

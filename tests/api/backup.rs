@@ -1,7 +1,8 @@
 //! `galley backup`: a backup taken while Galley serves restores every row, user, policy
 //! and grant, on the same data directory after a wipe and on a fresh one; keys, access
 //! tokens and refresh tokens from before the backup keep working; a damaged backup is
-//! refused; nothing is replaced without confirmation.
+//! refused; nothing is replaced without confirmation. Stored objects (local storage) are
+//! in the backup and come back with their rows.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -45,6 +46,23 @@ fn key(data: &Path, role: &str) -> String {
         .find_map(|line| line.strip_prefix(&format!("{role}: ")))
         .expect("key")
         .to_owned()
+}
+
+/// The bytes of the stored object every seeded instance holds.
+const STORED: &str = "stored bytes to keep across a restore";
+
+/// The stored object's bytes, as `service_role` downloads them (`None`: not there).
+async fn stored_object(galley: &GalleyProcess, service: &str) -> Option<String> {
+    let response = reqwest::Client::new()
+        .get(galley.url("/storage/v1/object/kept/greeting.txt"))
+        .bearer_auth(service)
+        .send()
+        .await
+        .expect("response");
+    if response.status() != 200 {
+        return None;
+    }
+    Some(response.text().await.expect("body"))
 }
 
 struct Before {
@@ -101,6 +119,23 @@ async fn seed(galley: &GalleyProcess, data: &Path) -> Before {
         .await
         .expect("response");
     assert_eq!(inserted.status(), 201);
+    let bucket = http
+        .post(galley.url("/storage/v1/bucket"))
+        .bearer_auth(&service)
+        .json(&json!({"name": "kept"}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(bucket.status(), 200);
+    let stored = http
+        .post(galley.url("/storage/v1/object/kept/greeting.txt"))
+        .bearer_auth(&service)
+        .header("content-type", "text/plain")
+        .body(STORED)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(stored.status(), 200);
     Before {
         service,
         anon,
@@ -157,6 +192,11 @@ async fn check_restored(galley: &GalleyProcess, before: &Before, refresh: bool) 
         200,
         "the service_role key from before works"
     );
+    assert_eq!(
+        stored_object(galley, &before.service).await.as_deref(),
+        Some(STORED),
+        "the stored object is back, row and bytes"
+    );
     if !refresh {
         return;
     }
@@ -197,7 +237,12 @@ async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
         .to_owned();
     let mode = |path: &Path| std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(dir), 0o700);
-    for file in ["database.dump", "secrets.json", "manifest.json"] {
+    for file in [
+        "database.dump",
+        "secrets.json",
+        "objects.tar",
+        "manifest.json",
+    ] {
         assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
     }
     let manifest: Value =
@@ -205,6 +250,11 @@ async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
             .expect("json");
     assert_eq!(manifest["row_counts"]["public.notes"], 1);
     assert_eq!(manifest["row_counts"]["auth.users"], 1);
+    assert_eq!(manifest["row_counts"]["storage.objects"], 1);
+    assert_eq!(
+        manifest["objects"],
+        json!({"backend": "local", "count": 1, "bytes": STORED.len()})
+    );
     assert!(
         manifest["policies"]
             .as_array()
@@ -233,6 +283,15 @@ async fn a_backup_restores_after_a_wipe_and_on_a_fresh_data_directory() {
         .await
         .expect("response");
     assert!(dropped.status().is_success(), "{}", dropped.status());
+    let removed = http
+        .delete(galley.url("/storage/v1/object/kept"))
+        .bearer_auth(&before.service)
+        .json(&json!({"prefixes": ["greeting.txt"]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(removed.status(), 200);
+    assert_eq!(stored_object(&galley, &before.service).await, None);
     // Without confirmation nothing is replaced.
     let refused = backup(data.path(), &["restore", &name], &[]);
     assert!(!refused.status.success());
@@ -408,7 +467,7 @@ async fn encrypted_backups_hold_no_plaintext_and_need_their_key_to_verify_or_res
         .and_then(|n| n.to_str())
         .expect("name")
         .to_owned();
-    for file in ["database.dump.age", "secrets.json.age"] {
+    for file in ["database.dump.age", "secrets.json.age", "objects.tar.age"] {
         let bytes = std::fs::read(dir.join(file)).expect(file);
         assert!(
             bytes.starts_with(b"age-encryption.org/v1"),
@@ -416,7 +475,7 @@ async fn encrypted_backups_hold_no_plaintext_and_need_their_key_to_verify_or_res
         );
         let text = String::from_utf8_lossy(&bytes);
         assert!(
-            !text.contains("PGDMP") && !text.contains("jwt_secret"),
+            !text.contains("PGDMP") && !text.contains("jwt_secret") && !text.contains(STORED),
             "{file}"
         );
     }
@@ -630,7 +689,12 @@ async fn backups_go_to_an_s3_bucket_and_come_back_from_it() {
     let bucket = server.bucket("galley-backups");
     let keys = s3_keys(&bucket, "nightly").await;
     for backup_name in [&older, &newer] {
-        for file in ["database.dump", "secrets.json", "manifest.json"] {
+        for file in [
+            "database.dump",
+            "secrets.json",
+            "objects.tar",
+            "manifest.json",
+        ] {
             let key = format!("nightly/{backup_name}/{file}");
             assert!(keys.iter().any(|(k, _)| *k == key), "{key} in {keys:?}");
         }
@@ -737,7 +801,7 @@ async fn backups_go_to_an_s3_bucket_and_come_back_from_it() {
     ));
     assert_eq!(pruned.trim(), format!("removed {older}"));
     let keys = s3_keys(&bucket, "nightly").await;
-    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys.len(), 4, "{keys:?}");
     assert!(
         keys.iter()
             .all(|(key, _)| key.starts_with(&format!("nightly/{newer}/"))),
@@ -804,7 +868,7 @@ async fn the_admin_api_lists_takes_verifies_and_hands_out_backups() {
     // The signing secret stays with the CLI: never a download.
     assert_eq!(
         listed[0]["files"],
-        json!(["database.dump", "manifest.json"])
+        json!(["database.dump", "objects.tar", "manifest.json"])
     );
     let verified = call(reqwest::Method::POST, &format!("/backups/{name}/verify"))
         .await

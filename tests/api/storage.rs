@@ -412,7 +412,7 @@ async fn admins_manage_buckets_and_set_their_rules_from_presets() {
 }
 
 #[tokio::test]
-async fn uploads_are_rate_limited_per_user() {
+async fn uploads_are_rate_limited_per_user_and_told_when_to_retry() {
     let app = spawn_app_with(|config| {
         config.storage.uploads_per_minute_per_user = 1;
     })
@@ -431,10 +431,130 @@ async fn uploads_are_rate_limited_per_user() {
             .expect("request");
         statuses.push(response.status().as_u16());
         if response.status() == 429 {
+            // One upload a minute: the next is allowed within a minute, and says when.
+            let wait: u64 = response.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((50..=60).contains(&wait), "retry-after {wait}");
             let body: serde_json::Value = response.json().await.expect("json");
             assert_eq!(body["code"], "SlowDown");
         }
     }
     // A burst of five minutes' worth, then refused.
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
+
+#[tokio::test]
+async fn admins_upload_download_and_remove_objects_past_the_request_body_limit() {
+    let app = spawn_app_with(|config| {
+        config.storage.file_size_limit = 8 * 1024 * 1024;
+        config.http.max_body_bytes = 64 * 1024;
+    })
+    .await;
+    make_bucket(
+        &app,
+        serde_json::json!({ "name": "docs", "allowed_mime_types": ["text/*", "application/octet-stream"] }),
+    )
+    .await;
+    let object = |method: reqwest::Method, key: &str| {
+        app.http
+            .request(
+                method,
+                app.url(&format!("/admin/v1/storage/buckets/docs/objects/{key}")),
+            )
+            .bearer_auth(app.service_key())
+    };
+    // Two MiB: well past http.max_body_bytes, within the object limit.
+    let big: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let stored = object(reqwest::Method::POST, "reports/2026/big.bin")
+        .header("content-type", "application/octet-stream")
+        .body(big.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stored.status(), 201);
+    let stored: serde_json::Value = stored.json().await.expect("json");
+    assert_eq!(stored["name"], "reports/2026/big.bin");
+    assert_eq!(stored["bucket_id"], "docs");
+    // The same key again is a conflict unless replacing is asked for.
+    let again = object(reqwest::Method::POST, "reports/2026/big.bin")
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 409);
+    let replaced = object(reqwest::Method::POST, "reports/2026/big.bin?upsert=true")
+        .header("content-type", "text/html")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(replaced.status(), 201);
+    // Served to the admin as an attachment, never as a page of the admin origin.
+    let served = object(reqwest::Method::GET, "reports/2026/big.bin")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(served.status(), 200);
+    assert_eq!(
+        served.headers()["content-disposition"],
+        "attachment; filename=big.bin; filename*=UTF-8''big.bin"
+    );
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        served.text().await.expect("body"),
+        "<script>alert(1)</script>"
+    );
+    // The bucket's type limit holds for admins too, in the admin API's shape.
+    let refused = object(reqwest::Method::POST, "report.pdf")
+        .header("content-type", "application/pdf")
+        .body("%PDF-1.4")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 422);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "invalid_definition");
+    assert_eq!(
+        body["message"],
+        "mime type application/pdf is not supported"
+    );
+    // Past a bucket's limit while it streams: 413, and nothing kept.
+    make_bucket(
+        &app,
+        serde_json::json!({ "name": "small", "file_size_limit": 4096 }),
+    )
+    .await;
+    let chunks =
+        futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![1u8; 1000])));
+    let huge = app
+        .http
+        .post(app.url("/admin/v1/storage/buckets/small/objects/huge.bin"))
+        .bearer_auth(app.service_key())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(huge.status(), 413);
+    assert_eq!(object_rows(&app).await, 1);
+
+    let removed = app
+        .http
+        .delete(app.url("/admin/v1/storage/buckets/docs/objects"))
+        .bearer_auth(app.service_key())
+        .json(&serde_json::json!({ "paths": ["reports/2026/big.bin"] }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(removed.status(), 200);
+    let removed: serde_json::Value = removed.json().await.expect("json");
+    assert_eq!(removed[0]["name"], "reports/2026/big.bin");
+    assert_eq!(object_rows(&app).await, 0);
+    let gone = object(reqwest::Method::GET, "reports/2026/big.bin")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(gone.status(), 404);
 }

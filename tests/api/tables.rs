@@ -443,6 +443,9 @@ async fn the_openapi_document_describes_every_admin_route() {
         "PUT /storage/buckets/{id}",
         "DELETE /storage/buckets/{id}",
         "GET /storage/buckets/{id}/objects",
+        "DELETE /storage/buckets/{id}/objects",
+        "GET /storage/buckets/{id}/objects/{key}",
+        "POST /storage/buckets/{id}/objects/{key}",
         "PUT /storage/buckets/{id}/rules",
     ];
     let expected: std::collections::BTreeSet<String> =
@@ -456,7 +459,8 @@ async fn the_openapi_document_describes_every_admin_route() {
             .replace("{constraint}", "probe")
             .replace("{index}", "probe")
             .replace("{id}", "probe")
-            .replace("{file}", "probe");
+            .replace("{file}", "probe")
+            .replace("{key}", "probe");
         let response = app
             .http
             .request(

@@ -7,6 +7,7 @@ import { createHmac, randomUUID, createHash } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import ws from "ws";
 import http from "node:http";
+import zlib from "node:zlib";
 import * as tus from "tus-js-client";
 
 const backends = [
@@ -64,6 +65,50 @@ before(async () => {
 });
 
 const text = (blob) => blob.text();
+
+/** A PNG of `width`×`height` RGB pixels, `pixel(x, y)` giving each [r, g, b]. */
+function png(width, height, pixel) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes) => {
+    let c = 0xffffffff;
+    for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([length, body, sum]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    rows.push(0);
+    for (let x = 0; x < width; x++) rows.push(...pixel(x, y));
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(Buffer.from(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/** The width and height a PNG's header declares. */
+function pngSize(bytes) {
+  const buffer = Buffer.from(bytes);
+  assert.equal(buffer.subarray(1, 4).toString("ascii"), "PNG");
+  return [buffer.readUInt32BE(16), buffer.readUInt32BE(20)];
+}
 
 for (const backend of backends) {
   describe(`storage on ${backend.name}`, () => {
@@ -310,6 +355,29 @@ for (const backend of backends) {
       assert.equal(await text((await mine.download(`${alice}/signed.txt`)).data), "via url");
       const forbidden = await asBob.storage.from(files).createSignedUploadUrl(`${alice}/x.txt`);
       assert.equal(forbidden.error.statusCode, "403");
+
+      // The same token authorises a resumable upload (x-signature), for that path only.
+      const resumable = await mine.createSignedUploadUrl(`${alice}/signed-tus.bin`);
+      const tusUpload = (objectName, signature) =>
+        new Promise((resolve, reject) => {
+          const upload = new tus.Upload(Buffer.alloc(300_000, 7), {
+            endpoint: `${url}/storage/v1/upload/resumable/sign`,
+            headers: { "x-signature": signature },
+            metadata: { bucketName: files, objectName, contentType: "application/octet-stream" },
+            chunkSize: 100_000,
+            retryDelays: [],
+            onSuccess: () => resolve(upload.url),
+            onError: reject,
+          });
+          upload.start();
+        });
+      const done = await tusUpload(`${alice}/signed-tus.bin`, resumable.data.token);
+      assert.match(done, /\/storage\/v1\/upload\/resumable\/sign\/[0-9a-f-]{36}$/);
+      const landed = await mine.info(`${alice}/signed-tus.bin`);
+      assert.equal(landed.error, null);
+      assert.equal(landed.data.size, 300_000);
+      await assert.rejects(tusUpload(`${alice}/elsewhere.bin`, resumable.data.token), /response code: 400/);
+      assert.equal((await mine.exists(`${alice}/elsewhere.bin`)).data, false);
     });
 
     // A request sent exactly as written, with the service key.
@@ -430,6 +498,64 @@ for (const backend of backends) {
       });
       assert.equal(refused.status, 403);
       assert.equal(await refused.text(), "new row violates row-level security policy\n");
+    });
+
+    test("images are resized and converted on download, by public URL and by a signed URL that fixes the transformation", async () => {
+      const images = `img-${run}-${tag}`;
+      assert.equal((await service.storage.createBucket(images, { public: true })).error, null);
+      const source = png(64, 32, (x, y) => [x * 4, y * 8, 128]);
+      const up = await service.storage.from(images).upload("photo.png", source, { contentType: "image/png" });
+      assert.equal(up.error, null);
+
+      // Cover (the default): 64×32 scaled to fill 16×16, then cropped to it.
+      const down = await service.storage.from(images).download("photo.png", { transform: { width: 16, height: 16 } });
+      assert.equal(down.error, null);
+      assert.deepEqual(pngSize(await down.data.arrayBuffer()), [16, 16]);
+
+      // A public URL: WebP for a client that takes it, and revalidated by its ETag.
+      const { data: pub } = service.storage.from(images).getPublicUrl("photo.png", { transform: { width: 32, resize: "contain" } });
+      assert.match(pub.publicUrl, /\/storage\/v1\/render\/image\/public\/img-[^/]+\/photo\.png\?width=32&resize=contain$/);
+      const webp = await fetch(pub.publicUrl, { headers: { accept: "image/avif,image/webp,*/*" } });
+      assert.equal(webp.status, 200);
+      assert.equal(webp.headers.get("content-type"), "image/webp");
+      assert.equal(webp.headers.get("x-content-type-options"), "nosniff");
+      const riff = Buffer.from(await webp.arrayBuffer());
+      assert.equal(riff.subarray(0, 4).toString("ascii"), "RIFF");
+      assert.equal(riff.subarray(8, 12).toString("ascii"), "WEBP");
+      const again = await fetch(pub.publicUrl, {
+        headers: { accept: "image/webp", "if-none-match": webp.headers.get("etag") },
+      });
+      assert.equal(again.status, 304);
+      const plain = await fetch(pub.publicUrl);
+      assert.equal(plain.headers.get("content-type"), "image/png");
+      assert.deepEqual(pngSize(await plain.arrayBuffer()), [32, 16]);
+
+      // A signed URL: the token's transformation, whatever the query says.
+      const signed = await service.storage
+        .from(images)
+        .createSignedUrl("photo.png", 60, { transform: { width: 8, height: 8, resize: "fill", format: "origin" } });
+      assert.equal(signed.error, null);
+      assert.match(signed.data.signedUrl, /\/storage\/v1\/render\/image\/sign\//);
+      const fixed = await fetch(`${signed.data.signedUrl}&width=64`, { headers: { accept: "image/webp" } });
+      assert.equal(fixed.status, 200);
+      assert.deepEqual(pngSize(await fixed.arrayBuffer()), [8, 8]);
+
+      // Options out of range and objects that are not images are refused in Supabase's shape.
+      const wide = await service.storage.from(images).download("photo.png", { transform: { width: 3000 } });
+      assert.equal(wide.error.message, "querystring/width must be <= 2500");
+      await service.storage.from(images).upload("note.txt", "not an image", { contentType: "text/plain" });
+      const notImage = await fetch(`${url}/storage/v1/render/image/public/${images}/note.txt?width=10`);
+      assert.equal(notImage.status, 400);
+      assert.deepEqual(await notImage.json(), {
+        statusCode: "400",
+        error: "InvalidRequest",
+        message: "Image transformation supports PNG, JPEG, WebP and GIF sources",
+        code: "InvalidRequest",
+      });
+      // A private bucket's images render only for those its rules let read them.
+      const hidden = await asAlice.storage.from(files).download(`${bob}/x.png`, { transform: { width: 10 } });
+      assert.equal(hidden.error.statusCode, "404");
+      assert.equal(hidden.error.message, "Object not found");
     });
 
     test("list pages, sorts and searches like Supabase", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { adminUrl, ApiFailure, failureOf, isErrorBody } from './api';
-import { rowEstimate } from './format';
+import { byteSize, rowEstimate, sizeLimit } from './format';
 import { columnDefinition, emptyColumn, fieldOf, violationOf } from './schema';
 import { href, parseHash } from './router.svelte';
 
@@ -109,5 +109,24 @@ describe('schema helpers', () => {
     expect(violationOf({ field: 'name' })).toBeNull();
     expect(fieldOf({ field: 'columns[1].name' })).toBe('columns[1].name');
     expect(fieldOf(null)).toBeNull();
+  });
+});
+
+describe('byteSize', () => {
+  it('counts in binary units and keeps one decimal below 100', () => {
+    expect([byteSize(0), byteSize(1023), byteSize(1024), byteSize(1536)]).toEqual(['0 B', '1023 B', '1 KiB', '1.5 KiB']);
+    expect([byteSize(20 * 1024 * 1024), byteSize(150 * 1024 * 1024), byteSize(1.25 * 1024 ** 3)]).toEqual([
+      '20 MiB',
+      '150 MiB',
+      '1.3 GiB',
+    ]);
+  });
+});
+
+describe('sizeLimit', () => {
+  it('sends digits as bytes and units as the server reads them', () => {
+    expect(sizeLimit(' 1024 ')).toBe(1024);
+    expect(sizeLimit('5 mb')).toBe('5MB');
+    expect(sizeLimit('20GB')).toBe('20GB');
   });
 });

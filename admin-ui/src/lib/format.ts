@@ -15,3 +15,24 @@ export function rowEstimate(rows: number | null | undefined): string {
   }
   return `${rows} rows`;
 }
+
+/** A number of bytes for people: `512 B`, `1.5 KiB`, `20 MiB`, `1.2 GiB`. */
+export function byteSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = '';
+  for (const next of units) {
+    value /= 1024;
+    unit = next;
+    if (value < 1024) break;
+  }
+  return `${value >= 100 ? Math.round(value) : Number(value.toFixed(1))} ${unit}`;
+}
+
+/** A size limit as a bucket takes it: a plain number is bytes; `5MB`, `20 KB` and such
+ *  are passed on for the server to read (and refuse with its own words when invalid). */
+export function sizeLimit(text: string): number | string {
+  const trimmed = text.trim();
+  return /^\d+$/.test(trimmed) ? Number(trimmed) : trimmed.replace(/\s+/g, '').toUpperCase();
+}

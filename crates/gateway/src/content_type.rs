@@ -10,12 +10,16 @@ use actix_web::{Error, HttpRequest};
 use crate::error::ApiError;
 
 /// Middleware for a scope whose bodies are all JSON: a request with a body declared as
-/// anything else is refused with 415 before a handler reads it.
+/// anything else is refused with 415 before a handler reads it. Object uploads (which
+/// read their own bodies, of any type) are the exception.
 pub(crate) async fn require_json(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    if has_body(req.headers()) && not_json(req.request()).is_some() {
+    if has_body(req.headers())
+        && !crate::routes::reads_own_body(req.method(), req.path())
+        && not_json(req.request()).is_some()
+    {
         return Err(ApiError::unsupported_media_type().into());
     }
     next.call(req).await

@@ -2,7 +2,8 @@
 //! (`pg_dump -Fc`, taken in one exported snapshot), the secrets a restored instance
 //! needs for its keys and sessions to keep working, and a manifest (versions, sizes,
 //! SHA-256 of every part, row counts per table, policies and grants, all as of that
-//! snapshot). Everything is written readable by its owner only.
+//! snapshot), and with the local storage backend the stored objects those rows name
+//! (`objects.tar`, see `objects`). Everything is written readable by its owner only.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::jwt_secret;
 
+mod objects;
 mod s3;
 
 /// `[backup]`.
@@ -184,6 +186,28 @@ fn read_secrets(config: &Config, dir: &Path, manifest: &Manifest) -> anyhow::Res
     serde_json::from_slice(&bytes).context("reading the backup's secrets")
 }
 
+/// The backup's objects part, decrypted as it is read; `None` when it has none.
+fn objects_part(
+    config: &Config,
+    dir: &Path,
+    manifest: &Manifest,
+) -> anyhow::Result<Option<Box<dyn Read + Send>>> {
+    let Some(name) = manifest
+        .parts
+        .keys()
+        .find(|file| file.starts_with(objects::OBJECTS))
+    else {
+        return Ok(None);
+    };
+    let path = dir.join(name);
+    Ok(Some(match &manifest.encryption {
+        None => Box::new(std::io::BufReader::new(
+            fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Some(encryption) => unseal(&config.backup, encryption, &path)?,
+    }))
+}
+
 /// How a backup's parts are written: as they are, or encrypted with age.
 pub(crate) enum Sealing {
     None,
@@ -258,7 +282,7 @@ fn unseal(
     config: &BackupConfig,
     encryption: &str,
     path: &Path,
-) -> anyhow::Result<Box<dyn std::io::Read>> {
+) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
     let file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let decryptor = age::Decryptor::new(std::io::BufReader::new(file))
         .with_context(|| format!("{} is not an age file", path.display()))?;
@@ -293,16 +317,18 @@ fn unseal(
 
 const DATABASE: &str = "database.dump";
 /// Every name a backup's part may have.
-const PART_NAMES: [&str; 4] = [
+const PART_NAMES: [&str; 6] = [
     "database.dump",
     "database.dump.age",
     "secrets.json",
     "secrets.json.age",
+    "objects.tar",
+    "objects.tar.age",
 ];
 const SECRETS: &str = "secrets.json";
 const MANIFEST: &str = "manifest.json";
 /// The schemas a backup counts and compares: the user's and Galley's own.
-const SCHEMAS: [&str; 3] = ["public", "auth", "galley"];
+const SCHEMAS: [&str; 4] = ["public", "auth", "galley", "storage"];
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Manifest {
@@ -322,6 +348,10 @@ pub(crate) struct Manifest {
     pub(crate) policies: Vec<String>,
     /// `role:privilege:schema.table` for the API roles, sorted.
     pub(crate) grants: Vec<String>,
+    /// Stored objects: in the `objects.tar` part, or where they stay (S3); absent when
+    /// storage is off or for backups older than storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) objects: Option<objects::ObjectsSummary>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -647,6 +677,43 @@ async fn assemble(
     let (row_counts, policies, grants) = inventory(&tx).await?;
     let sealing = config.backup.sealing()?;
     let (encryption, suffix) = sealing.describe();
+
+    // The objects first, while the snapshot is held: the sooner a version the rows name
+    // is copied, the less chance it is deleted before it is.
+    let objects_name = format!("{}{suffix}", objects::OBJECTS);
+    let (sealing, objects) = match objects::local_root(config) {
+        Ok(root) => {
+            let versions: Vec<String> = tx
+                .query(objects::VERSIONS, &[])
+                .await
+                .context("listing stored objects")?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let path = dir.join(&objects_name);
+            let (sealing, summary) = tokio::task::spawn_blocking(
+                move || -> anyhow::Result<(Sealing, objects::ObjectsSummary)> {
+                    let out = sealing.seal(std::io::BufWriter::new(create_private(&path)?))?;
+                    let (out, summary) = objects::write(&root, &versions, out)?;
+                    let file = out.finish()?.into_inner().map_err(|err| err.into_error())?;
+                    file.sync_all()?;
+                    Ok((sealing, summary))
+                },
+            )
+            .await
+            .context("copying stored objects")??;
+            (sealing, Some(summary))
+        }
+        Err(Some(location)) => (
+            sealing,
+            Some(objects::ObjectsSummary {
+                backend: "s3".to_owned(),
+                location: Some(location),
+                ..objects::ObjectsSummary::default()
+            }),
+        ),
+        Err(None) => (sealing, None),
+    };
     let dump_name = format!("{DATABASE}{suffix}");
     let secrets_name = format!("{SECRETS}{suffix}");
     let dump_path = dir.join(&dump_name);
@@ -687,7 +754,10 @@ async fn assemble(
     out.finish()?.sync_all()?;
 
     let mut parts = BTreeMap::new();
-    for file in [&dump_name, &secrets_name] {
+    for file in [&dump_name, &secrets_name, &objects_name] {
+        if file == &objects_name && objects.as_ref().is_none_or(|o| o.backend != "local") {
+            continue;
+        }
         parts.insert(file.clone(), part(&dir.join(file))?);
     }
     let manifest = Manifest {
@@ -701,6 +771,7 @@ async fn assemble(
         row_counts,
         policies,
         grants,
+        objects,
     };
     write_private(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
     Ok(manifest)
@@ -838,6 +909,38 @@ pub(crate) async fn verify(
         if grants != manifest.grants {
             problems.push("the restored grants differ from the manifest's".to_owned());
         }
+        // Every restored row's bytes are in the archive (or were deleted while the
+        // backup ran, and are named as missing).
+        if let Some(part) = objects_part(config, dir, &manifest)? {
+            let archived = tokio::task::spawn_blocking(move || objects::read_all(part))
+                .await
+                .context("reading the objects archive")??;
+            let summary = manifest.objects.clone().unwrap_or_default();
+            let bytes: u64 = archived.iter().map(|(_, size)| size).sum();
+            if archived.len() as u64 != summary.count || bytes != summary.bytes {
+                problems.push(format!(
+                    "the objects archive holds {} objects ({bytes} bytes), the manifest {} ({} bytes)",
+                    archived.len(),
+                    summary.count,
+                    summary.bytes
+                ));
+            }
+            let archived: std::collections::HashSet<String> =
+                archived.into_iter().map(|(version, _)| version).collect();
+            let unbacked = restored
+                .query(objects::VERSIONS, &[])
+                .await
+                .context("listing restored objects")?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|v| !archived.contains(v) && !summary.missing.contains(v))
+                .count();
+            if unbacked > 0 {
+                problems.push(format!(
+                    "{unbacked} restored objects have no bytes in the objects archive"
+                ));
+            }
+        }
         drop(restored);
         if problems.is_empty() {
             Ok(())
@@ -871,12 +974,51 @@ pub(crate) async fn restore(
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let secrets = read_secrets(config, dir, &manifest)?;
     require_bypass(&connect(&target).await?).await?;
+    // Stored objects first: bytes no row names yet are harmless (the orphan sweep
+    // leaves new files alone for its grace period), and a failure here changes no row.
+    if let Some(part) = objects_part(config, dir, &manifest)? {
+        match objects::local_root(config) {
+            Ok(root) => {
+                let written = tokio::task::spawn_blocking(move || objects::restore(part, &root))
+                    .await
+                    .context("restoring stored objects")??;
+                tracing::info!(written, "stored objects restored");
+            }
+            Err(Some(location)) => anyhow::bail!(
+                "backup {name} holds stored objects from the local backend, but this instance keeps objects in {location}; restore with storage.s3_url unset (they go to storage.root), then copy them to the bucket"
+            ),
+            Err(None) => tracing::warn!(
+                "backup {name} holds stored objects, but storage is off (storage.enabled): they were not restored"
+            ),
+        }
+    }
     {
         let target = target.clone();
         let dump = plain_dump(config, dir, &manifest)?;
         tokio::task::spawn_blocking(move || tools.restore(&target, &dump.path, true))
             .await
             .context("running pg_restore")??;
+    }
+    // Rows naming bytes deleted while the backup ran go: the object was removed (or
+    // replaced) just after the snapshot, and a row must never point at missing bytes.
+    let missing = manifest
+        .objects
+        .as_ref()
+        .map(|o| o.missing.clone())
+        .unwrap_or_default();
+    if !missing.is_empty() {
+        let removed = connect(&target)
+            .await?
+            .execute(
+                "DELETE FROM storage.objects WHERE version = ANY($1)",
+                &[&missing],
+            )
+            .await
+            .context("removing objects whose bytes the backup lacks")?;
+        tracing::warn!(
+            removed,
+            "objects deleted while the backup ran were removed from the restored database"
+        );
     }
     // Every running instance reloads its catalog (without an event trigger, on a server
     // where Galley is not superuser, nothing else would tell them).
@@ -969,6 +1111,7 @@ fn summary(manifest: &Manifest) -> serde_json::Value {
         "bytes": manifest.parts.values().map(|part| part.bytes).sum::<u64>(),
         "tables": manifest.row_counts.len(),
         "rows": manifest.row_counts.values().sum::<i64>(),
+        "objects": manifest.objects.as_ref().filter(|o| o.backend == "local").map(|o| o.count),
         "encryption": manifest.encryption,
         "files": manifest
             .parts
@@ -1070,6 +1213,7 @@ mod tests {
             row_counts: BTreeMap::new(),
             policies: Vec::new(),
             grants: Vec::new(),
+            objects: None,
         }
     }
 

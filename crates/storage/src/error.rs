@@ -16,6 +16,8 @@ pub struct StorageError {
     pub code: &'static str,
     /// The HTTP status, when it is not the one Supabase's rule gives.
     http: Option<u16>,
+    /// Seconds until a refused rate allows the request (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 fn refusal(
@@ -30,6 +32,7 @@ fn refusal(
         message: message.into(),
         code,
         http: None,
+        retry_after: None,
     }
 }
 
@@ -201,6 +204,13 @@ impl StorageError {
         .with_http(416)
     }
 
+    /// A rate refused for `seconds` more.
+    pub fn too_many_requests_for(seconds: u64) -> Self {
+        let mut err = Self::too_many_requests();
+        err.retry_after = Some(seconds.max(1));
+        err
+    }
+
     pub fn too_many_requests() -> Self {
         refusal(
             429,
@@ -219,6 +229,17 @@ impl StorageError {
             "DatabaseTimeout",
         )
         .with_http(544)
+    }
+
+    /// An image transformation that ran past its time limit.
+    pub fn transformation_timeout() -> Self {
+        refusal(
+            504,
+            "TransformationTimeout",
+            "The image transformation took too long",
+            "TransformationTimeout",
+        )
+        .with_http(504)
     }
 
     /// Something failed on Galley's side; the details go to the log, not the client.

@@ -20,6 +20,7 @@ pub mod signing;
 mod sql;
 pub mod store;
 pub mod sweep;
+pub mod transform;
 
 use std::sync::Arc;
 

@@ -852,8 +852,16 @@ impl Storage {
             return Err(StorageError::no_such_key());
         }
         let transform = transform.filter(|t| t.as_object().is_some_and(|o| !o.is_empty()));
+        // Transformations are checked now, and the URL is the renderer's.
+        let route = match &transform {
+            Some(serde_json::Value::Object(fields)) => {
+                crate::transform::Transform::from_fields(fields)?;
+                "render/image"
+            }
+            _ => "object",
+        };
         let token = self.download_token(bucket, key, expires_in, transform);
-        Ok(serde_json::json!({ "signedURL": format!("/object/sign/{bucket}/{key}?token={token}") }).to_string())
+        Ok(serde_json::json!({ "signedURL": format!("/{route}/sign/{bucket}/{key}?token={token}") }).to_string())
     }
 
     fn download_token(

@@ -105,7 +105,7 @@ pub(crate) async fn body_limit(
     // Storage reads its bodies itself: uploads to the object size limit, JSON to 1 MiB.
     let limit = limits
         .map(|limits| limits.bytes)
-        .filter(|_| !req.path().starts_with(crate::routes::STORAGE_PREFIX));
+        .filter(|_| !crate::routes::reads_own_body(req.method(), req.path()));
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -15,6 +15,16 @@ use crate::error::ApiError;
 
 pub(crate) use storage::PREFIX as STORAGE_PREFIX;
 
+/// Whether a route reads and limits its request body itself: storage's (uploads to the
+/// bucket's object size limit) and the admin API's object uploads.
+pub(crate) fn reads_own_body(method: &actix_web::http::Method, path: &str) -> bool {
+    path.starts_with(STORAGE_PREFIX)
+        || (method == actix_web::http::Method::POST
+            && path
+                .strip_prefix("/admin/v1/storage/buckets/")
+                .is_some_and(|rest| rest.contains("/objects/")))
+}
+
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);

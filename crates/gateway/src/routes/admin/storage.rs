@@ -1,16 +1,17 @@
 //! `/admin/v1/storage`: buckets for admins — list (with how many objects and bytes each
 //! holds), create, update, delete (emptied first when asked), browse a bucket's objects,
-//! and set its access rules from presets (recorded in the schema history as policies on
+//! upload, download (always as an attachment) and remove its objects, and set its
+//! access rules from presets (recorded in the schema history as policies on
 //! `storage.objects`). Buckets are made and changed by the same operations
 //! `/storage/v1` runs, as `service_role`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use galley_schema::{Plan, SchemaChange};
 use galley_storage::buckets::BucketBody;
 use galley_storage::objects::{ListBody, SortBy};
 use galley_storage::presets::{self, BucketRules};
-use galley_storage::{Caller, StorageError};
+use galley_storage::{Caller, StorageError, UploadMeta, UploadTarget};
 use serde::Deserialize;
 
 use super::ChangeOptions;
@@ -35,6 +36,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/storage/buckets/{id}/objects")
             .route(web::get().to(objects))
+            .route(web::delete().to(remove_objects))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/storage/buckets/{id}/objects/{key:.*}")
+            .route(web::get().to(download))
+            .route(web::head().to(download))
+            .route(web::post().to(upload))
             .default_service(web::to(crate::routes::method_not_allowed)),
     )
     .service(
@@ -65,6 +74,14 @@ fn storage(state: &AppState) -> Result<&galley_storage::Storage, ApiError> {
             "storage is turned off (storage.enabled)",
         )
     })
+}
+
+/// A JSON body as the route's type, or 400 saying why not.
+fn body_of<T: serde::de::DeserializeOwned>(
+    body: web::Json<serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(body.into_inner())
+        .map_err(|err| ApiError::invalid_body(format!("the body is not valid: {err}")))
 }
 
 /// A JSON text `galley_storage` answered, passed on.
@@ -117,8 +134,7 @@ async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let storage = storage(&state)?;
-    let body: BucketBody = serde_json::from_value(body.into_inner())
-        .map_err(|err| ApiError::invalid_body(format!("the body is not valid: {err}")))?;
+    let body: BucketBody = body_of(body)?;
     let made = storage
         .create_bucket(&Caller::service(), &body)
         .await
@@ -135,8 +151,7 @@ async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let storage = storage(&state)?;
-    let body: BucketBody = serde_json::from_value(body.into_inner())
-        .map_err(|err| ApiError::invalid_body(format!("the body is not valid: {err}")))?;
+    let body: BucketBody = body_of(body)?;
     storage
         .update_bucket(&Caller::service(), &id, &body)
         .await
@@ -247,4 +262,100 @@ async fn set_rules(
         confirmed: false,
     };
     super::finish(&state, &admin, &change, options.dry_run).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Replace an object already at the key.
+    #[serde(default)]
+    upsert: bool,
+}
+
+/// `POST …/objects/{key}`: the raw body becomes the object, as `service_role`, streamed
+/// and judged against the bucket's limits as any upload is.
+async fn upload(
+    _admin: AdminAccess,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<UploadQuery>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let storage = storage(&state)?;
+    let (bucket, key) = path.into_inner();
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
+    let meta = UploadMeta {
+        content_type: header("content-type")
+            .unwrap_or("application/octet-stream")
+            .to_owned(),
+        cache_control: header("cache-control").unwrap_or("no-cache").to_owned(),
+        user_metadata: None,
+        declared_length: header("content-length").and_then(|v| v.parse().ok()),
+    };
+    let target = UploadTarget {
+        bucket,
+        key,
+        upsert: query.upsert,
+    };
+    let service = Caller::service();
+    let limit = storage
+        .prepare_upload(&service, &target, &meta, "storage.object.upload_admin")
+        .await
+        .map_err(admin_error)?;
+    let id = storage
+        .finish_upload(&service, &target, &meta, limit, payload)
+        .await
+        .map_err(admin_error)?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": id,
+        "bucket_id": target.bucket,
+        "name": target.key,
+    })))
+}
+
+async fn download(
+    _admin: AdminAccess,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let storage = storage(&state)?;
+    let (bucket, key) = path.into_inner();
+    crate::routes::storage::objects::serve_to_admin(&req, storage, &bucket, &key)
+        .await
+        .map_err(admin_error)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveBody {
+    /// The keys to remove.
+    paths: Vec<String>,
+}
+
+/// `DELETE …/objects` with `{"paths": [...]}`: removes those objects; answers the ones
+/// removed.
+async fn remove_objects(
+    _admin: AdminAccess,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let storage = storage(&state)?;
+    let body: RemoveBody = body_of(body)?;
+    if body.paths.is_empty() {
+        return Err(ApiError::invalid_body("paths names no object"));
+    }
+    storage
+        .remove(&Caller::service(), &id, &serde_json::json!(body.paths))
+        .await
+        .map(json_text)
+        .map_err(admin_error)
 }

@@ -5,7 +5,8 @@
 //! 400 with the logical status in the body).
 
 mod buckets;
-mod objects;
+pub(crate) mod objects;
+mod render;
 mod resumable;
 
 use actix_web::http::StatusCode;
@@ -26,6 +27,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(buckets::configure)
             .configure(objects::configure)
             .configure(resumable::configure)
+            .configure(render::configure)
             .default_service(web::to(route_not_found)),
     );
 }
@@ -33,10 +35,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 /// A refusal as Supabase Storage answers it.
 pub(crate) fn refused(err: &StorageError) -> HttpResponse {
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    HttpResponse::build(status)
+    let mut response = HttpResponse::build(status);
+    response
         .content_type("application/json; charset=utf-8")
-        .insert_header(("x-error-code", err.code))
-        .body(err.body())
+        .insert_header(("x-error-code", err.code));
+    if let Some(seconds) = err.retry_after {
+        response.insert_header(("retry-after", seconds.to_string()));
+    }
+    response.body(err.body())
 }
 
 /// A JSON answer built by `galley_storage`.
@@ -148,7 +154,7 @@ pub(crate) fn upload_allowed(
         .limits
         .take(Bucket::Upload, &key)
         .and_then(|()| state.limits.take(Bucket::UploadAll, ""))
-        .map_err(|_| StorageError::too_many_requests())
+        .map_err(|wait| StorageError::too_many_requests_for(wait.as_secs_f64().ceil() as u64))
 }
 
 /// A JSON body of at most [`MAX_JSON_BYTES`]; an empty body is `{}`.

@@ -77,7 +77,7 @@ fn reading(path: &str, mode: ReadMode) -> actix_web::Resource {
 
 /// Who reads by `mode`: nobody in particular (public), a verified token's holder
 /// (authenticated), or either (any: an invalid token reads as nobody, as in Supabase).
-fn reader(
+pub(super) fn reader(
     mode: ReadMode,
     req: &HttpRequest,
     state: &AppState,
@@ -118,7 +118,7 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
 }
 
 /// Receives an upload's body, raw or as a form, judges it and stores it as `caller`.
-async fn receive(
+pub(crate) async fn receive(
     req: &HttpRequest,
     payload: web::Payload,
     storage: &Storage,
@@ -238,12 +238,12 @@ async fn upload(
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-    download: Option<String>,
+pub(super) struct TokenQuery {
+    pub(super) token: Option<String>,
+    pub(super) download: Option<String>,
 }
 
-fn token_query(req: &HttpRequest) -> Result<TokenQuery, StorageError> {
+pub(super) fn token_query(req: &HttpRequest) -> Result<TokenQuery, StorageError> {
     let query: TokenQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|err| StorageError::validation(err.to_string()))?;
     if query.token.is_none() {
@@ -380,7 +380,7 @@ fn not_modified(object: &ObjectRead, req: &HttpRequest) -> bool {
 }
 
 /// `download=` (an attachment) or `download=<name>` (one with that name).
-fn disposition(download: Option<&str>, active: bool) -> Option<String> {
+pub(super) fn disposition(download: Option<&str>, active: bool) -> Option<String> {
     // What JavaScript's encodeURIComponent leaves as it is.
     const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
@@ -413,6 +413,38 @@ struct Serve<'a> {
     download: Option<&'a str>,
 }
 
+/// What every answer carrying an object's bytes says: never run as this origin's page,
+/// never indexed, when it last changed, and how long it may be kept (a signed URL's
+/// expiry, else the object's own `Cache-Control`).
+pub(super) fn served_headers(
+    response: &mut actix_web::HttpResponseBuilder,
+    object: &ObjectRead,
+    expires: Option<i64>,
+) {
+    const HTTP_DATE: &str = "%a, %d %b %Y %H:%M:%S GMT";
+    response
+        .insert_header(("x-robots-tag", "none"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ));
+    if let Some(modified) = object.last_modified() {
+        response.insert_header((
+            header::LAST_MODIFIED,
+            modified.format(HTTP_DATE).to_string(),
+        ));
+    }
+    match expires {
+        Some(exp) => {
+            let when = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
+            response.insert_header((header::EXPIRES, when.format(HTTP_DATE).to_string()));
+        }
+        None => {
+            response.insert_header((header::CACHE_CONTROL, object.cache_control().to_owned()));
+        }
+    }
+}
+
 async fn serve(
     req: &HttpRequest,
     storage: &Storage,
@@ -430,35 +462,11 @@ async fn serve(
         } else {
             mimetype
         };
-        response
-            .insert_header((header::ACCEPT_RANGES, "bytes"))
-            .insert_header(("x-robots-tag", "none"))
-            // Whatever the object is, it never runs as this origin's page.
-            .insert_header((
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; sandbox",
-            ));
+        response.insert_header((header::ACCEPT_RANGES, "bytes"));
         if !object.etag().is_empty() {
             response.insert_header((header::ETAG, object.etag().to_owned()));
         }
-        if let Some(modified) = object.last_modified() {
-            response.insert_header((
-                header::LAST_MODIFIED,
-                modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-            ));
-        }
-        match how.expires {
-            Some(exp) => {
-                let when = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
-                response.insert_header((
-                    header::EXPIRES,
-                    when.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-                ));
-            }
-            None => {
-                response.insert_header((header::CACHE_CONTROL, object.cache_control().to_owned()));
-            }
-        }
+        served_headers(&mut response, &object, how.expires);
         if let Some(value) = disposition(how.download, active) {
             response.insert_header((header::CONTENT_DISPOSITION, value));
         }
@@ -493,7 +501,39 @@ async fn serve(
     Err(StorageError::no_such_key())
 }
 
-fn download_query(req: &HttpRequest) -> Option<String> {
+/// An object served to an admin: always as an attachment named after the object, so
+/// nothing stored ever renders on the admin UI's origin.
+pub(crate) async fn serve_to_admin(
+    req: &HttpRequest,
+    storage: &Storage,
+    bucket: &str,
+    key: &str,
+) -> Result<HttpResponse, StorageError> {
+    let service = Caller::service();
+    let name = key.rsplit('/').next().unwrap_or(key);
+    serve(
+        req,
+        storage,
+        async || {
+            storage
+                .find(
+                    Some(&service),
+                    bucket,
+                    key,
+                    ReadMode::Authenticated,
+                    "storage.object.get_admin",
+                )
+                .await
+        },
+        Serve {
+            expires: None,
+            download: Some(name),
+        },
+    )
+    .await
+}
+
+pub(super) fn download_query(req: &HttpRequest) -> Option<String> {
     #[derive(Deserialize)]
     struct Query {
         download: Option<String>,

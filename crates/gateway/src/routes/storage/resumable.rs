@@ -1,10 +1,14 @@
 //! `/storage/v1/upload/resumable`: TUS 1.0.0, as tus-js-client and Uppy speak it to
 //! Supabase Storage. Refusals in the protocol are plain text with their status; a token
 //! that does not verify is refused in Supabase's JSON, as before any TUS handling.
+//! `/upload/resumable/sign` is the same protocol authorised by a signed upload URL's
+//! token in `x-signature` instead of a caller's token: the upload runs as the token's
+//! signer, only for the object the token names.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use galley_storage::resumable::{Patched, TusRefusal, Upload};
+use galley_storage::{Caller, Storage, StorageError};
 
 use super::{caller, header, refused, resource, storage};
 use crate::state::AppState;
@@ -13,19 +17,49 @@ const TUS_VERSION: &str = "1.0.0";
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration";
 const OFFSET_STREAM: &str = "application/offset+octet-stream";
 
+/// Whether a route is the signed one (`x-signature`) or the caller's.
+#[derive(Clone, Copy)]
+struct Signed(bool);
+
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/upload/resumable")
-            .route(web::post().to(create))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
-    )
-    .service(
-        resource("/upload/resumable/{id}")
-            .route(web::head().to(head))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(terminate))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
-    );
+    // The signed routes first: `/upload/resumable/{id}` would take `sign` for an id.
+    for (base, signed) in [
+        ("/upload/resumable/sign", true),
+        ("/upload/resumable", false),
+    ] {
+        cfg.service(
+            resource(base)
+                .app_data(web::Data::new(Signed(signed)))
+                .route(web::post().to(create))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
+        )
+        .service(
+            resource(&format!("{base}/{{id}}"))
+                .app_data(web::Data::new(Signed(signed)))
+                .route(web::head().to(head))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(terminate))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
+        );
+    }
+}
+
+/// The signer of the upload token in `x-signature`, when it is for `bucket/key`.
+fn signed_caller(
+    req: &HttpRequest,
+    storage: &Storage,
+    bucket: &str,
+    key: &str,
+) -> Result<(Caller, Option<bool>), StorageError> {
+    let Some(token) = header(req, "x-signature") else {
+        return Err(StorageError::validation(
+            "headers must have required property 'x-signature'",
+        ));
+    };
+    let claims = storage
+        .signer()
+        .verify(token, "upload", &format!("{bucket}/{key}"))?;
+    Ok((Storage::signed_uploader(&claims), claims.upsert))
 }
 
 fn builder(status: StatusCode) -> HttpResponseBuilder {
@@ -83,6 +117,7 @@ async fn options(state: web::Data<AppState>) -> HttpResponse {
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
+    signed: web::Data<Signed>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if let Some(refused) = version_refused(&req) {
@@ -92,9 +127,30 @@ async fn create(
         Ok(storage) => storage,
         Err(err) => return refused(&err),
     };
-    let caller = match caller(&req, &state) {
-        Ok(caller) => caller,
-        Err(err) => return refused(&err),
+    let (caller, signed_upsert) = if signed.0 {
+        // The token names the object: the metadata must name the same one.
+        let pairs = match galley_storage::resumable::parse_metadata(
+            header(&req, "upload-metadata").unwrap_or_default(),
+        ) {
+            Ok(pairs) => pairs,
+            Err(refusal) => return tus_refused(refusal),
+        };
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        match signed_caller(&req, storage, get("bucketName"), get("objectName")) {
+            Ok((caller, upsert)) => (caller, upsert),
+            Err(err) => return refused(&err),
+        }
+    } else {
+        match caller(&req, &state) {
+            Ok(caller) => (caller, None),
+            Err(err) => return refused(&err),
+        }
     };
     if let Err(err) = super::upload_allowed(&req, &state, &caller) {
         return refused(&err);
@@ -111,7 +167,7 @@ async fn create(
     let Some(metadata) = header(&req, "upload-metadata") else {
         return refusal(400, "Metadata header is required");
     };
-    let upsert = header(&req, "x-upsert") == Some("true");
+    let upsert = signed_upsert.unwrap_or_else(|| header(&req, "x-upsert") == Some("true"));
     let upload = match storage
         .create_upload(&caller, length, metadata, upsert)
         .await
@@ -123,7 +179,12 @@ async fn create(
     response
         .insert_header((
             "location",
-            format!("{}/upload/resumable/{}", super::PREFIX, upload.id),
+            format!(
+                "{}/upload/resumable/{}{}",
+                super::PREFIX,
+                if signed.0 { "sign/" } else { "" },
+                upload.id
+            ),
         ))
         .insert_header(("upload-expires", expires(&upload)));
     // creation-with-upload: the first bytes may come with the creation.
@@ -138,18 +199,45 @@ async fn create(
     response.finish()
 }
 
-/// The upload a request names, for its caller.
-async fn found(req: &HttpRequest, state: &AppState, id: &str) -> Result<Upload, HttpResponse> {
+/// The upload a request names, for its caller (or for the holder of a token signed for
+/// its object).
+async fn found(
+    req: &HttpRequest,
+    state: &AppState,
+    signed: Signed,
+    id: &str,
+) -> Result<Upload, HttpResponse> {
     if let Some(refused) = version_refused(req) {
         return Err(refused);
     }
     let storage = storage(req, state).map_err(|err| refused(&err))?;
+    if signed.0 {
+        let upload = storage
+            .find_upload(&Caller::service(), id)
+            .await
+            .map_err(tus_refused)?;
+        let (caller, _) = signed_caller(req, storage, &upload.target.bucket, &upload.target.key)
+            .map_err(|err| refused(&err))?;
+        // The token's signer must be the upload's maker, too.
+        if caller.sub() != upload.caller.sub() {
+            return Err(tus_refused(TusRefusal {
+                status: 404,
+                message: "The file for this url was not found".to_owned(),
+            }));
+        }
+        return Ok(upload);
+    }
     let caller = caller(req, state).map_err(|err| refused(&err))?;
     storage.find_upload(&caller, id).await.map_err(tus_refused)
 }
 
-async fn head(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    match found(&req, &state, &id).await {
+async fn head(
+    req: HttpRequest,
+    id: web::Path<String>,
+    signed: web::Data<Signed>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    match found(&req, &state, **signed, &id).await {
         Ok(upload) => builder(StatusCode::OK)
             .insert_header(("cache-control", "no-store"))
             .insert_header(("upload-offset", upload.received.to_string()))
@@ -169,9 +257,10 @@ async fn patch(
     req: HttpRequest,
     id: web::Path<String>,
     payload: web::Payload,
+    signed: web::Data<Signed>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let upload = match found(&req, &state, &id).await {
+    let upload = match found(&req, &state, **signed, &id).await {
         Ok(upload) => upload,
         Err(response) => return response,
     };
@@ -200,9 +289,10 @@ async fn patch(
 async fn terminate(
     req: HttpRequest,
     id: web::Path<String>,
+    signed: web::Data<Signed>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let upload = match found(&req, &state, &id).await {
+    let upload = match found(&req, &state, **signed, &id).await {
         Ok(upload) => upload,
         Err(response) => return response,
     };
