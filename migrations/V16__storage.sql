@@ -155,6 +155,11 @@ BEGIN
              o.created_at, o.last_accessed_at, o.metadata
       FROM storage.objects o
       WHERE o.bucket_id = $2
+        -- The range lets objects_bucket_id_name_lower find the prefix (keys are ASCII,
+        -- all below U+10FFFF); starts_with decides.
+        AND pg_catalog.lower(o.name) COLLATE "C" >= pg_catalog.lower($1 || $3) COLLATE "C"
+        AND pg_catalog.lower(o.name) COLLATE "C"
+            < (pg_catalog.lower($1 || $3) || pg_catalog.chr(1114111)) COLLATE "C"
         AND pg_catalog.starts_with(pg_catalog.lower(o.name), pg_catalog.lower($1 || $3))
     ), entries AS (
       SELECT DISTINCT pg_catalog.split_part(m.rest, '/', 1) AS name, NULL::uuid AS id,
