@@ -400,9 +400,10 @@ async fn a_streamed_body_over_the_limit_gets_413_in_the_error_shape() {
         response.headers()["content-type"],
         "application/json; charset=utf-8"
     );
+    assert!(response.headers().contains_key("x-request-id"));
     let body: ErrorBody = response.json().await.expect("error shape");
     assert_eq!(body.code, "payload_too_large");
-    assert!(body.request_id.is_some());
+    assert_eq!(body.request_id, None, "PostgREST's four members on /rest/v1");
 }
 
 /// Sends `request` as bytes on a fresh connection; the whole answer (the server closes
@@ -429,8 +430,8 @@ async fn malformed_requests_get_the_error_shape_and_framing_errors_a_closed_400(
     let app = spawn_app().await;
     let key = app.service_key();
     let auth = format!("apikey: {key}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n");
-    // The request line and headers parse, the rest does not: the error shape, with the
-    // request id in the body and in the header, and a reason a person can act on.
+    // The request line and headers parse, the rest does not: PostgREST's error shape, the
+    // request id in the header, and a reason a person can act on.
     let shaped: [(&str, Vec<u8>, &str); 4] = [
         (
             "a malformed chunk",
@@ -480,12 +481,27 @@ async fn malformed_requests_get_the_error_shape_and_framing_errors_a_closed_400(
             head.starts_with(&format!("HTTP/1.1 {status} ")),
             "{what}: {head}"
         );
+        // PostgREST's four members, in its order, and nothing else; the id in the header.
+        let members: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
+                .unwrap_or_else(|err| panic!("{what}: not JSON ({err}): {body}"))
+                .keys()
+                .cloned()
+                .collect();
+        assert_eq!(
+            members,
+            ["code", "details", "hint", "message"],
+            "{what}: {body}"
+        );
+        let at = |member: &str| body.find(&format!("\"{member}\":")).expect(member);
+        assert!(
+            at("code") == 1 && at("details") < at("hint") && at("hint") < at("message"),
+            "{what}: members in PostgREST's order: {body}"
+        );
         let body: ErrorBody = serde_json::from_str(body)
             .unwrap_or_else(|err| panic!("{what}: not the error shape ({err}): {body}"));
-        let id = body.request_id.clone().expect("a request id in the body");
         assert!(
-            head.to_ascii_lowercase()
-                .contains(&format!("x-request-id: {id}")),
+            head.to_ascii_lowercase().contains("x-request-id: "),
             "{what}: {head}"
         );
         assert_ne!(
@@ -526,4 +542,35 @@ async fn malformed_requests_get_the_error_shape_and_framing_errors_a_closed_400(
         .await
         .expect("response");
     assert_eq!(live.status(), 200);
+}
+
+#[tokio::test]
+async fn rest_errors_are_postgrest_bodies_byte_for_byte_and_galley_apis_keep_their_shape() {
+    let app = spawn_app().await;
+    let key = app.service_key();
+    let response = app
+        .http
+        .get(app.url("/rest/v1/no_such_table"))
+        .header("apikey", &key)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(
+        response.text().await.expect("body"),
+        r#"{"code":"PGRST205","details":null,"hint":null,"message":"Could not find the table 'public.no_such_table' in the schema cache"}"#
+    );
+    // Galley's own APIs keep their shape, the request id in the body too.
+    let response = app
+        .http
+        .get(app.url("/admin/v1/tables/no_such_table"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 404);
+    let body: ErrorBody = response.json().await.expect("error shape");
+    assert!(body.request_id.is_some());
 }

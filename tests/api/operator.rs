@@ -272,7 +272,10 @@ fn banner(under_terminal: bool) -> String {
     let mut text = String::new();
     while Instant::now() < deadline {
         if let Ok(seen) = rx.recv_timeout(Duration::from_millis(200))
-            && (seen.contains("service_role key") || seen.contains("API keys"))
+            // The banner itself: under a terminal the log lines share the output, and
+            // one of them mentions the keys too.
+            && seen.contains("Galley is ready.")
+            && (seen.contains("service_role key") || seen.contains("`galley keys` prints them"))
         {
             text = seen;
             break;

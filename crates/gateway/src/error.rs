@@ -1,5 +1,7 @@
 //! The one place where errors become HTTP statuses, and the JSON shape every error body
-//! has: `{code, message, details, hint}` (PostgREST's shape) plus the request id.
+//! has: `{code, message, details, hint}` plus the request id. On `/rest/v1` the body is
+//! PostgREST's exactly (`code`, `details`, `hint`, `message`, in that order, nothing
+//! else: clients compare whole bodies); the request id stays in `x-request-id`.
 
 use std::borrow::Cow;
 
@@ -31,6 +33,38 @@ pub struct ErrorBody {
     /// Quote it when reporting a problem: it finds the request's log lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// PostgREST's error body: its four members, in its order.
+#[derive(Serialize)]
+struct PostgrestBody<'a> {
+    code: &'a str,
+    details: &'a Option<serde_json::Value>,
+    hint: &'a Option<String>,
+    message: &'a str,
+}
+
+/// Whether `path` is the REST dialect's, whose errors are PostgREST's bodies.
+pub(crate) fn is_postgrest_path(path: &str) -> bool {
+    path == "/rest/v1" || path.starts_with("/rest/v1/")
+}
+
+impl ErrorBody {
+    /// The body as JSON: PostgREST's shape for a request to `/rest/v1`, else Galley's.
+    pub(crate) fn to_json(&self, path: &str) -> String {
+        let json = if is_postgrest_path(path) {
+            serde_json::to_string(&PostgrestBody {
+                code: &self.code,
+                details: &self.details,
+                hint: &self.hint,
+                message: &self.message,
+            })
+        } else {
+            serde_json::to_string(self)
+        };
+        // Serialising strings and JSON values cannot fail.
+        json.unwrap_or_default()
+    }
 }
 
 impl ApiError {
@@ -352,8 +386,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("www-authenticate", "Bearer"));
         }
-        // Serialising four strings cannot fail.
-        let json = serde_json::to_string(&body).unwrap_or_default();
+        let path = crate::middleware::request_id::current_request(|c| c.path().to_owned())
+            .unwrap_or_default();
+        let json = body.to_json(&path);
         response
             .content_type("application/json; charset=utf-8")
             .body(json)

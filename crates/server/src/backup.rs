@@ -678,10 +678,11 @@ async fn assemble(
     let sealing = config.backup.sealing()?;
     let (encryption, suffix) = sealing.describe();
 
-    // The objects first, while the snapshot is held: the sooner a version the rows name
-    // is copied, the less chance it is deleted before it is.
+    // The objects are copied while pg_dump runs, both inside the snapshot: the sooner a
+    // version the rows name is copied, the less chance it is deleted first, and pg_dump
+    // takes its locks at once (a schema change waiting on it cannot break the dump).
     let objects_name = format!("{}{suffix}", objects::OBJECTS);
-    let (sealing, objects) = match objects::local_root(config) {
+    let (copying, objects) = match objects::local_root(config) {
         Ok(root) => {
             let versions: Vec<String> = tx
                 .query(objects::VERSIONS, &[])
@@ -691,28 +692,27 @@ async fn assemble(
                 .map(|row| row.get(0))
                 .collect();
             let path = dir.join(&objects_name);
-            let (sealing, summary) = tokio::task::spawn_blocking(
-                move || -> anyhow::Result<(Sealing, objects::ObjectsSummary)> {
+            // A sealing of its own: the dump's goes with the dump.
+            let sealing = config.backup.sealing()?;
+            let copying =
+                tokio::task::spawn_blocking(move || -> anyhow::Result<objects::ObjectsSummary> {
                     let out = sealing.seal(std::io::BufWriter::new(create_private(&path)?))?;
                     let (out, summary) = objects::write(&root, &versions, out)?;
                     let file = out.finish()?.into_inner().map_err(|err| err.into_error())?;
                     file.sync_all()?;
-                    Ok((sealing, summary))
-                },
-            )
-            .await
-            .context("copying stored objects")??;
-            (sealing, Some(summary))
+                    Ok(summary)
+                });
+            (Some(copying), None)
         }
         Err(Some(location)) => (
-            sealing,
+            None,
             Some(objects::ObjectsSummary {
                 backend: "s3".to_owned(),
                 location: Some(location),
                 ..objects::ObjectsSummary::default()
             }),
         ),
-        Err(None) => (sealing, None),
+        Err(None) => (None, None),
     };
     let dump_name = format!("{DATABASE}{suffix}");
     let secrets_name = format!("{SECRETS}{suffix}");
@@ -736,6 +736,10 @@ async fn assemble(
         })
         .await
         .context("running pg_dump")??
+    };
+    let objects = match copying {
+        Some(copying) => Some(copying.await.context("copying stored objects")??),
+        None => objects,
     };
     tx.commit().await.context("closing the snapshot")?;
 
@@ -974,15 +978,19 @@ pub(crate) async fn restore(
     let tools = PgTools::locate(config.database.pg_bin.as_deref())?;
     let secrets = read_secrets(config, dir, &manifest)?;
     require_bypass(&connect(&target).await?).await?;
-    // Stored objects first: bytes no row names yet are harmless (the orphan sweep
-    // leaves new files alone for its grace period), and a failure here changes no row.
+    // Stored objects first, staged beside the store (where the orphan sweep does not
+    // look): a failure here changes no row; they move into place once the rows exist.
+    let mut staged = None;
     if let Some(part) = objects_part(config, dir, &manifest)? {
         match objects::local_root(config) {
             Ok(root) => {
-                let written = tokio::task::spawn_blocking(move || objects::restore(part, &root))
+                let guard = objects::Staged::new(&root);
+                let into = guard.dir().to_owned();
+                let written = tokio::task::spawn_blocking(move || objects::restore(part, &into))
                     .await
                     .context("restoring stored objects")??;
-                tracing::info!(written, "stored objects restored");
+                tracing::info!(written, "stored objects staged");
+                staged = Some(guard);
             }
             Err(Some(location)) => anyhow::bail!(
                 "backup {name} holds stored objects from the local backend, but this instance keeps objects in {location}; restore with storage.s3_url unset (they go to storage.root), then copy them to the bucket"
@@ -998,6 +1006,12 @@ pub(crate) async fn restore(
         tokio::task::spawn_blocking(move || tools.restore(&target, &dump.path, true))
             .await
             .context("running pg_restore")??;
+    }
+    if let Some(guard) = staged {
+        let moved = tokio::task::spawn_blocking(move || guard.promote())
+            .await
+            .context("moving restored objects into place")??;
+        tracing::info!(moved, "stored objects restored");
     }
     // Rows naming bytes deleted while the backup ran go: the object was removed (or
     // replaced) just after the snapshot, and a row must never point at missing bytes.

@@ -5,9 +5,12 @@
 //! the client accepts it), and `quality` (20 to 100, default 80, for JPEG).
 //!
 //! Work is bounded: sources over [`MAX_SOURCE_BYTES`] or [`MAX_SOURCE_PIXELS`] are
-//! refused before they are decoded, the decoder's allocations are capped, images are
-//! never enlarged, and a transformation runs on the blocking pool, at most as many at
-//! once as there are cores, cut off after [`TIME_LIMIT`].
+//! refused before they are decoded, the decoder's allocations are capped by the declared
+//! size, a resize whose intermediate buffer would pass the cap is refused, images are
+//! never enlarged, and a transformation takes one of as many slots as there are cores
+//! before its source is read, holding it until its work ends on the blocking pool; the
+//! answer gives up after [`TIME_LIMIT`]. Photos are turned upright by their EXIF
+//! orientation first.
 //!
 //! WebP is written lossless (what the `image` crate encodes), and `format=avif` is
 //! answered with WebP: Galley has no AVIF encoder.
@@ -16,7 +19,7 @@ use std::io::Cursor;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use serde::{Deserialize, Serialize};
 
 use crate::StorageError;
@@ -226,17 +229,34 @@ pub fn render(
             MAX_SOURCE_PIXELS / 1_000_000
         )));
     }
+    // Decoding may allocate what the declared size needs (up to 16-bit RGBA) and no
+    // more: a GIF frame larger than its canvas, or any lie about the size, fails here.
     let mut limits = Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    limits.max_alloc =
+        Some((u64::from(width) * u64::from(height) * 8).clamp(1 << 20, MAX_DECODE_ALLOC));
     let mut reader = ImageReader::with_format(Cursor::new(source), format);
     reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|_| unsupported("The image cannot be read"))?;
+    let unreadable = |_| unsupported("The image cannot be read");
+    let mut decoder = reader.into_decoder().map_err(unreadable)?;
+    // Photos are turned upright as their EXIF orientation says, as Supabase's renderer
+    // does (the re-encoded image carries no EXIF to say it).
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    image.apply_orientation(orientation);
+    let (width, height) = (image.width(), image.height());
 
     let ((rw, rh), (cw, ch)) = plan((width, height), transform);
+    // Resizing samples vertically first, into a buffer of the source's width by the new
+    // height in 32-bit floating-point RGBA.
+    if (rw, rh) != (width, height) && u64::from(width) * u64::from(rh) * 16 > MAX_DECODE_ALLOC {
+        return Err(unsupported(
+            "The image is too wide to resize to that height",
+        ));
+    }
     let image = if (rw, rh) == (width, height) {
         image
     } else {
@@ -253,6 +273,12 @@ pub fn render(
         Some(_) => ImageFormat::WebP,
         None if webp_accepted => ImageFormat::WebP,
         None => format,
+    };
+    // WebP holds at most 16383 pixels a side: larger stays in its own format.
+    let output = if output == ImageFormat::WebP && image.width().max(image.height()) > 16383 {
+        format
+    } else {
+        output
     };
     encode(&image, output, transform.quality.unwrap_or(80))
 }
@@ -289,8 +315,15 @@ fn encode(
             "image/webp"
         }
         ImageFormat::Gif => {
-            DynamicImage::ImageRgba8(image.to_rgba8())
-                .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Gif)
+            // The fastest quantisation: the default (quality first) takes seconds.
+            let rgba = image.to_rgba8();
+            image::codecs::gif::GifEncoder::new_with_speed(&mut bytes, 10)
+                .encode(
+                    rgba.as_raw(),
+                    rgba.width(),
+                    rgba.height(),
+                    image::ExtendedColorType::Rgba8,
+                )
                 .map_err(failed)?;
             "image/gif"
         }
@@ -313,26 +346,22 @@ static SLOTS: LazyLock<Arc<tokio::sync::Semaphore>> = LazyLock::new(|| {
     Arc::new(tokio::sync::Semaphore::new(cores))
 });
 
-/// [`render`] on the blocking pool, waiting for a free core, cut off after
-/// [`TIME_LIMIT`] (the answer is an error; the work, bounded by the pixel limit, ends
-/// on its own).
-pub async fn render_bounded(
+/// [`render`] on the blocking pool, holding `slot` until the work itself ends (not when
+/// the answer gives up), so the work running at once never exceeds the slots; the
+/// answer is an error after [`TIME_LIMIT`].
+async fn render_bounded(
+    slot: tokio::sync::OwnedSemaphorePermit,
     source: bytes::Bytes,
     transform: Transform,
     webp_accepted: bool,
 ) -> Result<Rendered, StorageError> {
-    let run = async move {
-        let _slot = SLOTS
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StorageError::internal())?;
-        tokio::task::spawn_blocking(move || render(&source, &transform, webp_accepted))
-            .await
-            .map_err(|_| StorageError::internal())?
-    };
-    match tokio::time::timeout(TIME_LIMIT, run).await {
-        Ok(result) => result,
+    let work = tokio::task::spawn_blocking(move || {
+        let rendered = render(&source, &transform, webp_accepted);
+        drop(slot);
+        rendered
+    });
+    match tokio::time::timeout(TIME_LIMIT, work).await {
+        Ok(result) => result.map_err(|_| StorageError::internal())?,
         Err(_) => {
             tracing::warn!("an image transformation took longer than its limit");
             Err(StorageError::transformation_timeout())
@@ -356,6 +385,12 @@ impl crate::Storage {
                 MAX_SOURCE_BYTES / 1024 / 1024
             )));
         }
+        // A slot first: waiting requests hold no image in memory. Waiting counts against
+        // the time limit too.
+        let slot = tokio::time::timeout(TIME_LIMIT, SLOTS.clone().acquire_owned())
+            .await
+            .map_err(|_| StorageError::transformation_timeout())?
+            .map_err(|_| StorageError::internal())?;
         let Some(mut download) = self.bytes(object, None).await? else {
             return Ok(None);
         };
@@ -371,7 +406,7 @@ impl crate::Storage {
             }
             source.extend_from_slice(&chunk);
         }
-        render_bounded(source.freeze(), transform.clone(), webp_accepted)
+        render_bounded(slot, source.freeze(), transform.clone(), webp_accepted)
             .await
             .map(Some)
     }

@@ -129,10 +129,11 @@ pub(crate) fn in_error_shape(
         request_id: Some(id.to_owned()),
     };
     let (request, _) = response.into_parts();
+    let json = body.to_json(request.path());
     let rewritten = HttpResponse::build(status)
         .insert_header((super::metrics::ERROR_CODE, code))
         .content_type("application/json; charset=utf-8")
-        .body(serde_json::to_string(&body).unwrap_or_default());
+        .body(json);
     ServiceResponse::new(request, rewritten)
 }
 

@@ -184,6 +184,78 @@ pub(super) fn restore(input: impl Read, root: &Path) -> anyhow::Result<u64> {
     Ok(written)
 }
 
+/// Objects a restore has staged under the store's root, outside `objects/` (so the
+/// orphan sweep, which removes bytes no row names, cannot take them before their rows
+/// exist); removed on drop unless promoted.
+pub(super) struct Staged {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Staged {
+    pub(super) fn new(root: &Path) -> Self {
+        Self {
+            dir: root.join(format!(
+                ".restore-{}",
+                hex::encode(rand::random::<[u8; 6]>())
+            )),
+            root: root.to_owned(),
+        }
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Moves the staged objects into place.
+    pub(super) fn promote(self) -> anyhow::Result<u64> {
+        promote(&self.dir, &self.root)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Moves the objects staged under `staging` into `root` (a rename each: the same file
+/// system), keeping a version already there, then removes `staging`.
+fn promote(staging: &Path, root: &Path) -> anyhow::Result<u64> {
+    let mut moved = 0;
+    let objects = staging.join("objects");
+    let fans = match fs::read_dir(&objects) {
+        Ok(fans) => fans,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fs::remove_dir_all(staging).ok();
+            return Ok(0);
+        }
+        Err(err) => return Err(err).with_context(|| format!("reading {}", objects.display())),
+    };
+    for fan in fans {
+        let fan = fan?;
+        let into = root.join("objects").join(fan.file_name());
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&into)
+            .with_context(|| format!("creating {}", into.display()))?;
+        for file in fs::read_dir(fan.path())? {
+            let file = file?;
+            let to = into.join(file.file_name());
+            if !to.exists() {
+                fs::rename(file.path(), &to)
+                    .with_context(|| format!("moving {} into place", to.display()))?;
+                moved += 1;
+            }
+        }
+        // The directory entries, durable with the files' own flushes.
+        fs::File::open(&into).and_then(|dir| dir.sync_all()).ok();
+    }
+    fs::remove_dir_all(staging).with_context(|| format!("removing {}", staging.display()))?;
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +289,23 @@ mod tests {
         );
 
         let to = tempfile::tempdir().unwrap();
-        assert_eq!(restore(archive.as_slice(), to.path()).unwrap(), 2);
+        let staged = Staged::new(to.path());
+        let staging = staged.dir().to_owned();
+        assert_eq!(restore(archive.as_slice(), &staging).unwrap(), 2);
+        assert!(
+            !to.path().join(relative(&a)).exists(),
+            "staged, not yet in place"
+        );
+        // One of them is already in place: it is kept, the other moves in.
+        put(to.path(), &a, b"first object");
+        assert_eq!(staged.promote().unwrap(), 1);
+        // A restore that fails before the promotion leaves nothing staged behind.
+        let abandoned = Staged::new(to.path());
+        restore(archive.as_slice(), abandoned.dir()).unwrap();
+        let dir = abandoned.dir().to_owned();
+        drop(abandoned);
+        assert!(!dir.exists());
+        assert!(!staging.exists());
         assert_eq!(
             fs::read(to.path().join(relative(&a))).unwrap(),
             b"first object"
@@ -226,8 +314,6 @@ mod tests {
             fs::read(to.path().join(relative(&b))).unwrap(),
             vec![7u8; 70_000]
         );
-        // Again: what is there stays.
-        assert_eq!(restore(archive.as_slice(), to.path()).unwrap(), 0);
     }
 
     #[test]

@@ -167,7 +167,12 @@ async fn create(
     let Some(metadata) = header(&req, "upload-metadata") else {
         return refusal(400, "Metadata header is required");
     };
-    let upsert = signed_upsert.unwrap_or_else(|| header(&req, "x-upsert") == Some("true"));
+    // A signed upload replaces only when its token says so, whatever the client asks.
+    let upsert = if signed.0 {
+        signed_upsert.unwrap_or(false)
+    } else {
+        header(&req, "x-upsert") == Some("true")
+    };
     let upload = match storage
         .create_upload(&caller, length, metadata, upsert)
         .await
@@ -218,8 +223,9 @@ async fn found(
             .map_err(tus_refused)?;
         let (caller, _) = signed_caller(req, storage, &upload.target.bucket, &upload.target.key)
             .map_err(|err| refused(&err))?;
-        // The token's signer must be the upload's maker, too.
-        if caller.sub() != upload.caller.sub() {
+        // The upload must have been made with such a token, by the same signer (not,
+        // say, with the service key for the same object).
+        if caller.role != upload.caller.role || caller.claims != upload.caller.claims {
             return Err(tus_refused(TusRefusal {
                 status: 404,
                 message: "The file for this url was not found".to_owned(),
