@@ -403,7 +403,10 @@ async fn a_streamed_body_over_the_limit_gets_413_in_the_error_shape() {
     assert!(response.headers().contains_key("x-request-id"));
     let body: ErrorBody = response.json().await.expect("error shape");
     assert_eq!(body.code, "payload_too_large");
-    assert_eq!(body.request_id, None, "PostgREST's four members on /rest/v1");
+    assert_eq!(
+        body.request_id, None,
+        "PostgREST's four members on /rest/v1"
+    );
 }
 
 /// Sends `request` as bytes on a fresh connection; the whole answer (the server closes

@@ -714,11 +714,30 @@ async fn functions_are_called_with_named_arguments() {
     assert_eq!(rows.as_array().expect("rows").len(), 2);
     assert_eq!(rows[0]["body"], "alice one");
 
-    let unknown = call("add", r#"{"c": 1}"#).await.expect("response");
+    // PostgREST's words, whole bodies (the argument names sorted).
+    let unknown = call("add", r#"{"c": 1, "a": 2}"#).await.expect("response");
     assert_eq!(unknown.status(), 404);
     assert_eq!(
-        unknown.json::<ErrorBody>().await.expect("error shape").code,
-        "PGRST202"
+        unknown.text().await.expect("body"),
+        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameters a, c or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add(a, c) in the schema cache"}"#
+    );
+    let none = call("no_such_function", "{}").await.expect("response");
+    assert_eq!(
+        none.text().await.expect("body"),
+        r#"{"code":"PGRST202","details":"Searched for the function public.no_such_function without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.no_such_function without parameters in the schema cache"}"#
+    );
+    // A GET call looks for no single-parameter form.
+    let by_get = app
+        .http
+        .get(app.url("/rest/v1/rpc/add?c=1"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(by_get.status(), 404);
+    assert_eq!(
+        by_get.text().await.expect("body"),
+        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameters c, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add(c) in the schema cache"}"#
     );
     let bad = call("add", r#"{"a": "two"}"#).await.expect("response");
     assert_eq!(bad.status(), 400);

@@ -55,6 +55,40 @@ pub(super) async fn post_rpc(
     call(role, state, function, req, query, value, false).await
 }
 
+/// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
+/// or "without parameters"), and for a POST the single-JSON-parameter form it also
+/// looked for. (PostgREST's fuzzy "Perhaps you meant" hint is not given.)
+fn no_function(function: &str, arguments: &[String], get: bool) -> ApiError {
+    let name = format!(
+        "{}.{}",
+        super::SCHEMA,
+        function.chars().take(63).collect::<String>()
+    );
+    let listed = arguments.join(", ").chars().take(200).collect::<String>();
+    let (called, searched) = if arguments.is_empty() {
+        (
+            " without parameters".to_owned(),
+            " without parameters".to_owned(),
+        )
+    } else {
+        (format!("({listed})"), format!(" with parameters {listed}"))
+    };
+    let single = if get {
+        ""
+    } else {
+        " or with a single unnamed json/jsonb parameter"
+    };
+    ApiError::rest(
+        StatusCode::NOT_FOUND,
+        "PGRST202",
+        format!("Could not find the function {name}{called} in the schema cache"),
+        Some(format!(
+            "Searched for the function {name}{searched}{single}, but no matches were found in the schema cache."
+        )),
+        None,
+    )
+}
+
 async fn call(
     role: RequestRole,
     state: web::Data<AppState>,
@@ -90,20 +124,7 @@ async fn call(
                     .iter()
                     .all(|(arg, _, has_default)| *has_default || arguments.contains(arg))
         })
-        .ok_or_else(|| {
-            ApiError::rest(
-                StatusCode::NOT_FOUND,
-                "PGRST202",
-                format!(
-                    "Could not find the function {}.{}({}) in the schema cache",
-                    super::SCHEMA,
-                    function.chars().take(63).collect::<String>(),
-                    arguments.join(", ").chars().take(200).collect::<String>()
-                ),
-                None,
-                None,
-            )
-        })?;
+        .ok_or_else(|| no_function(&function, &arguments, get))?;
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
