@@ -684,7 +684,10 @@ async fn functions_are_called_with_named_arguments() {
              REVOKE EXECUTE ON FUNCTION public.secret() FROM PUBLIC;
              CREATE FUNCTION public.bump() RETURNS bigint LANGUAGE sql
                AS 'UPDATE public.notes SET stars = stars + 1; SELECT count(*) FROM public.notes';
-             GRANT UPDATE ON public.notes TO anon;",
+             GRANT UPDATE ON public.notes TO anon;
+             CREATE FUNCTION public.ambig(a integer) RETURNS text LANGUAGE sql AS 'SELECT ''int''';
+             CREATE FUNCTION public.ambig(a text) RETURNS text LANGUAGE sql AS 'SELECT ''text''';
+             CREATE FUNCTION public.ambig(a text, b boolean) RETURNS text LANGUAGE sql AS 'SELECT ''two''';",
         )
         .await
         .expect("functions");
@@ -726,6 +729,18 @@ async fn functions_are_called_with_named_arguments() {
         none.text().await.expect("body"),
         r#"{"code":"PGRST202","details":"Searched for the function public.no_such_function without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.no_such_function without parameters in the schema cache"}"#
     );
+    // Two overloads take exactly {a}: ambiguous, in PostgREST's words (type names as
+    // PostgreSQL's catalog has them); naming b as well picks the third.
+    let ambiguous = call("ambig", r#"{"a": 1}"#).await.expect("response");
+    assert_eq!(ambiguous.status(), 300);
+    assert_eq!(
+        ambiguous.text().await.expect("body"),
+        r#"{"code":"PGRST203","details":null,"hint":"Try renaming the parameters or the function itself in the database so function overloading can be resolved","message":"Could not choose the best candidate function between: public.ambig(a => int4), public.ambig(a => text)"}"#
+    );
+    let picked = call("ambig", r#"{"a": "x", "b": true}"#)
+        .await
+        .expect("response");
+    assert_eq!(picked.json::<Value>().await.expect("json"), json!("two"));
     // A GET call looks for no single-parameter form.
     let by_get = app
         .http

@@ -143,6 +143,10 @@ pub struct Function {
 pub struct FunctionArg {
     pub name: Option<String>,
     pub data_type: String,
+    /// The type's own name (`int4`, `varchar`), as PostgREST names parameters in its
+    /// messages.
+    #[serde(default)]
+    pub type_name: String,
     /// `in`, `out`, `inout`, `variadic` or `table`.
     pub mode: String,
     pub has_default: bool,

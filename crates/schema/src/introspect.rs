@@ -128,6 +128,7 @@ SELECT json_build_object(
         SELECT json_agg(json_build_object(
           'name', nullif(p.proargnames[k.ord], ''),
           'data_type', format_type(k.typ, NULL),
+          'type_name', (SELECT t.typname FROM pg_type t WHERE t.oid = k.typ),
           'mode', CASE coalesce(p.proargmodes[k.ord], 'i')
                     WHEN 'i' THEN 'in' WHEN 'o' THEN 'out' WHEN 'b' THEN 'inout'
                     WHEN 'v' THEN 'variadic' ELSE 'table' END,

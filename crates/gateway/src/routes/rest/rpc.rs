@@ -89,6 +89,42 @@ fn no_function(function: &str, arguments: &[String], get: bool) -> ApiError {
     )
 }
 
+/// 300 PGRST203 in PostgREST's words: every candidate with its parameters' names and
+/// type names, in the catalog's order (by oid).
+fn ambiguous(candidates: &[&Function]) -> ApiError {
+    let listed: Vec<String> = candidates
+        .iter()
+        .map(|f| {
+            let params: Vec<String> = f
+                .args
+                .iter()
+                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+                .map(|a| {
+                    format!(
+                        "{} => {}",
+                        a.name.as_deref().unwrap_or_default(),
+                        a.type_name
+                    )
+                })
+                .collect();
+            format!("{}.{}({})", f.schema, f.name, params.join(", "))
+        })
+        .collect();
+    ApiError::rest(
+        StatusCode::MULTIPLE_CHOICES,
+        "PGRST203",
+        format!(
+            "Could not choose the best candidate function between: {}",
+            listed.join(", ")
+        ),
+        None,
+        Some(
+            "Try renaming the parameters or the function itself in the database so function overloading can be resolved"
+                .to_owned(),
+        ),
+    )
+}
+
 async fn call(
     role: RequestRole,
     state: web::Data<AppState>,
@@ -110,21 +146,30 @@ async fn call(
     let mut arguments: Vec<String> = object.keys().cloned().collect();
     arguments.sort();
     let catalog = state.catalog.snapshot();
-    // The overload whose arguments cover the given names and need no other.
-    let (found, shape) = catalog
+    // The overload whose arguments cover the given names and need no other; more than
+    // one is ambiguous, as in PostgREST.
+    let mut matching = catalog
         .functions
         .iter()
         .filter(|f| f.schema == super::SCHEMA && f.name == *function)
         .map(|f| (f, function_shape(&catalog, f)))
-        .find(|(_, f)| {
+        .filter(|(_, f)| {
             arguments
                 .iter()
                 .all(|name| f.args.iter().any(|(arg, _, _)| arg == name))
                 && f.args
                     .iter()
                     .all(|(arg, _, has_default)| *has_default || arguments.contains(arg))
-        })
+        });
+    let (found, shape) = matching
+        .next()
         .ok_or_else(|| no_function(&function, &arguments, get))?;
+    if let Some((second, _)) = matching.next() {
+        let rest: Vec<_> = matching.map(|(f, _)| f).collect();
+        return Err(ambiguous(
+            &[found, second].into_iter().chain(rest).collect::<Vec<_>>(),
+        ));
+    }
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
