@@ -657,7 +657,14 @@ async fn a_body_that_is_not_json_is_415_and_changes_nothing() {
         let response = send("/rest/v1/rpc/slow", &alice, content_type, "{}")
             .await
             .expect("response");
-        assert_eq!(response.status(), 415, "rpc, {content_type}");
+        // text/plain is a raw body for a single unnamed text parameter, which `slow`
+        // does not have (PostgREST's 404); other types are refused outright.
+        let expected = if content_type == "text/plain" {
+            404
+        } else {
+            415
+        };
+        assert_eq!(response.status(), expected, "rpc, {content_type}");
 
         let response = send(
             "/admin/v1/tables",

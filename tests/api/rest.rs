@@ -687,7 +687,12 @@ async fn functions_are_called_with_named_arguments() {
              GRANT UPDATE ON public.notes TO anon;
              CREATE FUNCTION public.ambig(a integer) RETURNS text LANGUAGE sql AS 'SELECT ''int''';
              CREATE FUNCTION public.ambig(a text) RETURNS text LANGUAGE sql AS 'SELECT ''text''';
-             CREATE FUNCTION public.ambig(a text, b boolean) RETURNS text LANGUAGE sql AS 'SELECT ''two''';",
+             CREATE FUNCTION public.ambig(a text, b boolean) RETURNS text LANGUAGE sql AS 'SELECT ''two''';
+             CREATE FUNCTION public.echo_json(json) RETURNS json LANGUAGE sql AS 'SELECT $1';
+             CREATE FUNCTION public.shout(text) RETURNS text LANGUAGE sql AS 'SELECT upper($1)';
+             CREATE FUNCTION public.size_of(bytea) RETURNS integer LANGUAGE sql AS 'SELECT length($1)';
+             CREATE FUNCTION public.root_of(xml) RETURNS text LANGUAGE sql
+               AS 'SELECT (xpath(''/a/text()'', $1))[1]::text';",
         )
         .await
         .expect("functions");
@@ -741,6 +746,46 @@ async fn functions_are_called_with_named_arguments() {
         .await
         .expect("response");
     assert_eq!(picked.json::<Value>().await.expect("json"), json!("two"));
+    // A single unnamed parameter takes the whole body, as PostgREST passes it: JSON of
+    // any shape, text, XML and bytes by their content types.
+    let raw = |function: &str, content_type: &str, body: Vec<u8>| {
+        app.http
+            .post(app.url(&format!("/rest/v1/rpc/{function}")))
+            .header("apikey", app.anon_key())
+            .header("content-type", content_type.to_owned())
+            .body(body)
+            .send()
+    };
+    for body in [r#"[1, 2, {"a": 3}]"#, r#"{"x": 1}"#] {
+        let echoed = raw("echo_json", "application/json", body.into())
+            .await
+            .expect("response");
+        assert_eq!(echoed.status(), 200);
+        assert_eq!(
+            echoed.json::<Value>().await.expect("json"),
+            serde_json::from_str::<Value>(body).expect("json")
+        );
+    }
+    let shouted = raw("shout", "text/plain", b"hello".to_vec())
+        .await
+        .expect("response");
+    assert_eq!(shouted.json::<Value>().await.expect("json"), json!("HELLO"));
+    let sized = raw("size_of", "application/octet-stream", vec![0, 255, 1])
+        .await
+        .expect("response");
+    assert_eq!(sized.json::<Value>().await.expect("json"), json!(3));
+    let rooted = raw("root_of", "text/xml", b"<a>hi</a>".to_vec())
+        .await
+        .expect("response");
+    assert_eq!(rooted.json::<Value>().await.expect("json"), json!("hi"));
+    let untaken = raw("add", "text/plain", b"2".to_vec())
+        .await
+        .expect("response");
+    assert_eq!(untaken.status(), 404);
+    assert_eq!(
+        untaken.text().await.expect("body"),
+        r#"{"code":"PGRST202","details":"Searched for the function public.add with a single unnamed text parameter, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add in the schema cache"}"#
+    );
     // A GET call looks for no single-parameter form.
     let by_get = app
         .http

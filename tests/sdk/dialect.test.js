@@ -75,6 +75,9 @@ before(async () => {
     CREATE OR REPLACE FUNCTION books_by(author bigint) RETURNS SETOF books LANGUAGE sql STABLE AS $$ SELECT * FROM books WHERE author_id = author $$;
     CREATE OR REPLACE FUNCTION add_numbers(a int, b int DEFAULT 1) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
     CREATE OR REPLACE FUNCTION log_event(kind text) RETURNS void LANGUAGE sql AS $$ INSERT INTO events (kind) VALUES (kind) $$;
+    CREATE OR REPLACE FUNCTION count_items(jsonb) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_array_length($1 -> 'items') $$;
+    CREATE OR REPLACE FUNCTION pick(a int) RETURNS text LANGUAGE sql AS $$ SELECT 'int' $$;
+    CREATE OR REPLACE FUNCTION pick(a text) RETURNS text LANGUAGE sql AS $$ SELECT 'text' $$;
     GRANT SELECT ON authors, books, genres, book_genres, profiles TO anon, authenticated;
     GRANT INSERT, UPDATE, DELETE ON books, events TO authenticated;
     GRANT SELECT ON events TO authenticated;
@@ -317,7 +320,26 @@ test("functions by POST, GET and HEAD, with filters on their rows", async () => 
   assert.equal(readOnly.status, 405);
   const missing = await anon.rpc("pg_sleep", { seconds: 1 });
   assert.equal(missing.status, 404);
-  assert.equal(missing.error.code, "PGRST202");
+  assert.deepEqual(missing.error, {
+    code: "PGRST202",
+    details:
+      "Searched for the function public.pg_sleep with parameters seconds or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+    hint: null,
+    message: "Could not find the function public.pg_sleep(seconds) in the schema cache",
+  });
+  // A single unnamed jsonb parameter takes the whole body.
+  const counted2 = await anon.rpc("count_items", { items: [1, 2, 3], note: "any shape" });
+  assert.equal(counted2.error, null, JSON.stringify(counted2.error));
+  assert.equal(counted2.data, 3);
+  // Overloads the argument names cannot tell apart: 300 PGRST203, as PostgREST says it.
+  const ambiguous = await anon.rpc("pick", { a: 1 });
+  assert.equal(ambiguous.status, 300);
+  assert.deepEqual(ambiguous.error, {
+    code: "PGRST203",
+    details: null,
+    hint: "Try renaming the parameters or the function itself in the database so function overloading can be resolved",
+    message: "Could not choose the best candidate function between: public.pick(a => int4), public.pick(a => text)",
+  });
 });
 
 test("aggregates group by the other columns", async () => {

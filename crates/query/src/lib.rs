@@ -19,6 +19,7 @@ pub use params::{QueryParams, parse_query};
 pub use render::{
     BodyFormat, Count, FunctionShape, InsertGroup, Mutation, OnConflict, ReadOptions, RenderError,
     Representation, Statement, render_call, render_insert, render_mutation, render_read,
+    render_single_call,
 };
 pub use select::parse_select;
 pub use shape::{

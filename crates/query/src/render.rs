@@ -404,11 +404,44 @@ pub fn render_call(
             });
         }
     }
+    finish_call(r, function, &named.join(", "), query, options)
+}
+
+/// Renders a call of `function`'s single unnamed parameter with `value`, the request's
+/// whole body as text (`bytea` as hex, decoded in SQL), as PostgREST passes a raw body.
+pub fn render_single_call(
+    schema: &dyn SchemaView,
+    function: &FunctionShape,
+    value: String,
+    query: &QueryParams,
+    options: ReadOptions,
+) -> Result<Statement, RenderError> {
+    let mut r = Renderer::new(schema, query);
+    let Some((_, ty, _)) = function.args.first() else {
+        return Err(RenderError::Unsupported("a call without its parameter"));
+    };
+    let value = r.param(value);
+    let argument = if ty == "bytea" {
+        format!("pg_catalog.decode({value}, 'hex')")
+    } else {
+        format!("CAST({value} AS {ty})")
+    };
+    finish_call(r, function, &argument, query, options)
+}
+
+/// The statement around a call of `function` with `arguments` (SQL): read like a table
+/// when it returns rows, its value otherwise.
+fn finish_call(
+    mut r: Renderer<'_>,
+    function: &FunctionShape,
+    arguments: &str,
+    query: &QueryParams,
+    options: ReadOptions,
+) -> Result<Statement, RenderError> {
     let call = format!(
-        "{}.{}({})",
+        "{}.{}({arguments})",
         quote(&function.schema),
         quote(&function.name),
-        named.join(", ")
     );
     let sql = match &function.returns {
         Some(table) => {

@@ -1,11 +1,17 @@
 //! `/rest/v1/rpc/{function}`: call a function of `public` with named arguments from a
-//! JSON object (POST) or the query string (GET, HEAD). PostgreSQL's EXECUTE privileges
-//! decide who may call what. A function returning rows is read like a table: select,
-//! filters, order, page and embeds apply to its result.
+//! JSON object (POST) or the query string (GET, HEAD), or, as PostgREST does, pass a
+//! POST's whole body to a function's single unnamed parameter: `json`/`jsonb` for a JSON
+//! body no named overload takes, `text` for `text/plain`, `xml` for `text/xml`, `bytea`
+//! for `application/octet-stream`. PostgreSQL's EXECUTE privileges decide who may call
+//! what. A function returning rows is read like a table: select, filters, order, page
+//! and embeds apply to its result.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use galley_query::{FunctionShape, QueryParams, ReadOptions, SchemaView, TableShape, render_call};
+use galley_query::{
+    FunctionShape, QueryParams, ReadOptions, SchemaView, TableShape, render_call,
+    render_single_call,
+};
 use galley_schema::{Catalog, Function};
 
 use super::{CatalogView, Exec, Media, Preferences};
@@ -32,8 +38,7 @@ pub(super) async fn get_rpc(
         function,
         req,
         query,
-        serde_json::Value::Object(object),
-        true,
+        Arguments::Query(serde_json::Value::Object(object)),
     )
     .await
 }
@@ -47,12 +52,74 @@ pub(super) async fn post_rpc(
 ) -> Result<HttpResponse, ApiError> {
     let query = super::parse_pairs(req.query_string())?;
     super::operatorless(&query, "arguments of a POST call go in the body")?;
+    // A raw body of these types goes whole to a single unnamed parameter of the type.
+    let raw = match crate::content_type::not_json(&req).as_deref() {
+        Some("text/plain") => Some("text"),
+        Some("text/xml") => Some("xml"),
+        Some("application/octet-stream") => Some("bytea"),
+        _ => None,
+    };
+    if let Some(kind) = raw {
+        let value = if kind == "bytea" {
+            hex::encode(&body)
+        } else {
+            String::from_utf8(body.to_vec()).map_err(|_| {
+                ApiError::rest(
+                    StatusCode::BAD_REQUEST,
+                    "22021",
+                    "invalid byte sequence for encoding \"UTF8\"",
+                    None,
+                    None,
+                )
+            })?
+        };
+        return call(
+            role,
+            state,
+            function,
+            req,
+            query,
+            Arguments::Single { kind, value },
+        )
+        .await;
+    }
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
         super::parse_body(&req, &body)?
     };
-    call(role, state, function, req, query, value, false).await
+    call(role, state, function, req, query, Arguments::Json(value)).await
+}
+
+/// What a call passes.
+enum Arguments {
+    /// From the query string (GET, HEAD): named only.
+    Query(serde_json::Value),
+    /// A POST's JSON body: named by an object's members, else whole to a single unnamed
+    /// `json`/`jsonb` parameter.
+    Json(serde_json::Value),
+    /// A POST's raw body, whole, to a single unnamed parameter of type `kind`.
+    Single { kind: &'static str, value: String },
+}
+
+/// The functions called `function` whose only input is one unnamed parameter of one of
+/// `types`.
+fn single_parameter<'a>(catalog: &'a Catalog, function: &str, types: &[&str]) -> Vec<&'a Function> {
+    catalog
+        .functions
+        .iter()
+        .filter(|f| f.schema == super::SCHEMA && f.name == function)
+        .filter(|f| {
+            let inputs: Vec<_> = f
+                .args
+                .iter()
+                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+                .collect();
+            inputs.len() == 1
+                && inputs[0].name.as_deref().unwrap_or_default().is_empty()
+                && types.contains(&inputs[0].data_type.as_str())
+        })
+        .collect()
 }
 
 /// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
@@ -131,59 +198,160 @@ async fn call(
     function: web::Path<String>,
     req: HttpRequest,
     mut query: QueryParams,
-    value: serde_json::Value,
-    get: bool,
+    arguments: Arguments,
 ) -> Result<HttpResponse, ApiError> {
     super::check_profile(&req)?;
-    let serde_json::Value::Object(object) = &value else {
-        return Err(super::invalid_json("the arguments must be one JSON object"));
-    };
+    let get = matches!(arguments, Arguments::Query(_));
     let media = Media::parse(&req)?;
     let prefs = Preferences::parse(&req)?;
     if get {
         super::read::apply_range_header(&req, &mut query)?;
     }
-    let mut arguments: Vec<String> = object.keys().cloned().collect();
-    arguments.sort();
     let catalog = state.catalog.snapshot();
-    // The overload whose arguments cover the given names and need no other; more than
-    // one is ambiguous, as in PostgREST.
-    let mut matching = catalog
-        .functions
-        .iter()
-        .filter(|f| f.schema == super::SCHEMA && f.name == *function)
-        .map(|f| (f, function_shape(&catalog, f)))
-        .filter(|(_, f)| {
-            arguments
-                .iter()
-                .all(|name| f.args.iter().any(|(arg, _, _)| arg == name))
-                && f.args
-                    .iter()
-                    .all(|(arg, _, has_default)| *has_default || arguments.contains(arg))
-        });
-    let (found, shape) = matching
-        .next()
-        .ok_or_else(|| no_function(&function, &arguments, get))?;
-    if let Some((second, _)) = matching.next() {
-        let rest: Vec<_> = matching.map(|(f, _)| f).collect();
-        return Err(ambiguous(
-            &[found, second].into_iter().chain(rest).collect::<Vec<_>>(),
-        ));
-    }
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
         format: media.format(),
     };
-    let statement = render_call(
-        &CatalogView(&catalog),
-        &shape,
-        &arguments,
-        value.to_string(),
-        &query,
-        options,
+    let (found, shape, statement) = match arguments {
+        Arguments::Single { kind, value } => {
+            let found = only_one(single_parameter(&catalog, &function, &[kind]), || {
+                no_single_function(&function, kind)
+            })?;
+            let shape = function_shape(&catalog, found);
+            let statement =
+                render_single_call(&CatalogView(&catalog), &shape, value, &query, options)
+                    .map_err(super::render_error)?;
+            (found, shape, statement)
+        }
+        Arguments::Query(value) | Arguments::Json(value) => {
+            let named = match &value {
+                serde_json::Value::Object(object) => {
+                    let mut names: Vec<String> = object.keys().cloned().collect();
+                    names.sort();
+                    Some(names)
+                }
+                _ => None,
+            };
+            let by_name = named
+                .as_ref()
+                .map(|names| named_overloads(&catalog, &function, names))
+                .unwrap_or_default();
+            if by_name.is_empty() && !get {
+                // No overload takes these names: the whole body to a single unnamed
+                // json/jsonb parameter, if the function has one.
+                let single = single_parameter(&catalog, &function, &["json", "jsonb"]);
+                if !single.is_empty() {
+                    let found = only_one(single, ApiError::internal)?;
+                    let shape = function_shape(&catalog, found);
+                    let statement = render_single_call(
+                        &CatalogView(&catalog),
+                        &shape,
+                        value.to_string(),
+                        &query,
+                        options,
+                    )
+                    .map_err(super::render_error)?;
+                    return finish(
+                        &state, &role, &req, &media, &prefs, &query, found, &shape, &statement, get,
+                    )
+                    .await;
+                }
+            }
+            let Some(names) = named else {
+                return Err(super::invalid_json("the arguments must be one JSON object"));
+            };
+            let found = only_one(by_name, || no_function(&function, &names, get))?;
+            let shape = function_shape(&catalog, found);
+            let statement = render_call(
+                &CatalogView(&catalog),
+                &shape,
+                &names,
+                value.to_string(),
+                &query,
+                options,
+            )
+            .map_err(super::render_error)?;
+            (found, shape, statement)
+        }
+    };
+    finish(
+        &state, &role, &req, &media, &prefs, &query, found, &shape, &statement, get,
     )
-    .map_err(super::render_error)?;
+    .await
+}
+
+/// The one candidate; none is `none()`, several are ambiguous (PGRST203).
+fn only_one(
+    candidates: Vec<&Function>,
+    none: impl FnOnce() -> ApiError,
+) -> Result<&Function, ApiError> {
+    match candidates.as_slice() {
+        [] => Err(none()),
+        [one] => Ok(one),
+        several => Err(ambiguous(several)),
+    }
+}
+
+/// The overloads of `function` whose arguments cover `names` and need no other.
+fn named_overloads<'a>(
+    catalog: &'a Catalog,
+    function: &str,
+    names: &[String],
+) -> Vec<&'a Function> {
+    catalog
+        .functions
+        .iter()
+        .filter(|f| f.schema == super::SCHEMA && f.name == function)
+        .filter(|f| {
+            let inputs: Vec<_> = f
+                .args
+                .iter()
+                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+                .collect();
+            names.iter().all(|name| {
+                inputs
+                    .iter()
+                    .any(|a| a.name.as_deref() == Some(name.as_str()))
+            }) && inputs
+                .iter()
+                .all(|a| a.has_default || a.name.as_ref().is_some_and(|n| names.contains(n)))
+        })
+        .collect()
+}
+
+/// 404 PGRST202 for a raw body no single unnamed parameter of its type takes.
+fn no_single_function(function: &str, kind: &str) -> ApiError {
+    let name = format!(
+        "{}.{}",
+        super::SCHEMA,
+        function.chars().take(63).collect::<String>()
+    );
+    ApiError::rest(
+        StatusCode::NOT_FOUND,
+        "PGRST202",
+        format!("Could not find the function {name} in the schema cache"),
+        Some(format!(
+            "Searched for the function {name} with a single unnamed {kind} parameter, but no matches were found in the schema cache."
+        )),
+        None,
+    )
+}
+
+/// Runs a rendered call and answers as its result type says.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    state: &AppState,
+    role: &RequestRole,
+    req: &HttpRequest,
+    media: &Media,
+    prefs: &Preferences,
+    query: &QueryParams,
+    found: &Function,
+    shape: &FunctionShape,
+    statement: &galley_query::Statement,
+    get: bool,
+) -> Result<HttpResponse, ApiError> {
     // Reads by GET, and functions that declare they do not write, run read-only.
     let read_only = get || found.volatility != "volatile";
     let exec = Exec {
@@ -191,17 +359,17 @@ async fn call(
         rollback: prefs.rollback,
         single: media.single(),
         max_affected: prefs.max_affected,
-        planned: super::read::planned(prefs.count, &statement),
+        planned: super::read::planned(prefs.count, statement),
         kind: "rpc",
         target: None,
     };
-    let outcome = super::run(&state, &role, &req, &statement, exec).await?;
+    let outcome = super::run(state, role, req, statement, exec).await?;
     if shape.returns_void {
         return Ok(HttpResponse::NoContent().finish());
     }
     if shape.returns.is_some() && shape.returns_set {
-        let offset = super::read::root_offset(&query);
-        return super::read::rows_response(&media, &prefs, state.rest.max_rows, outcome, offset);
+        let offset = super::read::root_offset(query);
+        return super::read::rows_response(media, prefs, state.rest.max_rows, outcome, offset);
     }
     Ok(HttpResponse::Ok()
         .content_type("application/json; charset=utf-8")
