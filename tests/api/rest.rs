@@ -692,7 +692,12 @@ async fn functions_are_called_with_named_arguments() {
              CREATE FUNCTION public.shout(text) RETURNS text LANGUAGE sql AS 'SELECT upper($1)';
              CREATE FUNCTION public.size_of(bytea) RETURNS integer LANGUAGE sql AS 'SELECT length($1)';
              CREATE FUNCTION public.root_of(xml) RETURNS text LANGUAGE sql
-               AS 'SELECT (xpath(''/a/text()'', $1))[1]::text';",
+               AS 'SELECT (xpath(''/a/text()'', $1))[1]::text';
+             CREATE TYPE public.point2 AS (x integer, y integer);
+             CREATE FUNCTION public.norm1(p public.point2) RETURNS integer LANGUAGE sql
+               AS 'SELECT abs((p).x) + abs((p).y)';
+             CREATE FUNCTION public.total(xs integer[]) RETURNS integer LANGUAGE sql
+               AS 'SELECT sum(x)::int FROM unnest(xs) AS x';",
         )
         .await
         .expect("functions");
@@ -746,6 +751,24 @@ async fn functions_are_called_with_named_arguments() {
         .await
         .expect("response");
     assert_eq!(picked.json::<Value>().await.expect("json"), json!("two"));
+    // Arguments are converted as json_to_record converts them: an object to a composite,
+    // an array to an array; from a query string, through the type's own input.
+    let norm = call("norm1", r#"{"p": {"x": 3, "y": -4}}"#)
+        .await
+        .expect("response");
+    assert_eq!(norm.json::<Value>().await.expect("json"), json!(7));
+    let total = call("total", r#"{"xs": [1, 2, 3]}"#)
+        .await
+        .expect("response");
+    assert_eq!(total.json::<Value>().await.expect("json"), json!(6));
+    let by_query = app
+        .http
+        .get(app.url("/rest/v1/rpc/total?xs=%7B4,5%7D"))
+        .header("apikey", app.anon_key())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(by_query.json::<Value>().await.expect("json"), json!(9));
     // A single unnamed parameter takes the whole body, as PostgREST passes it: JSON of
     // any shape, text, XML and bytes by their content types.
     let raw = |function: &str, content_type: &str, body: Vec<u8>| {

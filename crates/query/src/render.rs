@@ -389,11 +389,12 @@ pub fn render_call(
                 function: function.name.clone(),
                 argument: argument.clone(),
             })?;
-        // The value is the JSON body's member, as text, cast to the argument's type.
-        let key = r.param(argument.clone());
+        // The value is the JSON body's member converted to the argument's type as
+        // json_to_record converts it (PostgREST's way): an object becomes a composite,
+        // an array an array, a string goes through the type's input.
+        let column = quote(name);
         named.push(format!(
-            "{} := CAST(CAST({json} AS json)->>{key} AS {ty})",
-            quote(name)
+            "{column} := (SELECT _pgrst_r.{column} FROM pg_catalog.json_to_record(CAST({json} AS json)) AS _pgrst_r({column} {ty}))"
         ));
     }
     for (name, _, has_default) in &function.args {
@@ -1742,9 +1743,9 @@ mod tests {
             )
         };
         let statement = call(&["a"], r#"{"a":1}"#).expect("renders");
-        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := CAST(CAST($1 AS json)->>$2 AS integer)))::text AS body, NULL::bigint AS inserted"#]]
+        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := (SELECT _pgrst_r."a" FROM pg_catalog.json_to_record(CAST($1 AS json)) AS _pgrst_r("a" integer))))::text AS body, NULL::bigint AS inserted"#]]
         .assert_eq(&statement.sql);
-        assert_eq!(statement.params, vec![r#"{"a":1}"#, "a"]);
+        assert_eq!(statement.params, vec![r#"{"a":1}"#]);
         assert!(matches!(
             call(&["b"], "{}"),
             Err(RenderError::MissingArgument { .. })
