@@ -1,6 +1,8 @@
 //! Arbitrary bytes as a query string: split into pairs the way the gateway will, parsed,
-//! and, when it parses, rendered against a small fixed schema. Neither step may panic or
-//! loop, and no filter value may appear in the SQL text (values are parameters only).
+//! and, when it parses, rendered against a small fixed schema, as a read and as a call
+//! of a function (named arguments, and a whole body for a single unnamed parameter).
+//! Neither step may panic or loop, and no filter or argument value may appear in the
+//! SQL text (values are parameters only).
 #![no_main]
 
 use galley_query::{ForeignKeyShape, Operation, ReadOptions, TableShape};
@@ -49,6 +51,44 @@ fuzz_target!(|data: &[u8]| {
         ),
         table("b", &[("id", "bigint"), ("title", "text")], Vec::new()),
     ];
+    // A function call with the query's arguments (GET /rpc): named ones from a JSON
+    // object, and a whole body for a single unnamed parameter. Values never reach the
+    // SQL text: the same names with other values render the same SQL.
+    let function = galley_query::FunctionShape {
+        schema: "public".into(),
+        name: "f".into(),
+        args: vec![
+            ("a".into(), "integer".into(), true),
+            ("p".into(), "public.pair".into(), true),
+            ("xs".into(), "integer[]".into(), true),
+        ],
+        returns_set: true,
+        returns: Some(schema[0].clone()),
+        returns_void: false,
+    };
+    let mut names: Vec<String> = query.arguments.iter().map(|(name, _)| name.clone()).collect();
+    names.sort();
+    names.dedup();
+    let body = |value: &str| {
+        serde_json::Value::Object(
+            names
+                .iter()
+                .map(|name| (name.clone(), serde_json::Value::String(value.to_owned())))
+                .collect(),
+        )
+        .to_string()
+    };
+    let options = ReadOptions::default();
+    if let Ok(call) = galley_query::render_call(&schema, &function, &names, body(text), &query, options) {
+        let other = galley_query::render_call(&schema, &function, &names, body("v"), &query, options)
+            .expect("the same names render");
+        assert_eq!(call.sql, other.sql, "an argument's value reached the SQL text");
+    }
+    if let Ok(single) = galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options) {
+        let other = galley_query::render_single_call(&schema, &function, "v".into(), &query, options)
+            .expect("the same call renders");
+        assert_eq!(single.sql, other.sql, "a body reached the SQL text");
+    }
     let Ok(statement) = galley_query::render_read(&schema, &schema[0], &query, ReadOptions::default())
     else {
         return;
