@@ -40,7 +40,12 @@ fuzz_target!(|data: &[u8]| {
     let schema = vec![
         table(
             "a",
-            &[("id", "bigint"), ("name", "text"), ("data", "jsonb"), ("b_id", "bigint")],
+            &[
+                ("id", "bigint"),
+                ("name", "text"),
+                ("data", "jsonb"),
+                ("b_id", "bigint"),
+            ],
             vec![ForeignKeyShape {
                 name: "a_b_id_fkey".into(),
                 columns: vec!["b_id".into()],
@@ -66,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
         returns: Some(schema[0].clone()),
         returns_void: false,
     };
-    let mut names: Vec<String> = query.arguments.iter().map(|(name, _)| name.clone()).collect();
+    let mut names: Vec<String> = query
+        .arguments
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
     names.sort();
     names.dedup();
     let body = |value: &str| {
@@ -79,17 +88,27 @@ fuzz_target!(|data: &[u8]| {
         .to_string()
     };
     let options = ReadOptions::default();
-    if let Ok(call) = galley_query::render_call(&schema, &function, &names, body(text), &query, options) {
-        let other = galley_query::render_call(&schema, &function, &names, body("v"), &query, options)
-            .expect("the same names render");
-        assert_eq!(call.sql, other.sql, "an argument's value reached the SQL text");
+    if let Ok(call) =
+        galley_query::render_call(&schema, &function, &names, body(text), &query, options)
+    {
+        let other =
+            galley_query::render_call(&schema, &function, &names, body("v"), &query, options)
+                .expect("the same names render");
+        assert_eq!(
+            call.sql, other.sql,
+            "an argument's value reached the SQL text"
+        );
     }
-    if let Ok(single) = galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options) {
-        let other = galley_query::render_single_call(&schema, &function, "v".into(), &query, options)
-            .expect("the same call renders");
+    if let Ok(single) =
+        galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options)
+    {
+        let other =
+            galley_query::render_single_call(&schema, &function, "v".into(), &query, options)
+                .expect("the same call renders");
         assert_eq!(single.sql, other.sql, "a body reached the SQL text");
     }
-    let Ok(statement) = galley_query::render_read(&schema, &schema[0], &query, ReadOptions::default())
+    let Ok(statement) =
+        galley_query::render_read(&schema, &schema[0], &query, ReadOptions::default())
     else {
         return;
     };
