@@ -9,6 +9,10 @@ pub const UNDEFINED_COLUMN: &str = "42703";
 /// DELETE without a WHERE clause, which the gateway refuses before PostgreSQL sees it.
 pub const CARDINALITY_VIOLATION: &str = "21000";
 
+/// SQLSTATE `character_not_in_repertoire`: what PostgreSQL answers for text that is not
+/// valid UTF-8, which the gateway finds in a raw body before PostgreSQL would.
+pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+
 /// What a database error means to Galley.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlState {

@@ -66,7 +66,7 @@ pub(super) async fn post_rpc(
             String::from_utf8(body.to_vec()).map_err(|_| {
                 ApiError::rest(
                     StatusCode::BAD_REQUEST,
-                    "22021",
+                    galley_db::CHARACTER_NOT_IN_REPERTOIRE,
                     "invalid byte sequence for encoding \"UTF8\"",
                     None,
                     None,
