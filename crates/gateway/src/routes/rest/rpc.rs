@@ -102,35 +102,50 @@ enum Arguments {
     Single { kind: &'static str, value: String },
 }
 
-/// The functions called `function` whose only input is one unnamed parameter of one of
-/// `types`.
-fn single_parameter<'a>(catalog: &'a Catalog, function: &str, types: &[&str]) -> Vec<&'a Function> {
+/// A function's input parameters (what a call passes), in order.
+fn inputs(f: &Function) -> Vec<&galley_schema::FunctionArg> {
+    f.args
+        .iter()
+        .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+        .collect()
+}
+
+/// The overloads of `function` in the exposed schema whose inputs `takes` accepts.
+fn overloads<'a>(
+    catalog: &'a Catalog,
+    function: &str,
+    takes: impl Fn(&[&galley_schema::FunctionArg]) -> bool,
+) -> Vec<&'a Function> {
     catalog
         .functions
         .iter()
-        .filter(|f| f.schema == super::SCHEMA && f.name == function)
-        .filter(|f| {
-            let inputs: Vec<_> = f
-                .args
-                .iter()
-                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
-                .collect();
-            inputs.len() == 1
-                && inputs[0].name.as_deref().unwrap_or_default().is_empty()
-                && types.contains(&inputs[0].data_type.as_str())
-        })
+        .filter(|f| f.schema == super::SCHEMA && f.name == function && takes(&inputs(f)))
         .collect()
+}
+
+/// The functions called `function` whose only input is one unnamed parameter of one of
+/// `types`.
+fn single_parameter<'a>(catalog: &'a Catalog, function: &str, types: &[&str]) -> Vec<&'a Function> {
+    overloads(catalog, function, |inputs| {
+        matches!(inputs, [only] if only.name.as_deref().unwrap_or_default().is_empty()
+            && types.contains(&only.data_type.as_str()))
+    })
+}
+
+/// `public.function`, as PostgREST's messages name a function (the name cut to 63).
+fn qualified(function: &str) -> String {
+    format!(
+        "{}.{}",
+        super::SCHEMA,
+        function.chars().take(63).collect::<String>()
+    )
 }
 
 /// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
 /// or "without parameters"), and for a POST the single-JSON-parameter form it also
 /// looked for. (PostgREST's fuzzy "Perhaps you meant" hint is not given.)
 fn no_function(function: &str, arguments: &[String], get: bool) -> ApiError {
-    let name = format!(
-        "{}.{}",
-        super::SCHEMA,
-        function.chars().take(63).collect::<String>()
-    );
+    let name = qualified(function);
     let listed = arguments.join(", ").chars().take(200).collect::<String>();
     let (called, searched) = if arguments.is_empty() {
         (
@@ -162,10 +177,8 @@ fn ambiguous(candidates: &[&Function]) -> ApiError {
     let listed: Vec<String> = candidates
         .iter()
         .map(|f| {
-            let params: Vec<String> = f
-                .args
-                .iter()
-                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+            let params: Vec<String> = inputs(f)
+                .into_iter()
                 .map(|a| {
                     format!(
                         "{} => {}",
@@ -299,34 +312,20 @@ fn named_overloads<'a>(
     function: &str,
     names: &[String],
 ) -> Vec<&'a Function> {
-    catalog
-        .functions
-        .iter()
-        .filter(|f| f.schema == super::SCHEMA && f.name == function)
-        .filter(|f| {
-            let inputs: Vec<_> = f
-                .args
+    overloads(catalog, function, |inputs| {
+        names.iter().all(|name| {
+            inputs
                 .iter()
-                .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
-                .collect();
-            names.iter().all(|name| {
-                inputs
-                    .iter()
-                    .any(|a| a.name.as_deref() == Some(name.as_str()))
-            }) && inputs
-                .iter()
-                .all(|a| a.has_default || a.name.as_ref().is_some_and(|n| names.contains(n)))
-        })
-        .collect()
+                .any(|a| a.name.as_deref() == Some(name.as_str()))
+        }) && inputs
+            .iter()
+            .all(|a| a.has_default || a.name.as_ref().is_some_and(|n| names.contains(n)))
+    })
 }
 
 /// 404 PGRST202 for a raw body no single unnamed parameter of its type takes.
 fn no_single_function(function: &str, kind: &str) -> ApiError {
-    let name = format!(
-        "{}.{}",
-        super::SCHEMA,
-        function.chars().take(63).collect::<String>()
-    );
+    let name = qualified(function);
     ApiError::rest(
         StatusCode::NOT_FOUND,
         "PGRST202",
@@ -403,10 +402,8 @@ fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
     FunctionShape {
         schema: f.schema.clone(),
         name: f.name.clone(),
-        args: f
-            .args
-            .iter()
-            .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"))
+        args: inputs(f)
+            .into_iter()
             .map(|a| {
                 (
                     a.name.clone().unwrap_or_default(),

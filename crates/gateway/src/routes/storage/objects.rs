@@ -71,7 +71,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource whose reads follow `mode` (which route reads: public, authenticated, any).
-fn reading(path: &str, mode: ReadMode) -> actix_web::Resource {
+pub(super) fn reading(path: &str, mode: ReadMode) -> actix_web::Resource {
     resource(path).app_data(web::Data::new(mode))
 }
 
@@ -243,7 +243,24 @@ pub(super) struct TokenQuery {
     pub(super) download: Option<String>,
 }
 
-pub(super) fn token_query(req: &HttpRequest) -> Result<TokenQuery, StorageError> {
+/// A signed URL's query and its token's claims, verified for `scope` on `bucket/key`.
+pub(super) fn signed(
+    req: &HttpRequest,
+    storage: &Storage,
+    scope: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<(TokenQuery, galley_storage::SignedClaims), StorageError> {
+    let query = token_query(req)?;
+    let claims = storage.signer().verify(
+        query.token.as_deref().unwrap_or_default(),
+        scope,
+        &format!("{bucket}/{key}"),
+    )?;
+    Ok((query, claims))
+}
+
+fn token_query(req: &HttpRequest) -> Result<TokenQuery, StorageError> {
     let query: TokenQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|err| StorageError::validation(err.to_string()))?;
     if query.token.is_none() {
@@ -286,13 +303,8 @@ async fn signed_upload(
 ) -> HttpResponse {
     let run = async {
         let storage = storage(&req, &state)?;
-        let query = token_query(&req)?;
         let (bucket, key) = path.into_inner();
-        let claims = storage.signer().verify(
-            query.token.as_deref().unwrap_or_default(),
-            "upload",
-            &format!("{bucket}/{key}"),
-        )?;
+        let (_, claims) = signed(&req, storage, "upload", &bucket, &key)?;
         let caller = Storage::signed_uploader(&claims);
         super::upload_allowed(&req, &state, &caller)?;
         let target = UploadTarget {
@@ -587,13 +599,8 @@ async fn signed_download(
 ) -> HttpResponse {
     let run = async {
         let storage = storage(&req, &state)?;
-        let query = token_query(&req)?;
         let (bucket, key) = path.into_inner();
-        let claims = storage.signer().verify(
-            query.token.as_deref().unwrap_or_default(),
-            "download",
-            &format!("{bucket}/{key}"),
-        )?;
+        let (query, claims) = signed(&req, storage, "download", &bucket, &key)?;
         let service = Caller::service();
         serve(
             &req,

@@ -10,20 +10,21 @@ use galley_storage::transform::Transform;
 use galley_storage::{Caller, ObjectRead, ReadMode, Storage, StorageError};
 use sha2::Digest;
 
-use super::objects::{disposition, download_query, reader, served_headers};
+use super::objects::{disposition, download_query, reader, reading, served_headers};
 use super::{header, refused, resource, storage};
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/render/image/authenticated/{bucket}/{key:.*}")
-            .app_data(web::Data::new(ReadMode::Authenticated))
-            .route(web::get().to(render))
-            .route(web::head().to(render)),
+        reading(
+            "/render/image/authenticated/{bucket}/{key:.*}",
+            ReadMode::Authenticated,
+        )
+        .route(web::get().to(render))
+        .route(web::head().to(render)),
     )
     .service(
-        resource("/render/image/public/{bucket}/{key:.*}")
-            .app_data(web::Data::new(ReadMode::Public))
+        reading("/render/image/public/{bucket}/{key:.*}", ReadMode::Public)
             .route(web::get().to(render))
             .route(web::head().to(render)),
     )
@@ -132,13 +133,8 @@ async fn render_signed(
 ) -> HttpResponse {
     let run = async {
         let storage = storage(&req, &state)?;
-        let query = super::objects::token_query(&req)?;
         let (bucket, key) = path.into_inner();
-        let claims = storage.signer().verify(
-            query.token.as_deref().unwrap_or_default(),
-            "download",
-            &format!("{bucket}/{key}"),
-        )?;
+        let (query, claims) = super::objects::signed(&req, storage, "download", &bucket, &key)?;
         // The token's transformations, never the query's: a signed URL cannot be
         // changed into another rendering.
         let transform = match &claims.transformations {
