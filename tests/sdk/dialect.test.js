@@ -49,7 +49,7 @@ const anon = clientFor(null);
 
 before(async () => {
   sql(`
-    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events CASCADE;
+    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events, readings CASCADE;
     CREATE TABLE authors (id bigint PRIMARY KEY, name text NOT NULL, born date, meta jsonb);
     CREATE TABLE books (
       id bigint PRIMARY KEY, title text NOT NULL,
@@ -78,6 +78,21 @@ before(async () => {
     CREATE OR REPLACE FUNCTION count_items(jsonb) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_array_length($1 -> 'items') $$;
     CREATE OR REPLACE FUNCTION pick(a int) RETURNS text LANGUAGE sql AS $$ SELECT 'int' $$;
     CREATE OR REPLACE FUNCTION pick(a text) RETURNS text LANGUAGE sql AS $$ SELECT 'text' $$;
+    -- Functions over a row: a computed field, and computed relationships to-many, to-one
+    -- (ROWS 1) and to-one by returning a single row; over a view and a partitioned table too.
+    CREATE FUNCTION label(books) RETURNS text LANGUAGE sql STABLE AS $$ SELECT $1.title || ' (' || $1.pages || ')' $$;
+    CREATE FUNCTION written(authors) RETURNS SETOF books LANGUAGE sql STABLE AS $$ SELECT * FROM books WHERE author_id = $1.id $$;
+    CREATE FUNCTION writer(books) RETURNS SETOF authors ROWS 1 LANGUAGE sql STABLE AS $$ SELECT * FROM authors WHERE id = $1.author_id $$;
+    CREATE FUNCTION first_book(authors) RETURNS books LANGUAGE sql STABLE AS $$ SELECT * FROM books WHERE author_id = $1.id ORDER BY id LIMIT 1 $$;
+    CREATE VIEW long_books AS SELECT id, title, author_id, pages FROM books WHERE pages > 250;
+    CREATE FUNCTION author_of(long_books) RETURNS SETOF authors ROWS 1 LANGUAGE sql STABLE AS $$ SELECT * FROM authors WHERE id = $1.author_id $$;
+    CREATE FUNCTION shout(long_books) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper($1.title) $$;
+    CREATE TABLE readings (id int, taken date, value int, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+    CREATE TABLE readings_2026 PARTITION OF readings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    INSERT INTO readings VALUES (1, '2026-03-01', 20), (2, '2026-04-01', 31);
+    CREATE FUNCTION fahrenheit(readings) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$ SELECT $1.value * 9 / 5.0 + 32 $$;
+    GRANT SELECT ON long_books, readings TO anon, authenticated;
+    CREATE POLICY open_read ON readings FOR SELECT USING (true);
     GRANT SELECT ON authors, books, genres, book_genres, profiles TO anon, authenticated;
     GRANT INSERT, UPDATE, DELETE ON books, events TO authenticated;
     GRANT SELECT ON events TO authenticated;
@@ -98,7 +113,8 @@ before(async () => {
   for (let i = 0; i < 100; i++) {
     const { error } = await anon.from("profiles").select("bio").limit(1);
     const rpc = await anon.rpc("add_numbers", { a: 1 });
-    if (!error && !rpc.error) return;
+    const computed = await anon.from("readings").select("fahrenheit").limit(1);
+    if (!error && !rpc.error && !computed.error) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error("the tables made with psql were not served");
@@ -340,6 +356,64 @@ test("functions by POST, GET and HEAD, with filters on their rows", async () => 
     hint: "Try renaming the parameters or the function itself in the database so function overloading can be resolved",
     message: "Could not choose the best candidate function between: public.pick(a => int4), public.pick(a => text)",
   });
+});
+
+test("functions over a row are computed fields and computed relationships", async () => {
+  // A computed field: selected by name (never part of *), filtered and ordered by.
+  const labelled = await anon.from("books").select("id, label").lt("label", "M").order("label", { ascending: false });
+  assert.equal(labelled.error, null, JSON.stringify(labelled.error));
+  assert.deepEqual(labelled.data, [
+    { id: 4, label: "Kindred (264)" },
+    { id: 2, label: "A Wizard of Earthsea (183)" },
+  ]);
+  const star = await anon.from("books").select("*").eq("id", 1).single();
+  assert.equal(star.data.label, undefined);
+  // To-many, with its own filter, order and limit; to-one by ROWS 1 and by a single row.
+  const authors = await anon
+    .from("authors")
+    .select("name, titles:written(title), first_book(title), writer_count:written(count)")
+    .gt("titles.pages", 200)
+    .order("title", { referencedTable: "titles", ascending: false })
+    .order("id");
+  assert.equal(authors.error, null, JSON.stringify(authors.error));
+  assert.deepEqual(authors.data, [
+    { name: "Ursula", titles: [{ title: "The Dispossessed" }], first_book: { title: "The Dispossessed" }, writer_count: [{ count: 2 }] },
+    { name: "Stanislaw", titles: [{ title: "Solaris" }], first_book: { title: "Solaris" }, writer_count: [{ count: 1 }] },
+    { name: "Octavia", titles: [{ title: "Kindred" }], first_book: { title: "Kindred" }, writer_count: [{ count: 1 }] },
+  ]);
+  const books = await anon.from("books").select("title, writer(name)").order("writer(name)").order("id").limit(2);
+  assert.equal(books.error, null, JSON.stringify(books.error));
+  assert.deepEqual(books.data, [
+    { title: "Kindred", writer: { name: "Octavia" } },
+    { title: "Solaris", writer: { name: "Stanislaw" } },
+  ]);
+  // !inner drops the parents with no rows; a spread lifts a to-one's columns.
+  const inner = await anon.from("authors").select("name, written!inner(title)").eq("written.title", "Solaris");
+  assert.deepEqual(inner.data, [{ name: "Stanislaw", written: [{ title: "Solaris" }] }]);
+  const spread = await anon.from("books").select("title, ...writer(author:name)").eq("id", 4).single();
+  assert.deepEqual(spread.data, { title: "Kindred", author: "Octavia" });
+  // On a view and on a partitioned table.
+  const view = await anon.from("long_books").select("shout, author_of(name)").order("id");
+  assert.equal(view.error, null, JSON.stringify(view.error));
+  assert.deepEqual(view.data, [
+    { shout: "THE DISPOSSESSED", author_of: { name: "Ursula" } },
+    { shout: "KINDRED", author_of: { name: "Octavia" } },
+  ]);
+  const partitioned = await anon.from("readings").select("id, fahrenheit").gte("fahrenheit", 80);
+  assert.deepEqual(partitioned.data, [{ id: 2, fahrenheit: 87.8 }]);
+  // In a write's representation, and in the rows of a function.
+  const inserted = await asWriter.from("books").insert({ id: 30, title: "Parable", author_id: 3, pages: 345 }).select("label, writer(name)").single();
+  assert.equal(inserted.error, null, JSON.stringify(inserted.error));
+  assert.deepEqual(inserted.data, { label: "Parable (345)", writer: { name: "Octavia" } });
+  const updated = await asWriter.from("books").update({ pages: 346 }).eq("label", "Parable (345)").select("label");
+  assert.deepEqual(updated.data, [{ label: "Parable (346)" }]);
+  await asWriter.from("books").delete().eq("id", 30);
+  const viaRpc = await anon.rpc("books_by", { author: 2 }).select("label, writer(name)");
+  assert.deepEqual(viaRpc.data, [{ label: "Solaris (204)", writer: { name: "Stanislaw" } }]);
+  // A computed field is not a column to write.
+  const written = await asWriter.from("books").insert({ id: 31, title: "x", label: "no" });
+  assert.equal(written.status, 400);
+  assert.equal(written.error.code, "PGRST204");
 });
 
 test("aggregates group by the other columns", async () => {

@@ -23,6 +23,6 @@ pub use render::{
 };
 pub use select::parse_select;
 pub use shape::{
-    Cardinality, ForeignKeyShape, Junction, Relationship, ResolveError, SchemaView, TableShape,
-    resolve,
+    Cardinality, ComputedField, ComputedRelationship, ForeignKeyShape, FunctionName, Junction,
+    Relationship, ResolveError, SchemaView, TableShape, resolve,
 };

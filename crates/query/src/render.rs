@@ -12,7 +12,7 @@ use crate::ast::{
     LogicTree, Nulls, Operation, OrderDirection, OrderTerm, Quantifier, SelectItem,
 };
 use crate::params::QueryParams;
-use crate::shape::{Relationship, ResolveError, SchemaView, TableShape, resolve};
+use crate::shape::{FunctionName, Relationship, ResolveError, SchemaView, TableShape, resolve};
 
 /// What an insert does when a row conflicts with an existing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,6 +516,14 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `"schema"."name"` of a function.
+fn quote_function(function: &FunctionName) -> String {
+    format!("{}.{}", quote(&function.schema), quote(&function.name))
+}
+
+/// How a write's statement names the rows it wrote.
+const WRITTEN: &str = "\"pgrst_source\"";
+
 /// A table being read, under the name its columns are qualified with.
 struct Scope<'t> {
     table: &'t TableShape,
@@ -582,6 +590,9 @@ struct Renderer<'a> {
     embedded: Vec<Vec<String>>,
     /// Columns referenced through `pgrst_source`: what a write must return.
     returned: Vec<String>,
+    /// A computed field or relationship reads the written row whole: the write returns
+    /// it as `pgrst_row`.
+    returned_row: bool,
 }
 
 impl<'a> Renderer<'a> {
@@ -593,6 +604,7 @@ impl<'a> Renderer<'a> {
             aliases: 0,
             embedded: vec![Vec::new()],
             returned: Vec::new(),
+            returned_row: false,
         }
     }
 
@@ -617,9 +629,23 @@ impl<'a> Renderer<'a> {
         Ok(quote(name))
     }
 
+    /// The scope's row whole, as a function over it takes it.
+    fn row(&mut self, scope: &Scope<'_>) -> String {
+        if scope.reference == WRITTEN {
+            self.returned_row = true;
+            format!("{WRITTEN}.\"pgrst_row\"")
+        } else {
+            format!("{}.*", scope.reference)
+        }
+    }
+
     fn qualified(&mut self, scope: &Scope<'_>, name: &str) -> Result<String, RenderError> {
+        if let Some(computed) = scope.table.computed_field(name) {
+            let function = quote_function(&computed.function);
+            return Ok(format!("{function}({})", self.row(scope)));
+        }
         let column = self.column(scope.table, name)?;
-        if scope.reference == "\"pgrst_source\"" && !self.returned.iter().any(|c| c == name) {
+        if scope.reference == WRITTEN && !self.returned.iter().any(|c| c == name) {
             self.returned.push(name.to_owned());
         }
         Ok(format!("{}.{column}", scope.reference))
@@ -931,6 +957,11 @@ impl<'a> Renderer<'a> {
         let mut from = format!("{target} AS {table_alias}");
         let mut joins = Vec::new();
         match &relationship.junction {
+            None if relationship.function.is_some() => {
+                let function = relationship.function.as_ref().map(quote_function);
+                let row = self.row(scope);
+                from = format!("{}({row}) AS {table_alias}", function.unwrap_or_default());
+            }
             None => {
                 for (parent_column, target_column) in &relationship.join {
                     let parent = self.qualified(scope, parent_column)?;
@@ -1067,7 +1098,7 @@ impl<'a> Renderer<'a> {
     ) -> Result<(String, Option<String>), RenderError> {
         let ty = scope
             .table
-            .column_type(&field.name)
+            .field_type(&field.name)
             .unwrap_or_default()
             .to_owned();
         let mut sql = self.qualified(scope, &field.name)?;
@@ -1302,18 +1333,26 @@ impl<'a> Renderer<'a> {
                     path: Vec::new(),
                 };
                 let (value, _) = self.field(&target, &term.field)?;
-                let mut joins = Vec::new();
-                for (parent_column, target_column) in &relationship.join {
-                    let parent = self.qualified(scope, parent_column)?;
-                    let own = self.qualified(&target, target_column)?;
-                    joins.push(format!("{own} = {parent}"));
+                if let Some(function) = &relationship.function {
+                    let row = self.row(scope);
+                    format!(
+                        "(SELECT {value} FROM {}({row}) AS {alias} LIMIT 1)",
+                        quote_function(function)
+                    )
+                } else {
+                    let mut joins = Vec::new();
+                    for (parent_column, target_column) in &relationship.join {
+                        let parent = self.qualified(scope, parent_column)?;
+                        let own = self.qualified(&target, target_column)?;
+                        joins.push(format!("{own} = {parent}"));
+                    }
+                    format!(
+                        "(SELECT {value} FROM {}.{} AS {alias} WHERE {})",
+                        quote(&relationship.target.schema),
+                        quote(&relationship.target.name),
+                        joins.join(" AND ")
+                    )
                 }
-                format!(
-                    "(SELECT {value} FROM {}.{} AS {alias} WHERE {})",
-                    quote(&relationship.target.schema),
-                    quote(&relationship.target.name),
-                    joins.join(" AND ")
-                )
             }
         };
         match term.direction {
@@ -1346,7 +1385,7 @@ impl<'a> Renderer<'a> {
         };
         let scope = Scope {
             table,
-            reference: quote("pgrst_source"),
+            reference: WRITTEN.to_owned(),
             path: Vec::new(),
         };
         let level = self.level(&scope, representation.select)?;
@@ -1357,14 +1396,18 @@ impl<'a> Renderer<'a> {
         }
         let rows = self.query_sql(&scope, &level, &[], "pgrst_source", None, None)?;
         let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
-        let returning = if self.returned.is_empty() {
+        let mut returning: Vec<String> = self
+            .returned
+            .iter()
+            .map(|c| format!("{target}.{}", quote(c)))
+            .collect();
+        if self.returned_row {
+            returning.push(format!("ROW({target}.*)::{target} AS \"pgrst_row\""));
+        }
+        let returning = if returning.is_empty() {
             "1".to_owned()
         } else {
-            self.returned
-                .iter()
-                .map(|c| format!("{target}.{}", quote(c)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            returning.join(", ")
         };
         Ok(WriteShape {
             returning,
@@ -1767,5 +1810,101 @@ mod tests {
         )
         .expect("renders");
         assert_eq!(statement.params, vec!["1000"]);
+    }
+
+    /// `people` with a computed field `initials` and a computed relationship `open_todos`.
+    fn people_with_functions() -> TableShape {
+        let function = |name: &str| crate::shape::FunctionName {
+            schema: "public".into(),
+            name: name.into(),
+        };
+        TableShape {
+            computed_fields: vec![crate::shape::ComputedField {
+                function: function("initials"),
+                data_type: "text".into(),
+            }],
+            computed_relationships: vec![crate::shape::ComputedRelationship {
+                function: function("open_todos"),
+                target_schema: "public".into(),
+                target_table: "todos".into(),
+                to_one: false,
+            }],
+            ..people()
+        }
+    }
+
+    #[test]
+    fn functions_over_a_row_read_as_columns_and_embed_as_relationships() {
+        let schema = vec![todos(), people_with_functions()];
+        let statement = render_read(
+            &schema,
+            &people_with_functions(),
+            &query(&[
+                ("select", "name,initials,open_todos!inner(title)"),
+                ("initials", "eq.AB"),
+                ("order", "initials.desc"),
+                ("open_todos.done", "is.false"),
+            ]),
+            ReadOptions::default(),
+        )
+        .expect("renders");
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."people"."name" AS "name", "public"."initials"("public"."people".*) AS "initials", coalesce("pgrst_2".body, '[]') AS "open_todos" FROM "public"."people" INNER JOIN LATERAL (SELECT pg_catalog.jsonb_agg(_pgrst_e) AS body FROM (SELECT "pgrst_1"."title" AS "title" FROM "public"."open_todos"("public"."people".*) AS "pgrst_1" WHERE "pgrst_1"."done" IS FALSE) AS _pgrst_e) AS "pgrst_2" ON "pgrst_2".body IS NOT NULL WHERE "public"."initials"("public"."people".*) = CAST($1 AS text) ORDER BY "public"."initials"("public"."people".*) DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        .assert_eq(&statement.sql);
+        // `*` is the columns only.
+        let star = render_read(
+            &schema,
+            &people_with_functions(),
+            &query(&[("select", "*")]),
+            ReadOptions::default(),
+        )
+        .expect("renders");
+        assert!(!star.sql.contains("initials"), "{}", star.sql);
+        // A write reads the row it wrote whole, once, for every function over it.
+        let insert = render_insert(
+            &schema,
+            &people_with_functions(),
+            &[InsertGroup {
+                columns: vec!["name".into()],
+                body: "[{\"name\":\"ann\"}]".into(),
+            }],
+            &OnConflict::Error,
+            Some(Representation {
+                select: Some(
+                    &crate::select::parse_select("name,initials,open_todos(id)").expect("parses"),
+                ),
+                format: BodyFormat::Json,
+            }),
+        )
+        .expect("renders");
+        assert!(
+            insert.sql.contains(r#"RETURNING "public"."people"."name", ROW("public"."people".*)::"public"."people" AS "pgrst_row")"#),
+            "{}",
+            insert.sql
+        );
+        assert!(
+            insert
+                .sql
+                .contains(r#""public"."initials"("pgrst_source"."pgrst_row") AS "initials""#)
+                && insert
+                    .sql
+                    .contains(r#"FROM "public"."open_todos"("pgrst_source"."pgrst_row")"#),
+            "{}",
+            insert.sql
+        );
+        // Not a column: never written.
+        let written = render_insert(
+            &schema,
+            &people_with_functions(),
+            &[InsertGroup {
+                columns: vec!["initials".into()],
+                body: "[{\"initials\":\"AB\"}]".into(),
+            }],
+            &OnConflict::Error,
+            None,
+        );
+        assert!(matches!(
+            written,
+            Err(RenderError::UnknownBodyColumn { .. })
+        ));
     }
 }

@@ -14,14 +14,63 @@ pub struct TableShape {
     /// Each unique constraint or unique index, as its column list.
     pub unique: Vec<Vec<String>>,
     pub foreign_keys: Vec<ForeignKeyShape>,
+    /// Functions over this table's row that return a scalar: selected, filtered and
+    /// ordered by name as if they were columns, never part of `*`.
+    pub computed_fields: Vec<ComputedField>,
+    /// Functions over this table's row that return rows of a table: embedded by name.
+    pub computed_relationships: Vec<ComputedRelationship>,
+}
+
+/// A function of one argument, this table's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionName {
+    pub schema: String,
+    pub name: String,
+}
+
+/// A scalar function over a row, read like a column.
+#[derive(Debug, Clone)]
+pub struct ComputedField {
+    pub function: FunctionName,
+    /// The type it returns, as PostgreSQL prints it.
+    pub data_type: String,
+}
+
+/// A function over a row returning rows of `target`: `SETOF t` is to-many, `t` (or a set
+/// of `ROWS 1`) to-one.
+#[derive(Debug, Clone)]
+pub struct ComputedRelationship {
+    pub function: FunctionName,
+    pub target_schema: String,
+    pub target_table: String,
+    pub to_one: bool,
 }
 
 impl TableShape {
+    /// A column's type; computed fields are not columns.
     pub fn column_type(&self, name: &str) -> Option<&str> {
         self.columns
             .iter()
             .find(|(column, _)| column == name)
             .map(|(_, ty)| ty.as_str())
+    }
+
+    /// A computed field by name, when no column has that name.
+    pub fn computed_field(&self, name: &str) -> Option<&ComputedField> {
+        if self.column_type(name).is_some() {
+            return None;
+        }
+        self.computed_fields
+            .iter()
+            .find(|f| f.function.name == name)
+    }
+
+    /// The type of what `name` reads: a column, else a computed field.
+    pub fn field_type(&self, name: &str) -> Option<&str> {
+        self.column_type(name).or_else(|| {
+            self.computed_field(name)
+                .map(|field| field.data_type.as_str())
+        })
     }
 
     /// Whether `columns` hold at most one row: they contain the primary key or a unique key.
@@ -123,6 +172,9 @@ pub struct Relationship {
     /// Direct: `(parent column, target column)` pairs that are equal.
     pub join: Vec<(String, String)>,
     pub junction: Option<Junction>,
+    /// A computed relationship: the target's rows are this function's result for the
+    /// parent's row, with no join.
+    pub function: Option<FunctionName>,
     /// The names a `!hint` may use to pick this relationship.
     hints: Vec<String>,
     /// How PostgREST describes it when a choice is ambiguous.
@@ -160,6 +212,30 @@ pub fn resolve(
     relation: &str,
     hint: Option<&str>,
 ) -> Result<Relationship, ResolveError> {
+    // A function over the parent's row of this name is the relationship, before any
+    // foreign key: PostgREST lets one override a detected relationship.
+    if hint.is_none()
+        && let Some(computed) = parent
+            .computed_relationships
+            .iter()
+            .find(|c| c.function.name == relation)
+        && let Some(target) = schema.table(&computed.target_table)
+        && target.is(&computed.target_schema, &computed.target_table)
+    {
+        return Ok(Relationship {
+            target,
+            cardinality: if computed.to_one {
+                Cardinality::ManyToOne
+            } else {
+                Cardinality::OneToMany
+            },
+            join: Vec::new(),
+            junction: None,
+            function: Some(computed.function.clone()),
+            hints: Vec::new(),
+            description: computed.function.name.clone(),
+        });
+    }
     let mut found: Vec<Relationship> = Vec::new();
     let mut push = |candidate: Relationship| {
         let same = found.iter().any(|r| {
@@ -257,6 +333,7 @@ fn many_to_one(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -
             .zip(fk.target_columns.iter().cloned())
             .collect(),
         junction: None,
+        function: None,
         hints,
         description: fk.name.clone(),
     }
@@ -279,6 +356,7 @@ fn one_to_many(fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
             .zip(fk.columns.iter().cloned())
             .collect(),
         junction: None,
+        function: None,
         hints,
         description: fk.name.clone(),
     }
@@ -306,6 +384,7 @@ fn many_to_many(
             to_parent: pairs(left),
             to_target: pairs(right),
         }),
+        function: None,
         hints: vec![junction.name.clone(), left.name.clone(), right.name.clone()],
         description: format!("{}.{}", junction.schema, junction.name),
     }
@@ -333,6 +412,7 @@ mod tests {
             primary_key: pk.iter().map(|c| (*c).into()).collect(),
             unique: Vec::new(),
             foreign_keys: fks,
+            ..TableShape::default()
         }
     }
 

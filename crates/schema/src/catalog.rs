@@ -137,6 +137,36 @@ pub struct Function {
     pub returns_set: bool,
     /// `immutable`, `stable` or `volatile`.
     pub volatility: String,
+    /// The table or view whose row type it returns, if it returns one.
+    #[serde(default)]
+    pub returns_relation: Option<RelationName>,
+    /// The planner's estimate of the rows it returns (`ROWS`); 1 makes a set-returning
+    /// function over a row a to-one computed relationship.
+    #[serde(default)]
+    pub rows: f64,
+}
+
+/// A table or view by schema and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl Function {
+    /// The relation whose row the function takes as its one input, when it takes one and
+    /// nothing else: a computed field or relationship of that relation.
+    pub fn over_row(&self) -> Option<&RelationName> {
+        let mut inputs = self
+            .args
+            .iter()
+            .filter(|a| matches!(a.mode.as_str(), "in" | "inout" | "variadic"));
+        let first = inputs.next()?;
+        if inputs.next().is_some() {
+            return None;
+        }
+        first.relation.as_ref()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +177,9 @@ pub struct FunctionArg {
     /// messages.
     #[serde(default)]
     pub type_name: String,
+    /// The table or view whose row type it is, if it is one.
+    #[serde(default)]
+    pub relation: Option<RelationName>,
     /// `in`, `out`, `inout`, `variadic` or `table`.
     pub mode: String,
     pub has_default: bool,

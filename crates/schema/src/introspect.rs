@@ -124,11 +124,22 @@ SELECT json_build_object(
       'returns', pg_get_function_result(p.oid),
       'returns_set', p.proretset,
       'volatility', CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
+      'rows', p.prorows,
+      'returns_relation', (SELECT json_build_object('schema', rn.nspname, 'name', rc.relname)
+                           FROM pg_type rt
+                           JOIN pg_class rc ON rc.oid = rt.typrelid
+                           JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+                           WHERE rt.oid = p.prorettype),
       'args', coalesce((
         SELECT json_agg(json_build_object(
           'name', nullif(p.proargnames[k.ord], ''),
           'data_type', format_type(k.typ, NULL),
           'type_name', (SELECT t.typname FROM pg_type t WHERE t.oid = k.typ),
+          'relation', (SELECT json_build_object('schema', an.nspname, 'name', ac.relname)
+                       FROM pg_type at
+                       JOIN pg_class ac ON ac.oid = at.typrelid
+                       JOIN pg_namespace an ON an.oid = ac.relnamespace
+                       WHERE at.oid = k.typ),
           'mode', CASE coalesce(p.proargmodes[k.ord], 'i')
                     WHEN 'i' THEN 'in' WHEN 'o' THEN 'out' WHEN 'b' THEN 'inout'
                     WHEN 'v' THEN 'variadic' ELSE 'table' END,

@@ -21,7 +21,7 @@ pub use apply::{SchemaChange, apply_change};
 pub use cache::{CHANNEL, CatalogCache};
 pub use catalog::{
     Catalog, Column, Constraint, EnumType, ForeignKey, Function, FunctionArg, Index, Relation,
-    RelationKind,
+    RelationKind, RelationName,
 };
 pub use config::SchemaConfig;
 pub use ddl::{

@@ -5,7 +5,10 @@
 //! SQL text (values are parameters only).
 #![no_main]
 
-use galley_query::{ForeignKeyShape, Operation, ReadOptions, TableShape};
+use galley_query::{
+    ComputedField, ComputedRelationship, ForeignKeyShape, FunctionName, Operation, ReadOptions,
+    TableShape,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn table(name: &str, columns: &[(&str, &str)], fks: Vec<ForeignKeyShape>) -> TableShape {
@@ -19,6 +22,23 @@ fn table(name: &str, columns: &[(&str, &str)], fks: Vec<ForeignKeyShape>) -> Tab
         primary_key: vec!["id".into()],
         unique: Vec::new(),
         foreign_keys: fks,
+        // A computed field `label` and a computed relationship `siblings` on every table.
+        computed_fields: vec![ComputedField {
+            function: FunctionName {
+                schema: "public".into(),
+                name: "label".into(),
+            },
+            data_type: "text".into(),
+        }],
+        computed_relationships: vec![ComputedRelationship {
+            function: FunctionName {
+                schema: "public".into(),
+                name: "siblings".into(),
+            },
+            target_schema: "public".into(),
+            target_table: name.into(),
+            to_one: false,
+        }],
     }
 }
 

@@ -13,7 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_db::DbError;
 use galley_db::wire::{Row, WireError};
-use galley_query::{ForeignKeyShape, RenderError, SchemaView, Statement, TableShape};
+use galley_query::{
+    ComputedField, ComputedRelationship, ForeignKeyShape, FunctionName, RenderError, SchemaView,
+    Statement, TableShape,
+};
 use galley_schema::{Catalog, Relation};
 use std::time::{Duration, Instant};
 
@@ -129,7 +132,9 @@ pub(crate) struct CatalogView<'a>(pub(crate) &'a Catalog);
 
 impl SchemaView for CatalogView<'_> {
     fn table(&self, name: &str) -> Option<TableShape> {
-        self.0.relation(SCHEMA, name).map(shape_of)
+        self.0
+            .relation(SCHEMA, name)
+            .map(|relation| shape_of(self.0, relation))
     }
 
     fn referencing(&self, schema: &str, name: &str) -> Vec<TableShape> {
@@ -142,13 +147,41 @@ impl SchemaView for CatalogView<'_> {
                     .iter()
                     .any(|fk| fk.target_schema == schema && fk.target_table == name)
             })
-            .map(shape_of)
+            .map(|relation| shape_of(self.0, relation))
             .collect()
     }
 }
 
-fn shape_of(relation: &Relation) -> TableShape {
+fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
+    let mut computed_fields = Vec::new();
+    let mut computed_relationships = Vec::new();
+    let over_this_row = catalog.functions.iter().filter(|f| {
+        f.schema == SCHEMA
+            && f.over_row()
+                .is_some_and(|row| row.schema == relation.schema && row.name == relation.name)
+    });
+    for function in over_this_row {
+        let name = FunctionName {
+            schema: function.schema.clone(),
+            name: function.name.clone(),
+        };
+        match &function.returns_relation {
+            Some(target) => computed_relationships.push(ComputedRelationship {
+                function: name,
+                target_schema: target.schema.clone(),
+                target_table: target.name.clone(),
+                to_one: !function.returns_set || function.rows == 1.0,
+            }),
+            None if !function.returns_set => computed_fields.push(ComputedField {
+                function: name,
+                data_type: function.returns.clone(),
+            }),
+            None => {}
+        }
+    }
     TableShape {
+        computed_fields,
+        computed_relationships,
         schema: relation.schema.clone(),
         name: relation.name.clone(),
         primary_key: relation.primary_key.clone(),
