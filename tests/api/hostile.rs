@@ -983,3 +983,92 @@ async fn raw_bodies_and_ill_shaped_arguments_for_functions_are_4xx_and_change_no
     }
     assert_eq!(checksum(&app).await, before);
 }
+
+#[tokio::test]
+async fn hostile_schema_headers_are_406_and_change_nothing() {
+    let app = spawn_app_with(|config| {
+        config.rest.schemas = vec!["public".to_owned(), "api".to_owned()];
+    })
+    .await;
+    seed(&app).await;
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute(
+            "CREATE SCHEMA api;
+             GRANT USAGE ON SCHEMA api TO anon, authenticated;
+             CREATE TABLE api.notes (id bigint PRIMARY KEY, body text);
+             GRANT SELECT, INSERT, DELETE ON api.notes TO authenticated;",
+        )
+        .await
+        .expect("schema");
+    let alice = app.user_token(ALICE);
+    let before = checksum(&app).await;
+    // Every name but the listed ones, however spelled, is refused before any SQL runs:
+    // Galley's own schemas, PostgreSQL's, case variants, lists, padding, quoting, bytes
+    // that are not UTF-8, and a name long past PostgreSQL's 63.
+    let long = "a".repeat(500);
+    let names: Vec<Vec<u8>> = vec![
+        b"auth".to_vec(),
+        b"storage".to_vec(),
+        b"galley".to_vec(),
+        b"pg_catalog".to_vec(),
+        b"information_schema".to_vec(),
+        b"PUBLIC".to_vec(),
+        b"public, api".to_vec(),
+        b"\"public\"".to_vec(),
+        b"public;drop table accounts".to_vec(),
+        b"".to_vec(),
+        vec![0xff, 0xfe],
+        long.clone().into_bytes(),
+    ];
+    for name in names {
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        let header = reqwest::header::HeaderValue::from_bytes(&name).expect("header value");
+        for (method, profile) in [
+            (Method::GET, "accept-profile"),
+            (Method::POST, "content-profile"),
+            (Method::DELETE, "content-profile"),
+        ] {
+            let response = app
+                .http
+                .request(
+                    method.clone(),
+                    app.url("/rest/v1/accounts?id=eq.1&select=id,secret"),
+                )
+                .header("apikey", app.anon_key())
+                .bearer_auth(&alice)
+                .header(profile, header.clone())
+                .header("content-type", "application/json")
+                .body(r#"{"id": 9, "name": "x"}"#)
+                .send()
+                .await
+                .expect("response");
+            assert_eq!(response.status(), 406, "{method} {shown:?}");
+            let body: serde_json::Value = response.json().await.expect("json");
+            let expected: String = shown.chars().take(63).collect();
+            assert_eq!(
+                body,
+                serde_json::json!({
+                    "code": "PGRST106",
+                    "details": null,
+                    "hint": "Only the following schemas are exposed: public, api",
+                    "message": format!("Invalid schema: {expected}"),
+                }),
+                "{method} {shown:?}"
+            );
+        }
+    }
+    // A listed schema serves only its own tables: `accounts` is public's.
+    let other = app
+        .http
+        .get(app.url("/rest/v1/accounts"))
+        .header("apikey", app.anon_key())
+        .header("accept-profile", "api")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(other.status(), 404);
+    assert_eq!(checksum(&app).await, before);
+}

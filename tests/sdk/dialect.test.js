@@ -433,9 +433,61 @@ test("aggregates group by the other columns", async () => {
 test("profiles, the OpenAPI document and the schema cache", async () => {
   const publicSchema = await anon.schema("public").from("genres").select("name").order("id").limit(1);
   assert.deepEqual(publicSchema.data, [{ name: "science fiction" }]);
+  // This server lists rest.schemas = ["public", "api"]; Galley's own are never served.
   const hidden = await anon.schema("auth").from("users").select("*");
   assert.equal(hidden.status, 406);
-  assert.equal(hidden.error.code, "PGRST106");
+  assert.deepEqual(hidden.error, {
+    code: "PGRST106",
+    details: null,
+    hint: "Only the following schemas are exposed: public, api",
+    message: "Invalid schema: auth",
+  });
+  sql(`
+    DROP SCHEMA IF EXISTS api CASCADE;
+    CREATE SCHEMA api;
+    GRANT USAGE ON SCHEMA api TO anon, authenticated;
+    -- The same table name as public's, to show each request reads its own schema.
+    CREATE TABLE api.authors (id bigint PRIMARY KEY, handle text NOT NULL);
+    CREATE TABLE api.posts (id bigint PRIMARY KEY, author_id bigint REFERENCES api.authors (id), body text);
+    INSERT INTO api.authors VALUES (1, '@ursula');
+    INSERT INTO api.posts VALUES (1, 1, 'hello');
+    CREATE FUNCTION api.shout(words text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(words) $$;
+    CREATE FUNCTION api.posts_of(api.authors) RETURNS SETOF api.posts LANGUAGE sql STABLE AS $$ SELECT * FROM api.posts WHERE author_id = $1.id $$;
+    GRANT SELECT ON ALL TABLES IN SCHEMA api TO anon, authenticated;
+    GRANT INSERT, DELETE ON api.posts TO authenticated;
+  `);
+  const api = anon.schema("api");
+  let served;
+  for (let i = 0; i < 100; i++) {
+    served = await api.from("authors").select("handle, posts(body), posts_of(id)");
+    if (!served.error) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(served.error, null, JSON.stringify(served.error));
+  assert.deepEqual(served.data, [{ handle: "@ursula", posts: [{ body: "hello" }], posts_of: [{ id: 1 }] }]);
+  assert.equal(served.status, 200);
+  const shouted = await api.rpc("shout", { words: "hi" });
+  assert.equal(shouted.data, "HI");
+  const inPublic = await anon.rpc("shout", { words: "hi" });
+  assert.equal(inPublic.status, 404);
+  assert.equal(inPublic.error.message, "Could not find the function public.shout(words) in the schema cache");
+  const noTable = await api.from("books").select("*");
+  assert.deepEqual(noTable.error, {
+    code: "PGRST205",
+    details: null,
+    hint: null,
+    message: "Could not find the table 'api.books' in the schema cache",
+  });
+  // Writes choose their schema by Content-Profile, which supabase-js sends.
+  const inserted = await asWriter.schema("api").from("posts").insert({ id: 2, author_id: 1, body: "again" }).select("body, authors(handle)").single();
+  assert.equal(inserted.error, null, JSON.stringify(inserted.error));
+  assert.deepEqual(inserted.data, { body: "again", authors: { handle: "@ursula" } });
+  const removed = await asWriter.schema("api").from("posts").delete().eq("id", 2).select("id");
+  assert.deepEqual(removed.data, [{ id: 2 }]);
+  const raw = await fetch(`${url}/rest/v1/authors?select=handle`, { headers: { apikey: anonKey, "accept-profile": "api" } });
+  assert.equal(raw.headers.get("content-profile"), "api");
+  const apiDoc = await (await fetch(`${url}/rest/v1/`, { headers: { apikey: anonKey, "accept-profile": "api" } })).json();
+  assert.deepEqual(Object.keys(apiDoc.paths).sort(), ["/authors", "/posts", "/rpc/posts_of", "/rpc/shout"]);
   const doc = await (await fetch(`${url}/rest/v1/`, { headers: { apikey: anonKey } })).json();
   assert.equal(doc.openapi, "3.1.0");
   assert.ok(doc.paths["/books"] && doc.paths["/rpc/books_by"], Object.keys(doc.paths).join(","));

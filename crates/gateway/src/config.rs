@@ -62,6 +62,10 @@ pub struct RestConfig {
     pub max_rows: Option<u64>,
     /// How long one request's statement may run before PostgreSQL cancels it (504).
     pub statement_timeout_ms: u64,
+    /// The schemas whose tables and functions `/rest/v1` serves, as PostgREST's
+    /// `db-schemas`: the first unless `Accept-Profile` (reads) or `Content-Profile`
+    /// (writes) names another. Galley's own schemas can never be listed.
+    pub schemas: Vec<String>,
 }
 
 impl Default for RestConfig {
@@ -69,7 +73,52 @@ impl Default for RestConfig {
         Self {
             max_rows: Some(1000),
             statement_timeout_ms: 8000,
+            schemas: vec!["public".to_owned()],
         }
+    }
+}
+
+/// Schemas that hold Galley's own state (users, sessions, objects, changes) or
+/// PostgreSQL's: never served by `/rest/v1`, whatever `rest.schemas` says.
+pub(crate) const PRIVATE_SCHEMAS: [&str; 6] = [
+    "galley",
+    "auth",
+    "storage",
+    "realtime",
+    "pg_catalog",
+    "information_schema",
+];
+
+impl RestConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.schemas.is_empty() {
+            return Err(ConfigError::NoSchemas);
+        }
+        for (index, schema) in self.schemas.iter().enumerate() {
+            let private = PRIVATE_SCHEMAS.contains(&schema.as_str()) || schema.starts_with("pg_");
+            if private {
+                return Err(ConfigError::PrivateSchema {
+                    schema: schema.clone(),
+                });
+            }
+            let valid = !schema.is_empty()
+                && schema.len() <= 63
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && !schema.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(ConfigError::BadSchema {
+                    schema: schema.clone(),
+                });
+            }
+            if self.schemas[..index].contains(schema) {
+                return Err(ConfigError::BadSchema {
+                    schema: schema.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -87,6 +136,14 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("http.max_connections must be at least 1")]
     ZeroConnections,
+    #[error("rest.schemas must name at least one schema")]
+    NoSchemas,
+    #[error("rest.schemas: `{schema}` holds Galley's or PostgreSQL's own data and is never served")]
+    PrivateSchema { schema: String },
+    #[error(
+        "rest.schemas: `{schema}` is not a schema name (letters, digits, `_` and `-`, at most 63, no repeats)"
+    )]
+    BadSchema { schema: String },
 }
 
 impl HttpConfig {
@@ -127,6 +184,35 @@ impl HttpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_schemas_never_include_galleys_own() {
+        let schemas = |list: &[&str]| RestConfig {
+            schemas: list.iter().map(|s| (*s).to_owned()).collect(),
+            ..RestConfig::default()
+        };
+        assert_eq!(RestConfig::default().validate(), Ok(()));
+        assert_eq!(schemas(&["public", "api", "v2-beta"]).validate(), Ok(()));
+        for private in [
+            "auth",
+            "storage",
+            "galley",
+            "realtime",
+            "pg_catalog",
+            "pg_toast",
+        ] {
+            assert_eq!(
+                schemas(&["public", private]).validate(),
+                Err(ConfigError::PrivateSchema {
+                    schema: private.to_owned()
+                })
+            );
+        }
+        assert_eq!(schemas(&[]).validate(), Err(ConfigError::NoSchemas));
+        for bad in ["", "a b", "a\"b", "public"] {
+            assert!(schemas(&["public", bad]).validate().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn credentials_with_a_wildcard_origin_are_refused() {

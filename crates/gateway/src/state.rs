@@ -196,15 +196,15 @@ impl AppState {
 
     /// A write committed through this instance: realtime looks for its changes at once
     /// when `table` publishes them (a function's writes, `None`, may touch any table).
-    pub(crate) fn wrote(&self, table: Option<&str>) {
+    pub(crate) fn wrote(&self, table: Option<(&str, &str)>) {
         let Some(realtime) = &self.realtime else {
             return;
         };
         let publishes = match table {
-            Some(table) => self
+            Some((schema, table)) => self
                 .catalog
                 .snapshot()
-                .relation("public", table)
+                .relation(schema, table)
                 .is_some_and(|relation| relation.realtime),
             None => true,
         };

@@ -98,7 +98,11 @@ pub enum RenderError {
     #[error(
         "Could not find a relationship between '{parent}' and '{relation}' in the schema cache"
     )]
-    NoRelationship { parent: String, relation: String },
+    NoRelationship {
+        schema: String,
+        parent: String,
+        relation: String,
+    },
     #[error(
         "Could not embed because more than one relationship was found for '{parent}' and '{relation}'"
     )]
@@ -911,6 +915,7 @@ impl<'a> Renderer<'a> {
         let relationship =
             resolve(self.schema, scope.table, relation, hint).map_err(|err| match err {
                 ResolveError::None => RenderError::NoRelationship {
+                    schema: scope.table.schema.clone(),
                     parent: scope.table.name.clone(),
                     relation: relation.to_owned(),
                 },

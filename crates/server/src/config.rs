@@ -273,6 +273,9 @@ impl Config {
         self.http
             .validate()
             .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
+        self.rest
+            .validate()
+            .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
         self.backup.cron()?;
         self.backup.sealing()?;
         if self.database.password.is_some() && self.database.url.is_none() {

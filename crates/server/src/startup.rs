@@ -143,8 +143,17 @@ struct BackupSchedule {
     config: Config,
 }
 
-/// Schemas whose tables and functions the API exposes.
-const EXPOSED_SCHEMAS: [&str; 1] = ["public"];
+/// The schemas the catalog reads: `public`, where the admin API defines tables, and those
+/// `/rest/v1` serves.
+fn catalog_schemas(config: &Config) -> Vec<String> {
+    let mut schemas = vec!["public".to_owned()];
+    for schema in &config.rest.schemas {
+        if !schemas.contains(schema) {
+            schemas.push(schema.clone());
+        }
+    }
+    schemas
+}
 
 /// Where the database comes from.
 enum Database {
@@ -254,10 +263,7 @@ impl Application {
             galley_gateway::worker_count(&config.http),
             timeout,
         );
-        let catalog = CatalogCache::new(
-            pools.owner.clone(),
-            EXPOSED_SCHEMAS.map(str::to_owned).to_vec(),
-        );
+        let catalog = CatalogCache::new(pools.owner.clone(), catalog_schemas(config));
         catalog
             .reload()
             .await

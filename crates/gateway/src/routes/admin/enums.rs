@@ -18,7 +18,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list_enums(_admin: AdminAccess, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(&state.catalog.snapshot().enums)
+    // The admin API defines types in `public`; other exposed schemas are the operator's.
+    let catalog = state.catalog.snapshot();
+    let enums: Vec<_> = catalog
+        .enums
+        .iter()
+        .filter(|e| e.schema == "public")
+        .collect();
+    HttpResponse::Ok().json(enums)
 }
 
 async fn create_enum(

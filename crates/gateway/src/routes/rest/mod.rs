@@ -27,9 +27,6 @@ use crate::state::AppState;
 pub(crate) use media::Media;
 pub(crate) use prefer::Preferences;
 
-/// The one schema `/rest/v1` serves.
-const SCHEMA: &str = "public";
-
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(routes(web::scope("/rest/v1")));
 }
@@ -49,7 +46,23 @@ pub(crate) fn routes(
 > {
     scope
         // The schema every answer comes from, as PostgREST names it.
-        .wrap(actix_web::middleware::DefaultHeaders::new().add(("content-profile", SCHEMA)))
+        .wrap_fn(|req, service| {
+            let schema = req
+                .app_data::<web::Data<AppState>>()
+                .and_then(|state| profile(req.request(), &state.rest.schemas).ok())
+                .and_then(|schema| actix_web::http::header::HeaderValue::from_str(schema).ok());
+            let answer = actix_web::dev::Service::call(service, req);
+            async move {
+                let mut res = answer.await?;
+                if let Some(schema) = schema {
+                    res.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("content-profile"),
+                        schema,
+                    );
+                }
+                Ok(res)
+            }
+        })
         .service(
             web::resource(["", "/"])
                 .route(web::get().to(openapi::document))
@@ -127,27 +140,36 @@ async fn invalid_path() -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// The catalog as rendering sees it: the tables of `public` and nothing else.
-pub(crate) struct CatalogView<'a>(pub(crate) &'a Catalog);
+/// The catalog as rendering sees it: the tables of the request's schema and nothing else.
+pub(crate) struct CatalogView<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) schema: &'a str,
+}
+
+impl<'a> CatalogView<'a> {
+    pub(crate) fn new(catalog: &'a Catalog, schema: &'a str) -> Self {
+        Self { catalog, schema }
+    }
+}
 
 impl SchemaView for CatalogView<'_> {
     fn table(&self, name: &str) -> Option<TableShape> {
-        self.0
-            .relation(SCHEMA, name)
-            .map(|relation| shape_of(self.0, relation))
+        self.catalog
+            .relation(self.schema, name)
+            .map(|relation| shape_of(self.catalog, relation))
     }
 
     fn referencing(&self, schema: &str, name: &str) -> Vec<TableShape> {
-        self.0
+        self.catalog
             .relations
             .values()
-            .filter(|r| r.schema == SCHEMA)
+            .filter(|r| r.schema == self.schema)
             .filter(|r| {
                 r.foreign_keys
                     .iter()
                     .any(|fk| fk.target_schema == schema && fk.target_table == name)
             })
-            .map(|relation| shape_of(self.0, relation))
+            .map(|relation| shape_of(self.catalog, relation))
             .collect()
     }
 }
@@ -156,7 +178,7 @@ fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
     let mut computed_fields = Vec::new();
     let mut computed_relationships = Vec::new();
     let over_this_row = catalog.functions.iter().filter(|f| {
-        f.schema == SCHEMA
+        f.schema == relation.schema
             && f.over_row()
                 .is_some_and(|row| row.schema == relation.schema && row.name == relation.name)
     });
@@ -219,8 +241,9 @@ pub(crate) struct Exec<'a> {
     pub(crate) planned: Option<&'a str>,
     /// `read`, `write` or `rpc`: the label the statement's duration is counted under.
     pub(crate) kind: &'static str,
-    /// The table a write changes (`None`: a function, which may change any).
-    pub(crate) target: Option<&'a str>,
+    /// The table a write changes, by schema and name (`None`: a function, which may
+    /// change any).
+    pub(crate) target: Option<(&'a str, &'a str)>,
 }
 
 impl Default for Exec<'_> {
@@ -506,15 +529,16 @@ fn request_headers(req: &HttpRequest) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The table a request names, as rendering needs it; 404 PGRST205 when `public` has no
+/// The table a request names, as rendering needs it; 404 PGRST205 when its schema has no
 /// such table.
-fn table_shape(catalog: &Catalog, table: &str) -> Result<TableShape, ApiError> {
-    CatalogView(catalog).table(table).ok_or_else(|| {
+fn table_shape(view: &CatalogView<'_>, table: &str) -> Result<TableShape, ApiError> {
+    view.table(table).ok_or_else(|| {
         ApiError::rest(
             StatusCode::NOT_FOUND,
             "PGRST205",
             format!(
-                "Could not find the table '{SCHEMA}.{}' in the schema cache",
+                "Could not find the table '{}.{}' in the schema cache",
+                view.schema,
                 table.chars().take(63).collect::<String>()
             ),
             None,
@@ -523,29 +547,39 @@ fn table_shape(catalog: &Catalog, table: &str) -> Result<TableShape, ApiError> {
     })
 }
 
-/// `Accept-Profile` (reads) or `Content-Profile` (writes) may only name `public`.
-fn check_profile(req: &HttpRequest) -> Result<(), ApiError> {
+/// The schema a request is served from: the one `Accept-Profile` (GET, HEAD) or
+/// `Content-Profile` (other methods) names among `rest.schemas`, else the first of
+/// them; 406 PGRST106 for any other.
+pub(crate) fn profile<'s>(req: &HttpRequest, schemas: &'s [String]) -> Result<&'s str, ApiError> {
     let header = match *req.method() {
         actix_web::http::Method::GET | actix_web::http::Method::HEAD => "accept-profile",
         _ => "content-profile",
     };
-    match req.headers().get(header) {
-        None => Ok(()),
-        Some(value) if value.as_bytes() == SCHEMA.as_bytes() => Ok(()),
-        Some(value) => Err(ApiError::rest(
-            StatusCode::NOT_ACCEPTABLE,
-            "PGRST106",
-            format!(
-                "Invalid schema: {}",
-                String::from_utf8_lossy(value.as_bytes())
-                    .chars()
-                    .take(63)
-                    .collect::<String>()
-            ),
-            None,
-            Some(format!("Only the following schemas are exposed: {SCHEMA}")),
-        )),
-    }
+    let Some(value) = req.headers().get(header) else {
+        return Ok(schemas.first().map_or("public", String::as_str));
+    };
+    schemas
+        .iter()
+        .find(|schema| schema.as_bytes() == value.as_bytes())
+        .map(String::as_str)
+        .ok_or_else(|| {
+            ApiError::rest(
+                StatusCode::NOT_ACCEPTABLE,
+                "PGRST106",
+                format!(
+                    "Invalid schema: {}",
+                    String::from_utf8_lossy(value.as_bytes())
+                        .chars()
+                        .take(63)
+                        .collect::<String>()
+                ),
+                None,
+                Some(format!(
+                    "Only the following schemas are exposed: {}",
+                    schemas.join(", ")
+                )),
+            )
+        })
 }
 
 fn render_error(err: RenderError) -> ApiError {
@@ -566,11 +600,13 @@ fn render_error(err: RenderError) -> ApiError {
         RenderError::MissingFilter => {
             plain(StatusCode::BAD_REQUEST, galley_db::CARDINALITY_VIOLATION)
         }
-        RenderError::NoRelationship { .. } => ApiError::rest(
+        RenderError::NoRelationship { schema, .. } => ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST200",
             message.clone(),
-            Some("Searched for a foreign key relationship between the tables in the schema 'public' but no matches were found.".to_owned()),
+            Some(format!(
+                "Searched for a foreign key relationship between the tables in the schema '{schema}' but no matches were found."
+            )),
             None,
         ),
         RenderError::AmbiguousRelationship {

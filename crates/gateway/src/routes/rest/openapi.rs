@@ -1,5 +1,5 @@
-//! `GET /rest/v1/`: an OpenAPI 3.1 document of the tables and functions of `public` that
-//! the caller's role may use (PostgREST's `follow-privileges`), built from the catalog.
+//! `GET /rest/v1/`: an OpenAPI 3.1 document of the tables and functions of the request's
+//! schema (`Accept-Profile`) that the caller's role may use (PostgREST's `follow-privileges`), built from the catalog.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_db::DbError;
@@ -15,19 +15,20 @@ pub(super) async fn document(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    super::check_profile(&req)?;
-    let (tables, functions) = visible(&state, &role).await?;
+    let schema = super::profile(&req, &state.rest.schemas)?;
+    let (tables, functions) = visible(&state, &role, schema).await?;
     let catalog = state.catalog.snapshot();
-    let body = build(&catalog, &tables, &functions);
+    let body = build(&catalog, schema, &tables, &functions);
     Ok(HttpResponse::Ok()
         .content_type("application/openapi+json; charset=utf-8")
         .body(body.to_string()))
 }
 
-/// The names of the tables and functions of `public` the role holds any privilege on.
+/// The names of the tables and functions of `schema` the role holds any privilege on.
 async fn visible(
     state: &AppState,
     role: &RequestRole,
+    schema: &str,
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let failed =
         |err: galley_db::wire::WireError| ApiError::from_statement(&err, role.is_anonymous());
@@ -39,16 +40,16 @@ async fn visible(
     conn.push(
         "SELECT c.relname::text FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
          AND pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')",
-        &[],
+        &[schema],
     )
     .map_err(failed)?;
     conn.push(
         "SELECT p.proname::text FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-         WHERE n.nspname = 'public' AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')",
-        &[],
+         WHERE n.nspname = $1 AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')",
+        &[schema],
     )
     .map_err(failed)?;
     conn.push("COMMIT", &[]).map_err(failed)?;
@@ -66,13 +67,13 @@ async fn visible(
     Ok((names(2), names(3)))
 }
 
-fn build(catalog: &Catalog, tables: &[String], functions: &[String]) -> Value {
+fn build(catalog: &Catalog, schema: &str, tables: &[String], functions: &[String]) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for relation in catalog
         .relations
         .values()
-        .filter(|r| r.schema == super::SCHEMA && tables.contains(&r.name))
+        .filter(|r| r.schema == schema && tables.contains(&r.name))
     {
         schemas.insert(relation.name.clone(), table_schema(relation));
         paths.insert(format!("/{}", relation.name), table_path(relation));
@@ -80,7 +81,7 @@ fn build(catalog: &Catalog, tables: &[String], functions: &[String]) -> Value {
     for function in catalog
         .functions
         .iter()
-        .filter(|f| f.schema == super::SCHEMA && functions.contains(&f.name))
+        .filter(|f| f.schema == schema && functions.contains(&f.name))
     {
         let mut properties = Map::new();
         let mut required = Vec::new();

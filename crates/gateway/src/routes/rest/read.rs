@@ -16,21 +16,21 @@ pub(super) async fn get_rows(
     table: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    super::check_profile(&req)?;
+    let schema = super::profile(&req, &state.rest.schemas)?;
     let mut query = super::parse_pairs(req.query_string())?;
     super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
     let media = Media::parse(&req)?;
     let prefs = Preferences::parse(&req)?;
     apply_range_header(&req, &mut query)?;
     let catalog = state.catalog.snapshot();
-    let shape = super::table_shape(&catalog, &table)?;
+    let view = CatalogView::new(&catalog, schema);
+    let shape = super::table_shape(&view, &table)?;
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
         format: media.format(),
     };
-    let statement = render_read(&CatalogView(&catalog), &shape, &query, options)
-        .map_err(super::render_error)?;
+    let statement = render_read(&view, &shape, &query, options).map_err(super::render_error)?;
     let exec = Exec {
         read_only: true,
         single: media.single(),

@@ -1,4 +1,4 @@
-//! `/rest/v1/rpc/{function}`: call a function of `public` with named arguments from a
+//! `/rest/v1/rpc/{function}`: call a function of the request's schema with named arguments from a
 //! JSON object (POST) or the query string (GET, HEAD), or, as PostgREST does, pass a
 //! POST's whole body to a function's single unnamed parameter: `json`/`jsonb` for a JSON
 //! body no named overload takes, `text` for `text/plain`, `xml` for `text/xml`, `bytea`
@@ -110,42 +110,42 @@ fn inputs(f: &Function) -> Vec<&galley_schema::FunctionArg> {
         .collect()
 }
 
-/// The overloads of `function` in the exposed schema whose inputs `takes` accepts.
+/// The overloads of `function` in the request's schema whose inputs `takes` accepts.
 fn overloads<'a>(
-    catalog: &'a Catalog,
+    view: &CatalogView<'a>,
     function: &str,
     takes: impl Fn(&[&galley_schema::FunctionArg]) -> bool,
 ) -> Vec<&'a Function> {
-    catalog
+    view.catalog
         .functions
         .iter()
-        .filter(|f| f.schema == super::SCHEMA && f.name == function && takes(&inputs(f)))
+        .filter(|f| f.schema == view.schema && f.name == function && takes(&inputs(f)))
         .collect()
 }
 
 /// The functions called `function` whose only input is one unnamed parameter of one of
 /// `types`.
-fn single_parameter<'a>(catalog: &'a Catalog, function: &str, types: &[&str]) -> Vec<&'a Function> {
-    overloads(catalog, function, |inputs| {
+fn single_parameter<'a>(
+    view: &CatalogView<'a>,
+    function: &str,
+    types: &[&str],
+) -> Vec<&'a Function> {
+    overloads(view, function, |inputs| {
         matches!(inputs, [only] if only.name.as_deref().unwrap_or_default().is_empty()
             && types.contains(&only.data_type.as_str()))
     })
 }
 
-/// `public.function`, as PostgREST's messages name a function (the name cut to 63).
-fn qualified(function: &str) -> String {
-    format!(
-        "{}.{}",
-        super::SCHEMA,
-        function.chars().take(63).collect::<String>()
-    )
+/// `schema.function`, as PostgREST's messages name a function (the name cut to 63).
+fn qualified(schema: &str, function: &str) -> String {
+    format!("{schema}.{}", function.chars().take(63).collect::<String>())
 }
 
 /// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
 /// or "without parameters"), and for a POST the single-JSON-parameter form it also
 /// looked for. (PostgREST's fuzzy "Perhaps you meant" hint is not given.)
-fn no_function(function: &str, arguments: &[String], get: bool) -> ApiError {
-    let name = qualified(function);
+fn no_function(schema: &str, function: &str, arguments: &[String], get: bool) -> ApiError {
+    let name = qualified(schema, function);
     let listed = arguments.join(", ").chars().take(200).collect::<String>();
     let (called, searched) = if arguments.is_empty() {
         (
@@ -213,7 +213,7 @@ async fn call(
     mut query: QueryParams,
     arguments: Arguments,
 ) -> Result<HttpResponse, ApiError> {
-    super::check_profile(&req)?;
+    let schema = super::profile(&req, &state.rest.schemas)?;
     let get = matches!(arguments, Arguments::Query(_));
     let media = Media::parse(&req)?;
     let prefs = Preferences::parse(&req)?;
@@ -221,6 +221,7 @@ async fn call(
         super::read::apply_range_header(&req, &mut query)?;
     }
     let catalog = state.catalog.snapshot();
+    let view = CatalogView::new(&catalog, schema);
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
@@ -228,13 +229,12 @@ async fn call(
     };
     let (found, shape, statement) = match arguments {
         Arguments::Single { kind, value } => {
-            let found = only_one(single_parameter(&catalog, &function, &[kind]), || {
-                no_single_function(&function, kind)
+            let found = only_one(single_parameter(&view, &function, &[kind]), || {
+                no_single_function(schema, &function, kind)
             })?;
             let shape = function_shape(&catalog, found);
-            let statement =
-                render_single_call(&CatalogView(&catalog), &shape, value, &query, options)
-                    .map_err(super::render_error)?;
+            let statement = render_single_call(&view, &shape, value, &query, options)
+                .map_err(super::render_error)?;
             (found, shape, statement)
         }
         Arguments::Query(value) | Arguments::Json(value) => {
@@ -248,23 +248,18 @@ async fn call(
             };
             let by_name = named
                 .as_ref()
-                .map(|names| named_overloads(&catalog, &function, names))
+                .map(|names| named_overloads(&view, &function, names))
                 .unwrap_or_default();
             if by_name.is_empty() && !get {
                 // No overload takes these names: the whole body to a single unnamed
                 // json/jsonb parameter, if the function has one.
-                let single = single_parameter(&catalog, &function, &["json", "jsonb"]);
+                let single = single_parameter(&view, &function, &["json", "jsonb"]);
                 if !single.is_empty() {
                     let found = only_one(single, ApiError::internal)?;
                     let shape = function_shape(&catalog, found);
-                    let statement = render_single_call(
-                        &CatalogView(&catalog),
-                        &shape,
-                        value.to_string(),
-                        &query,
-                        options,
-                    )
-                    .map_err(super::render_error)?;
+                    let statement =
+                        render_single_call(&view, &shape, value.to_string(), &query, options)
+                            .map_err(super::render_error)?;
                     return finish(
                         &state, &role, &req, &media, &prefs, &query, found, &shape, &statement, get,
                     )
@@ -274,17 +269,10 @@ async fn call(
             let Some(names) = named else {
                 return Err(super::invalid_json("the arguments must be one JSON object"));
             };
-            let found = only_one(by_name, || no_function(&function, &names, get))?;
+            let found = only_one(by_name, || no_function(schema, &function, &names, get))?;
             let shape = function_shape(&catalog, found);
-            let statement = render_call(
-                &CatalogView(&catalog),
-                &shape,
-                &names,
-                value.to_string(),
-                &query,
-                options,
-            )
-            .map_err(super::render_error)?;
+            let statement = render_call(&view, &shape, &names, value.to_string(), &query, options)
+                .map_err(super::render_error)?;
             (found, shape, statement)
         }
     };
@@ -308,11 +296,11 @@ fn only_one(
 
 /// The overloads of `function` whose arguments cover `names` and need no other.
 fn named_overloads<'a>(
-    catalog: &'a Catalog,
+    view: &CatalogView<'a>,
     function: &str,
     names: &[String],
 ) -> Vec<&'a Function> {
-    overloads(catalog, function, |inputs| {
+    overloads(view, function, |inputs| {
         names.iter().all(|name| {
             inputs
                 .iter()
@@ -324,8 +312,8 @@ fn named_overloads<'a>(
 }
 
 /// 404 PGRST202 for a raw body no single unnamed parameter of its type takes.
-fn no_single_function(function: &str, kind: &str) -> ApiError {
-    let name = qualified(function);
+fn no_single_function(schema: &str, function: &str, kind: &str) -> ApiError {
+    let name = qualified(schema, function);
     ApiError::rest(
         StatusCode::NOT_FOUND,
         "PGRST202",
@@ -376,13 +364,8 @@ async fn finish(
 }
 
 /// A function of the catalog as rendering needs it, with the rows it returns when it
-/// returns a table type of `public` or `TABLE(...)`.
+/// returns a table's or view's row type (of an exposed schema) or `TABLE(...)`.
 fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
-    let returned = f.returns.strip_prefix("SETOF ").unwrap_or(&f.returns);
-    let returned = returned
-        .strip_prefix("public.")
-        .unwrap_or(returned)
-        .trim_matches('"');
     let table_columns: Vec<(String, String)> = f
         .args
         .iter()
@@ -391,13 +374,15 @@ fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
         .collect();
     let returns = if !table_columns.is_empty() {
         Some(TableShape {
-            schema: super::SCHEMA.to_owned(),
+            schema: f.schema.clone(),
             name: f.name.clone(),
             columns: table_columns,
             ..TableShape::default()
         })
     } else {
-        CatalogView(catalog).table(returned)
+        f.returns_relation
+            .as_ref()
+            .and_then(|r| CatalogView::new(catalog, &r.schema).table(&r.name))
     };
     FunctionShape {
         schema: f.schema.clone(),

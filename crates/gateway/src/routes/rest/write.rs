@@ -17,16 +17,19 @@ use crate::state::AppState;
 
 /// What a write request asked for besides its rows.
 struct Ask {
+    /// The schema written to (`Content-Profile`).
+    schema: String,
     query: QueryParams,
     prefs: Preferences,
     media: Media,
 }
 
-fn ask(req: &HttpRequest) -> Result<Ask, ApiError> {
-    super::check_profile(req)?;
+fn ask(req: &HttpRequest, state: &AppState) -> Result<Ask, ApiError> {
+    let schema = super::profile(req, &state.rest.schemas)?.to_owned();
     let query = super::parse_pairs(req.query_string())?;
     super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
     Ok(Ask {
+        schema,
         query,
         prefs: Preferences::parse(req)?,
         media: Media::parse(req)?,
@@ -149,10 +152,11 @@ pub(super) async fn post_rows(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = ask(&req)?;
+    let ask = ask(&req, &state)?;
     let rows = body_rows(&req, &body)?;
     let catalog = state.catalog.snapshot();
-    let shape = super::table_shape(&catalog, &table)?;
+    let view = CatalogView::new(&catalog, &ask.schema);
+    let shape = super::table_shape(&view, &table)?;
     let count = rows.len();
     let groups = insert_groups(
         rows,
@@ -186,7 +190,7 @@ pub(super) async fn post_rows(
     }
     let keys = key_items(&shape);
     let statement = render_insert(
-        &CatalogView(&catalog),
+        &view,
         &shape,
         &groups,
         &on_conflict,
@@ -196,7 +200,7 @@ pub(super) async fn post_rows(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
-        target: Some(&table),
+        target: Some((&ask.schema, &table)),
         ..Exec::default()
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
@@ -217,9 +221,10 @@ pub(super) async fn put_row(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = ask(&req)?;
+    let ask = ask(&req, &state)?;
     let catalog = state.catalog.snapshot();
-    let shape = super::table_shape(&catalog, &table)?;
+    let view = CatalogView::new(&catalog, &ask.schema);
+    let shape = super::table_shape(&view, &table)?;
     if !ask.query.limit.is_empty() || !ask.query.offset.is_empty() {
         return Err(ApiError::rest(
             StatusCode::BAD_REQUEST,
@@ -291,7 +296,7 @@ pub(super) async fn put_row(
     let groups = insert_groups(vec![value.clone()], None, false)?;
     let keys = key_items(&shape);
     let statement = render_insert(
-        &CatalogView(&catalog),
+        &view,
         &shape,
         &groups,
         &OnConflict::Merge(None),
@@ -301,7 +306,7 @@ pub(super) async fn put_row(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
-        target: Some(&table),
+        target: Some((&ask.schema, &table)),
         ..Exec::default()
     };
     let outcome = super::run(&state, &role, &req, &statement, exec).await?;
@@ -325,7 +330,7 @@ pub(super) async fn patch_rows(
     let serde_json::Value::Object(object) = &value else {
         return Err(super::invalid_json("the body must be an object"));
     };
-    let ask = ask(&req)?;
+    let ask = ask(&req, &state)?;
     let columns: Vec<String> = match &ask.query.columns {
         Some(columns) => columns.clone(),
         None => object.keys().cloned().collect(),
@@ -344,7 +349,7 @@ pub(super) async fn delete_rows(
     table: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = ask(&req)?;
+    let ask = ask(&req, &state)?;
     mutate(role, state, table, req, ask, Mutation::Delete).await
 }
 
@@ -357,10 +362,11 @@ async fn mutate(
     mutation: Mutation,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.snapshot();
-    let shape = super::table_shape(&catalog, &table)?;
+    let view = CatalogView::new(&catalog, &ask.schema);
+    let shape = super::table_shape(&view, &table)?;
     let keys = key_items(&shape);
     let statement = render_mutation(
-        &CatalogView(&catalog),
+        &view,
         &shape,
         &ask.query,
         &mutation,
@@ -370,7 +376,7 @@ async fn mutate(
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
-        target: Some(&table),
+        target: Some((&ask.schema, &table)),
         max_affected: ask.prefs.max_affected,
         ..Exec::default()
     };
