@@ -2,7 +2,7 @@
 //! request's role and claims enforced by row-level security, and PostgREST-shaped errors.
 
 use galley_gateway::ErrorBody;
-use galley_testkit::{TestApp, spawn_app};
+use galley_testkit::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 const ALICE: &str = "00000000-0000-4000-8000-0000000000a1";
@@ -225,6 +225,69 @@ async fn errors_come_in_postgrest_shape_and_change_nothing() {
         .expect("count")
         .get(0);
     assert_eq!(rows, 3);
+}
+
+async fn note_count(app: &TestApp) -> i64 {
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .query_one("SELECT count(*) FROM public.notes", &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn plans_are_refused_unless_enabled_and_never_keep_a_write() {
+    let accept =
+        "application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze|verbose;";
+    let off = spawn_app().await;
+    notes(&off, json!({"select": {"preset": "public"}})).await;
+    let refused = off
+        .http
+        .get(off.url("/rest/v1/notes?select=body"))
+        .header("apikey", off.anon_key())
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(refused.status(), 406);
+    assert_eq!(
+        refused.text().await.expect("body"),
+        r#"{"code":"PGRST107","details":null,"hint":null,"message":"None of these media types are available: application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze|verbose"}"#
+    );
+    off.shutdown().await.expect("shutdown");
+
+    let on = spawn_app_with(|config| config.rest.plan_enabled = true).await;
+    notes(
+        &on,
+        json!({"select": {"preset": "public"}, "insert": {"preset": "public"}}),
+    )
+    .await;
+    let before = note_count(&on).await;
+    let planned = on
+        .http
+        .post(on.url("/rest/v1/notes"))
+        .header("apikey", on.anon_key())
+        .bearer_auth(on.user_token(ALICE))
+        .header("accept", accept)
+        .json(&json!({"body": "planned", "stars": 1}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(planned.status(), 200);
+    assert_eq!(
+        planned.headers()["content-type"],
+        "application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze|verbose; charset=utf-8"
+    );
+    let plan: Value = planned.json().await.expect("json");
+    assert!(plan[0]["Plan"]["Actual Rows"].is_number(), "{plan}");
+    assert_eq!(
+        note_count(&on).await,
+        before,
+        "an analyzed insert is rolled back"
+    );
 }
 
 #[tokio::test]

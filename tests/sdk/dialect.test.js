@@ -416,6 +416,35 @@ test("functions over a row are computed fields and computed relationships", asyn
   assert.equal(written.error.code, "PGRST204");
 });
 
+test("explain answers the statement's plan (this server sets rest.plan_enabled)", async () => {
+  const text = await anon.from("books").select("title").eq("id", 1).explain();
+  assert.equal(text.error, null, JSON.stringify(text.error));
+  assert.equal(typeof text.data, "string");
+  assert.match(text.data, /Scan .*on books/);
+  const json = await anon.from("books").select("title, author:authors!author_id(name)").explain({ format: "json", analyze: true, verbose: true });
+  assert.equal(json.error, null, JSON.stringify(json.error));
+  const plan = json.data[0];
+  assert.ok(plan.Plan && "Actual Rows" in plan.Plan && Array.isArray(plan.Plan.Output), JSON.stringify(plan));
+  assert.ok("Execution Time" in plan);
+  // ANALYZE of a write runs it, and keeps nothing.
+  const write = await asWriter.from("books").insert({ id: 40, title: "Planned", author_id: 1 }).select("id").explain({ analyze: true, format: "json" });
+  assert.equal(write.error, null, JSON.stringify(write.error));
+  assert.equal(write.data[0].Plan["Node Type"], "Aggregate");
+  const kept = await anon.from("books").select("id").eq("id", 40);
+  assert.deepEqual(kept.data, []);
+  const rpc = await anon.rpc("books_by", { author: 1 }).explain({ format: "json" });
+  assert.ok(rpc.data[0].Plan, JSON.stringify(rpc.data));
+  const raw = await fetch(`${url}/rest/v1/books?select=id`, {
+    headers: { apikey: anonKey, accept: 'application/vnd.pgrst.plan+json; for="text/csv"; options=buffers|settings' },
+  });
+  assert.equal(raw.status, 200);
+  assert.equal(raw.headers.get("content-type"), 'application/vnd.pgrst.plan+json; for="text/csv"; options=settings|buffers; charset=utf-8');
+  const unknown = await fetch(`${url}/rest/v1/books?select=id`, {
+    headers: { apikey: anonKey, accept: "application/vnd.pgrst.plan+json; options=drop" },
+  });
+  assert.equal(unknown.status, 406);
+});
+
 test("aggregates group by the other columns", async () => {
   const perAuthor = await anon.from("books").select("author_id, count(), pages.sum(), price.max()").order("author_id");
   assert.equal(perAuthor.error, null, JSON.stringify(perAuthor.error));

@@ -66,6 +66,9 @@ pub struct RestConfig {
     /// `db-schemas`: the first unless `Accept-Profile` (reads) or `Content-Profile`
     /// (writes) names another. Galley's own schemas can never be listed.
     pub schemas: Vec<String>,
+    /// Answers `Accept: application/vnd.pgrst.plan` with the statement's EXPLAIN, as
+    /// PostgREST's `db-plan-enabled`. Off by default: a plan tells more than the rows.
+    pub plan_enabled: bool,
 }
 
 impl Default for RestConfig {
@@ -74,6 +77,7 @@ impl Default for RestConfig {
             max_rows: Some(1000),
             statement_timeout_ms: 8000,
             schemas: vec!["public".to_owned()],
+            plan_enabled: false,
         }
     }
 }

@@ -427,6 +427,62 @@ async fn run_statement(
     Ok(outcome)
 }
 
+/// Answers with the plan of `statement` (`Accept: application/vnd.pgrst.plan…`): its
+/// EXPLAIN with the options asked for, as the request's role with its settings, in a
+/// transaction that always rolls back, so an `analyze` of a write runs it and keeps
+/// nothing. Only when `rest.plan_enabled` (a plan shows what the rows are not meant to:
+/// indexes, estimates, other tables' names); 406 PGRST107 otherwise, as PostgREST.
+pub(crate) async fn explain(
+    state: &AppState,
+    role: &RequestRole,
+    req: &HttpRequest,
+    statement: &Statement,
+    plan: media::Plan,
+    read_only: bool,
+) -> Result<HttpResponse, ApiError> {
+    if !state.rest.plan_enabled {
+        return Err(media::not_available(&plan.media_type()));
+    }
+    let failed = |err: WireError| ApiError::from_statement(&err, role.is_anonymous());
+    let claims = role.claims.to_string();
+    let headers = request_headers(req);
+    let timeout = state.rest.statement_timeout_ms.to_string();
+    let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
+    conn.push(
+        if read_only {
+            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
+        } else {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+        },
+        &[],
+    )
+    .map_err(failed)?;
+    conn.push(
+        SETUP,
+        &[
+            role.role,
+            &claims,
+            req.method().as_str(),
+            req.path(),
+            &headers,
+            &timeout,
+        ],
+    )
+    .map_err(failed)?;
+    let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
+    conn.push(&format!("{} {}", plan.explain(), statement.sql), &params)
+        .map_err(failed)?;
+    conn.push("ROLLBACK", &[]).map_err(failed)?;
+    let results = conn.sync().await.map_err(failed)?;
+    let lines: Vec<&str> = results
+        .get(2)
+        .map(|rows| rows.iter().filter_map(|row| row.text(0)).collect())
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type(plan.content_type())
+        .body(lines.join("\n")))
+}
+
 /// `EXPLAIN` of the query the planner estimates the total from.
 fn prepared_explain(planned: Option<&str>) -> Option<String> {
     planned.map(|source| format!("EXPLAIN (FORMAT JSON) {source}"))

@@ -31,6 +31,9 @@ pub(super) async fn get_rows(
         format: media.format(),
     };
     let statement = render_read(&view, &shape, &query, options).map_err(super::render_error)?;
+    if let Some(plan) = media.plan {
+        return super::explain(&state, &role, &req, &statement, plan, true).await;
+    }
     let exec = Exec {
         read_only: true,
         single: media.single(),

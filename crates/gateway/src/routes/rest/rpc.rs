@@ -341,6 +341,9 @@ async fn finish(
 ) -> Result<HttpResponse, ApiError> {
     // Reads by GET, and functions that declare they do not write, run read-only.
     let read_only = get || found.volatility != "volatile";
+    if let Some(plan) = media.plan {
+        return super::explain(state, role, req, statement, plan, read_only).await;
+    }
     let exec = Exec {
         read_only,
         rollback: prefs.rollback,

@@ -197,6 +197,9 @@ pub(super) async fn post_rows(
         representation(&ask, &keys),
     )
     .map_err(super::render_error)?;
+    if let Some(plan) = ask.media.plan {
+        return super::explain(&state, &role, &req, &statement, plan, false).await;
+    }
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
@@ -303,6 +306,9 @@ pub(super) async fn put_row(
         representation(&ask, &keys),
     )
     .map_err(super::render_error)?;
+    if let Some(plan) = ask.media.plan {
+        return super::explain(&state, &role, &req, &statement, plan, false).await;
+    }
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
@@ -373,6 +379,9 @@ async fn mutate(
         representation(&ask, &keys),
     )
     .map_err(super::render_error)?;
+    if let Some(plan) = ask.media.plan {
+        return super::explain(&state, &role, &req, &statement, plan, false).await;
+    }
     let exec = Exec {
         rollback: ask.prefs.rollback,
         single: ask.media.single() && ask.prefs.return_ == Return::Representation,
