@@ -932,3 +932,74 @@ async fn functions_are_called_with_named_arguments() {
         "25006"
     );
 }
+
+#[tokio::test]
+async fn geojson_is_a_feature_collection_once_postgis_is_installed() {
+    let app = spawn_app().await;
+    let client = app.db.connect().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE public.places (id int PRIMARY KEY, name text, location geometry(Point, 4326));
+             GRANT SELECT ON public.places TO anon;
+             CREATE POLICY open ON public.places FOR SELECT USING (true);",
+        )
+        .await
+        .expect_err("no geometry type before PostGIS");
+    let geo = |app: &TestApp, path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("apikey", app.anon_key())
+            .header("accept", "application/geo+json")
+            .send()
+    };
+    // Without PostGIS the media type is not produced.
+    let refused = geo(&app, "/rest/v1/places").await.expect("response");
+    assert_eq!(refused.status(), 406);
+    assert_eq!(
+        refused.text().await.expect("body"),
+        r#"{"code":"PGRST107","details":null,"hint":null,"message":"None of these media types are available: application/geo+json"}"#
+    );
+    client
+        .batch_execute(
+            "CREATE EXTENSION postgis;
+             CREATE TABLE public.places (id int PRIMARY KEY, name text, location geometry(Point, 4326));
+             INSERT INTO public.places VALUES (1, 'harbour', 'SRID=4326;POINT(4.9 52.37)'), (2, 'nowhere', NULL);
+             GRANT SELECT ON public.places TO anon;
+             CREATE POLICY open ON public.places FOR SELECT USING (true);",
+        )
+        .await
+        .expect("postgis");
+    let mut body = String::new();
+    for _ in 0..100 {
+        let response = geo(&app, "/rest/v1/places?select=id,name,location&order=id")
+            .await
+            .expect("response");
+        if response.status() == 200 {
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/geo+json; charset=utf-8"
+            );
+            body = response.text().await.expect("body");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let parsed: Value = serde_json::from_str(&body).expect("geojson");
+    assert_eq!(
+        parsed,
+        json!({
+            "type": "FeatureCollection",
+            "features": [
+                {"type": "Feature", "geometry": {"type": "Point", "coordinates": [4.9, 52.37]}, "properties": {"id": 1, "name": "harbour"}},
+                {"type": "Feature", "geometry": {"type": null}, "properties": {"id": 2, "name": "nowhere"}}
+            ]
+        })
+    );
+    // Rows with no geometry column are a 400, not a failure of the server.
+    let plain = geo(&app, "/rest/v1/places?select=id,name")
+        .await
+        .expect("response");
+    assert_eq!(plain.status(), 400);
+    let error: ErrorBody = plain.json().await.expect("error shape");
+    assert_eq!(error.code, "22023");
+}

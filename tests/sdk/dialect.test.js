@@ -445,6 +445,28 @@ test("explain answers the statement's plan (this server sets rest.plan_enabled)"
   assert.equal(unknown.status, 406);
 });
 
+test("geojson answers a FeatureCollection once PostGIS is installed", async () => {
+  sql(`
+    CREATE EXTENSION IF NOT EXISTS postgis;
+    DROP TABLE IF EXISTS landmarks;
+    CREATE TABLE landmarks (id int PRIMARY KEY, name text, spot geometry(Point, 4326));
+    INSERT INTO landmarks VALUES (1, 'lighthouse', 'SRID=4326;POINT(-5.7 50.07)');
+    GRANT SELECT ON landmarks TO anon;
+    CREATE POLICY open_read ON landmarks FOR SELECT USING (true);
+  `);
+  let answer;
+  for (let i = 0; i < 100; i++) {
+    answer = await anon.from("landmarks").select("name, spot").geojson();
+    if (!answer.error) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(answer.error, null, JSON.stringify(answer.error));
+  assert.deepEqual(answer.data, {
+    type: "FeatureCollection",
+    features: [{ type: "Feature", geometry: { type: "Point", coordinates: [-5.7, 50.07] }, properties: { name: "lighthouse" } }],
+  });
+});
+
 test("aggregates group by the other columns", async () => {
   const perAuthor = await anon.from("books").select("author_id, count(), pages.sum(), price.max()").order("author_id");
   assert.equal(perAuthor.error, null, JSON.stringify(perAuthor.error));

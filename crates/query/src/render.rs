@@ -38,7 +38,7 @@ pub enum Count {
 }
 
 /// How the rows become the response body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum BodyFormat {
     /// A JSON array of objects.
     #[default]
@@ -47,10 +47,13 @@ pub enum BodyFormat {
     StrippedJson,
     /// `text/csv`: a header line of the keys, then one line per row.
     Csv,
+    /// `application/geo+json`: a GeoJSON FeatureCollection, each row a Feature made by
+    /// PostGIS's `ST_AsGeoJSON(record)` from the schema PostGIS is installed in.
+    GeoJson { postgis: String },
 }
 
 /// How a read is bounded, counted and shaped.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Upper bound on rows returned, whatever `limit` says.
     pub max_rows: Option<u64>,
@@ -59,7 +62,7 @@ pub struct ReadOptions {
 }
 
 /// What a write answers with, when it answers with rows (`return=representation`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Representation<'a> {
     pub select: Option<&'a [SelectItem]>,
     pub format: BodyFormat,
@@ -161,9 +164,9 @@ pub fn render_read(
         reference: from.clone(),
         path: Vec::new(),
     };
-    let read = r.read(&scope, &from, options)?;
+    let read = r.read(&scope, &from, &options)?;
     r.check_paths()?;
-    let body = body_sql(options.format, false);
+    let body = body_sql(&options.format, false);
     let sql = format!(
         "WITH pgrst_source AS ({}) SELECT {} AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
          {body} AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t",
@@ -456,9 +459,9 @@ fn finish_call(
                 reference: quote("pgrst_call"),
                 path: Vec::new(),
             };
-            let read = r.read(&scope, &from, options)?;
+            let read = r.read(&scope, &from, &options)?;
             r.check_paths()?;
-            let body = body_sql(options.format, !function.returns_set);
+            let body = body_sql(&options.format, !function.returns_set);
             format!(
                 "WITH pgrst_source AS ({}) SELECT {} AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, \
                  {body} AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t",
@@ -497,9 +500,14 @@ fn finish_call(
 
 /// The body column: the rows `_pgrst_t` aggregated as the format asks; `single` takes
 /// the first row as an object (functions returning one row).
-fn body_sql(format: BodyFormat, single: bool) -> String {
+fn body_sql(format: &BodyFormat, single: bool) -> String {
     let rows = "pg_catalog.json_agg(_pgrst_t)";
     match (format, single) {
+        (BodyFormat::GeoJson { postgis }, _) => format!(
+            "pg_catalog.json_build_object('type', 'FeatureCollection', 'features', \
+             coalesce(pg_catalog.json_agg({}.\"st_asgeojson\"(_pgrst_t)::json), '[]'))::text",
+            quote(postgis)
+        ),
         (BodyFormat::Csv, _) => "coalesce((SELECT pg_catalog.string_agg(_pgrst_k, ',') \
              FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_pgrst_t)->0) AS _pgrst_k), '') \
              || E'\\n' || coalesce(pg_catalog.string_agg(substr(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
@@ -680,7 +688,7 @@ impl<'a> Renderer<'a> {
         &mut self,
         scope: &Scope<'_>,
         from: &str,
-        options: ReadOptions,
+        options: &ReadOptions,
     ) -> Result<Read, RenderError> {
         let items = self.query.select.clone();
         let level = self.level(scope, items.as_deref())?;
@@ -1417,7 +1425,7 @@ impl<'a> Renderer<'a> {
         Ok(WriteShape {
             returning,
             rows,
-            body: body_sql(representation.format, false),
+            body: body_sql(&representation.format, false),
         })
     }
 }

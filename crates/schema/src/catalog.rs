@@ -12,6 +12,9 @@ pub struct Catalog {
     pub relations: BTreeMap<String, Relation>,
     pub enums: Vec<EnumType>,
     pub functions: Vec<Function>,
+    /// The schema the PostGIS extension is installed in, if it is.
+    #[serde(default)]
+    pub postgis_schema: Option<String>,
 }
 
 impl Catalog {

@@ -20,6 +20,8 @@ fk_action(code, action) AS (
   VALUES ('a', 'no action'), ('r', 'restrict'), ('c', 'cascade'), ('n', 'set null'), ('d', 'set default')
 )
 SELECT json_build_object(
+  'postgis_schema', (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                     WHERE e.extname = 'postgis'),
   'relations', coalesce((
     SELECT json_agg(json_build_object(
       'schema', r.nspname,
@@ -161,6 +163,7 @@ struct Raw {
     relations: Vec<Relation>,
     enums: Vec<EnumType>,
     functions: Vec<Function>,
+    postgis_schema: Option<String>,
 }
 
 /// Introspects the `exposed` schemas. Runs in a REPEATABLE READ read-only transaction so
@@ -189,5 +192,6 @@ pub async fn load_catalog(
         relations,
         enums: raw.enums,
         functions: raw.functions,
+        postgis_schema: raw.postgis_schema,
     })
 }

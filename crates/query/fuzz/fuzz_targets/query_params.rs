@@ -109,10 +109,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let options = ReadOptions::default();
     if let Ok(call) =
-        galley_query::render_call(&schema, &function, &names, body(text), &query, options)
+        galley_query::render_call(&schema, &function, &names, body(text), &query, options.clone())
     {
         let other =
-            galley_query::render_call(&schema, &function, &names, body("v"), &query, options)
+            galley_query::render_call(&schema, &function, &names, body("v"), &query, options.clone())
                 .expect("the same names render");
         assert_eq!(
             call.sql, other.sql,
@@ -120,10 +120,10 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Ok(single) =
-        galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options)
+        galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options.clone())
     {
         let other =
-            galley_query::render_single_call(&schema, &function, "v".into(), &query, options)
+            galley_query::render_single_call(&schema, &function, "v".into(), &query, options.clone())
                 .expect("the same call renders");
         assert_eq!(single.sql, other.sql, "a body reached the SQL text");
     }

@@ -14,6 +14,8 @@ pub(crate) enum Shape {
     Object,
     /// `text/csv`.
     Csv,
+    /// `application/geo+json`: a FeatureCollection, when PostGIS is installed.
+    GeoJson,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,7 @@ impl Plan {
             None | Some(Shape::Array) => "application/json",
             Some(Shape::Object) => "application/vnd.pgrst.object+json",
             Some(Shape::Csv) => "text/csv",
+            Some(Shape::GeoJson) => "application/geo+json",
         };
         let format = if self.json { "json" } else { "text" };
         let options: Vec<&str> = [
@@ -100,6 +103,7 @@ fn shape_of(media: &str) -> Option<Shape> {
         "application/vnd.pgrst.array+json" => Shape::Array,
         "application/vnd.pgrst.object+json" => Shape::Object,
         "text/csv" | "text/*" => Shape::Csv,
+        "application/geo+json" => Shape::GeoJson,
         _ => return None,
     })
 }
@@ -138,7 +142,9 @@ fn plan<'a>(media: &str, parameters: impl Iterator<Item = &'a str>) -> Option<Pl
 }
 
 impl Media {
-    pub(crate) fn parse(req: &HttpRequest) -> Result<Self, ApiError> {
+    /// The first media type of `Accept` Galley produces; `application/geo+json` only
+    /// when `postgis` (the extension is installed).
+    pub(crate) fn parse(req: &HttpRequest, postgis: bool) -> Result<Self, ApiError> {
         let Some(accept) = req.headers().get("accept") else {
             return Ok(Self {
                 shape: Shape::Array,
@@ -156,7 +162,9 @@ impl Media {
                     | "application/vnd.pgrst.plan+json"
                     | "application/vnd.pgrst.plan+text"
             ) {
-                let Some(plan) = plan(&media, parts) else {
+                let Some(plan) =
+                    plan(&media, parts).filter(|p| postgis || p.target != Some(Shape::GeoJson))
+                else {
                     continue;
                 };
                 return Ok(Self {
@@ -166,7 +174,7 @@ impl Media {
                 });
             }
             let stripped = parts.any(|p| p.eq_ignore_ascii_case("nulls=stripped"));
-            let Some(shape) = shape_of(&media) else {
+            let Some(shape) = shape_of(&media).filter(|s| postgis || *s != Shape::GeoJson) else {
                 continue;
             };
             let stripped = stripped && media.starts_with("application/vnd.pgrst.");
@@ -195,9 +203,16 @@ pub(crate) fn not_available(accept: &str) -> ApiError {
 }
 
 impl Media {
-    pub(crate) fn format(self) -> BodyFormat {
+    /// How PostgreSQL builds the body; `catalog` says where PostGIS is.
+    pub(crate) fn format(self, catalog: &galley_schema::Catalog) -> BodyFormat {
         match (self.shape, self.stripped) {
             (Shape::Csv, _) => BodyFormat::Csv,
+            (Shape::GeoJson, _) => BodyFormat::GeoJson {
+                postgis: catalog
+                    .postgis_schema
+                    .clone()
+                    .unwrap_or_else(|| "public".to_owned()),
+            },
             (_, true) => BodyFormat::StrippedJson,
             (_, false) => BodyFormat::Json,
         }
@@ -218,6 +233,7 @@ impl Media {
             }
             Shape::Object => "application/vnd.pgrst.object+json; charset=utf-8",
             Shape::Csv => "text/csv; charset=utf-8",
+            Shape::GeoJson => "application/geo+json; charset=utf-8",
         }
     }
 

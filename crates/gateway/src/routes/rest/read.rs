@@ -19,16 +19,16 @@ pub(super) async fn get_rows(
     let schema = super::profile(&req, &state.rest.schemas)?;
     let mut query = super::parse_pairs(req.query_string())?;
     super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
-    let media = Media::parse(&req)?;
+    let catalog = state.catalog.snapshot();
+    let media = Media::parse(&req, catalog.postgis_schema.is_some())?;
     let prefs = Preferences::parse(&req)?;
     apply_range_header(&req, &mut query)?;
-    let catalog = state.catalog.snapshot();
     let view = CatalogView::new(&catalog, schema);
     let shape = super::table_shape(&view, &table)?;
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
-        format: media.format(),
+        format: media.format(&catalog),
     };
     let statement = render_read(&view, &shape, &query, options).map_err(super::render_error)?;
     if let Some(plan) = media.plan {

@@ -215,17 +215,17 @@ async fn call(
 ) -> Result<HttpResponse, ApiError> {
     let schema = super::profile(&req, &state.rest.schemas)?;
     let get = matches!(arguments, Arguments::Query(_));
-    let media = Media::parse(&req)?;
+    let catalog = state.catalog.snapshot();
+    let media = Media::parse(&req, catalog.postgis_schema.is_some())?;
     let prefs = Preferences::parse(&req)?;
     if get {
         super::read::apply_range_header(&req, &mut query)?;
     }
-    let catalog = state.catalog.snapshot();
     let view = CatalogView::new(&catalog, schema);
     let options = ReadOptions {
         max_rows: state.rest.max_rows,
         count: prefs.count,
-        format: media.format(),
+        format: media.format(&catalog),
     };
     let (found, shape, statement) = match arguments {
         Arguments::Single { kind, value } => {

@@ -32,7 +32,7 @@ fn ask(req: &HttpRequest, state: &AppState) -> Result<Ask, ApiError> {
         schema,
         query,
         prefs: Preferences::parse(req)?,
-        media: Media::parse(req)?,
+        media: Media::parse(req, state.catalog.snapshot().postgis_schema.is_some())?,
     })
 }
 
@@ -53,12 +53,16 @@ fn key_items(table: &TableShape) -> Vec<SelectItem> {
         .collect()
 }
 
-fn representation<'a>(ask: &'a Ask, keys: &'a [SelectItem]) -> Option<Representation<'a>> {
+fn representation<'a>(
+    ask: &'a Ask,
+    keys: &'a [SelectItem],
+    catalog: &galley_schema::Catalog,
+) -> Option<Representation<'a>> {
     match ask.prefs.return_ {
         Return::Minimal => None,
         Return::Representation => Some(Representation {
             select: ask.query.select.as_deref(),
-            format: ask.media.format(),
+            format: ask.media.format(catalog),
         }),
         Return::HeadersOnly if keys.is_empty() => None,
         Return::HeadersOnly => Some(Representation {
@@ -179,7 +183,7 @@ pub(super) async fn post_rows(
         response.insert_header(("content-range", "*/0"));
         return Ok(match ask.prefs.return_ {
             Return::Representation => response.content_type(ask.media.content_type()).body(
-                if ask.media.format() == galley_query::BodyFormat::Csv {
+                if ask.media.shape == super::media::Shape::Csv {
                     "\n"
                 } else {
                     "[]"
@@ -194,7 +198,7 @@ pub(super) async fn post_rows(
         &shape,
         &groups,
         &on_conflict,
-        representation(&ask, &keys),
+        representation(&ask, &keys, &catalog),
     )
     .map_err(super::render_error)?;
     if let Some(plan) = ask.media.plan {
@@ -303,7 +307,7 @@ pub(super) async fn put_row(
         &shape,
         &groups,
         &OnConflict::Merge(None),
-        representation(&ask, &keys),
+        representation(&ask, &keys, &catalog),
     )
     .map_err(super::render_error)?;
     if let Some(plan) = ask.media.plan {
@@ -376,7 +380,7 @@ async fn mutate(
         &shape,
         &ask.query,
         &mutation,
-        representation(&ask, &keys),
+        representation(&ask, &keys, &catalog),
     )
     .map_err(super::render_error)?;
     if let Some(plan) = ask.media.plan {
