@@ -49,7 +49,7 @@ const anon = clientFor(null);
 
 before(async () => {
   sql(`
-    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events, readings CASCADE;
+    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events, readings, staff CASCADE;
     CREATE TABLE authors (id bigint PRIMARY KEY, name text NOT NULL, born date, meta jsonb);
     CREATE TABLE books (
       id bigint PRIMARY KEY, title text NOT NULL,
@@ -92,6 +92,14 @@ before(async () => {
     INSERT INTO readings VALUES (1, '2026-03-01', 20), (2, '2026-04-01', 31);
     CREATE FUNCTION fahrenheit(readings) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$ SELECT $1.value * 9 / 5.0 + 32 $$;
     GRANT SELECT ON long_books, readings TO anon, authenticated;
+    -- Views whose columns show the tables' keys, under other names, and a table that
+    -- references itself.
+    CREATE VIEW book_list AS SELECT id, title, author_id AS writer_id FROM books;
+    CREATE VIEW author_list AS SELECT id AS author_key, name FROM authors WHERE id < 3;
+    CREATE TABLE staff (id int PRIMARY KEY, name text NOT NULL, manager_id int REFERENCES staff (id));
+    INSERT INTO staff VALUES (1, 'Grace', NULL), (2, 'Ada', 1), (3, 'Alan', 1), (4, 'Edsger', 2);
+    GRANT SELECT ON book_list, author_list, staff TO anon, authenticated;
+    CREATE POLICY open_read ON staff FOR SELECT USING (true);
     CREATE POLICY open_read ON readings FOR SELECT USING (true);
     GRANT SELECT ON authors, books, genres, book_genres, profiles TO anon, authenticated;
     GRANT INSERT, UPDATE, DELETE ON books, events TO authenticated;
@@ -114,7 +122,8 @@ before(async () => {
     const { error } = await anon.from("profiles").select("bio").limit(1);
     const rpc = await anon.rpc("add_numbers", { a: 1 });
     const computed = await anon.from("readings").select("fahrenheit").limit(1);
-    if (!error && !rpc.error && !computed.error) return;
+    const staff = await anon.from("staff").select("name").limit(1);
+    if (!error && !rpc.error && !computed.error && !staff.error) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error("the tables made with psql were not served");
@@ -141,12 +150,64 @@ test("an ambiguous embed answers 300 with the candidates", async () => {
   const { error, status, statusText } = await anon.from("books").select("title, authors(name)");
   assert.equal(status, 300);
   assert.equal(statusText, "Multiple Choices");
-  assert.equal(error.code, "PGRST201");
-  assert.equal(error.details.length, 2);
-  assert.match(error.hint, /authors!books_author_id_fkey/);
-  const none = await anon.from("books").select("title, events(kind)");
+  assert.deepEqual(error, {
+    code: "PGRST201",
+    details: [
+      { cardinality: "many-to-one", embedding: "books with authors", relationship: "books_author_id_fkey using books(author_id) and authors(id)" },
+      { cardinality: "many-to-one", embedding: "books with authors", relationship: "books_editor_id_fkey using books(editor_id) and authors(id)" },
+    ],
+    hint: "Try changing 'authors' to one of the following: 'authors!books_author_id_fkey', 'authors!books_editor_id_fkey'. Find the desired relationship in the 'details' key.",
+    message: "Could not embed because more than one relationship was found for 'books' and 'authors'",
+  });
+  const junctions = await anon.from("genres").select("name, books(title)").limit(1);
+  assert.equal(junctions.error, null, JSON.stringify(junctions.error));
+  const none = await anon.from("books").select("title, xyz(kind)");
   assert.equal(none.status, 400);
-  assert.equal(none.error.code, "PGRST200");
+  assert.deepEqual(none.error, {
+    code: "PGRST200",
+    details: "Searched for a foreign key relationship between 'books' and 'xyz' in the schema 'public', but no matches were found.",
+    hint: null,
+    message: "Could not find a relationship between 'books' and 'xyz' in the schema cache",
+  });
+  const badHint = await anon.from("books").select("title, authors!nope(name)");
+  assert.equal(
+    badHint.error.details,
+    "Searched for a foreign key relationship between 'books' and 'authors' using the hint 'nope' in the schema 'public', but no matches were found.",
+  );
+});
+
+test("embeds through views, a self-reference, and one table twice", async () => {
+  // A view shows books' key as writer_id: it embeds authors, authors embed it, and two
+  // views embed each other.
+  const viewToTable = await anon.from("book_list").select("title, authors(name)").eq("id", 3).single();
+  assert.equal(viewToTable.error, null, JSON.stringify(viewToTable.error));
+  assert.deepEqual(viewToTable.data, { title: "Solaris", authors: { name: "Stanislaw" } });
+  const tableToView = await anon.from("authors").select("name, book_list(title)").eq("id", 2).single();
+  assert.deepEqual(tableToView.data, { name: "Stanislaw", book_list: [{ title: "Solaris" }] });
+  const viewToView = await anon.from("book_list").select("title, author_list(name)").order("id");
+  assert.deepEqual(viewToView.data.map((b) => b.author_list), [{ name: "Ursula" }, { name: "Ursula" }, { name: "Stanislaw" }, null]);
+  const reverse = await anon.from("author_list").select("name, book_list(title)").eq("author_key", 1).single();
+  assert.deepEqual(reverse.data, { name: "Ursula", book_list: [{ title: "The Dispossessed" }, { title: "A Wizard of Earthsea" }] });
+  // Self-reference: the table's name is the children, the key's column the parent, and a
+  // hint by the column picks the children too.
+  const staff = await anon.from("staff").select("name, manager_id(name), staff(name)").order("id");
+  assert.equal(staff.error, null, JSON.stringify(staff.error));
+  assert.deepEqual(staff.data, [
+    { name: "Grace", manager_id: null, staff: [{ name: "Ada" }, { name: "Alan" }] },
+    { name: "Ada", manager_id: { name: "Grace" }, staff: [{ name: "Edsger" }] },
+    { name: "Alan", manager_id: { name: "Grace" }, staff: [] },
+    { name: "Edsger", manager_id: { name: "Ada" }, staff: [] },
+  ]);
+  const hinted = await anon.from("staff").select("name, reports:staff!manager_id(name), boss:manager_id(name)").eq("id", 2).single();
+  assert.deepEqual(hinted.data, { name: "Ada", reports: [{ name: "Edsger" }], boss: { name: "Grace" } });
+  // The same table twice, under two aliases.
+  const twice = await anon.from("books").select("title, writer:authors!author_id(name), editor:authors!editor_id(name)").eq("id", 1).single();
+  assert.deepEqual(twice.data, { title: "The Dispossessed", writer: { name: "Ursula" }, editor: { name: "Stanislaw" } });
+  const filteredTwice = await anon
+    .from("books")
+    .select("title, writer:authors!author_id!inner(name), editor:authors!editor_id(name)")
+    .eq("writer.name", "Stanislaw");
+  assert.deepEqual(filteredTwice.data, [{ title: "Solaris", writer: { name: "Stanislaw" }, editor: { name: "Ursula" } }]);
 });
 
 test("inner embeds, embedded filters, order and limit, null filtering and spreads", async () => {

@@ -105,6 +105,7 @@ pub enum RenderError {
         schema: String,
         parent: String,
         relation: String,
+        hint: Option<String>,
     },
     #[error(
         "Could not embed because more than one relationship was found for '{parent}' and '{relation}'"
@@ -924,6 +925,7 @@ impl<'a> Renderer<'a> {
             resolve(self.schema, scope.table, relation, hint).map_err(|err| match err {
                 ResolveError::None => RenderError::NoRelationship {
                     schema: scope.table.schema.clone(),
+                    hint: hint.map(str::to_owned),
                     parent: scope.table.name.clone(),
                     relation: relation.to_owned(),
                 },

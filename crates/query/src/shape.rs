@@ -19,6 +19,8 @@ pub struct TableShape {
     pub computed_fields: Vec<ComputedField>,
     /// Functions over this table's row that return rows of a table: embedded by name.
     pub computed_relationships: Vec<ComputedRelationship>,
+    /// A view: PostgREST names its relationships by table name only.
+    pub view: bool,
 }
 
 /// A function of one argument, this table's row.
@@ -105,14 +107,6 @@ impl ForeignKeyShape {
     fn targets(&self, table: &TableShape) -> bool {
         table.is(&self.target_schema, &self.target_table)
     }
-
-    /// The key's single column, the name a hint or an embed may use for it.
-    fn single_column(&self) -> Option<&str> {
-        match self.columns.as_slice() {
-            [column] => Some(column),
-            _ => None,
-        }
-    }
 }
 
 /// The exposed tables, as one request sees them.
@@ -175,10 +169,13 @@ pub struct Relationship {
     /// A computed relationship: the target's rows are this function's result for the
     /// parent's row, with no join.
     pub function: Option<FunctionName>,
-    /// The names a `!hint` may use to pick this relationship.
-    hints: Vec<String>,
-    /// How PostgREST describes it when a choice is ambiguous.
-    description: String,
+    /// The foreign key's constraint (direct relationships).
+    constraint: Option<String>,
+    /// The foreign key is the parent's own (many-to-one, or one-to-one from the side
+    /// that holds the key).
+    forward: bool,
+    /// The foreign key relates a table to itself.
+    is_self: bool,
 }
 
 /// A many-to-many relationship's middle table.
@@ -189,6 +186,97 @@ pub struct Junction {
     pub to_parent: Vec<(String, String)>,
     /// `(junction column, target column)` pairs.
     pub to_target: Vec<(String, String)>,
+    /// The junction's foreign keys to the parent and to the target.
+    pub constraints: (String, String),
+}
+
+impl Relationship {
+    /// The one column of each side, when the key has one column.
+    fn single_columns(&self) -> Option<(&str, &str)> {
+        match self.join.as_slice() {
+            [(parent, target)] if self.junction.is_none() => Some((parent, target)),
+            _ => None,
+        }
+    }
+
+    /// How PostgREST describes it when a choice is ambiguous:
+    /// `books_author_id_fkey using books(author_id) and authors(id)`, or for a junction
+    /// `book_genres using book_genres_book_id_fkey(book_id) and book_genres_genre_id_fkey(genre_id)`.
+    fn description(&self, parent: &TableShape) -> String {
+        let list = |columns: Vec<&String>| {
+            columns
+                .into_iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.junction {
+            Some(junction) => format!(
+                "{} using {}({}) and {}({})",
+                junction.table.name,
+                junction.constraints.0,
+                list(junction.to_parent.iter().map(|(j, _)| j).collect()),
+                junction.constraints.1,
+                list(junction.to_target.iter().map(|(j, _)| j).collect()),
+            ),
+            None => format!(
+                "{} using {}({}) and {}({})",
+                self.constraint.as_deref().unwrap_or_default(),
+                parent.name,
+                list(self.join.iter().map(|(p, _)| p).collect()),
+                self.target.name,
+                list(self.join.iter().map(|(_, t)| t).collect()),
+            ),
+        }
+    }
+
+    /// The name a `!hint` uses for it in PostgREST's list of spellings: the constraint,
+    /// or the junction table.
+    fn hint_name(&self) -> &str {
+        match &self.junction {
+            Some(junction) => &junction.table.name,
+            None => self.constraint.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// Whether an embed of `relation` (`!hint`) names this relationship, by PostgREST's
+    /// rules. In a self-relationship the one foreign key is two relationships: the
+    /// table's name is the children (one-to-many), the key's column the parent
+    /// (many-to-one), and a hint picks children by the key's column. Otherwise the
+    /// target's name, or (on tables) the constraint or the parent's column, names it; a
+    /// hint narrows by constraint, either side's column or the junction table.
+    fn named_by(&self, relation: &str, hint: Option<&str>) -> bool {
+        let columns = self.single_columns();
+        let by_table = self.target.name == relation;
+        if self.is_self {
+            return match hint {
+                None => {
+                    (by_table && !self.forward)
+                        || (self.forward && columns.is_some_and(|(parent, _)| parent == relation))
+                }
+                Some(hint) => {
+                    by_table && !self.forward && columns.is_some_and(|(_, target)| target == hint)
+                }
+            };
+        }
+        match hint {
+            None => {
+                by_table
+                    || (!self.target.view
+                        && (self.constraint.as_deref() == Some(relation)
+                            || columns.is_some_and(|(parent, _)| parent == relation)))
+            }
+            Some(hint) => {
+                by_table
+                    && (self.constraint.as_deref() == Some(hint)
+                        || columns.is_some_and(|(parent, target)| parent == hint || target == hint)
+                        || self
+                            .junction
+                            .as_ref()
+                            .is_some_and(|junction| junction.table.name == hint))
+            }
+        }
+    }
 }
 
 /// Why an embed names no single relationship.
@@ -204,6 +292,46 @@ pub enum ResolveError {
     },
 }
 
+/// Every relationship `parent` has through foreign keys: its own keys (many-to-one or
+/// one-to-one), other tables' keys to it (one-to-many or one-to-one), and junctions
+/// whose key covers a key to it and a key to another table (many-to-many).
+fn relationships(schema: &dyn SchemaView, parent: &TableShape) -> Vec<Relationship> {
+    let mut found = Vec::new();
+    for fk in &parent.foreign_keys {
+        if let Some(target) = schema.table(&fk.target_table)
+            && fk.targets(&target)
+        {
+            found.push(many_to_one(parent, fk, &target));
+        }
+    }
+    let referencing = schema.referencing(&parent.schema, &parent.name);
+    for other in &referencing {
+        for fk in other.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
+            found.push(one_to_many(parent, fk, other));
+        }
+    }
+    for junction in &referencing {
+        for left in junction.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
+            for right in junction
+                .foreign_keys
+                .iter()
+                .filter(|fk| fk.name != left.name)
+            {
+                let columns: Vec<&String> = left.columns.iter().chain(&right.columns).collect();
+                if !junction.key_covers(&columns) {
+                    continue;
+                }
+                if let Some(target) = schema.table(&right.target_table)
+                    && right.targets(&target)
+                {
+                    found.push(many_to_many(parent, junction, left, right, &target));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The relationship `relation` (a table, a foreign key name or a foreign key column)
 /// names from `parent`, narrowed by `hint` when there is one.
 pub fn resolve(
@@ -214,11 +342,10 @@ pub fn resolve(
 ) -> Result<Relationship, ResolveError> {
     // A function over the parent's row of this name is the relationship, before any
     // foreign key: PostgREST lets one override a detected relationship.
-    if hint.is_none()
-        && let Some(computed) = parent
-            .computed_relationships
-            .iter()
-            .find(|c| c.function.name == relation)
+    if let Some(computed) = parent
+        .computed_relationships
+        .iter()
+        .find(|c| c.function.name == relation)
         && let Some(target) = schema.table(&computed.target_table)
         && target.is(&computed.target_schema, &computed.target_table)
     {
@@ -232,64 +359,15 @@ pub fn resolve(
             join: Vec::new(),
             junction: None,
             function: Some(computed.function.clone()),
-            hints: Vec::new(),
-            description: computed.function.name.clone(),
+            constraint: None,
+            forward: computed.to_one,
+            is_self: false,
         });
     }
-    let mut found: Vec<Relationship> = Vec::new();
-    let mut push = |candidate: Relationship| {
-        let same = found.iter().any(|r| {
-            r.cardinality == candidate.cardinality
-                && r.description == candidate.description
-                && r.target
-                    .is(&candidate.target.schema, &candidate.target.name)
-        });
-        if !same {
-            found.push(candidate);
-        }
-    };
-    if let Some(target) = schema.table(relation) {
-        for fk in parent.foreign_keys.iter().filter(|fk| fk.targets(&target)) {
-            push(many_to_one(parent, fk, &target));
-        }
-        for fk in target.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
-            push(one_to_many(fk, &target));
-        }
-        for junction in schema.referencing(&parent.schema, &parent.name) {
-            for left in junction.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
-                for right in junction
-                    .foreign_keys
-                    .iter()
-                    .filter(|fk| fk.targets(&target))
-                {
-                    let columns: Vec<&String> = left.columns.iter().chain(&right.columns).collect();
-                    if left.name != right.name && junction.key_covers(&columns) {
-                        push(many_to_many(&junction, left, right, &target));
-                    }
-                }
-            }
-        }
-    }
-    // A foreign key of the parent named by its constraint or its column.
-    for fk in &parent.foreign_keys {
-        if (fk.name == relation || fk.single_column() == Some(relation))
-            && let Some(target) = schema.table(&fk.target_table)
-            && fk.targets(&target)
-        {
-            push(many_to_one(parent, fk, &target));
-        }
-    }
-    // A foreign key of another table, pointing here, named by its constraint.
-    for other in schema.referencing(&parent.schema, &parent.name) {
-        for fk in other.foreign_keys.iter().filter(|fk| fk.targets(parent)) {
-            if fk.name == relation {
-                push(one_to_many(fk, &other));
-            }
-        }
-    }
-    if let Some(hint) = hint {
-        found.retain(|r| r.hints.iter().any(|h| h == hint));
-    }
+    let mut found: Vec<Relationship> = relationships(schema, parent)
+        .into_iter()
+        .filter(|r| r.named_by(relation, hint))
+        .collect();
     match found.len() {
         0 => Err(ResolveError::None),
         1 => Ok(found.remove(0)),
@@ -298,7 +376,7 @@ pub fn resolve(
                 "Try changing '{relation}' to one of the following: {}. Find the desired relationship in the 'details' key.",
                 found
                     .iter()
-                    .map(|r| format!("'{relation}!{}'", r.hints[0]))
+                    .map(|r| format!("'{}!{}'", r.target.name, r.hint_name()))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -308,7 +386,7 @@ pub fn resolve(
                     (
                         r.cardinality.label().to_owned(),
                         format!("{} with {}", parent.name, r.target.name),
-                        r.description.clone(),
+                        r.description(parent),
                     )
                 })
                 .collect(),
@@ -317,8 +395,6 @@ pub fn resolve(
 }
 
 fn many_to_one(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
-    let mut hints = vec![fk.name.clone()];
-    hints.extend(fk.single_column().map(str::to_owned));
     Relationship {
         target: target.clone(),
         cardinality: if parent.is_unique(&fk.columns) {
@@ -334,14 +410,13 @@ fn many_to_one(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -
             .collect(),
         junction: None,
         function: None,
-        hints,
-        description: fk.name.clone(),
+        constraint: Some(fk.name.clone()),
+        forward: true,
+        is_self: parent.is(&target.schema, &target.name),
     }
 }
 
-fn one_to_many(fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
-    let mut hints = vec![fk.name.clone()];
-    hints.extend(fk.single_column().map(str::to_owned));
+fn one_to_many(parent: &TableShape, fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
     Relationship {
         target: target.clone(),
         cardinality: if target.is_unique(&fk.columns) {
@@ -357,12 +432,14 @@ fn one_to_many(fk: &ForeignKeyShape, target: &TableShape) -> Relationship {
             .collect(),
         junction: None,
         function: None,
-        hints,
-        description: fk.name.clone(),
+        constraint: Some(fk.name.clone()),
+        forward: false,
+        is_self: parent.is(&target.schema, &target.name),
     }
 }
 
 fn many_to_many(
+    parent: &TableShape,
     junction: &TableShape,
     left: &ForeignKeyShape,
     right: &ForeignKeyShape,
@@ -383,10 +460,12 @@ fn many_to_many(
             table: junction.clone(),
             to_parent: pairs(left),
             to_target: pairs(right),
+            constraints: (left.name.clone(), right.name.clone()),
         }),
         function: None,
-        hints: vec![junction.name.clone(), left.name.clone(), right.name.clone()],
-        description: format!("{}.{}", junction.schema, junction.name),
+        constraint: None,
+        forward: false,
+        is_self: parent.is(&target.schema, &target.name),
     }
 }
 
@@ -485,6 +564,92 @@ mod tests {
         assert_eq!(
             resolve_in("tags", "users", None).err(),
             Some(ResolveError::None)
+        );
+    }
+
+    fn employees() -> Vec<TableShape> {
+        vec![table(
+            "employees",
+            &["id"],
+            vec![fk(
+                "employees_manager_id_fkey",
+                &["manager_id"],
+                "employees",
+                &["id"],
+            )],
+        )]
+    }
+
+    #[test]
+    fn a_self_reference_is_children_by_table_and_parent_by_column() {
+        let tables = employees();
+        let parent = tables.table("employees").expect("table");
+        let children = resolve(&tables, &parent, "employees", None).expect("children");
+        assert_eq!(children.cardinality, Cardinality::OneToMany);
+        assert_eq!(
+            children.join,
+            vec![("id".to_owned(), "manager_id".to_owned())]
+        );
+        let manager = resolve(&tables, &parent, "manager_id", None).expect("parent");
+        assert_eq!(manager.cardinality, Cardinality::ManyToOne);
+        assert_eq!(
+            manager.join,
+            vec![("manager_id".to_owned(), "id".to_owned())]
+        );
+        // A hint by the key's column picks the children; nothing else does.
+        let hinted = resolve(&tables, &parent, "employees", Some("manager_id")).expect("hinted");
+        assert_eq!(hinted.cardinality, Cardinality::OneToMany);
+        for (relation, hint) in [
+            ("employees", Some("id")),
+            ("employees_manager_id_fkey", None),
+            ("manager_id", Some("manager_id")),
+        ] {
+            assert_eq!(
+                resolve(&tables, &parent, relation, hint).err(),
+                Some(ResolveError::None),
+                "{relation} {hint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ambiguity_is_described_as_postgrest_describes_it() {
+        let Err(ResolveError::Ambiguous { candidates, hint }) = resolve_in("posts", "users", None)
+        else {
+            panic!("expected ambiguity");
+        };
+        assert_eq!(
+            candidates,
+            vec![
+                (
+                    "many-to-one".to_owned(),
+                    "posts with users".to_owned(),
+                    "posts_author_fkey using posts(author) and users(id)".to_owned()
+                ),
+                (
+                    "many-to-one".to_owned(),
+                    "posts with users".to_owned(),
+                    "posts_editor_fkey using posts(editor) and users(id)".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            hint,
+            "Try changing 'users' to one of the following: 'users!posts_author_fkey', 'users!posts_editor_fkey'. Find the desired relationship in the 'details' key."
+        );
+        // Either side's column is a hint; the junction table is a many-to-many's.
+        assert!(resolve_in("users", "posts", Some("author")).is_ok());
+        assert!(resolve_in("posts", "tags", Some("post_tags")).is_ok());
+        assert_eq!(
+            resolve_in("posts", "tags", Some("post_tags_tag_id_fkey")).err(),
+            Some(ResolveError::None)
+        );
+        let tables = schema();
+        let posts = tables.table("posts").expect("posts");
+        let tags = resolve(&tables, &posts, "tags", None).expect("tags");
+        assert_eq!(
+            tags.description(&posts),
+            "post_tags using post_tags_post_id_fkey(post_id) and post_tags_tag_id_fkey(tag_id)"
         );
     }
 }

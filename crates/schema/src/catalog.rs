@@ -78,11 +78,24 @@ pub struct Relation {
     #[serde(default)]
     pub realtime: bool,
     pub comment: Option<String>,
+    /// PostgreSQL's oid for it, to trace views' columns; not part of any answer.
+    #[serde(default, skip_serializing)]
+    pub oid: u32,
+    /// Foreign keys that views give it (see `views.rs`): a view's key when it shows a
+    /// table's key columns, a table's key to a view that shows the referenced columns.
+    /// The REST dialect embeds through them; they are not constraints.
+    #[serde(default, skip_serializing)]
+    pub view_keys: Vec<ForeignKey>,
 }
 
 impl Relation {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|column| column.name == name)
+    }
+
+    /// The keys an embed may follow: its own foreign keys, then those views give it.
+    pub fn embed_keys(&self) -> impl Iterator<Item = &ForeignKey> {
+        self.foreign_keys.iter().chain(&self.view_keys)
     }
 }
 

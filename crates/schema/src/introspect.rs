@@ -18,6 +18,24 @@ WITH rels AS (
 ),
 fk_action(code, action) AS (
   VALUES ('a', 'no action'), ('r', 'restrict'), ('c', 'cascade'), ('n', 'set null'), ('d', 'set default')
+),
+fks AS (
+  SELECT con.conname AS name, con.conrelid, con.confrelid, con.conkey, con.confkey,
+         n.nspname AS schema, c.relname AS table_name, fn.nspname AS target_schema, fc.relname AS target_table,
+         (SELECT json_agg(a.attname ORDER BY k.ord)
+          FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum) AS columns,
+         (SELECT json_agg(a.attname ORDER BY k.ord)
+          FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum) AS target_columns,
+         (SELECT action FROM fk_action WHERE code = con.confdeltype::text) AS on_delete,
+         (SELECT action FROM fk_action WHERE code = con.confupdtype::text) AS on_update
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class fc ON fc.oid = con.confrelid
+  JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+  WHERE con.contype = 'f'
 )
 SELECT json_build_object(
   'postgis_schema', (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
@@ -32,6 +50,7 @@ SELECT json_build_object(
       'rls_forced', r.relforcerowsecurity,
       'realtime', EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r.oid AND t.tgname = 'galley_realtime'),
       'comment', r.comment,
+      'oid', r.oid::bigint,
       'columns', coalesce((
         SELECT json_agg(json_build_object(
           'name', a.attname,
@@ -89,25 +108,51 @@ SELECT json_build_object(
       ), '[]'),
       'foreign_keys', coalesce((
         SELECT json_agg(json_build_object(
-          'name', con.conname,
-          'columns', (SELECT json_agg(a.attname ORDER BY k.ord)
-                      FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
-                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
-          'target_schema', fn.nspname,
-          'target_table', fc.relname,
-          'target_columns', (SELECT json_agg(a.attname ORDER BY k.ord)
-                             FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
-                             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
-          'on_delete', (SELECT action FROM fk_action WHERE code = con.confdeltype::text),
-          'on_update', (SELECT action FROM fk_action WHERE code = con.confupdtype::text)
-        ) ORDER BY con.conname)
-        FROM pg_constraint con
-        JOIN pg_class fc ON fc.oid = con.confrelid
-        JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-        WHERE con.conrelid = r.oid AND con.contype = 'f'
+          'name', f.name,
+          'columns', f.columns,
+          'target_schema', f.target_schema,
+          'target_table', f.target_table,
+          'target_columns', f.target_columns,
+          'on_delete', f.on_delete,
+          'on_update', f.on_update
+        ) ORDER BY f.name)
+        FROM fks f
+        WHERE f.conrelid = r.oid
       ), '[]')
     ) ORDER BY r.nspname, r.relname)
     FROM rels r
+  ), '[]'),
+  'rules', coalesce((
+    SELECT json_object_agg(r.nspname || '.' || r.relname, rw.ev_action::text)
+    FROM rels r
+    JOIN pg_rewrite rw ON rw.ev_class = r.oid AND rw.rulename = '_RETURN'
+    WHERE r.relkind IN ('v', 'm')
+  ), '{}'),
+  'base_keys', coalesce((
+    SELECT json_agg(json_build_object(
+      'name', f.name,
+      'relation', f.conrelid::bigint,
+      'schema', f.schema,
+      'table', f.table_name,
+      'attnums', f.conkey,
+      'columns', f.columns,
+      'target', f.confrelid::bigint,
+      'target_schema', f.target_schema,
+      'target_table', f.target_table,
+      'target_attnums', f.confkey,
+      'target_columns', f.target_columns,
+      'on_delete', f.on_delete,
+      'on_update', f.on_update
+    ) ORDER BY f.name)
+    FROM fks f
+    WHERE EXISTS (
+      -- A key of a table, or to a table, that some exposed view reads.
+      SELECT 1 FROM rels v
+      JOIN pg_rewrite rw ON rw.ev_class = v.oid AND rw.rulename = '_RETURN'
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                      AND d.refclassid = 'pg_class'::regclass
+      WHERE v.relkind IN ('v', 'm') AND d.refobjid IN (f.conrelid, f.confrelid)
+    )
   ), '[]'),
   'enums', coalesce((
     SELECT json_agg(json_build_object(
@@ -164,6 +209,9 @@ struct Raw {
     enums: Vec<EnumType>,
     functions: Vec<Function>,
     postgis_schema: Option<String>,
+    /// Each view's `_RETURN` rule, by `schema.name`.
+    rules: BTreeMap<String, String>,
+    base_keys: Vec<crate::views::BaseKey>,
 }
 
 /// Introspects the `exposed` schemas. Runs in a REPEATABLE READ read-only transaction so
@@ -183,11 +231,12 @@ pub async fn load_catalog(
     let json: serde_json::Value = row.get(0);
     let raw: Raw = serde_json::from_value(json)
         .map_err(|err| SchemaError::UnreadableCatalog(err.to_string()))?;
-    let relations: BTreeMap<String, Relation> = raw
+    let mut relations: BTreeMap<String, Relation> = raw
         .relations
         .into_iter()
         .map(|relation| (format!("{}.{}", relation.schema, relation.name), relation))
         .collect();
+    crate::views::add_view_keys(&mut relations, &raw.rules, &raw.base_keys);
     Ok(Catalog {
         relations,
         enums: raw.enums,

@@ -15,6 +15,7 @@ mod ident;
 mod introspect;
 mod loss;
 mod types;
+mod views;
 
 pub use adopt::{SCHEMA_FINGERPRINT, adopt_new_tables, adoption};
 pub use apply::{SchemaChange, apply_change};

@@ -165,8 +165,7 @@ impl SchemaView for CatalogView<'_> {
             .values()
             .filter(|r| r.schema == self.schema)
             .filter(|r| {
-                r.foreign_keys
-                    .iter()
+                r.embed_keys()
                     .any(|fk| fk.target_schema == schema && fk.target_table == name)
             })
             .map(|relation| shape_of(self.catalog, relation))
@@ -204,6 +203,10 @@ fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
     TableShape {
         computed_fields,
         computed_relationships,
+        view: matches!(
+            relation.kind,
+            galley_schema::RelationKind::View | galley_schema::RelationKind::MaterializedView
+        ),
         schema: relation.schema.clone(),
         name: relation.name.clone(),
         primary_key: relation.primary_key.clone(),
@@ -214,8 +217,7 @@ fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
             .map(|c| (c.name.clone(), c.data_type.clone()))
             .collect(),
         foreign_keys: relation
-            .foreign_keys
-            .iter()
+            .embed_keys()
             .map(|fk| ForeignKeyShape {
                 name: fk.name.clone(),
                 columns: fk.columns.clone(),
@@ -656,12 +658,19 @@ fn render_error(err: RenderError) -> ApiError {
         RenderError::MissingFilter => {
             plain(StatusCode::BAD_REQUEST, galley_db::CARDINALITY_VIOLATION)
         }
-        RenderError::NoRelationship { schema, .. } => ApiError::rest(
+        RenderError::NoRelationship {
+            schema,
+            parent,
+            relation,
+            hint,
+        } => ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST200",
             message.clone(),
             Some(format!(
-                "Searched for a foreign key relationship between the tables in the schema '{schema}' but no matches were found."
+                "Searched for a foreign key relationship between '{parent}' and '{relation}'{} in the schema '{schema}', but no matches were found.",
+                hint.map(|hint| format!(" using the hint '{hint}'"))
+                    .unwrap_or_default()
             )),
             None,
         ),
