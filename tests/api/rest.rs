@@ -635,13 +635,10 @@ async fn updates_and_deletes_touch_only_the_callers_matching_rows() {
 
     let everything = write(&app, reqwest::Method::DELETE, "", &bob, None, None).await;
     assert_eq!(everything.status(), 400);
+    // In the words of the safeupdate extension Supabase runs.
     assert_eq!(
-        everything
-            .json::<ErrorBody>()
-            .await
-            .expect("error shape")
-            .code,
-        "21000"
+        everything.text().await.expect("body"),
+        r#"{"code":"21000","details":null,"hint":null,"message":"DELETE requires a WHERE clause"}"#
     );
     let deleted = write(
         &app,
@@ -883,7 +880,7 @@ async fn functions_are_called_with_named_arguments() {
     assert_eq!(by_get.status(), 404);
     assert_eq!(
         by_get.text().await.expect("body"),
-        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameters c, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add(c) in the schema cache"}"#
+        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameter c, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add(c) in the schema cache"}"#
     );
     let bad = call("add", r#"{"a": "two"}"#).await.expect("response");
     assert_eq!(bad.status(), 400);
@@ -1002,4 +999,129 @@ async fn geojson_is_a_feature_collection_once_postgis_is_installed() {
     assert_eq!(plain.status(), 400);
     let error: ErrorBody = plain.json().await.expect("error shape");
     assert_eq!(error.code, "22023");
+}
+
+#[tokio::test]
+async fn refusals_are_worded_as_postgrest_words_them() {
+    let app = spawn_app().await;
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .batch_execute(
+            "CREATE TABLE public.authors (id int PRIMARY KEY, name text);
+             CREATE TABLE public.books (id int PRIMARY KEY, title text, author_id int REFERENCES public.authors (id));
+             GRANT SELECT, INSERT ON public.authors, public.books TO anon;
+             CREATE POLICY open ON public.authors FOR ALL USING (true) WITH CHECK (true);
+             CREATE POLICY open ON public.books FOR ALL USING (true) WITH CHECK (true);",
+        )
+        .await
+        .expect("tables");
+    let request = |method: reqwest::Method, path: &str, body: Option<&str>| {
+        let mut request = app
+            .http
+            .request(method, app.url(path))
+            .header("apikey", app.anon_key());
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        request.send()
+    };
+    for _ in 0..100 {
+        let ready = request(
+            reqwest::Method::GET,
+            "/rest/v1/books?select=title,authors(name)",
+            None,
+        )
+        .await
+        .expect("response");
+        if ready.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    use reqwest::Method as M;
+    let cases: [(M, &str, Option<&str>, u16, &str); 10] = [
+        (
+            M::GET,
+            "/rest/v1/books?select=title&authors.name=eq.x",
+            None,
+            400,
+            r#"{"code":"PGRST108","details":null,"hint":"Verify that 'authors' is included in the 'select' query parameter.","message":"'authors' is not an embedded resource in this request"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/authors?select=name,books(title)&order=books(title)",
+            None,
+            400,
+            r#"{"code":"PGRST118","details":"'authors' and 'books' do not form a many-to-one or one-to-one relationship","hint":null,"message":"A related order on 'books' is not possible"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?select=title,authors(name)&authors=eq.1",
+            None,
+            400,
+            r#"{"code":"PGRST120","details":"Only is null or not is null filters are allowed on embedded resources","hint":null,"message":"Bad operator on the 'authors' embedded resource"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?select=zzz",
+            None,
+            400,
+            r#"{"code":"42703","details":null,"hint":null,"message":"column books.zzz does not exist"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?select=title,authors(zzz)",
+            None,
+            400,
+            r#"{"code":"42703","details":null,"hint":null,"message":"column authors_1.zzz does not exist"}"#,
+        ),
+        (
+            M::POST,
+            "/rest/v1/books",
+            Some("not json"),
+            400,
+            r#"{"code":"PGRST102","details":null,"hint":null,"message":"Empty or invalid json"}"#,
+        ),
+        (
+            M::POST,
+            "/rest/v1/books",
+            Some(r#"[{"id": 1}, {"title": "x"}]"#),
+            400,
+            r#"{"code":"PGRST102","details":null,"hint":null,"message":"All object keys must match"}"#,
+        ),
+        (
+            M::POST,
+            "/rest/v1/books",
+            Some(r#"{"zzz": 1}"#),
+            400,
+            r#"{"code":"PGRST204","details":null,"hint":null,"message":"Could not find the 'zzz' column of 'books' in the schema cache"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books/1",
+            None,
+            404,
+            r#"{"code":"PGRST125","details":null,"hint":null,"message":"Invalid path specified in request URL"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/rpc/nothing_here?a=1",
+            None,
+            404,
+            r#"{"code":"PGRST202","details":"Searched for the function public.nothing_here with parameter a, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.nothing_here(a) in the schema cache"}"#,
+        ),
+    ];
+    for (method, path, body, status, expected) in cases {
+        let response = request(method.clone(), path, body).await.expect("response");
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            response.text().await.expect("body"),
+            expected,
+            "{method} {path}"
+        );
+    }
 }

@@ -400,7 +400,7 @@ test("functions by POST, GET and HEAD, with filters on their rows", async () => 
   assert.deepEqual(missing.error, {
     code: "PGRST202",
     details:
-      "Searched for the function public.pg_sleep with parameters seconds or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+      "Searched for the function public.pg_sleep with parameter seconds or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
     hint: null,
     message: "Could not find the function public.pg_sleep(seconds) in the schema cache",
   });

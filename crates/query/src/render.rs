@@ -95,9 +95,10 @@ pub enum RenderError {
     UnknownArgument { function: String, argument: String },
     #[error("function {function} needs the argument {argument}")]
     MissingArgument { function: String, argument: String },
-    /// An update or delete without a filter would touch every row.
-    #[error("UPDATE and DELETE require a filter; add one such as id=eq.1")]
-    MissingFilter,
+    /// An update or delete without a filter would touch every row: refused in the words
+    /// of the `safeupdate` extension Supabase runs (`DELETE requires a WHERE clause`).
+    #[error("{0} requires a WHERE clause")]
+    MissingFilter(&'static str),
     #[error(
         "Could not find a relationship between '{parent}' and '{relation}' in the schema cache"
     )]
@@ -119,8 +120,9 @@ pub enum RenderError {
     },
     #[error("'{0}' is not an embedded resource in this request")]
     NotEmbedded(String),
-    #[error("A related order on '{0}' is not possible")]
-    RelatedOrder(String),
+    /// `(parent, embed)`.
+    #[error("A related order on '{1}' is not possible")]
+    RelatedOrder(String, String),
     #[error("Bad operator on the '{0}' embedded resource")]
     EmbedOperator(String),
 }
@@ -163,6 +165,7 @@ pub fn render_read(
     let scope = Scope {
         table,
         reference: from.clone(),
+        label: table.name.clone(),
         path: Vec::new(),
     };
     let read = r.read(&scope, &from, &options)?;
@@ -308,11 +311,15 @@ pub fn render_mutation(
     let scope = Scope {
         table,
         reference: target.clone(),
+        label: table.name.clone(),
         path: Vec::new(),
     };
     let conditions = r.conditions(&scope, &[])?.conditions;
     if conditions.is_empty() {
-        return Err(RenderError::MissingFilter);
+        return Err(RenderError::MissingFilter(match mutation {
+            Mutation::Update { .. } => "UPDATE",
+            Mutation::Delete => "DELETE",
+        }));
     }
     let where_clause = conditions.join(" AND ");
     let shape = r.write_shape(table, representation)?;
@@ -458,6 +465,7 @@ fn finish_call(
             let scope = Scope {
                 table,
                 reference: quote("pgrst_call"),
+                label: function.name.clone(),
                 path: Vec::new(),
             };
             let read = r.read(&scope, &from, &options)?;
@@ -541,6 +549,9 @@ const WRITTEN: &str = "\"pgrst_source\"";
 struct Scope<'t> {
     table: &'t TableShape,
     reference: String,
+    /// The name PostgreSQL's messages give it: the table (or function) at the root,
+    /// `<table>_<depth>` for an embed, as PostgREST aliases them.
+    label: String,
     /// The embed names leading here from the root: filters keyed `a.b.col` apply at
     /// `["a", "b"]`.
     path: Vec<String>,
@@ -657,7 +668,13 @@ impl<'a> Renderer<'a> {
             let function = quote_function(&computed.function);
             return Ok(format!("{function}({})", self.row(scope)));
         }
-        let column = self.column(scope.table, name)?;
+        if scope.table.column_type(name).is_none() {
+            return Err(RenderError::UnknownColumn {
+                table: scope.label.clone(),
+                column: name.to_owned(),
+            });
+        }
+        let column = quote(name);
         if scope.reference == WRITTEN && !self.returned.iter().any(|c| c == name) {
             self.returned.push(name.to_owned());
         }
@@ -947,11 +964,22 @@ impl<'a> Renderer<'a> {
             ));
         }
         self.embedded.push(path.clone());
-        let table_alias = quote(&self.alias());
-        let lateral = quote(&self.alias());
+        // PostgREST's names, so PostgreSQL's messages match its: the embedded table as
+        // `<table>_<depth>`, its lateral as `<parent>_<embed>_<depth>`.
+        let depth = path.len();
+        let label = format!("{}_{depth}", relationship.target.name);
+        let table_alias = quote(&label);
+        let lateral = format!("{}_{name}_{depth}", scope.table.name);
+        // Past PostgreSQL's 63 bytes two names could be cut to one: a name of Galley's.
+        let lateral = if lateral.len() > 63 {
+            quote(&self.alias())
+        } else {
+            quote(&lateral)
+        };
         let child = Scope {
             table: &relationship.target,
             reference: table_alias.clone(),
+            label,
             path,
         };
         // The child's own rows: joined to the parent, filtered, ordered and paged.
@@ -1339,12 +1367,16 @@ impl<'a> Renderer<'a> {
                     .ok_or_else(|| RenderError::NotEmbedded(relation.clone()))?;
                 let relationship = &embed.relationship;
                 if !relationship.cardinality.to_one() || relationship.junction.is_some() {
-                    return Err(RenderError::RelatedOrder(relation.clone()));
+                    return Err(RenderError::RelatedOrder(
+                        scope.table.name.clone(),
+                        relation.clone(),
+                    ));
                 }
                 let alias = quote(&self.alias());
                 let target = Scope {
                     table: &relationship.target,
                     reference: alias.clone(),
+                    label: relationship.target.name.clone(),
                     path: Vec::new(),
                 };
                 let (value, _) = self.field(&target, &term.field)?;
@@ -1401,6 +1433,7 @@ impl<'a> Renderer<'a> {
         let scope = Scope {
             table,
             reference: WRITTEN.to_owned(),
+            label: table.name.clone(),
             path: Vec::new(),
         };
         let level = self.level(&scope, representation.select)?;
@@ -1600,7 +1633,7 @@ mod tests {
             ReadOptions::default(),
         )
         .expect("renders");
-        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."title" AS "title", "pgrst_2".body AS "owner" FROM "public"."todos" INNER JOIN LATERAL (SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM (SELECT "pgrst_1"."name" AS "name" FROM "public"."people" AS "pgrst_1" WHERE "pgrst_1"."id" = "public"."todos"."owner" AND "pgrst_1"."name" = CAST($1 AS text)) AS _pgrst_e) AS "pgrst_2" ON TRUE ORDER BY (SELECT "pgrst_3"."name" FROM "public"."people" AS "pgrst_3" WHERE "pgrst_3"."id" = "public"."todos"."owner") DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."title" AS "title", "todos_owner_1".body AS "owner" FROM "public"."todos" INNER JOIN LATERAL (SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM (SELECT "people_1"."name" AS "name" FROM "public"."people" AS "people_1" WHERE "people_1"."id" = "public"."todos"."owner" AND "people_1"."name" = CAST($1 AS text)) AS _pgrst_e) AS "todos_owner_1" ON TRUE ORDER BY (SELECT "pgrst_1"."name" FROM "public"."people" AS "pgrst_1" WHERE "pgrst_1"."id" = "public"."todos"."owner") DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params, vec!["ann"]);
         // The other direction is to-many, an array.
@@ -1614,7 +1647,7 @@ mod tests {
         assert!(
             people
                 .sql
-                .contains("coalesce(\"pgrst_2\".body, '[]') AS \"todos\""),
+                .contains("coalesce(\"people_todos_1\".body, '[]') AS \"todos\""),
             "{}",
             people.sql
         );
@@ -1771,7 +1804,7 @@ mod tests {
         let everything = QueryParams::default();
         assert_eq!(
             render_mutation(&schema(), &todos(), &everything, &Mutation::Delete, None),
-            Err(RenderError::MissingFilter)
+            Err(RenderError::MissingFilter("DELETE"))
         );
     }
 
@@ -1863,7 +1896,7 @@ mod tests {
             ReadOptions::default(),
         )
         .expect("renders");
-        expect![[r#"WITH pgrst_source AS (SELECT "public"."people"."name" AS "name", "public"."initials"("public"."people".*) AS "initials", coalesce("pgrst_2".body, '[]') AS "open_todos" FROM "public"."people" INNER JOIN LATERAL (SELECT pg_catalog.jsonb_agg(_pgrst_e) AS body FROM (SELECT "pgrst_1"."title" AS "title" FROM "public"."open_todos"("public"."people".*) AS "pgrst_1" WHERE "pgrst_1"."done" IS FALSE) AS _pgrst_e) AS "pgrst_2" ON "pgrst_2".body IS NOT NULL WHERE "public"."initials"("public"."people".*) = CAST($1 AS text) ORDER BY "public"."initials"("public"."people".*) DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."people"."name" AS "name", "public"."initials"("public"."people".*) AS "initials", coalesce("people_open_todos_1".body, '[]') AS "open_todos" FROM "public"."people" INNER JOIN LATERAL (SELECT pg_catalog.jsonb_agg(_pgrst_e) AS body FROM (SELECT "todos_1"."title" AS "title" FROM "public"."open_todos"("public"."people".*) AS "todos_1" WHERE "todos_1"."done" IS FALSE) AS _pgrst_e) AS "people_open_todos_1" ON "people_open_todos_1".body IS NOT NULL WHERE "public"."initials"("public"."people".*) = CAST($1 AS text) ORDER BY "public"."initials"("public"."people".*) DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         // `*` is the columns only.
         let star = render_read(

@@ -649,13 +649,19 @@ fn render_error(err: RenderError) -> ApiError {
             plain(StatusCode::BAD_REQUEST, galley_db::UNDEFINED_COLUMN)
         }
         RenderError::UnknownBodyColumn { .. } => plain(StatusCode::BAD_REQUEST, "PGRST204"),
-        RenderError::Unsupported(_) => plain(StatusCode::BAD_REQUEST, "PGRST127"),
+        RenderError::Unsupported(what) => ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST127",
+            "Feature not implemented",
+            Some(format!("{} is not supported", what)),
+            None,
+        ),
         RenderError::CastNotAllowed(_) => plain(StatusCode::BAD_REQUEST, "PGRST100"),
         RenderError::UnknownArgument { .. } | RenderError::MissingArgument { .. } => {
             plain(StatusCode::NOT_FOUND, "PGRST202")
         }
         // What Supabase's safeupdate extension answers with.
-        RenderError::MissingFilter => {
+        RenderError::MissingFilter(_) => {
             plain(StatusCode::BAD_REQUEST, galley_db::CARDINALITY_VIOLATION)
         }
         RenderError::NoRelationship {
@@ -695,9 +701,33 @@ fn render_error(err: RenderError) -> ApiError {
                 })
                 .collect(),
         )),
-        RenderError::NotEmbedded(_) => plain(StatusCode::BAD_REQUEST, "PGRST108"),
-        RenderError::RelatedOrder(_) => plain(StatusCode::BAD_REQUEST, "PGRST118"),
-        RenderError::EmbedOperator(_) => plain(StatusCode::BAD_REQUEST, "PGRST120"),
+        RenderError::NotEmbedded(resource) => ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST108",
+            message.clone(),
+            None,
+            Some(format!(
+                "Verify that '{resource}' is included in the 'select' query parameter."
+            )),
+        ),
+        RenderError::RelatedOrder(origin, target) => ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST118",
+            message.clone(),
+            Some(format!(
+                "'{origin}' and '{target}' do not form a many-to-one or one-to-one relationship"
+            )),
+            None,
+        ),
+        RenderError::EmbedOperator(_) => ApiError::rest(
+            StatusCode::BAD_REQUEST,
+            "PGRST120",
+            message.clone(),
+            Some(
+                "Only is null or not is null filters are allowed on embedded resources".to_owned(),
+            ),
+            None,
+        ),
     }
 }
 
@@ -766,7 +796,19 @@ fn operatorless(query: &galley_query::QueryParams, hint: &str) -> Result<(), Api
     }
 }
 
-/// 400 PGRST102, PostgREST's answer to a body it cannot use.
+/// 400 PGRST102 with PostgREST's message for it (`Empty or invalid json`, `All object
+/// keys must match`, `Content-Type not acceptable: …`), and no details.
+fn invalid_body(message: impl Into<String>) -> ApiError {
+    ApiError::rest(
+        StatusCode::BAD_REQUEST,
+        "PGRST102",
+        message.into(),
+        None,
+        None,
+    )
+}
+
+/// 400 PGRST102 for a body PostgREST would pass on but Galley refuses first, saying why.
 fn invalid_json(details: impl Into<String>) -> ApiError {
     ApiError::rest(
         StatusCode::BAD_REQUEST,
@@ -791,7 +833,7 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, ApiEr
         ));
     }
     let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|err| invalid_json(err.to_string()))?;
+        serde_json::from_slice(body).map_err(|_| invalid_body("Empty or invalid json"))?;
     if contains_nul(&value) {
         return Err(invalid_json("a string contains a NUL character"));
     }

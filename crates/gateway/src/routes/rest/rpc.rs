@@ -153,7 +153,11 @@ fn no_function(schema: &str, function: &str, arguments: &[String], get: bool) ->
             " without parameters".to_owned(),
         )
     } else {
-        (format!("({listed})"), format!(" with parameters {listed}"))
+        let plural = if arguments.len() > 1 { "s" } else { "" };
+        (
+            format!("({listed})"),
+            format!(" with parameter{plural} {listed}"),
+        )
     };
     let single = if get {
         ""

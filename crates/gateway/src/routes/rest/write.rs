@@ -79,9 +79,7 @@ fn body_rows(req: &HttpRequest, body: &[u8]) -> Result<Vec<serde_json::Value>, A
         serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_object) => {
             Ok(items)
         }
-        _ => Err(super::invalid_json(
-            "the body must be an object or an array of objects",
-        )),
+        _ => Err(super::invalid_body("All object keys must match")),
     }
 }
 
@@ -111,7 +109,7 @@ fn insert_groups(
                 k != f
             }) && !missing_default
             {
-                return Err(super::invalid_json("All object keys must match"));
+                return Err(super::invalid_body("All object keys must match"));
             }
             let mut all = first;
             for row in &rows {
