@@ -49,7 +49,7 @@ const anon = clientFor(null);
 
 before(async () => {
   sql(`
-    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events, readings, staff CASCADE;
+    DROP TABLE IF EXISTS book_genres, genres, profiles, books, authors, events, readings, staff, prefs CASCADE;
     CREATE TABLE authors (id bigint PRIMARY KEY, name text NOT NULL, born date, meta jsonb);
     CREATE TABLE books (
       id bigint PRIMARY KEY, title text NOT NULL,
@@ -100,6 +100,10 @@ before(async () => {
     INSERT INTO staff VALUES (1, 'Grace', NULL), (2, 'Ada', 1), (3, 'Alan', 1), (4, 'Edsger', 2);
     GRANT SELECT ON book_list, author_list, staff TO anon, authenticated;
     CREATE POLICY open_read ON staff FOR SELECT USING (true);
+    CREATE TABLE prefs (key text PRIMARY KEY, value text NOT NULL DEFAULT 'on', level int NOT NULL DEFAULT 3);
+    INSERT INTO prefs VALUES ('theme', 'dark', 9);
+    GRANT SELECT, INSERT, UPDATE ON prefs TO authenticated;
+    CREATE POLICY open_all ON prefs FOR ALL TO authenticated USING (true) WITH CHECK (true);
     CREATE POLICY open_read ON readings FOR SELECT USING (true);
     GRANT SELECT ON authors, books, genres, book_genres, profiles TO anon, authenticated;
     GRANT INSERT, UPDATE, DELETE ON books, events TO authenticated;
@@ -330,6 +334,17 @@ test("inserts with defaults, upserts, rollback and max-affected", async () => {
   assert.deepEqual(merged.data, [{ title: "Dawn: Xenogenesis" }]);
   const onKey = await asWriter.from("books").upsert({ id: 11, title: "Ubik", note: null }, { onConflict: "id" }).select("title, note");
   assert.deepEqual(onKey.data, [{ title: "Ubik", note: null }]);
+  // missing=default on a merging upsert: a column other rows give and this one leaves
+  // out takes its default, on insert and on conflict alike, as PostgREST evaluates it.
+  const defaulted = await asWriter
+    .from("prefs")
+    .upsert([{ key: "theme", value: "light" }, { key: "font", level: 1 }], { defaultToNull: false })
+    .select("key, value, level");
+  assert.equal(defaulted.error, null, JSON.stringify(defaulted.error));
+  assert.deepEqual(defaulted.data.sort((a, b) => a.key.localeCompare(b.key)), [
+    { key: "font", value: "on", level: 1 },
+    { key: "theme", value: "light", level: 3 },
+  ]);
 
   const rolledBack = await asWriter.from("books").update({ title: "never" }).eq("id", 11).select("title").rollback();
   assert.deepEqual(rolledBack.data, [{ title: "never" }]);

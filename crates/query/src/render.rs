@@ -184,11 +184,14 @@ pub fn render_read(
 }
 
 /// One group of rows to insert, all giving the same columns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InsertGroup {
     pub columns: Vec<String>,
     /// A JSON array of objects.
     pub body: String,
+    /// Columns the request writes that these rows leave out (`Prefer: missing=default`):
+    /// a merging upsert sets them to their defaults on conflict, as PostgREST does.
+    pub omitted: Vec<String>,
 }
 
 /// Renders an insert of the JSON rows of each group into its columns (one `INSERT` per
@@ -244,10 +247,14 @@ pub fn render_insert(
                 }
                 let keys = keys.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
                 if merge {
-                    let sets: Vec<String> = quoted
+                    let mut sets: Vec<String> = quoted
                         .iter()
                         .map(|c| format!("{c} = EXCLUDED.{c}"))
                         .collect();
+                    for column in &group.omitted {
+                        r.column(table, column)?;
+                        sets.push(format!("{} = DEFAULT", quote(column)));
+                    }
                     format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", sets.join(", "))
                 } else {
                     format!(" ON CONFLICT ({keys}) DO NOTHING")
@@ -1739,6 +1746,7 @@ mod tests {
             &[InsertGroup {
                 columns: columns.iter().map(|c| (*c).into()).collect(),
                 body: "[]".into(),
+                ..InsertGroup::default()
             }],
             on_conflict,
             representation,
@@ -1779,6 +1787,26 @@ mod tests {
         )
         .expect("renders");
         assert!(ignore.sql.contains(r#"ON CONFLICT ("title") DO NOTHING"#));
+        // Columns other rows give and these leave out take their defaults on conflict.
+        let omitting = render_insert(
+            &schema(),
+            &todos(),
+            &[InsertGroup {
+                columns: vec!["id".into()],
+                body: "[]".into(),
+                omitted: vec!["done".into()],
+            }],
+            &OnConflict::Merge(None),
+            None,
+        )
+        .expect("renders");
+        assert!(
+            omitting.sql.contains(
+                r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "done" = DEFAULT"#
+            ),
+            "{}",
+            omitting.sql
+        );
         assert!(
             insert(
                 &["title"],
@@ -1914,6 +1942,7 @@ mod tests {
             &[InsertGroup {
                 columns: vec!["name".into()],
                 body: "[{\"name\":\"ann\"}]".into(),
+                ..InsertGroup::default()
             }],
             &OnConflict::Error,
             Some(Representation {
@@ -1946,6 +1975,7 @@ mod tests {
             &[InsertGroup {
                 columns: vec!["initials".into()],
                 body: "[{\"initials\":\"AB\"}]".into(),
+                ..InsertGroup::default()
             }],
             &OnConflict::Error,
             None,

@@ -90,8 +90,9 @@ fn keys(row: &serde_json::Value) -> Vec<String> {
 }
 
 /// The rows split into groups that each give the same columns. With `missing=default`
-/// a row leaves out the columns it lacks, so PostgreSQL fills in their defaults; else
-/// every row gives every column (`columns=`, or the keys all rows share), absent ones NULL.
+/// a row leaves out the columns it lacks, so PostgreSQL fills in their defaults (and a
+/// merging upsert sets them to their defaults on conflict, as PostgREST); else every row
+/// gives every column (`columns=`, or the keys all rows share), absent ones NULL.
 fn insert_groups(
     rows: Vec<serde_json::Value>,
     columns: Option<&[String]>,
@@ -141,6 +142,11 @@ fn insert_groups(
     Ok(groups
         .into_iter()
         .map(|(columns, rows)| InsertGroup {
+            omitted: all
+                .iter()
+                .filter(|c| !columns.contains(c))
+                .cloned()
+                .collect(),
             columns,
             body: serde_json::Value::Array(rows).to_string(),
         })
