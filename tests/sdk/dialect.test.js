@@ -78,6 +78,17 @@ before(async () => {
     CREATE OR REPLACE FUNCTION count_items(jsonb) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_array_length($1 -> 'items') $$;
     CREATE OR REPLACE FUNCTION pick(a int) RETURNS text LANGUAGE sql AS $$ SELECT 'int' $$;
     CREATE OR REPLACE FUNCTION pick(a text) RETURNS text LANGUAGE sql AS $$ SELECT 'text' $$;
+    -- Functions that answer with an error of their choosing.
+    CREATE OR REPLACE FUNCTION pay_first() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'Payment Required' USING ERRCODE = 'PT402', DETAIL = 'Quota exceeded', HINT = 'Upgrade your plan'; END $$;
+    CREATE OR REPLACE FUNCTION teapot() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE SQLSTATE 'PGRST' USING
+        message = '{"code": "123", "message": "Short and stout", "details": "Tip me over", "hint": "Pour"}',
+        detail = '{"status": 418, "headers": {"X-Powered-By": "Galley"}}'; END $$;
+    CREATE OR REPLACE FUNCTION own_code() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'not enough stock' USING ERRCODE = 'U0001'; END $$;
+    CREATE OR REPLACE FUNCTION bad_raise() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE SQLSTATE 'PGRST' USING message = 'not json'; END $$;
     -- Functions over a row: a computed field, and computed relationships to-many, to-one
     -- (ROWS 1) and to-one by returning a single row; over a view and a partitioned table too.
     CREATE FUNCTION label(books) RETURNS text LANGUAGE sql STABLE AS $$ SELECT $1.title || ' (' || $1.pages || ')' $$;
@@ -540,6 +551,27 @@ test("geojson answers a FeatureCollection once PostGIS is installed", async () =
   assert.deepEqual(answer.data, {
     type: "FeatureCollection",
     features: [{ type: "Feature", geometry: { type: "Point", coordinates: [-5.7, 50.07] }, properties: { name: "lighthouse" } }],
+  });
+});
+
+test("functions choose their errors' status, body and headers as in PostgREST", async () => {
+  const paid = await anon.rpc("pay_first");
+  assert.equal(paid.status, 402);
+  assert.deepEqual(paid.error, { code: "PT402", details: "Quota exceeded", hint: "Upgrade your plan", message: "Payment Required" });
+  const own = await anon.rpc("own_code");
+  assert.equal(own.status, 400);
+  assert.deepEqual(own.error, { code: "U0001", details: null, hint: null, message: "not enough stock" });
+  const teapot = await fetch(`${url}/rest/v1/rpc/teapot`, { method: "POST", headers: { apikey: anonKey, "content-type": "application/json" }, body: "{}" });
+  assert.equal(teapot.status, 418);
+  assert.equal(teapot.headers.get("x-powered-by"), "Galley");
+  assert.deepEqual(await teapot.json(), { code: "123", details: "Tip me over", hint: "Pour", message: "Short and stout" });
+  const bad = await anon.rpc("bad_raise");
+  assert.equal(bad.status, 500);
+  assert.deepEqual(bad.error, {
+    code: "PGRST121",
+    details: "Invalid JSON value for MESSAGE: 'not json'",
+    hint: "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.",
+    message: "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
   });
 });
 

@@ -13,6 +13,10 @@ pub const CARDINALITY_VIOLATION: &str = "21000";
 /// valid UTF-8, which the gateway finds in a raw body before PostgreSQL would.
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 
+/// The SQLSTATE a function raises to answer with a status, headers and body of its
+/// choosing (PostgREST's `RAISE SQLSTATE 'PGRST'`): the message and detail are JSON.
+pub const RAISE_RESPONSE: &str = "PGRST";
+
 /// What a database error means to Galley.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlState {
@@ -49,6 +53,58 @@ pub enum SqlState {
     /// The server is short of a resource (memory, disk) for this statement.
     ResourceLimit,
     Other,
+}
+
+/// The HTTP status PostgREST answers a statement's error with, by its SQLSTATE (and, for
+/// two codes, its message): PostgREST's own table, so `/rest/v1` answers as it does.
+/// `RAISE … USING ERRCODE = 'PT402'` chooses the status itself; the `PGRST` code (a JSON
+/// message and detail) is read by the gateway, not here.
+pub fn postgrest_status(code: &str, message: &str) -> u16 {
+    let class = code.get(..2).unwrap_or_default();
+    match code {
+        "23503" | "23505" => 409,
+        "25006" => 405,
+        // Supabase's safeupdate; any other cardinality violation is the function's fault.
+        "21000" if message.ends_with("requires a WHERE clause") => 400,
+        "21000" => 500,
+        // A role named in a token that does not exist.
+        "22023" if message.starts_with("role") && message.ends_with("does not exist") => 401,
+        "53400" => 500,
+        "57P01" => 503,
+        "P0001" => 400,
+        "42883" if message.starts_with("function xmlagg(") => 406,
+        "42883" | "42P01" => 404,
+        "42P17" => 500,
+        _ if class == "PT" => code
+            .get(2..)
+            .and_then(|status| status.parse::<u16>().ok())
+            .filter(|status| (100..=599).contains(status))
+            .unwrap_or(500),
+        _ => match class {
+            "08" | "53" => 503,
+            "0L" | "0P" | "28" => 403,
+            "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0"
+            | "HV" | "P0" | "XX" => 500,
+            _ => 400,
+        },
+    }
+}
+
+/// How `/rest/v1` answers a statement's error: PostgREST's status ([`postgrest_status`])
+/// with Galley's departures, and whether the message is the server's own fault (internal,
+/// system, configuration, foreign data), kept in the log rather than shown. A statement
+/// the timeout stopped is 504, the gateway's limit rather than a failure; one too complex
+/// for PostgreSQL (class 54) is 400, since hostile input is never a 500.
+pub fn statement_status(code: &str, message: &str) -> (u16, bool) {
+    let status = match code {
+        "57014" => 504,
+        _ if code.starts_with("54") => 400,
+        _ => postgrest_status(code, message),
+    };
+    let fault = ["XX", "58", "F0", "HV"]
+        .iter()
+        .any(|class| code.starts_with(class));
+    (status, fault)
 }
 
 /// Classifies a driver error. Errors without a SQLSTATE are connection failures.
@@ -231,5 +287,43 @@ mod tests {
         assert_eq!(classify_code("42601"), SqlState::InvalidStatement);
         assert_eq!(classify_code("0A000"), SqlState::InvalidStatement);
         assert_eq!(classify_code("XX000"), SqlState::Other);
+    }
+
+    #[test]
+    fn statuses_are_postgrests() {
+        for (code, message, status) in [
+            ("23505", "duplicate key", 409),
+            ("23503", "violates foreign key", 409),
+            ("23502", "null value", 400),
+            ("22P02", "invalid input syntax", 400),
+            ("25006", "read-only transaction", 405),
+            ("21000", "DELETE requires a WHERE clause", 400),
+            ("21000", "more than one row returned by a subquery", 500),
+            ("22023", "role \"ghost\" does not exist", 401),
+            ("22023", "invalid value", 400),
+            ("42501", "permission denied", 400),
+            ("42883", "function nope() does not exist", 404),
+            ("42883", "function xmlagg(record) does not exist", 406),
+            ("42P01", "relation does not exist", 404),
+            ("P0001", "raised", 400),
+            ("P0002", "no data found", 500),
+            ("PT402", "pay first", 402),
+            ("PT999", "out of range", 500),
+            ("PTabc", "not a number", 500),
+            ("08006", "connection failure", 503),
+            ("53300", "too many connections", 503),
+            ("53400", "configuration limit", 500),
+            ("57P01", "admin shutdown", 503),
+            ("57014", "canceled", 500),
+            ("28P01", "password", 403),
+            ("XX000", "internal", 500),
+            ("U0001", "a code of the app's own", 400),
+        ] {
+            assert_eq!(postgrest_status(code, message), status, "{code} {message}");
+        }
+        assert_eq!(statement_status("57014", "canceled"), (504, false));
+        assert_eq!(statement_status("54001", "stack depth"), (400, false));
+        assert_eq!(statement_status("XX000", "internal"), (500, true));
+        assert_eq!(statement_status("P0002", "no data"), (500, false));
     }
 }

@@ -21,8 +21,9 @@ pub use config::DatabaseConfig;
 pub use dump::{DumpError, PgTools};
 pub use embedded::{Cluster, ClusterLock, ClusterOptions, EmbeddedError, SUPERUSER};
 pub use error::{
-    CARDINALITY_VIOLATION, CHARACTER_NOT_IN_REPERTOIRE, DbError, ErrorReport, SqlState,
-    UNDEFINED_COLUMN, classify, condition_name, report,
+    CARDINALITY_VIOLATION, CHARACTER_NOT_IN_REPERTOIRE, DbError, ErrorReport, RAISE_RESPONSE,
+    SqlState, UNDEFINED_COLUMN, classify, condition_name, postgrest_status, report,
+    statement_status,
 };
 pub use listen::{Listening, listen};
 pub use migrate::{

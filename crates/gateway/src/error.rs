@@ -19,6 +19,8 @@ pub struct ApiError {
     message: String,
     details: Option<serde_json::Value>,
     hint: Option<String>,
+    /// Headers a function chose for its error (`RAISE SQLSTATE 'PGRST'`).
+    headers: Vec<(String, String)>,
 }
 
 /// The body of every error response.
@@ -215,6 +217,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             hint: None,
+            headers: Vec::new(),
         }
     }
 
@@ -244,36 +247,35 @@ impl ApiError {
     }
 
     /// A PostgreSQL error from running a request's statement, mapped as PostgREST maps
-    /// it: the SQLSTATE as `code`, the server's message, detail and hint. Permission
-    /// errors are 401 for anonymous requests (signing in may help) and 403 otherwise.
+    /// it: the SQLSTATE as `code`, the server's message, detail and hint, and PostgREST's
+    /// status for the code, with Galley's departures (`galley_db::statement_status`:
+    /// `PT402` is 402, a code of the application's own 400, a timeout 504, the server's own
+    /// faults a plain 500 whose message stays in the log). Permission errors are 401 for
+    /// anonymous requests (signing in may help) and 403 otherwise. `RAISE SQLSTATE
+    /// 'PGRST'` answers as the function says.
     pub(crate) fn from_statement(err: &galley_db::wire::WireError, anonymous: bool) -> Self {
         use galley_db::SqlState;
         let Some(db) = err.server() else {
             tracing::warn!(error = %err, "database unavailable");
             return ApiError::unavailable("the database is unavailable; retry shortly");
         };
+        if db.code == galley_db::RAISE_RESPONSE {
+            return Self::raised(&db.message, db.detail.as_deref());
+        }
+        let (status, fault) = galley_db::statement_status(&db.code, &db.message);
         let status = match err.sql_state() {
             SqlState::InsufficientPrivilege if anonymous => StatusCode::UNAUTHORIZED,
             SqlState::InsufficientPrivilege => StatusCode::FORBIDDEN,
-            SqlState::UniqueViolation | SqlState::ForeignKeyViolation => StatusCode::CONFLICT,
-            SqlState::NotNullViolation
-            | SqlState::CheckViolation
-            | SqlState::IntegrityViolation
-            | SqlState::DataException
-            | SqlState::InvalidStatement
-            | SqlState::RaisedException => StatusCode::BAD_REQUEST,
-            SqlState::QueryCanceled => StatusCode::GATEWAY_TIMEOUT,
-            SqlState::ResourceLimit => StatusCode::SERVICE_UNAVAILABLE,
-            SqlState::UndefinedObject => StatusCode::NOT_FOUND,
             SqlState::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            SqlState::ReadOnlyTransaction => StatusCode::METHOD_NOT_ALLOWED,
-            SqlState::SerializationFailure
-            | SqlState::LockNotAvailable
-            | SqlState::DuplicateTable => StatusCode::CONFLICT,
-            SqlState::AuthenticationFailed | SqlState::Other => {
+            SqlState::AuthenticationFailed => {
                 tracing::error!(error = %err, "statement failed");
                 return ApiError::internal();
             }
+            _ if fault => {
+                tracing::error!(error = %err, "statement failed");
+                return ApiError::internal();
+            }
+            _ => StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };
         Self::rest(
             status,
@@ -282,6 +284,62 @@ impl ApiError {
             db.detail.clone(),
             db.hint.clone(),
         )
+    }
+
+    /// The answer a function chose with `RAISE SQLSTATE 'PGRST' USING message = '{"code":
+    /// …, "message": …, "details": …, "hint": …}', detail = '{"status": …, "headers": {…}}'`,
+    /// as PostgREST gives it; 500 PGRST121 when either is not such JSON.
+    fn raised(message: &str, detail: Option<&str>) -> Self {
+        #[derive(Deserialize)]
+        struct Message {
+            code: String,
+            message: String,
+            details: Option<String>,
+            hint: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Detail {
+            status: u16,
+            headers: std::collections::BTreeMap<String, String>,
+        }
+        let unparsable = |details: String, hint: &str| {
+            Self::rest(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "PGRST121",
+                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
+                Some(details),
+                Some(hint.to_owned()),
+            )
+        };
+        let message_hint = "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.";
+        let detail_hint = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
+        let Ok(parsed) = serde_json::from_str::<Message>(message) else {
+            return unparsable(
+                format!("Invalid JSON value for MESSAGE: '{message}'"),
+                message_hint,
+            );
+        };
+        let Some(detail) = detail else {
+            return unparsable(
+                "DETAIL is missing in the RAISE statement".to_owned(),
+                detail_hint,
+            );
+        };
+        let Ok(chosen) = serde_json::from_str::<Detail>(detail) else {
+            return unparsable(
+                format!("Invalid JSON value for DETAIL: '{detail}'"),
+                detail_hint,
+            );
+        };
+        let mut error = Self::rest(
+            StatusCode::from_u16(chosen.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            parsed.code,
+            parsed.message,
+            parsed.details,
+            parsed.hint,
+        );
+        error.headers = chosen.headers.into_iter().collect();
+        error
     }
 }
 
@@ -379,6 +437,15 @@ impl ResponseError for ApiError {
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            // A function's choice, kept only when it is a header HTTP can carry.
+            if let (Ok(name), Ok(value)) = (
+                actix_web::http::header::HeaderName::try_from(name.as_str()),
+                actix_web::http::header::HeaderValue::from_str(value),
+            ) {
+                response.append_header((name, value));
+            }
+        }
         response.insert_header((crate::middleware::metrics::ERROR_CODE, self.code.as_ref()));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("retry-after", "1"));
