@@ -19,9 +19,14 @@ pub struct ApiError {
     message: String,
     details: Option<serde_json::Value>,
     hint: Option<String>,
-    /// Headers a function chose for its error (`RAISE SQLSTATE 'PGRST'`).
-    headers: Vec<(String, String)>,
+    /// Headers a function chose for its error (`RAISE SQLSTATE 'PGRST'`), boxed: rare,
+    /// and errors travel by value.
+    headers: Option<Box<ChosenHeaders>>,
 }
+
+/// Headers a function chose, by name.
+#[derive(Debug, Clone)]
+struct ChosenHeaders(std::collections::BTreeMap<String, String>);
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -217,7 +222,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             hint: None,
-            headers: Vec::new(),
+            headers: None,
         }
     }
 
@@ -338,7 +343,7 @@ impl ApiError {
             parsed.details,
             parsed.hint,
         );
-        error.headers = chosen.headers.into_iter().collect();
+        error.headers = Some(Box::new(ChosenHeaders(chosen.headers)));
         error
     }
 }
@@ -437,7 +442,7 @@ impl ResponseError for ApiError {
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter().flat_map(|headers| headers.0.iter()) {
             // A function's choice, kept only when it is a header HTTP can carry.
             if let (Ok(name), Ok(value)) = (
                 actix_web::http::header::HeaderName::try_from(name.as_str()),
