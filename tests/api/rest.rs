@@ -1125,3 +1125,60 @@ async fn refusals_are_worded_as_postgrest_words_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn csv_and_form_bodies_insert_as_postgrest_reads_them() {
+    let app = spawn_app().await;
+    notes(
+        &app,
+        json!({"select": {"preset": "public"}, "insert": {"preset": "public"}}),
+    )
+    .await;
+    let before = note_count(&app).await;
+    let post = |content_type: &str, body: &str| {
+        app.http
+            .post(app.url("/rest/v1/notes?select=body,stars"))
+            .header("apikey", app.anon_key())
+            .bearer_auth(app.user_token(ALICE))
+            .header("content-type", content_type.to_owned())
+            .header("prefer", "return=representation")
+            .body(body.to_owned())
+            .send()
+    };
+    let csv = post("text/csv", "body,stars\n\"a, quoted\",4\nplain,NULL\n")
+        .await
+        .expect("response");
+    assert_eq!(csv.status(), 400, "NULL for a NOT NULL column");
+    let csv = post("text/csv", "body,stars\n\"a, quoted\",4\nplain,2\n")
+        .await
+        .expect("response");
+    assert_eq!(csv.status(), 201);
+    assert_eq!(
+        csv.json::<Value>().await.expect("json"),
+        json!([{"body": "a, quoted", "stars": 4}, {"body": "plain", "stars": 2}])
+    );
+    let form = post(
+        "application/x-www-form-urlencoded",
+        "body=from+a+form&stars=3",
+    )
+    .await
+    .expect("response");
+    assert_eq!(form.status(), 201);
+    assert_eq!(
+        form.json::<Value>().await.expect("json"),
+        json!([{"body": "from a form", "stars": 3}])
+    );
+    let ragged = post("text/csv", "body,stars\nonly one field\n")
+        .await
+        .expect("response");
+    assert_eq!(
+        ragged.text().await.expect("body"),
+        r#"{"code":"PGRST102","details":null,"hint":null,"message":"All lines must have same number of fields"}"#
+    );
+    let other = post("application/xml", "<notes/>").await.expect("response");
+    assert_eq!(
+        other.text().await.expect("body"),
+        r#"{"code":"PGRST102","details":null,"hint":null,"message":"Content-Type not acceptable: application/xml"}"#
+    );
+    assert_eq!(note_count(&app).await, before + 3);
+}

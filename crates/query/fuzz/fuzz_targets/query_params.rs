@@ -39,6 +39,7 @@ fn table(name: &str, columns: &[(&str, &str)], fks: Vec<ForeignKeyShape>) -> Tab
             target_table: name.into(),
             to_one: false,
         }],
+        view: false,
     }
 }
 
@@ -108,23 +109,43 @@ fuzz_target!(|data: &[u8]| {
         .to_string()
     };
     let options = ReadOptions::default();
-    if let Ok(call) =
-        galley_query::render_call(&schema, &function, &names, body(text), &query, options.clone())
-    {
-        let other =
-            galley_query::render_call(&schema, &function, &names, body("v"), &query, options.clone())
-                .expect("the same names render");
+    if let Ok(call) = galley_query::render_call(
+        &schema,
+        &function,
+        &names,
+        body(text),
+        &query,
+        options.clone(),
+    ) {
+        let other = galley_query::render_call(
+            &schema,
+            &function,
+            &names,
+            body("v"),
+            &query,
+            options.clone(),
+        )
+        .expect("the same names render");
         assert_eq!(
             call.sql, other.sql,
             "an argument's value reached the SQL text"
         );
     }
-    if let Ok(single) =
-        galley_query::render_single_call(&schema, &function, text.to_owned(), &query, options.clone())
-    {
-        let other =
-            galley_query::render_single_call(&schema, &function, "v".into(), &query, options.clone())
-                .expect("the same call renders");
+    if let Ok(single) = galley_query::render_single_call(
+        &schema,
+        &function,
+        text.to_owned(),
+        &query,
+        options.clone(),
+    ) {
+        let other = galley_query::render_single_call(
+            &schema,
+            &function,
+            "v".into(),
+            &query,
+            options.clone(),
+        )
+        .expect("the same call renders");
         assert_eq!(single.sql, other.sql, "a body reached the SQL text");
     }
     let Ok(statement) =

@@ -819,25 +819,78 @@ fn invalid_json(details: impl Into<String>) -> ApiError {
     )
 }
 
-/// A JSON body. Strings may not hold NUL (PostgreSQL text cannot); lone surrogates and
+/// A request body as JSON: JSON itself, or, as PostgREST reads them, CSV (`text/csv`: a
+/// header line of column names, then rows whose values are strings and `NULL` null) and a
+/// form (`application/x-www-form-urlencoded`: one object of strings). Any other type is
+/// 400 PGRST102. Strings may not hold NUL (PostgreSQL text cannot); lone surrogates and
 /// numbers out of range are refused by the parser. Of duplicate keys the last wins, and
 /// the value re-serialised from the parsed body is what PostgreSQL sees, so the two agree.
 fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    if let Some(media) = crate::content_type::not_json(req) {
-        return Err(ApiError::rest(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "PGRST107",
-            format!("None of these media types are available: {media}"),
-            None,
-            None,
-        ));
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| invalid_body("Empty or invalid json"))?;
+    let value = match crate::content_type::not_json(req).as_deref() {
+        None => serde_json::from_slice(body).map_err(|_| invalid_body("Empty or invalid json"))?,
+        Some("text/csv") => csv_rows(body)?,
+        Some("application/x-www-form-urlencoded") => {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|_| invalid_body("Empty or invalid form"))?;
+            serde_json::Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(key, value)| (key, serde_json::Value::String(value)))
+                    .collect(),
+            )
+        }
+        Some(media) => {
+            return Err(invalid_body(format!(
+                "Content-Type not acceptable: {}",
+                media.chars().take(100).collect::<String>()
+            )));
+        }
+    };
     if contains_nul(&value) {
         return Err(invalid_json("a string contains a NUL character"));
     }
     Ok(value)
+}
+
+/// A CSV body as a JSON array of objects keyed by its header line, as PostgREST reads it:
+/// every value a string, `NULL` null; every line as long as the header.
+fn csv_rows(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|err| invalid_body(csv_error(&err)))?
+        .clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|err| invalid_body(csv_error(&err)))?;
+        let row: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(key, value)| {
+                let value = if value == "NULL" {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(value.to_owned())
+                };
+                (key.to_owned(), value)
+            })
+            .collect();
+        rows.push(serde_json::Value::Object(row));
+    }
+    Ok(serde_json::Value::Array(rows))
+}
+
+/// What is wrong with a CSV body, in PostgREST's words where it has them.
+fn csv_error(err: &csv::Error) -> String {
+    match err.kind() {
+        csv::ErrorKind::UnequalLengths { .. } => {
+            "All lines must have same number of fields".to_owned()
+        }
+        csv::ErrorKind::Utf8 { .. } => "CSV is not valid UTF-8".to_owned(),
+        _ => "Empty or invalid CSV".to_owned(),
+    }
 }
 
 fn contains_nul(value: &serde_json::Value) -> bool {
