@@ -792,7 +792,7 @@ async fn functions_are_called_with_named_arguments() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         unknown.text().await.expect("body"),
-        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameters a, c or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.","hint":null,"message":"Could not find the function public.add(a, c) in the schema cache"}"#
+        r#"{"code":"PGRST202","details":"Searched for the function public.add with parameters a, c or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.","hint":"Perhaps you meant to call the function public.add(a, b)","message":"Could not find the function public.add(a, c) in the schema cache"}"#
     );
     let none = call("no_such_function", "{}").await.expect("response");
     assert_eq!(
@@ -1043,7 +1043,21 @@ async fn refusals_are_worded_as_postgrest_words_them() {
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
     use reqwest::Method as M;
-    let cases: [(M, &str, Option<&str>, u16, &str); 10] = [
+    let cases: [(M, &str, Option<&str>, u16, &str); 12] = [
+        (
+            M::GET,
+            "/rest/v1/book",
+            None,
+            404,
+            r#"{"code":"PGRST205","details":null,"hint":"Perhaps you meant the table 'public.books'","message":"Could not find the table 'public.book' in the schema cache"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?select=title,author(name)",
+            None,
+            400,
+            r#"{"code":"PGRST200","details":"Searched for a foreign key relationship between 'books' and 'author' in the schema 'public', but no matches were found.","hint":"Perhaps you meant 'authors' instead of 'author'.","message":"Could not find a relationship between 'books' and 'author' in the schema cache"}"#,
+        ),
         (
             M::GET,
             "/rest/v1/books?select=title&authors.name=eq.x",

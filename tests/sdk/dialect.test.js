@@ -350,9 +350,10 @@ test("inserts with defaults, upserts, rollback and max-affected", async () => {
   const defaulted = await asWriter
     .from("prefs")
     .upsert([{ key: "theme", value: "light" }, { key: "font", level: 1 }], { defaultToNull: false })
-    .select("key, value, level");
+    .select("key, value, level")
+    .order("key");
   assert.equal(defaulted.error, null, JSON.stringify(defaulted.error));
-  assert.deepEqual(defaulted.data.sort((a, b) => a.key.localeCompare(b.key)), [
+  assert.deepEqual(defaulted.data, [
     { key: "font", value: "on", level: 1 },
     { key: "theme", value: "light", level: 3 },
   ]);

@@ -24,5 +24,5 @@ pub use render::{
 pub use select::parse_select;
 pub use shape::{
     Cardinality, ComputedField, ComputedRelationship, ForeignKeyShape, FunctionName, Junction,
-    Relationship, ResolveError, SchemaView, TableShape, resolve,
+    Relationship, ResolveError, SchemaView, TableShape, related_tables, resolve,
 };

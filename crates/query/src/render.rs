@@ -66,6 +66,9 @@ pub struct ReadOptions {
 pub struct Representation<'a> {
     pub select: Option<&'a [SelectItem]>,
     pub format: BodyFormat,
+    /// The request's query, for an insert's representation: its order, and its embeds'
+    /// filters, order and pages, as PostgREST applies them to the rows written.
+    pub query: Option<&'a QueryParams>,
 }
 
 /// SQL and its parameters, all sent as text. The row it returns has the columns
@@ -206,8 +209,13 @@ pub fn render_insert(
 ) -> Result<Statement, RenderError> {
     let target = format!("{}.{}", quote(&table.schema), quote(&table.name));
     let empty = QueryParams::default();
-    let mut r = Renderer::new(schema, &empty);
+    let query = representation
+        .as_ref()
+        .and_then(|r| r.query)
+        .unwrap_or(&empty);
+    let mut r = Renderer::new(schema, query);
     let shape = r.write_shape(table, representation)?;
+    r.check_paths()?;
     let merge = matches!(on_conflict, OnConflict::Merge(_));
     let mut returning = shape.returning.clone();
     if merge {
@@ -1762,6 +1770,7 @@ mod tests {
             Some(Representation {
                 select: Some(&items),
                 format: BodyFormat::Json,
+                query: None,
             }),
         )
         .expect("renders");
@@ -1950,6 +1959,7 @@ mod tests {
                     &crate::select::parse_select("name,initials,open_todos(id)").expect("parses"),
                 ),
                 format: BodyFormat::Json,
+                query: None,
             }),
         )
         .expect("renders");

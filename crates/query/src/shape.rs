@@ -332,6 +332,22 @@ fn relationships(schema: &dyn SchemaView, parent: &TableShape) -> Vec<Relationsh
     found
 }
 
+/// The names of the tables `parent` has a relationship with (foreign keys either way,
+/// junctions, functions over its row), for PostgREST's hint when an embed names none.
+pub fn related_tables(schema: &dyn SchemaView, parent: &TableShape) -> Vec<String> {
+    let mut names: Vec<String> = relationships(schema, parent)
+        .into_iter()
+        .map(|r| r.target.name)
+        .collect();
+    names.extend(
+        parent
+            .computed_relationships
+            .iter()
+            .map(|c| c.target_table.clone()),
+    );
+    names
+}
+
 /// The relationship `relation` (a table, a foreign key name or a foreign key column)
 /// names from `parent`, narrowed by `hint` when there is one.
 pub fn resolve(

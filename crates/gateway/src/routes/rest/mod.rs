@@ -2,6 +2,7 @@
 //! request is one statement, run in its own transaction as the request's role with its
 //! claims, method, path and headers set for that transaction only.
 
+mod fuzzy;
 mod media;
 mod openapi;
 mod prefer;
@@ -588,9 +589,17 @@ fn request_headers(req: &HttpRequest) -> String {
 }
 
 /// The table a request names, as rendering needs it; 404 PGRST205 when its schema has no
-/// such table.
+/// such table, with PostgREST's hint of a close name.
 fn table_shape(view: &CatalogView<'_>, table: &str) -> Result<TableShape, ApiError> {
     view.table(table).ok_or_else(|| {
+        let names = view
+            .catalog
+            .relations
+            .values()
+            .filter(|r| r.schema == view.schema)
+            .map(|r| r.name.as_str());
+        let hint = fuzzy::closest(names, table, 0.75)
+            .map(|name| format!("Perhaps you meant the table '{}.{name}'", view.schema));
         ApiError::rest(
             StatusCode::NOT_FOUND,
             "PGRST205",
@@ -600,7 +609,7 @@ fn table_shape(view: &CatalogView<'_>, table: &str) -> Result<TableShape, ApiErr
                 table.chars().take(63).collect::<String>()
             ),
             None,
-            None,
+            hint,
         )
     })
 }
@@ -640,7 +649,37 @@ pub(crate) fn profile<'s>(req: &HttpRequest, schemas: &'s [String]) -> Result<&'
         })
 }
 
-fn render_error(err: RenderError) -> ApiError {
+/// PostgREST's hint when an embed names no relationship: a table the parent relates to
+/// close to the name asked for, or, when the parent relates to none, a table that does,
+/// close to the parent's name.
+fn no_relationship_hint(view: &CatalogView<'_>, parent: &str, relation: &str) -> Option<String> {
+    let shape = view.table(parent)?;
+    let related = galley_query::related_tables(view, &shape);
+    if related.is_empty() {
+        let parents: Vec<String> = view
+            .catalog
+            .relations
+            .values()
+            .filter(|r| r.schema == view.schema)
+            .filter_map(|r| view.table(&r.name))
+            .filter(|t| !galley_query::related_tables(view, t).is_empty())
+            .map(|t| t.name)
+            .collect();
+        let suggestion = fuzzy::closest(parents.iter().map(String::as_str), parent, 0.33)?;
+        return Some(format!(
+            "Perhaps you meant '{suggestion}' instead of '{parent}'."
+        ));
+    }
+    let suggestion = fuzzy::matches(related.iter().map(String::as_str), relation, 0.33)
+        .into_iter()
+        .find(|(score, _)| *score < 1.0)?
+        .1;
+    Some(format!(
+        "Perhaps you meant '{suggestion}' instead of '{relation}'."
+    ))
+}
+
+fn render_error(err: RenderError, view: &CatalogView<'_>) -> ApiError {
     let message = err.to_string();
     let plain =
         |status, code: &'static str| ApiError::rest(status, code, message.clone(), None, None);
@@ -678,7 +717,7 @@ fn render_error(err: RenderError) -> ApiError {
                 hint.map(|hint| format!(" using the hint '{hint}'"))
                     .unwrap_or_default()
             )),
-            None,
+            no_relationship_hint(view, &parent, &relation),
         ),
         RenderError::AmbiguousRelationship {
             candidates, hint, ..

@@ -30,7 +30,8 @@ pub(super) async fn get_rows(
         count: prefs.count,
         format: media.format(&catalog),
     };
-    let statement = render_read(&view, &shape, &query, options).map_err(super::render_error)?;
+    let statement = render_read(&view, &shape, &query, options)
+        .map_err(|err| super::render_error(err, &view))?;
     if let Some(plan) = media.plan {
         return super::explain(&state, &role, &req, &statement, plan, true).await;
     }

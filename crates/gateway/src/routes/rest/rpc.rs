@@ -144,7 +144,13 @@ fn qualified(schema: &str, function: &str) -> String {
 /// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
 /// or "without parameters"), and for a POST the single-JSON-parameter form it also
 /// looked for. (PostgREST's fuzzy "Perhaps you meant" hint is not given.)
-fn no_function(schema: &str, function: &str, arguments: &[String], get: bool) -> ApiError {
+fn no_function(
+    view: &CatalogView<'_>,
+    function: &str,
+    arguments: &[String],
+    get: bool,
+) -> ApiError {
+    let schema = view.schema;
     let name = qualified(schema, function);
     let listed = arguments.join(", ").chars().take(200).collect::<String>();
     let (called, searched) = if arguments.is_empty() {
@@ -171,8 +177,49 @@ fn no_function(schema: &str, function: &str, arguments: &[String], get: bool) ->
         Some(format!(
             "Searched for the function {name}{searched}{single}, but no matches were found in the schema cache."
         )),
-        None,
+        no_function_hint(view, function, arguments),
     )
+}
+
+/// PostgREST's hint for a call that matched nothing: with no function of that name, one
+/// whose name is close; else the overload whose parameters, sorted, read closest to the
+/// arguments given.
+fn no_function_hint(
+    view: &CatalogView<'_>,
+    function: &str,
+    arguments: &[String],
+) -> Option<String> {
+    let schema = view.schema;
+    let in_schema = || view.catalog.functions.iter().filter(|f| f.schema == schema);
+    let same_name: Vec<&Function> = in_schema().filter(|f| f.name == function).collect();
+    if same_name.is_empty() {
+        let suggestion =
+            super::fuzzy::closest(in_schema().map(|f| f.name.as_str()), function, 0.75)?;
+        return Some(format!(
+            "Perhaps you meant to call the function {schema}.{suggestion}"
+        ));
+    }
+    let list = |names: Vec<&str>| {
+        let mut names = names;
+        names.sort_unstable();
+        format!("({})", names.join(", "))
+    };
+    let lists: Vec<String> = same_name
+        .iter()
+        .map(|f| {
+            list(
+                inputs(f)
+                    .into_iter()
+                    .map(|a| a.name.as_deref().unwrap_or_default())
+                    .collect(),
+            )
+        })
+        .collect();
+    let asked = list(arguments.iter().map(String::as_str).collect());
+    let suggestion = super::fuzzy::closest(lists.iter().map(String::as_str), &asked, 0.33)?;
+    Some(format!(
+        "Perhaps you meant to call the function {schema}.{function}{suggestion}"
+    ))
 }
 
 /// 300 PGRST203 in PostgREST's words: every candidate with its parameters' names and
@@ -238,7 +285,7 @@ async fn call(
             })?;
             let shape = function_shape(&catalog, found);
             let statement = render_single_call(&view, &shape, value, &query, options)
-                .map_err(super::render_error)?;
+                .map_err(|err| super::render_error(err, &view))?;
             (found, shape, statement)
         }
         Arguments::Query(value) | Arguments::Json(value) => {
@@ -263,7 +310,7 @@ async fn call(
                     let shape = function_shape(&catalog, found);
                     let statement =
                         render_single_call(&view, &shape, value.to_string(), &query, options)
-                            .map_err(super::render_error)?;
+                            .map_err(|err| super::render_error(err, &view))?;
                     return finish(
                         &state, &role, &req, &media, &prefs, &query, found, &shape, &statement, get,
                     )
@@ -273,10 +320,10 @@ async fn call(
             let Some(names) = named else {
                 return Err(super::invalid_json("the arguments must be one JSON object"));
             };
-            let found = only_one(by_name, || no_function(schema, &function, &names, get))?;
+            let found = only_one(by_name, || no_function(&view, &function, &names, get))?;
             let shape = function_shape(&catalog, found);
             let statement = render_call(&view, &shape, &names, value.to_string(), &query, options)
-                .map_err(super::render_error)?;
+                .map_err(|err| super::render_error(err, &view))?;
             (found, shape, statement)
         }
     };

@@ -63,11 +63,13 @@ fn representation<'a>(
         Return::Representation => Some(Representation {
             select: ask.query.select.as_deref(),
             format: ask.media.format(catalog),
+            query: Some(&ask.query),
         }),
         Return::HeadersOnly if keys.is_empty() => None,
         Return::HeadersOnly => Some(Representation {
             select: Some(keys),
             format: galley_query::BodyFormat::Json,
+            query: None,
         }),
     }
 }
@@ -204,7 +206,7 @@ pub(super) async fn post_rows(
         &on_conflict,
         representation(&ask, &keys, &catalog),
     )
-    .map_err(super::render_error)?;
+    .map_err(|err| super::render_error(err, &view))?;
     if let Some(plan) = ask.media.plan {
         return super::explain(&state, &role, &req, &statement, plan, false).await;
     }
@@ -313,7 +315,7 @@ pub(super) async fn put_row(
         &OnConflict::Merge(None),
         representation(&ask, &keys, &catalog),
     )
-    .map_err(super::render_error)?;
+    .map_err(|err| super::render_error(err, &view))?;
     if let Some(plan) = ask.media.plan {
         return super::explain(&state, &role, &req, &statement, plan, false).await;
     }
@@ -386,7 +388,7 @@ async fn mutate(
         &mutation,
         representation(&ask, &keys, &catalog),
     )
-    .map_err(super::render_error)?;
+    .map_err(|err| super::render_error(err, &view))?;
     if let Some(plan) = ask.media.plan {
         return super::explain(&state, &role, &req, &statement, plan, false).await;
     }
