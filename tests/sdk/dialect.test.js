@@ -357,6 +357,15 @@ test("inserts with defaults, upserts, rollback and max-affected", async () => {
     { key: "font", value: "on", level: 1 },
     { key: "theme", value: "light", level: 3 },
   ]);
+  // Each row's missing keys take their defaults; the identity column is left to itself.
+  const events = await asWriter
+    .from("events")
+    .insert([{ kind: "audit" }, { level: 1 }], { defaultToNull: false })
+    .select("id, kind, level")
+    .order("level");
+  assert.equal(events.error, null, JSON.stringify(events.error));
+  assert.deepEqual(events.data.map((e) => [e.kind, e.level]), [["info", 1], ["audit", 3]]);
+  assert.ok(events.data.every((e) => Number.isInteger(e.id)));
 
   const rolledBack = await asWriter.from("books").update({ title: "never" }).eq("id", 11).select("title").rollback();
   assert.deepEqual(rolledBack.data, [{ title: "never" }]);

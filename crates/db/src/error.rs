@@ -94,11 +94,13 @@ pub fn postgrest_status(code: &str, message: &str) -> u16 {
 /// with Galley's departures, and whether the message is the server's own fault (internal,
 /// system, configuration, foreign data), kept in the log rather than shown. A statement
 /// the timeout stopped is 504, the gateway's limit rather than a failure; one too complex
-/// for PostgreSQL (class 54) is 400, since hostile input is never a 500.
+/// for PostgreSQL (class 54) is 400, and one past a resource limit (class 53, as
+/// `temp_file_limit`) 503, since hostile input is never a 500.
 pub fn statement_status(code: &str, message: &str) -> (u16, bool) {
     let status = match code {
         "57014" => 504,
         _ if code.starts_with("54") => 400,
+        _ if code.starts_with("53") => 503,
         _ => postgrest_status(code, message),
     };
     let fault = ["XX", "58", "F0", "HV"]
@@ -323,6 +325,7 @@ mod tests {
         }
         assert_eq!(statement_status("57014", "canceled"), (504, false));
         assert_eq!(statement_status("54001", "stack depth"), (400, false));
+        assert_eq!(statement_status("53400", "temp_file_limit"), (503, false));
         assert_eq!(statement_status("XX000", "internal"), (500, true));
         assert_eq!(statement_status("P0002", "no data"), (500, false));
     }

@@ -451,7 +451,17 @@ impl ResponseError for ApiError {
                 response.append_header((name, value));
             }
         }
-        response.insert_header((crate::middleware::metrics::ERROR_CODE, self.code.as_ref()));
+        // A code a function chose (`RAISE SQLSTATE 'PGRST'`) is any text: it is counted
+        // and logged under `PGRST`, so it can neither break the header nor grow the
+        // metric's labels.
+        let counted = if self.headers.is_some() {
+            galley_db::RAISE_RESPONSE
+        } else {
+            self.code.as_ref()
+        };
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(counted) {
+            response.insert_header((crate::middleware::metrics::ERROR_CODE, value));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("retry-after", "1"));
         }

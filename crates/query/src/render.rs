@@ -192,9 +192,10 @@ pub struct InsertGroup {
     pub columns: Vec<String>,
     /// A JSON array of objects.
     pub body: String,
-    /// Columns the request writes that these rows leave out (`Prefer: missing=default`):
-    /// a merging upsert sets them to their defaults on conflict, as PostgREST does.
-    pub omitted: Vec<String>,
+    /// `Prefer: missing=default`: a column a row leaves out takes its default, evaluated
+    /// as PostgREST evaluates it (the defaults as a JSON object under each row), so a
+    /// merging upsert's conflict sets it to its default too.
+    pub defaults: bool,
 }
 
 /// Renders an insert of the JSON rows of each group into its columns (one `INSERT` per
@@ -255,14 +256,10 @@ pub fn render_insert(
                 }
                 let keys = keys.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
                 if merge {
-                    let mut sets: Vec<String> = quoted
+                    let sets: Vec<String> = quoted
                         .iter()
                         .map(|c| format!("{c} = EXCLUDED.{c}"))
                         .collect();
-                    for column in &group.omitted {
-                        r.column(table, column)?;
-                        sets.push(format!("{} = DEFAULT", quote(column)));
-                    }
                     format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", sets.join(", "))
                 } else {
                     format!(" ON CONFLICT ({keys}) DO NOTHING")
@@ -270,9 +267,35 @@ pub fn render_insert(
             }
         };
         let rows = r.param(group.body.clone());
+        let defaults: Vec<String> = if group.defaults {
+            group
+                .columns
+                .iter()
+                .filter_map(|column| {
+                    let expression = table.column_default(column)?;
+                    Some(format!("{}, ({expression})", literal(column)))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let source = if defaults.is_empty() {
+            format!("CAST({rows} AS json)")
+        } else {
+            // Each row over its columns' defaults; jsonb_build_object takes 50 pairs.
+            let objects: Vec<String> = defaults
+                .chunks(50)
+                .map(|pairs| format!("pg_catalog.jsonb_build_object({})", pairs.join(", ")))
+                .collect();
+            format!(
+                "(SELECT pg_catalog.json_agg(({}) || _pgrst_row.value ORDER BY _pgrst_row.ordinality) \
+                 FROM pg_catalog.jsonb_array_elements(CAST({rows} AS jsonb)) WITH ORDINALITY AS _pgrst_row)",
+                objects.join(" || ")
+            )
+        };
         ctes.push(format!(
             "pgrst_insert_{index} AS (INSERT INTO {target} ({list}) SELECT {list} FROM \
-             pg_catalog.json_populate_recordset(NULL::{target}, CAST({rows} AS json)){conflict} RETURNING {returning})"
+             pg_catalog.json_populate_recordset(NULL::{target}, {source}){conflict} RETURNING {returning})"
         ));
     }
     if ctes.is_empty() {
@@ -389,6 +412,9 @@ pub struct FunctionShape {
     pub name: String,
     /// Input arguments: name, type, whether it has a default.
     pub args: Vec<(String, String, bool)>,
+    /// The arguments of a composite type (a table's row or `CREATE TYPE … AS (…)`), which
+    /// a JSON object builds.
+    pub composite_args: Vec<String>,
     pub returns_set: bool,
     /// The rows it returns (a table type or `TABLE(...)`); `None` for a scalar.
     pub returns: Option<TableShape>,
@@ -421,11 +447,24 @@ pub fn render_call(
             })?;
         // The value is the JSON body's member converted to the argument's type as
         // json_to_record converts it (PostgREST's way): an object becomes a composite,
-        // an array an array, a string goes through the type's input.
+        // an array an array, a string goes through the type's input. For a scalar type
+        // that is the member's text cast to the type, written so: a subquery argument
+        // would keep PostgreSQL from inlining a SQL function into the statement.
         let column = quote(name);
-        named.push(format!(
-            "{column} := (SELECT _pgrst_r.{column} FROM pg_catalog.json_to_record(CAST({json} AS json)) AS _pgrst_r({column} {ty}))"
-        ));
+        let scalar = !ty.ends_with(']')
+            && ty != "json"
+            && ty != "jsonb"
+            && !function.composite_args.contains(name);
+        if scalar {
+            let key = r.param(name.clone());
+            named.push(format!(
+                "{column} := CAST(CAST({json} AS json)->>{key} AS {ty})"
+            ));
+        } else {
+            named.push(format!(
+                "{column} := (SELECT _pgrst_r.{column} FROM pg_catalog.json_to_record(CAST({json} AS json)) AS _pgrst_r({column} {ty}))"
+            ));
+        }
     }
     for (name, _, has_default) in &function.args {
         if !has_default && !arguments.contains(name) {
@@ -552,6 +591,11 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string literal: `'it''s'`.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// `"schema"."name"` of a function.
 fn quote_function(function: &FunctionName) -> String {
     format!("{}.{}", quote(&function.schema), quote(&function.name))
@@ -625,6 +669,10 @@ struct Renderer<'a> {
     query: &'a QueryParams,
     params: Vec<String>,
     aliases: usize,
+    /// Every alias given so far.
+    names: std::collections::HashSet<String>,
+    /// The `<table>_<depth>` aliases given to embedded tables.
+    labels: std::collections::HashSet<String>,
     /// Embed paths rendered so far: every filter, order and page key must name one.
     embedded: Vec<Vec<String>>,
     /// Columns referenced through `pgrst_source`: what a write must return.
@@ -641,6 +689,8 @@ impl<'a> Renderer<'a> {
             query,
             params: Vec::new(),
             aliases: 0,
+            names: std::collections::HashSet::new(),
+            labels: std::collections::HashSet::new(),
             embedded: vec![Vec::new()],
             returned: Vec::new(),
             returned_row: false,
@@ -652,9 +702,26 @@ impl<'a> Renderer<'a> {
         format!("${}", self.params.len())
     }
 
+    /// A name of Galley's for a subquery or a joined table, unlike any other in the
+    /// statement (a table named `pgrst` embeds as `pgrst_1`, so names are checked).
     fn alias(&mut self) -> String {
-        self.aliases += 1;
-        format!("pgrst_{}", self.aliases)
+        loop {
+            self.aliases += 1;
+            let alias = format!("pgrst_{}", self.aliases);
+            if self.names.insert(alias.clone()) {
+                return alias;
+            }
+        }
+    }
+
+    /// `wanted` as an alias when it is free and PostgreSQL keeps it whole (63 bytes),
+    /// else one of Galley's.
+    fn alias_like(&mut self, wanted: String) -> String {
+        if wanted.len() <= 63 && self.names.insert(wanted.clone()) {
+            wanted
+        } else {
+            self.alias()
+        }
     }
 
     /// A column of `table` qualified by `reference`, once the catalog knows it.
@@ -983,14 +1050,17 @@ impl<'a> Renderer<'a> {
         // `<table>_<depth>`, its lateral as `<parent>_<embed>_<depth>`.
         let depth = path.len();
         let label = format!("{}_{depth}", relationship.target.name);
-        let table_alias = quote(&label);
-        let lateral = format!("{}_{name}_{depth}", scope.table.name);
-        // Past PostgreSQL's 63 bytes two names could be cut to one: a name of Galley's.
-        let lateral = if lateral.len() > 63 {
-            quote(&self.alias())
+        // Two embeds of one table at one depth live in separate subqueries: the same
+        // name serves both.
+        let reusable = self.labels.contains(&label);
+        let table_alias = if reusable || (label.len() <= 63 && !self.names.contains(&label)) {
+            self.labels.insert(label.clone());
+            self.names.insert(label.clone());
+            quote(&label)
         } else {
-            quote(&lateral)
+            quote(&self.alias())
         };
+        let lateral = quote(&self.alias_like(format!("{}_{name}_{depth}", scope.table.name)));
         let child = Scope {
             table: &relationship.target,
             reference: table_alias.clone(),
@@ -1408,8 +1478,9 @@ impl<'a> Renderer<'a> {
                         let own = self.qualified(&target, target_column)?;
                         joins.push(format!("{own} = {parent}"));
                     }
+                    // At most one row: a view's key need not be unique.
                     format!(
-                        "(SELECT {value} FROM {}.{} AS {alias} WHERE {})",
+                        "(SELECT {value} FROM {}.{} AS {alias} WHERE {} LIMIT 1)",
                         quote(&relationship.target.schema),
                         quote(&relationship.target.name),
                         joins.join(" AND ")
@@ -1648,7 +1719,7 @@ mod tests {
             ReadOptions::default(),
         )
         .expect("renders");
-        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."title" AS "title", "todos_owner_1".body AS "owner" FROM "public"."todos" INNER JOIN LATERAL (SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM (SELECT "people_1"."name" AS "name" FROM "public"."people" AS "people_1" WHERE "people_1"."id" = "public"."todos"."owner" AND "people_1"."name" = CAST($1 AS text)) AS _pgrst_e) AS "todos_owner_1" ON TRUE ORDER BY (SELECT "pgrst_1"."name" FROM "public"."people" AS "pgrst_1" WHERE "pgrst_1"."id" = "public"."todos"."owner") DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
+        expect![[r#"WITH pgrst_source AS (SELECT "public"."todos"."title" AS "title", "todos_owner_1".body AS "owner" FROM "public"."todos" INNER JOIN LATERAL (SELECT pg_catalog.to_jsonb(_pgrst_e) AS body FROM (SELECT "people_1"."name" AS "name" FROM "public"."people" AS "people_1" WHERE "people_1"."id" = "public"."todos"."owner" AND "people_1"."name" = CAST($1 AS text)) AS _pgrst_e) AS "todos_owner_1" ON TRUE ORDER BY (SELECT "pgrst_1"."name" FROM "public"."people" AS "pgrst_1" WHERE "pgrst_1"."id" = "public"."todos"."owner" LIMIT 1) DESC) SELECT NULL::bigint AS total_result_set, pg_catalog.count(_pgrst_t) AS page_total, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, NULL::bigint AS inserted FROM (SELECT * FROM pgrst_source) AS _pgrst_t"#]]
         .assert_eq(&statement.sql);
         assert_eq!(statement.params, vec!["ann"]);
         // The other direction is to-many, an array.
@@ -1796,34 +1867,6 @@ mod tests {
         )
         .expect("renders");
         assert!(ignore.sql.contains(r#"ON CONFLICT ("title") DO NOTHING"#));
-        // Columns other rows give and these leave out take their defaults on conflict.
-        let omitting = render_insert(
-            &schema(),
-            &todos(),
-            &[InsertGroup {
-                columns: vec!["id".into()],
-                body: "[]".into(),
-                omitted: vec!["done".into()],
-            }],
-            &OnConflict::Merge(None),
-            None,
-        )
-        .expect("renders");
-        assert!(
-            omitting.sql.contains(
-                r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "done" = DEFAULT"#
-            ),
-            "{}",
-            omitting.sql
-        );
-        assert!(
-            insert(
-                &["title"],
-                &OnConflict::Ignore(Some(vec!["nope".into()])),
-                None
-            )
-            .is_err()
-        );
     }
 
     #[test]
@@ -1853,7 +1896,10 @@ mod tests {
             args: vec![
                 ("a".into(), "integer".into(), false),
                 ("b".into(), "integer".into(), true),
+                ("p".into(), "public.pair".into(), true),
+                ("xs".into(), "integer[]".into(), true),
             ],
+            composite_args: vec!["p".into()],
             returns_set: false,
             returns: None,
             returns_void: false,
@@ -1871,9 +1917,17 @@ mod tests {
             )
         };
         let statement = call(&["a"], r#"{"a":1}"#).expect("renders");
-        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := (SELECT _pgrst_r."a" FROM pg_catalog.json_to_record(CAST($1 AS json)) AS _pgrst_r("a" integer))))::text AS body, NULL::bigint AS inserted"#]]
+        expect![[r#"SELECT NULL::bigint AS total_result_set, 1::bigint AS page_total, pg_catalog.to_json("public"."add"("a" := CAST(CAST($1 AS json)->>$2 AS integer)))::text AS body, NULL::bigint AS inserted"#]]
         .assert_eq(&statement.sql);
-        assert_eq!(statement.params, vec![r#"{"a":1}"#]);
+        assert_eq!(statement.params, vec![r#"{"a":1}"#, "a"]);
+        // Composites and arrays are built from JSON as json_to_record builds them.
+        let built = call(&["a", "p", "xs"], r#"{"a":1,"p":{"x":1},"xs":[1]}"#).expect("renders");
+        assert!(
+            built.sql.contains(r#""p" := (SELECT _pgrst_r."p" FROM pg_catalog.json_to_record(CAST($1 AS json)) AS _pgrst_r("p" public.pair))"#)
+                && built.sql.contains(r#""xs" := (SELECT _pgrst_r."xs" FROM pg_catalog.json_to_record(CAST($1 AS json)) AS _pgrst_r("xs" integer[]))"#),
+            "{}",
+            built.sql
+        );
         assert!(matches!(
             call(&["b"], "{}"),
             Err(RenderError::MissingArgument { .. })

@@ -21,6 +21,8 @@ pub struct TableShape {
     pub computed_relationships: Vec<ComputedRelationship>,
     /// A view: PostgREST names its relationships by table name only.
     pub view: bool,
+    /// Column defaults as PostgreSQL prints them, for `missing=default`.
+    pub defaults: Vec<(String, String)>,
 }
 
 /// A function of one argument, this table's row.
@@ -55,6 +57,14 @@ impl TableShape {
             .iter()
             .find(|(column, _)| column == name)
             .map(|(_, ty)| ty.as_str())
+    }
+
+    /// A column's default expression, if it has one.
+    pub fn column_default(&self, name: &str) -> Option<&str> {
+        self.defaults
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, expression)| expression.as_str())
     }
 
     /// A computed field by name, when no column has that name.

@@ -166,7 +166,7 @@ struct End {
 /// and every view that shows all of its columns (views of views followed through).
 fn ends(
     relations: &BTreeMap<String, Relation>,
-    shown: &HashMap<String, HashMap<(u32, i16), String>>,
+    shown: &HashMap<String, HashMap<(u32, i16), Vec<String>>>,
     oid: u32,
     schema: &str,
     table: &str,
@@ -185,11 +185,27 @@ fn ends(
         ));
     }
     for (view, map) in shown {
-        let mapped: Option<Vec<String>> = attnums
-            .iter()
-            .map(|attnum| map.get(&(oid, *attnum)).cloned())
-            .collect();
-        if let Some(columns) = mapped {
+        // Each way the view shows the key's columns (a column shown twice, as in a
+        // self-join, gives two), up to a few.
+        let mut choices: Vec<Vec<String>> = vec![Vec::new()];
+        for attnum in attnums {
+            let Some(names) = map.get(&(oid, *attnum)) else {
+                choices.clear();
+                break;
+            };
+            choices = choices
+                .into_iter()
+                .flat_map(|chosen| {
+                    names.iter().map(move |name| {
+                        let mut next = chosen.clone();
+                        next.push(name.clone());
+                        next
+                    })
+                })
+                .take(8)
+                .collect();
+        }
+        for columns in choices {
             out.push((
                 End {
                     key: view.clone(),
@@ -253,13 +269,15 @@ pub(crate) fn add_view_keys(
             }
         }
     }
-    let shown: HashMap<String, HashMap<(u32, i16), String>> = direct
+    let shown: HashMap<String, HashMap<(u32, i16), Vec<String>>> = direct
         .into_iter()
         .map(|(view, origins)| {
-            let map = origins
-                .into_iter()
-                .map(|o| ((o.relation, o.attnum), o.column))
-                .collect();
+            let mut map: HashMap<(u32, i16), Vec<String>> = HashMap::new();
+            for origin in origins {
+                map.entry((origin.relation, origin.attnum))
+                    .or_default()
+                    .push(origin.column);
+            }
             (view, map)
         })
         .collect();

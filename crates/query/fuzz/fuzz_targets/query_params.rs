@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
             ("p".into(), "public.pair".into(), true),
             ("xs".into(), "integer[]".into(), true),
         ],
+        composite_args: vec!["p".into()],
         returns_set: true,
         returns: Some(schema[0].clone()),
         returns_void: false,

@@ -14,15 +14,21 @@ pub(super) fn matches<'a>(
     query: &str,
     min_score: f64,
 ) -> Vec<(f64, &'a str)> {
+    // No name is this long (PostgreSQL's are 63 bytes, argument lists a few dozen): a
+    // long query gets no hint rather than costing its length squared.
+    if query.len() > 256 {
+        return Vec::new();
+    }
     let key = query.to_lowercase();
     // Each candidate once by its lower-cased form, the first of a kind kept.
     let mut entries: Vec<(String, &'a str)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for candidate in candidates {
         let lower = candidate.to_lowercase();
         if lower == key {
             return vec![(1.0, candidate)];
         }
-        if !entries.iter().any(|(seen, _)| *seen == lower) {
+        if seen.insert(lower.clone()) {
             entries.push((lower, candidate));
         }
     }

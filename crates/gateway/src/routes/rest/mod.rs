@@ -208,6 +208,11 @@ fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
             relation.kind,
             galley_schema::RelationKind::View | galley_schema::RelationKind::MaterializedView
         ),
+        defaults: relation
+            .columns
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.default.clone()?)))
+            .collect(),
         schema: relation.schema.clone(),
         name: relation.name.clone(),
         primary_key: relation.primary_key.clone(),
@@ -656,16 +661,34 @@ fn no_relationship_hint(view: &CatalogView<'_>, parent: &str, relation: &str) ->
     let shape = view.table(parent)?;
     let related = galley_query::related_tables(view, &shape);
     if related.is_empty() {
-        let parents: Vec<String> = view
-            .catalog
-            .relations
-            .values()
-            .filter(|r| r.schema == view.schema)
-            .filter_map(|r| view.table(&r.name))
-            .filter(|t| !galley_query::related_tables(view, t).is_empty())
-            .map(|t| t.name)
-            .collect();
-        let suggestion = fuzzy::closest(parents.iter().map(String::as_str), parent, 0.33)?;
+        // The tables of the schema that take part in any relationship: one pass over the
+        // keys, not a relationship search per table.
+        let in_schema = || {
+            view.catalog
+                .relations
+                .values()
+                .filter(|r| r.schema == view.schema)
+        };
+        let mut parents: Vec<&str> = Vec::new();
+        for relation in in_schema() {
+            for key in relation
+                .embed_keys()
+                .filter(|key| key.target_schema == view.schema)
+            {
+                parents.push(&relation.name);
+                parents.push(&key.target_table);
+            }
+        }
+        parents.extend(
+            view.catalog
+                .functions
+                .iter()
+                .filter(|f| f.schema == view.schema && f.returns_relation.is_some())
+                .filter_map(|f| f.over_row())
+                .filter(|row| row.schema == view.schema)
+                .map(|row| row.name.as_str()),
+        );
+        let suggestion = fuzzy::closest(parents, parent, 0.33)?;
         return Some(format!(
             "Perhaps you meant '{suggestion}' instead of '{parent}'."
         ));

@@ -143,7 +143,7 @@ fn qualified(schema: &str, function: &str) -> String {
 
 /// 404 PGRST202 in PostgREST's words: the function as called (its argument names, sorted,
 /// or "without parameters"), and for a POST the single-JSON-parameter form it also
-/// looked for. (PostgREST's fuzzy "Perhaps you meant" hint is not given.)
+/// looked for, with PostgREST's "Perhaps you meant" hint.
 fn no_function(
     view: &CatalogView<'_>,
     function: &str,
@@ -283,7 +283,7 @@ async fn call(
             let found = only_one(single_parameter(&view, &function, &[kind]), || {
                 no_single_function(schema, &function, kind)
             })?;
-            let shape = function_shape(&catalog, found);
+            let shape = function_shape(&catalog, found, &state.rest.schemas);
             let statement = render_single_call(&view, &shape, value, &query, options)
                 .map_err(|err| super::render_error(err, &view))?;
             (found, shape, statement)
@@ -307,7 +307,7 @@ async fn call(
                 let single = single_parameter(&view, &function, &["json", "jsonb"]);
                 if !single.is_empty() {
                     let found = only_one(single, ApiError::internal)?;
-                    let shape = function_shape(&catalog, found);
+                    let shape = function_shape(&catalog, found, &state.rest.schemas);
                     let statement =
                         render_single_call(&view, &shape, value.to_string(), &query, options)
                             .map_err(|err| super::render_error(err, &view))?;
@@ -321,7 +321,7 @@ async fn call(
                 return Err(super::invalid_json("the arguments must be one JSON object"));
             };
             let found = only_one(by_name, || no_function(&view, &function, &names, get))?;
-            let shape = function_shape(&catalog, found);
+            let shape = function_shape(&catalog, found, &state.rest.schemas);
             let statement = render_call(&view, &shape, &names, value.to_string(), &query, options)
                 .map_err(|err| super::render_error(err, &view))?;
             (found, shape, statement)
@@ -419,7 +419,7 @@ async fn finish(
 
 /// A function of the catalog as rendering needs it, with the rows it returns when it
 /// returns a table's or view's row type (of an exposed schema) or `TABLE(...)`.
-fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
+fn function_shape(catalog: &Catalog, f: &Function, served: &[String]) -> FunctionShape {
     let table_columns: Vec<(String, String)> = f
         .args
         .iter()
@@ -434,9 +434,20 @@ fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
             ..TableShape::default()
         })
     } else {
-        f.returns_relation
-            .as_ref()
-            .and_then(|r| CatalogView::new(catalog, &r.schema).table(&r.name))
+        f.returns_relation.as_ref().and_then(|r| {
+            let table = CatalogView::new(catalog, &r.schema).table(&r.name)?;
+            if served.contains(&r.schema) {
+                return Some(table);
+            }
+            // Rows of a table whose schema is not served: its columns, and nothing that
+            // would reach further into that schema (its functions, its relationships).
+            Some(TableShape {
+                schema: table.schema,
+                name: table.name,
+                columns: table.columns,
+                ..TableShape::default()
+            })
+        })
     };
     FunctionShape {
         schema: f.schema.clone(),
@@ -450,6 +461,11 @@ fn function_shape(catalog: &Catalog, f: &Function) -> FunctionShape {
                     a.has_default,
                 )
             })
+            .collect(),
+        composite_args: inputs(f)
+            .into_iter()
+            .filter(|a| a.relation.is_some())
+            .map(|a| a.name.clone().unwrap_or_default())
             .collect(),
         returns_set: f.returns_set,
         returns,

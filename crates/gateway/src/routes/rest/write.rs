@@ -91,33 +91,39 @@ fn keys(row: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The rows split into groups that each give the same columns. With `missing=default`
-/// a row leaves out the columns it lacks, so PostgreSQL fills in their defaults (and a
-/// merging upsert sets them to their defaults on conflict, as PostgREST); else every row
-/// gives every column (`columns=`, or the keys all rows share), absent ones NULL.
+/// The rows as one insert of the columns they give (`columns=`, or every key any row
+/// has). A key a row leaves out is NULL, or, with `missing=default`, the column's default
+/// (also on a merging upsert's conflict, as PostgREST evaluates it). Without `columns=`
+/// and `missing=default`, every row must give the same keys, as PostgREST requires.
 fn insert_groups(
     rows: Vec<serde_json::Value>,
     columns: Option<&[String]>,
     missing_default: bool,
+    identity: &[String],
 ) -> Result<Vec<InsertGroup>, ApiError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let all: Vec<String> = match columns {
         Some(columns) => columns.to_vec(),
         None => {
-            let first = rows.first().map(keys).unwrap_or_default();
-            if rows.iter().any(|row| {
-                let mut k = keys(row);
-                let mut f = first.clone();
-                k.sort();
-                f.sort();
-                k != f
-            }) && !missing_default
-            {
-                return Err(super::invalid_body("All object keys must match"));
-            }
-            let mut all = first;
+            let first: std::collections::HashSet<String> = rows
+                .first()
+                .map(keys)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let mut all: Vec<String> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for row in &rows {
-                for key in keys(row) {
-                    if !all.contains(&key) {
+                let own = keys(row);
+                if !missing_default
+                    && (own.len() != first.len() || own.iter().any(|k| !first.contains(k)))
+                {
+                    return Err(super::invalid_body("All object keys must match"));
+                }
+                for key in own {
+                    if seen.insert(key.clone()) {
                         all.push(key);
                     }
                 }
@@ -125,34 +131,59 @@ fn insert_groups(
             all
         }
     };
-    let mut groups: Vec<(Vec<String>, Vec<serde_json::Value>)> = Vec::new();
+    if !missing_default {
+        return Ok(vec![InsertGroup {
+            columns: all,
+            body: serde_json::Value::Array(rows).to_string(),
+            defaults: false,
+        }]);
+    }
+    // An identity column has no default expression to write into a row, so rows that
+    // leave one out insert without it, in a group of their own (a few at most: one per
+    // combination of the identity columns given).
+    let identity: Vec<&String> = all.iter().filter(|c| identity.contains(c)).collect();
+    let mut groups: Vec<(Vec<bool>, Vec<serde_json::Value>)> = Vec::new();
     for row in rows {
-        let columns: Vec<String> = if missing_default {
-            let present = row.as_object().map(|o| o.keys().collect::<Vec<_>>());
-            all.iter()
-                .filter(|c| present.as_ref().is_some_and(|p| p.contains(c)))
-                .cloned()
-                .collect()
-        } else {
-            all.clone()
-        };
-        match groups.iter_mut().find(|(c, _)| *c == columns) {
+        let gives: Vec<bool> = identity
+            .iter()
+            .map(|c| row.as_object().is_some_and(|o| o.contains_key(c.as_str())))
+            .collect();
+        match groups.iter_mut().find(|(g, _)| *g == gives) {
             Some((_, rows)) => rows.push(row),
-            None => groups.push((columns, vec![row])),
+            None => groups.push((gives, vec![row])),
         }
     }
     Ok(groups
         .into_iter()
-        .map(|(columns, rows)| InsertGroup {
-            omitted: all
+        .map(|(gives, rows)| {
+            let lacks: Vec<&String> = identity
                 .iter()
-                .filter(|c| !columns.contains(c))
-                .cloned()
-                .collect(),
-            columns,
-            body: serde_json::Value::Array(rows).to_string(),
+                .zip(&gives)
+                .filter(|(_, given)| !**given)
+                .map(|(c, _)| *c)
+                .collect();
+            InsertGroup {
+                columns: all.iter().filter(|c| !lacks.contains(c)).cloned().collect(),
+                body: serde_json::Value::Array(rows).to_string(),
+                defaults: true,
+            }
         })
         .collect())
+}
+
+/// The identity columns of `table` (they have no default expression).
+fn identity_columns(view: &CatalogView<'_>, table: &str) -> Vec<String> {
+    view.catalog
+        .relation(view.schema, table)
+        .map(|relation| {
+            relation
+                .columns
+                .iter()
+                .filter(|c| c.identity && c.default.is_none())
+                .map(|c| c.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub(super) async fn post_rows(
@@ -172,6 +203,7 @@ pub(super) async fn post_rows(
         rows,
         ask.query.columns.as_deref(),
         ask.prefs.missing_default,
+        &identity_columns(&view, &table),
     )?;
     if groups.iter().any(|g| g.columns.is_empty()) {
         return Err(super::invalid_json(
@@ -306,7 +338,7 @@ pub(super) async fn put_row(
             ));
         }
     }
-    let groups = insert_groups(vec![value.clone()], None, false)?;
+    let groups = insert_groups(vec![value.clone()], None, false, &[])?;
     let keys = key_items(&shape);
     let statement = render_insert(
         &view,
