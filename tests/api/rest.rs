@@ -1196,3 +1196,97 @@ async fn csv_and_form_bodies_insert_as_postgrest_reads_them() {
     );
     assert_eq!(note_count(&app).await, before + 3);
 }
+
+#[tokio::test]
+async fn tokens_are_refused_in_postgrest_words() {
+    use secrecy::ExposeSecret;
+    let app = spawn_app().await;
+    notes(&app, json!({"select": {"preset": "public"}})).await;
+    let secret = app
+        .config
+        .auth
+        .jwt_secret
+        .as_ref()
+        .expect("secret")
+        .expose_secret()
+        .to_owned();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    };
+    let now = chrono::Utc::now().timestamp();
+    let cases = [
+        (
+            format!(
+                "Bearer {}",
+                sign(json!({"role": "authenticated", "exp": now - 3600}))
+            ),
+            "PGRST303",
+            "JWT expired",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                sign(json!({"role": "authenticated", "exp": now + 7200, "nbf": now + 3600}))
+            ),
+            "PGRST303",
+            "JWT not yet valid",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                sign(json!({"role": "authenticated", "exp": now + 3600, "aud": "elsewhere"}))
+            ),
+            "PGRST303",
+            "JWT not in audience",
+        ),
+        (
+            "Bearer a.b.c".to_owned(),
+            "PGRST301",
+            "JWT cryptographic operation failed",
+        ),
+        (
+            "Bearer only.two".to_owned(),
+            "PGRST301",
+            "Expected 3 parts in JWT; got 2",
+        ),
+        (
+            "Bearer ".to_owned(),
+            "PGRST301",
+            "Empty JWT is sent in Authorization header",
+        ),
+    ];
+    for (authorization, code, message) in cases {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/notes?select=body"))
+            .header("apikey", app.anon_key())
+            .header("authorization", authorization.clone())
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 401, "{authorization}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            format!("Bearer error=\"invalid_token\", error_description=\"{message}\"").as_str()
+        );
+        assert_eq!(
+            response.text().await.expect("body"),
+            format!(r#"{{"code":"{code}","details":null,"hint":null,"message":"{message}"}}"#)
+        );
+    }
+    // A signed token without a role is the anonymous role's, as in PostgREST.
+    let roleless = app
+        .http
+        .get(app.url("/rest/v1/notes?select=body"))
+        .header("apikey", app.anon_key())
+        .bearer_auth(sign(json!({"sub": "someone", "exp": now + 3600})))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(roleless.status(), 200);
+}

@@ -14,6 +14,18 @@ pub enum TokenError {
     Invalid,
     #[error("JWT has no role claim")]
     NoRole,
+    /// `nbf` is still ahead (beyond the clock skew allowed).
+    #[error("JWT not yet valid")]
+    NotYetValid,
+    /// `iat` is ahead (beyond the clock skew allowed).
+    #[error("JWT issued at future")]
+    IssuedInFuture,
+    /// `aud` names another audience.
+    #[error("JWT not in audience")]
+    WrongAudience,
+    /// The header names an algorithm the key is not for.
+    #[error("Wrong or unsupported encoding algorithm")]
+    BadAlgorithm,
 }
 
 /// The audience of the access tokens Galley issues.
@@ -77,8 +89,13 @@ impl TokenVerifier {
         };
         let data =
             jsonwebtoken::decode::<serde_json::Value>(token, key, validation).map_err(|err| {
+                use jsonwebtoken::errors::ErrorKind;
                 match err.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                    ErrorKind::InvalidAlgorithm
+                    | ErrorKind::InvalidAlgorithmName
+                    | ErrorKind::MissingAlgorithm => TokenError::BadAlgorithm,
                     _ => TokenError::Invalid,
                 }
             })?;
@@ -89,13 +106,13 @@ impl TokenVerifier {
             Some(_) => false,
         };
         if !audience_ok {
-            return Err(TokenError::Invalid);
+            return Err(TokenError::WrongAudience);
         }
         // Issued in the future (beyond the clock skew allowed): refused.
         if let Some(iat) = data.claims.get("iat").and_then(serde_json::Value::as_i64)
             && iat > chrono::Utc::now().timestamp() + 30
         {
-            return Err(TokenError::Invalid);
+            return Err(TokenError::IssuedInFuture);
         }
         let role = data
             .claims
@@ -150,6 +167,36 @@ mod tests {
             &EncodingKey::from_secret(secret.expose().as_bytes()),
         )
         .expect("encode");
-        assert_eq!(verifier.verify(&hs384).unwrap_err(), TokenError::Invalid);
+        assert_eq!(
+            verifier.verify(&hs384).unwrap_err(),
+            TokenError::BadAlgorithm
+        );
+        // Claims that are not yet, or not for this audience.
+        let claims = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret.expose().as_bytes()),
+            )
+            .expect("encode")
+        };
+        let later = chrono::Utc::now().timestamp() + 3600;
+        let cases = [
+            (
+                serde_json::json!({"role": "anon", "exp": later + 60, "nbf": later}),
+                TokenError::NotYetValid,
+            ),
+            (
+                serde_json::json!({"role": "anon", "exp": later + 60, "iat": later}),
+                TokenError::IssuedInFuture,
+            ),
+            (
+                serde_json::json!({"role": "anon", "exp": later, "aud": "elsewhere"}),
+                TokenError::WrongAudience,
+            ),
+        ];
+        for (claims_, expected) in cases {
+            assert_eq!(verifier.verify(&claims(claims_)).unwrap_err(), expected);
+        }
     }
 }

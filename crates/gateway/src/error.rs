@@ -24,9 +24,13 @@ pub struct ApiError {
     headers: Option<Box<ChosenHeaders>>,
 }
 
-/// Headers a function chose, by name.
+/// Headers an error carries beyond its defaults, by name: chosen by a function
+/// (`RAISE SQLSTATE 'PGRST'`), or Galley's own (a token's `WWW-Authenticate`).
 #[derive(Debug, Clone)]
-struct ChosenHeaders(std::collections::BTreeMap<String, String>);
+struct ChosenHeaders {
+    headers: std::collections::BTreeMap<String, String>,
+    by_function: bool,
+}
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -343,8 +347,25 @@ impl ApiError {
             parsed.details,
             parsed.hint,
         );
-        error.headers = Some(Box::new(ChosenHeaders(chosen.headers)));
+        error.headers = Some(Box::new(ChosenHeaders {
+            headers: chosen.headers,
+            by_function: true,
+        }));
         error
+    }
+
+    /// The same error with a header of Galley's, in place of any default of that name.
+    pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers
+            .get_or_insert_with(|| {
+                Box::new(ChosenHeaders {
+                    headers: std::collections::BTreeMap::new(),
+                    by_function: false,
+                })
+            })
+            .headers
+            .insert(name.to_owned(), value.into());
+        self
     }
 }
 
@@ -442,19 +463,10 @@ impl ResponseError for ApiError {
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);
-        for (name, value) in self.headers.iter().flat_map(|headers| headers.0.iter()) {
-            // A function's choice, kept only when it is a header HTTP can carry.
-            if let (Ok(name), Ok(value)) = (
-                actix_web::http::header::HeaderName::try_from(name.as_str()),
-                actix_web::http::header::HeaderValue::from_str(value),
-            ) {
-                response.append_header((name, value));
-            }
-        }
         // A code a function chose (`RAISE SQLSTATE 'PGRST'`) is any text: it is counted
         // and logged under `PGRST`, so it can neither break the header nor grow the
         // metric's labels.
-        let counted = if self.headers.is_some() {
+        let counted = if self.headers.as_ref().is_some_and(|h| h.by_function) {
             galley_db::RAISE_RESPONSE
         } else {
             self.code.as_ref()
@@ -467,6 +479,15 @@ impl ResponseError for ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header(("www-authenticate", "Bearer"));
+        }
+        for (name, value) in self.headers.iter().flat_map(|h| h.headers.iter()) {
+            // Kept only when it is a header HTTP can carry; replaces a default.
+            if let (Ok(name), Ok(value)) = (
+                actix_web::http::header::HeaderName::try_from(name.as_str()),
+                actix_web::http::header::HeaderValue::from_str(value),
+            ) {
+                response.insert_header((name, value));
+            }
         }
         let path = crate::middleware::request_id::current_request(|c| c.path().to_owned())
             .unwrap_or_default();

@@ -86,7 +86,13 @@ pub(crate) fn verify(tokens: &TokenVerifier, token: &str, now: i64) -> Result<Id
             });
         }
         Err(TokenError::NoRole) => return Err(Refusal::MissingClaims),
-        Err(TokenError::Invalid) => {
+        Err(
+            TokenError::Invalid
+            | TokenError::NotYetValid
+            | TokenError::IssuedInFuture
+            | TokenError::WrongAudience
+            | TokenError::BadAlgorithm,
+        ) => {
             return Err(if unverified_claims(token).is_some() {
                 Refusal::Signature
             } else {

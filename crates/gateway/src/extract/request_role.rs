@@ -128,17 +128,34 @@ pub(crate) async fn acting_as(
     }
 }
 
+/// 401 for a token, with PostgREST's `WWW-Authenticate` naming what is wrong.
+fn token_error(code: &'static str, message: &str) -> ApiError {
+    ApiError::rest(StatusCode::UNAUTHORIZED, code, message, None, None).with_header(
+        "www-authenticate",
+        format!(
+            "Bearer error=\"invalid_token\", error_description={}",
+            serde_json::Value::String(message.to_owned())
+        ),
+    )
+}
+
 fn resolve(req: &HttpRequest) -> Result<RequestRole, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
     if authorization_is_malformed(req) {
-        return Err(ApiError::rest(
-            StatusCode::UNAUTHORIZED,
+        let empty = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("bearer"));
+        return Err(token_error(
             "PGRST301",
-            "the Authorization header must be `Bearer <token>`",
-            None,
-            None,
+            if empty {
+                "Empty JWT is sent in Authorization header"
+            } else {
+                "the Authorization header must be `Bearer <token>`"
+            },
         ));
     }
     let Some(token) = bearer_token(req) else {
@@ -147,15 +164,42 @@ fn resolve(req: &HttpRequest) -> Result<RequestRole, ApiError> {
             claims: serde_json::json!({ "role": "anon" }),
         });
     };
-    let claims = state.tokens.verify(token).map_err(|err| {
-        ApiError::rest(
-            StatusCode::UNAUTHORIZED,
-            "PGRST301",
-            err.to_string(),
-            None,
-            None,
-        )
-    })?;
+    use galley_auth::TokenError;
+    let claims = match state.tokens.verify(token) {
+        Ok(claims) => claims,
+        // A signed token without a role is the anonymous role's, as in PostgREST.
+        Err(TokenError::NoRole) => {
+            return Ok(RequestRole {
+                role: "anon",
+                claims: serde_json::json!({ "role": "anon" }),
+            });
+        }
+        // PostgREST's words: claims that do not hold are PGRST303, a token that does not
+        // decode or verify PGRST301.
+        Err(
+            err @ (TokenError::Expired
+            | TokenError::NotYetValid
+            | TokenError::IssuedInFuture
+            | TokenError::WrongAudience),
+        ) => return Err(token_error("PGRST303", &err.to_string())),
+        Err(TokenError::BadAlgorithm) => {
+            return Err(token_error(
+                "PGRST301",
+                "Wrong or unsupported encoding algorithm",
+            ));
+        }
+        Err(TokenError::Invalid) => {
+            let parts = token.split('.').count();
+            return Err(token_error(
+                "PGRST301",
+                &if parts == 3 {
+                    "JWT cryptographic operation failed".to_owned()
+                } else {
+                    format!("Expected 3 parts in JWT; got {parts}")
+                },
+            ));
+        }
+    };
     let role = API_ROLES
         .iter()
         .find(|role| **role == claims.role)

@@ -39,7 +39,7 @@ fn table(name: &str, columns: &[(&str, &str)], fks: Vec<ForeignKeyShape>) -> Tab
             target_table: name.into(),
             to_one: false,
         }],
-        view: false,
+        ..TableShape::default()
     }
 }
 

@@ -115,6 +115,12 @@ pub(crate) fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, Stor
             galley_auth::TokenError::Invalid if token.split('.').count() != 3 => {
                 "Invalid Compact JWS"
             }
+            galley_auth::TokenError::NotYetValid => "\"nbf\" claim timestamp check failed",
+            galley_auth::TokenError::IssuedInFuture => "\"iat\" claim timestamp check failed",
+            galley_auth::TokenError::WrongAudience => "unexpected \"aud\" claim value",
+            galley_auth::TokenError::BadAlgorithm => {
+                "\"alg\" (Algorithm) Header Parameter value not allowed"
+            }
             galley_auth::TokenError::Invalid => "signature verification failed",
         })
     })?;
