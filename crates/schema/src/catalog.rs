@@ -15,11 +15,40 @@ pub struct Catalog {
     /// The schema the PostGIS extension is installed in, if it is.
     #[serde(default)]
     pub postgis_schema: Option<String>,
+    /// Indexes into `functions` of the functions over each relation's row, by
+    /// `schema.name`: found once per snapshot, not per request.
+    #[serde(skip)]
+    pub over_rows: BTreeMap<String, Vec<usize>>,
 }
 
 impl Catalog {
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
         self.relations.get(&format!("{schema}.{name}"))
+    }
+
+    /// The functions whose one input is `relation`'s row (see [`Function::over_row`]).
+    pub fn functions_over<'a>(
+        &'a self,
+        relation: &Relation,
+    ) -> impl Iterator<Item = &'a Function> + 'a {
+        self.over_rows
+            .get(&format!("{}.{}", relation.schema, relation.name))
+            .into_iter()
+            .flatten()
+            .filter_map(|index| self.functions.get(*index))
+    }
+
+    /// Fills [`Catalog::over_rows`] from `functions`.
+    pub fn index_functions(&mut self) {
+        self.over_rows.clear();
+        for (index, function) in self.functions.iter().enumerate() {
+            if let Some(row) = function.over_row() {
+                self.over_rows
+                    .entry(format!("{}.{}", row.schema, row.name))
+                    .or_default()
+                    .push(index);
+            }
+        }
     }
 
     /// Foreign keys anywhere that point at `target`, as `(referencing table, key)`.

@@ -237,10 +237,13 @@ pub async fn load_catalog(
         .map(|relation| (format!("{}.{}", relation.schema, relation.name), relation))
         .collect();
     crate::views::add_view_keys(&mut relations, &raw.rules, &raw.base_keys);
-    Ok(Catalog {
+    let mut catalog = Catalog {
         relations,
         enums: raw.enums,
         functions: raw.functions,
         postgis_schema: raw.postgis_schema,
-    })
+        over_rows: BTreeMap::new(),
+    };
+    catalog.index_functions();
+    Ok(catalog)
 }

@@ -177,11 +177,9 @@ impl SchemaView for CatalogView<'_> {
 fn shape_of(catalog: &Catalog, relation: &Relation) -> TableShape {
     let mut computed_fields = Vec::new();
     let mut computed_relationships = Vec::new();
-    let over_this_row = catalog.functions.iter().filter(|f| {
-        f.schema == relation.schema
-            && f.over_row()
-                .is_some_and(|row| row.schema == relation.schema && row.name == relation.name)
-    });
+    let over_this_row = catalog
+        .functions_over(relation)
+        .filter(|f| f.schema == relation.schema);
     for function in over_this_row {
         let name = FunctionName {
             schema: function.schema.clone(),
@@ -377,22 +375,14 @@ async fn run_statement(
     let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
     let waited = started.elapsed();
     let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
-    let begin = if exec.read_only {
-        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-    } else {
-        "BEGIN ISOLATION LEVEL READ COMMITTED"
-    };
-    conn.push(begin, &[]).map_err(failed)?;
-    conn.push(
-        SETUP,
-        &[
-            role.role,
-            &claims,
-            req.method().as_str(),
-            req.path(),
-            &headers,
-            &timeout,
-        ],
+    begin(
+        &mut conn,
+        role,
+        req,
+        &claims,
+        &headers,
+        &timeout,
+        exec.read_only,
     )
     .map_err(failed)?;
     // Prepared (once per connection) after the role is set: the statement names the
@@ -456,27 +446,7 @@ pub(crate) async fn explain(
     let headers = request_headers(req);
     let timeout = state.rest.statement_timeout_ms.to_string();
     let mut conn = state.pools.api.get().await.map_err(DbError::from)?;
-    conn.push(
-        if read_only {
-            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-        } else {
-            "BEGIN ISOLATION LEVEL READ COMMITTED"
-        },
-        &[],
-    )
-    .map_err(failed)?;
-    conn.push(
-        SETUP,
-        &[
-            role.role,
-            &claims,
-            req.method().as_str(),
-            req.path(),
-            &headers,
-            &timeout,
-        ],
-    )
-    .map_err(failed)?;
+    begin(&mut conn, role, req, &claims, &headers, &timeout, read_only).map_err(failed)?;
     let params: Vec<&str> = statement.params.iter().map(String::as_str).collect();
     conn.push(&format!("{} {}", plan.explain(), statement.sql), &params)
         .map_err(failed)?;
@@ -489,6 +459,37 @@ pub(crate) async fn explain(
     Ok(HttpResponse::Ok()
         .content_type(plan.content_type())
         .body(lines.join("\n")))
+}
+
+/// Queues `BEGIN` and the request's settings on a connection of its own.
+fn begin(
+    conn: &mut galley_db::wire::Connection,
+    role: &RequestRole,
+    req: &HttpRequest,
+    claims: &str,
+    headers: &str,
+    timeout: &str,
+    read_only: bool,
+) -> Result<(), WireError> {
+    conn.push(
+        if read_only {
+            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
+        } else {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+        },
+        &[],
+    )?;
+    conn.push(
+        SETUP,
+        &[
+            role.role,
+            claims,
+            req.method().as_str(),
+            req.path(),
+            headers,
+            timeout,
+        ],
+    )
 }
 
 /// `EXPLAIN` of the query the planner estimates the total from.
