@@ -1043,7 +1043,42 @@ async fn refusals_are_worded_as_postgrest_words_them() {
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
     use reqwest::Method as M;
-    let cases: [(M, &str, Option<&str>, u16, &str); 12] = [
+    let cases: [(M, &str, Option<&str>, u16, &str); 17] = [
+        (
+            M::GET,
+            "/rest/v1/books?title=",
+            None,
+            400,
+            r#"{"code":"PGRST100","details":"unexpected end of input expecting \"not\" or operator (eq, gt, ...)","hint":null,"message":"\"failed to parse filter ()\" (line 1, column 1)"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?select=id,authors(name[])",
+            None,
+            400,
+            r#"{"code":"PGRST100","details":"unexpected '[' expecting letter, digit, \"-\", \"->>\", \"->\", \"::\", \".\", \")\", \",\" or end of input","hint":null,"message":"\"failed to parse select parameter (id,authors(name[]))\" (line 1, column 16)"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?id=val",
+            None,
+            400,
+            r#"{"code":"PGRST100","details":"unexpected \"v\" expecting \"not\" or operator (eq, gt, ...)","hint":null,"message":"\"failed to parse filter (val)\" (line 1, column 1)"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?order=id.ac",
+            None,
+            400,
+            r#"{"code":"PGRST100","details":"unexpected \"c\" expecting \"asc\", \"desc\", \"nullsfirst\" or \"nullslast\"","hint":null,"message":"\"failed to parse order (id.ac)\" (line 1, column 4)"}"#,
+        ),
+        (
+            M::GET,
+            "/rest/v1/books?or=(id.in.1,2,id.eq.3)",
+            None,
+            400,
+            r#"{"code":"PGRST100","details":"unexpected \"1\" expecting \"(\"","hint":null,"message":"\"failed to parse logic tree ((id.in.1,2,id.eq.3))\" (line 1, column 10)"}"#,
+        ),
         (
             M::GET,
             "/rest/v1/book",
@@ -1138,6 +1173,11 @@ async fn refusals_are_worded_as_postgrest_words_them() {
             "{method} {path}"
         );
     }
+    // A key without `=` is no parameter at all, as in PostgREST.
+    let bare = request(M::GET, "/rest/v1/books?title&select=id", None)
+        .await
+        .expect("response");
+    assert_eq!(bare.status().as_u16(), 200);
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ async fn read(
     let statement = render_read(
         &vec![table.clone()],
         &table,
-        &parse_query(&pairs).expect("parses"),
+        &parse_query(&pairs, false).expect("parses"),
         options,
     )
     .expect("renders");

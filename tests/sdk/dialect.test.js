@@ -80,11 +80,11 @@ before(async () => {
     CREATE OR REPLACE FUNCTION pick(a text) RETURNS text LANGUAGE sql AS $$ SELECT 'text' $$;
     -- Functions that answer with an error of their choosing.
     CREATE OR REPLACE FUNCTION pay_first() RETURNS void LANGUAGE plpgsql AS $$
-      BEGIN RAISE EXCEPTION 'Payment Required' USING ERRCODE = 'PT402', DETAIL = 'Quota exceeded', HINT = 'Upgrade your plan'; END $$;
+      BEGIN RAISE EXCEPTION 'Pay first' USING ERRCODE = 'PT402', DETAIL = 'Quota exceeded', HINT = 'Upgrade your plan'; END $$;
     CREATE OR REPLACE FUNCTION teapot() RETURNS void LANGUAGE plpgsql AS $$
       BEGIN RAISE SQLSTATE 'PGRST' USING
         message = '{"code": "123", "message": "Short and stout", "details": "Tip me over", "hint": "Pour"}',
-        detail = '{"status": 418, "headers": {"X-Powered-By": "Galley"}}'; END $$;
+        detail = '{"status": 418, "status_text": "Short and Stout", "headers": {"X-Powered-By": "Galley"}}'; END $$;
     CREATE OR REPLACE FUNCTION own_code() RETURNS void LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'not enough stock' USING ERRCODE = 'U0001'; END $$;
     CREATE OR REPLACE FUNCTION bad_raise() RETURNS void LANGUAGE plpgsql AS $$
@@ -290,6 +290,34 @@ test("every filter operator, negation, nested logic and quantifiers", async () =
   assert.deepEqual(json.data, [{ name: "Ursula", country: "US", awards: 7 }]);
   const cast = await anon.from("books").select("pages::text, price").eq("id", 1).single();
   assert.deepEqual(cast.data, { pages: "387", price: 9.99 });
+});
+
+test("a malformed parameter is refused where and as PostgREST refuses it", async () => {
+  const select = await anon.from("books").select("id,authors(name[])");
+  assert.equal(select.status, 400);
+  assert.deepEqual(select.error, {
+    code: "PGRST100",
+    details: 'unexpected \'[\' expecting letter, digit, "-", "->>", "->", "::", ".", ")", "," or end of input',
+    hint: null,
+    message: '"failed to parse select parameter (id,authors(name[]))" (line 1, column 16)',
+  });
+  const filter = await anon.from("books").select("id").filter("id", "noop", "0");
+  assert.deepEqual(filter.error, {
+    code: "PGRST100",
+    details: 'unexpected "o" expecting "not" or operator (eq, gt, ...)',
+    hint: null,
+    message: '"failed to parse filter (noop.0)" (line 1, column 1)',
+  });
+  const tree = await anon.from("books").select("id").or("id.in.1,2,id.eq.3");
+  assert.deepEqual(tree.error, {
+    code: "PGRST100",
+    details: 'unexpected "1" expecting "("',
+    hint: null,
+    message: '"failed to parse logic tree ((id.in.1,2,id.eq.3))" (line 1, column 10)',
+  });
+  const nested = await anon.from("books").select("id").or("id.eq.1,not.xor(id.eq.2,id.eq.3)");
+  assert.equal(nested.error.details, "unexpected \"x\" expecting logic operator (and, or)");
+  assert.equal(nested.error.message, '"failed to parse logic tree ((id.eq.1,not.xor(id.eq.2,id.eq.3)))" (line 1, column 16)');
 });
 
 test("ordering with nulls placement, ranges, counts and HEAD", async () => {
@@ -567,12 +595,15 @@ test("geojson answers a FeatureCollection once PostGIS is installed", async () =
 test("functions choose their errors' status, body and headers as in PostgREST", async () => {
   const paid = await anon.rpc("pay_first");
   assert.equal(paid.status, 402);
-  assert.deepEqual(paid.error, { code: "PT402", details: "Quota exceeded", hint: "Upgrade your plan", message: "Payment Required" });
+  // A PTnnn code's message is the status line's reason phrase, as in PostgREST.
+  assert.equal(paid.statusText, "Pay first");
+  assert.deepEqual(paid.error, { code: "PT402", details: "Quota exceeded", hint: "Upgrade your plan", message: "Pay first" });
   const own = await anon.rpc("own_code");
   assert.equal(own.status, 400);
   assert.deepEqual(own.error, { code: "U0001", details: null, hint: null, message: "not enough stock" });
   const teapot = await fetch(`${url}/rest/v1/rpc/teapot`, { method: "POST", headers: { apikey: anonKey, "content-type": "application/json" }, body: "{}" });
   assert.equal(teapot.status, 418);
+  assert.equal(teapot.statusText, "Short and Stout");
   assert.equal(teapot.headers.get("x-powered-by"), "Galley");
   assert.deepEqual(await teapot.json(), { code: "123", details: "Tip me over", hint: "Pour", message: "Short and stout" });
   const bad = await anon.rpc("bad_raise");

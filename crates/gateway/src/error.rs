@@ -25,11 +25,43 @@ pub struct ApiError {
 }
 
 /// Headers an error carries beyond its defaults, by name: chosen by a function
-/// (`RAISE SQLSTATE 'PGRST'`), or Galley's own (a token's `WWW-Authenticate`).
+/// (`RAISE SQLSTATE 'PGRST'`), or Galley's own (a token's `WWW-Authenticate`); and the
+/// reason phrase a function chose for its status (`status_text`, or a `PTnnn` code's
+/// message).
 #[derive(Debug, Clone)]
 struct ChosenHeaders {
     headers: std::collections::BTreeMap<String, String>,
     by_function: bool,
+    reason: Option<String>,
+}
+
+/// A reason phrase a function chose, as the `&'static str` HTTP responses carry: only
+/// visible ASCII and spaces, at most 128 bytes, and at most 256 distinct phrases kept for
+/// the life of the process (each is leaked once); past that the status's own phrase is
+/// used.
+fn reason_phrase(phrase: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static PHRASES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    if phrase.is_empty()
+        || phrase.len() > 128
+        || !phrase.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+    {
+        return None;
+    }
+    let mut phrases = PHRASES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = phrases.get(phrase) {
+        return Some(known);
+    }
+    if phrases.len() >= 256 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(phrase.to_owned().into_boxed_str());
+    phrases.insert(leaked);
+    Some(leaked)
 }
 
 /// The body of every error response.
@@ -286,18 +318,26 @@ impl ApiError {
             }
             _ => StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };
-        Self::rest(
+        let error = Self::rest(
             status,
             db.code.clone(),
             db.message.clone(),
             db.detail.clone(),
             db.hint.clone(),
-        )
+        );
+        // A status chosen by a `PTnnn` code is answered with the message as its reason
+        // phrase, as PostgREST answers it.
+        if db.code.get(2..) == Some(status.as_str()) && db.code.starts_with("PT") {
+            error.with_reason(db.message.clone())
+        } else {
+            error
+        }
     }
 
     /// The answer a function chose with `RAISE SQLSTATE 'PGRST' USING message = '{"code":
     /// …, "message": …, "details": …, "hint": …}', detail = '{"status": …, "headers": {…}}'`,
-    /// as PostgREST gives it; 500 PGRST121 when either is not such JSON.
+    /// as PostgREST gives it, with `status_text` as the reason phrase when the detail names
+    /// one; 500 PGRST121 when either is not such JSON.
     fn raised(message: &str, detail: Option<&str>) -> Self {
         #[derive(Deserialize)]
         struct Message {
@@ -310,6 +350,7 @@ impl ApiError {
         struct Detail {
             status: u16,
             headers: std::collections::BTreeMap<String, String>,
+            status_text: Option<String>,
         }
         let unparsable = |details: String, hint: &str| {
             Self::rest(
@@ -350,21 +391,32 @@ impl ApiError {
         error.headers = Some(Box::new(ChosenHeaders {
             headers: chosen.headers,
             by_function: true,
+            reason: chosen.status_text,
         }));
         error
     }
 
+    /// What this error carries beyond its defaults, made empty (and Galley's) if nothing
+    /// yet.
+    fn extras(&mut self) -> &mut ChosenHeaders {
+        self.headers.get_or_insert_with(|| {
+            Box::new(ChosenHeaders {
+                headers: std::collections::BTreeMap::new(),
+                by_function: false,
+                reason: None,
+            })
+        })
+    }
+
+    /// The same error answered with `phrase` as its status line's reason phrase.
+    fn with_reason(mut self, phrase: String) -> Self {
+        self.extras().reason = Some(phrase);
+        self
+    }
+
     /// The same error with a header of Galley's, in place of any default of that name.
     pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers
-            .get_or_insert_with(|| {
-                Box::new(ChosenHeaders {
-                    headers: std::collections::BTreeMap::new(),
-                    by_function: false,
-                })
-            })
-            .headers
-            .insert(name.to_owned(), value.into());
+        self.extras().headers.insert(name.to_owned(), value.into());
         self
     }
 }
@@ -463,6 +515,14 @@ impl ResponseError for ApiError {
             request_id: crate::middleware::request_id::current(),
         };
         let mut response = HttpResponse::build(self.status);
+        if let Some(phrase) = self
+            .headers
+            .as_ref()
+            .and_then(|h| h.reason.as_deref())
+            .and_then(reason_phrase)
+        {
+            response.reason(phrase);
+        }
         // A code a function chose (`RAISE SQLSTATE 'PGRST'`) is any text: it is counted
         // and logged under `PGRST`, so it can neither break the header nor grow the
         // metric's labels.
@@ -495,5 +555,33 @@ impl ResponseError for ApiError {
         response
             .content_type("application/json; charset=utf-8")
             .body(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chosen_reason_phrase_is_kept_only_when_a_status_line_can_carry_it() {
+        assert_eq!(reason_phrase("Short and Stout"), Some("Short and Stout"));
+        // The same phrase is kept once.
+        let first = reason_phrase("Pay first").expect("kept");
+        let again = reason_phrase("Pay first").expect("kept");
+        assert!(std::ptr::eq(first, again));
+        for refused in [
+            "",
+            "split\r\nX-Injected: 1",
+            "tab\there",
+            "café",
+            &"x".repeat(129),
+        ] {
+            assert_eq!(reason_phrase(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn errors_stay_small_enough_to_travel_by_value() {
+        assert!(std::mem::size_of::<ApiError>() < 128);
     }
 }

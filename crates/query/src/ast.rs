@@ -180,8 +180,8 @@ pub enum LogicTree {
         negated: bool,
         children: Vec<LogicTree>,
     },
-    /// A filter inside a tree; `path` names embeds (`rel.col.eq.1`).
-    Leaf { path: Vec<String>, filter: Filter },
+    /// A filter inside a tree.
+    Leaf { filter: Filter },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,13 +2,10 @@
 //! `and`, `columns`, `on_conflict`) and everything else as a filter, each possibly scoped
 //! to an embed by a dotted prefix.
 
-use crate::ast::{
-    Compare, Filter, FtsKind, IsValue, LogicOp, LogicTree, Nulls, Operation, OrderDirection,
-    OrderTerm, Quantifier, SelectItem,
-};
+use crate::ast::{Filter, LogicTree, Operation, OrderTerm, SelectItem};
 use crate::error::ParseError;
-use crate::select::parse_select;
-use crate::syntax::{Cursor, split_top_level, unquote};
+use crate::grammar::{self, Limits, shortcut};
+use crate::parsec::{Reply, St};
 
 /// What a query string asks for. Paths (`Vec<String>`) name embeds; empty is the root.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,456 +18,263 @@ pub struct QueryParams {
     pub offset: Vec<(Vec<String>, u64)>,
     pub columns: Option<Vec<String>>,
     pub on_conflict: Option<Vec<String>>,
-    /// Parameters that are not filters (`name=value` without an operator): function
-    /// arguments for RPC GET; an error elsewhere.
+    /// Parameters of a function read (`GET /rpc/f?name=value`) that carry no operator:
+    /// the function's arguments, by name.
     pub arguments: Vec<(String, String)>,
 }
-
-/// How deep `or`/`and` trees may nest.
-const MAX_TREE_DEPTH: usize = 10;
 
 /// How many values an `in` list may hold.
 const MAX_IN_VALUES: usize = 1000;
 
-pub fn parse_query(pairs: &[(String, String)]) -> Result<QueryParams, ParseError> {
-    let mut params = QueryParams::default();
-    for (key, value) in pairs {
-        match key.as_str() {
-            // Given twice, these would have to be merged or one ignored; either could
-            // surprise, so a repeat is refused.
-            "select" | "columns" | "on_conflict"
-                if pairs.iter().filter(|(k, _)| k == key).count() > 1 =>
-            {
-                return Err(ParseError::new(
-                    "query string",
-                    key,
-                    format!("{key} may be given only once"),
-                ));
-            }
-            "select" => params.select = Some(parse_select(value)?),
-            "columns" => params.columns = Some(name_list(value, "columns")?),
-            "on_conflict" => params.on_conflict = Some(name_list(value, "on_conflict")?),
-            _ => parse_key(key, value, &mut params)?,
+/// How many items a `select` may list, embeds included.
+const MAX_SELECT_ITEMS: usize = 100;
+
+/// The last dot-separated word of a key, which says what the key is.
+fn last_word(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// Parses `text` with `rule`, which must succeed and (see [`grammar::whole`]) consume it
+/// all. A failure is parsed again with messages, to say where and why.
+fn run<'a, T>(
+    what: &str,
+    input: &str,
+    text: &'a str,
+    limits: &Limits,
+    rule: impl Fn(St<'a>) -> Reply<'a, T>,
+) -> Result<T, ParseError> {
+    let reply = rule(St::new(text));
+    if let Some(details) = limits.crossed.take() {
+        return Err(ParseError::limit(what, input, details));
+    }
+    match reply.finish() {
+        Ok((value, _)) => Ok(value),
+        Err(_) => {
+            let err = match rule(St::reporting(text)).finish() {
+                Err(err) => err,
+                // Messages never change the outcome; this is unreachable.
+                Ok(_) => return Err(ParseError::limit(what, input, "unknown parse error")),
+            };
+            limits.crossed.take();
+            Err(ParseError::syntax(what, input, text, &err))
         }
     }
+}
+
+/// Parses every parameter of a query string as PostgREST does, in its order: `order`s,
+/// then `and`/`or` trees, `columns`, `select`, the filters, then `on_conflict`; so the
+/// first error reported is the one PostgREST reports. For a function read (`rpc_read`),
+/// a parameter without an operator is an argument, not an error.
+///
+/// `select`, `columns` and `on_conflict` given twice are refused: PostgREST reads the
+/// first, which could hide a second the client meant (the security checklist's
+/// duplicate parameters).
+pub fn parse_query(pairs: &[(String, String)], rpc_read: bool) -> Result<QueryParams, ParseError> {
+    let mut params = QueryParams::default();
+    let limits = Limits::default();
+    for name in ["select", "columns", "on_conflict"] {
+        if pairs.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(ParseError::limit(
+                "query string",
+                name,
+                format!("{name} may be given only once"),
+            ));
+        }
+    }
+    let first = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+
+    for (key, value) in pairs.iter().filter(|(k, _)| last_word(k) == "order") {
+        let path = if key == "order" {
+            Vec::new()
+        } else {
+            run("tree path", key, key, &limits, |st| {
+                grammar::whole(st, grammar::tree_path)
+            })?
+            .0
+        };
+        let terms = match shortcut::order(value) {
+            Some(terms) => terms,
+            None => run("order", value, value, &limits, |st| {
+                grammar::whole(st, grammar::order)
+            })?,
+        };
+        params.order.push((path, terms));
+    }
+
+    for (key, value) in pairs
+        .iter()
+        .filter(|(k, _)| matches!(last_word(k), "and" | "or"))
+    {
+        let names = run("logic path", key, key, &limits, |st| {
+            grammar::whole(st, grammar::logic_path)
+        })?;
+        let negated = names.iter().any(|n| n == "not");
+        let (op, path) = names.split_last().unwrap_or((&names[0], &[]));
+        let path: Vec<String> = path.iter().filter(|n| *n != "not").cloned().collect();
+        let text = format!("{}{op}{value}", if negated { "not." } else { "" });
+        let tree = match shortcut::logic(&text) {
+            Some(tree) => tree,
+            None => run("logic tree", value, &text, &limits, |st| {
+                grammar::whole(st, |st| grammar::logic_tree(st, &limits, 0))
+            })?,
+        };
+        params.logic.push((path, tree));
+    }
+
+    if let Some(value) = first("columns") {
+        params.columns = Some(run("columns parameter", value, value, &limits, |st| {
+            grammar::whole(st, grammar::columns)
+        })?);
+    }
+
+    if let Some(value) = first("select") {
+        params.select = Some(parse_select(value)?);
+    }
+
+    for (key, value) in pairs.iter().filter(|(k, _)| {
+        !matches!(k.as_str(), "select" | "columns" | "on_conflict")
+            && !matches!(last_word(k), "order" | "limit" | "offset" | "and" | "or")
+    }) {
+        if let (Some(field), Some(operation)) = (shortcut::plain_name(key), shortcut::filter(value))
+        {
+            params.filters.push((
+                Vec::new(),
+                Filter {
+                    field,
+                    negated: false,
+                    operation,
+                },
+            ));
+            continue;
+        }
+        let (path, field) = run("tree path", key, key, &limits, |st| {
+            grammar::whole(st, grammar::tree_path)
+        })?;
+        let expression = run("filter", value, value, &limits, |st| {
+            let reply = grammar::whole(st, |st| {
+                grammar::operator_expression(st, grammar::single_value)
+            })
+            .map(Some);
+            if rpc_read {
+                reply.or(st, |st| Reply::pure(None, st))
+            } else {
+                reply
+            }
+        })?;
+        match expression {
+            Some((negated, operation)) => params.filters.push((
+                path,
+                Filter {
+                    field,
+                    negated,
+                    operation,
+                },
+            )),
+            None => params.arguments.push((field.name, value.clone())),
+        }
+    }
+
+    if let Some(value) = first("on_conflict") {
+        params.on_conflict = Some(run("on_conflict parameter", value, value, &limits, |st| {
+            grammar::whole(st, grammar::columns)
+        })?);
+    }
+
+    for (key, value) in pairs {
+        let (path, word) = match key.rsplit_once('.') {
+            Some((path, word)) => (path.split('.').map(str::to_owned).collect(), word),
+            None => (Vec::new(), key.as_str()),
+        };
+        match word {
+            "limit" => params.limit.push((path, count(value, "limit")?)),
+            "offset" => params.offset.push((path, count(value, "offset")?)),
+            _ => {}
+        }
+    }
+
+    check_in_lists(&params)?;
     Ok(params)
 }
 
-fn parse_key(key: &str, value: &str, params: &mut QueryParams) -> Result<(), ParseError> {
-    let segments: Vec<&str> = key.split('.').collect();
-    let last = segments.last().copied().unwrap_or_default();
-    let before_last = if segments.len() >= 2 {
-        Some(segments[segments.len() - 2])
-    } else {
-        None
+/// Parses a `select` value. Empty means `*`.
+pub fn parse_select(text: &str) -> Result<Vec<SelectItem>, ParseError> {
+    let limits = Limits::default();
+    let items = match shortcut::select(text) {
+        Some(items) => items,
+        None => run("select parameter", text, text, &limits, |st| {
+            grammar::whole(st, |st| grammar::field_forest(st, &limits, 0))
+        })?,
     };
-    // `or`, `and`, `not.or`, `rel.not.and`.
-    let logic = match (before_last, last) {
-        (Some("not"), "or" | "and") => Some((true, segments.len() - 2)),
-        (_, "or" | "and") => Some((false, segments.len() - 1)),
-        _ => None,
-    };
-    if let Some((negated, path_len)) = logic {
-        let op = if last == "or" {
-            LogicOp::Or
-        } else {
-            LogicOp::And
-        };
-        let path = owned(&segments[..path_len]);
-        let inner = value
-            .strip_prefix('(')
-            .and_then(|rest| rest.strip_suffix(')'))
-            .ok_or_else(|| ParseError::new("logic tree", value, "expected (...)"))?;
-        let children = tree_children(inner, 0)
-            .map_err(|details| ParseError::new("logic tree", value, details))?;
-        params.logic.push((
-            path,
-            LogicTree::Node {
-                op,
-                negated,
-                children,
-            },
+    if count_items(&items) > MAX_SELECT_ITEMS {
+        return Err(ParseError::limit(
+            "select parameter",
+            text,
+            format!("a select lists at most {MAX_SELECT_ITEMS} items"),
         ));
-        return Ok(());
     }
-    let path = owned(&segments[..segments.len() - 1]);
-    match last {
-        "order" => {
-            let terms =
-                order_terms(value).map_err(|details| ParseError::new("order", value, details))?;
-            params.order.push((path, terms));
-        }
-        "limit" => params.limit.push((path, count(value, "limit")?)),
-        "offset" => params.offset.push((path, count(value, "offset")?)),
-        _ => {
-            // A filter: the key is `[rel.]column[->json]`; JSON paths may contain dots
-            // only inside quotes, which PostgREST does not allow either.
-            let (path, column_text) = split_filter_key(key);
-            let mut cursor = Cursor::new(column_text);
-            let field = cursor
-                .field()
-                .map_err(|details| ParseError::new("filter", key, details))?
-                .filter(|_| cursor.at_end())
-                .ok_or_else(|| ParseError::new("filter", key, "expected a column name"))?;
-            match filter_value(value) {
-                Ok((negated, operation)) => params.filters.push((
-                    path,
-                    Filter {
-                        field,
-                        negated,
-                        operation,
-                    },
-                )),
-                Err(NotAFilter::NoOperator) => {
-                    params.arguments.push((key.to_owned(), value.to_owned()))
-                }
-                Err(NotAFilter::Bad(details)) => {
-                    return Err(ParseError::new("filter", value, details));
-                }
-            }
-        }
-    }
-    Ok(())
+    Ok(if items.is_empty() {
+        vec![SelectItem::Star]
+    } else {
+        items
+    })
 }
 
-fn owned(segments: &[&str]) -> Vec<String> {
-    segments.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// `rel.sub.col->x` → (["rel", "sub"], "col->x")
-fn split_filter_key(key: &str) -> (Vec<String>, &str) {
-    let json_start = key.find("->").unwrap_or(key.len());
-    match key[..json_start].rfind('.') {
-        Some(dot) => (
-            owned(&key[..dot].split('.').collect::<Vec<_>>()),
-            &key[dot + 1..],
-        ),
-        None => (Vec::new(), key),
-    }
+fn count_items(items: &[SelectItem]) -> usize {
+    items
+        .iter()
+        .map(|item| match item {
+            SelectItem::Embed { select, .. } => 1 + count_items(select),
+            _ => 1,
+        })
+        .sum()
 }
 
 fn count(value: &str, what: &'static str) -> Result<u64, ParseError> {
     value
         .trim()
         .parse::<u64>()
-        .map_err(|_| ParseError::new(what, value, "expected a non-negative integer"))
+        .map_err(|_| ParseError::limit(what, value, "expected a non-negative integer"))
 }
 
-fn name_list(value: &str, what: &'static str) -> Result<Vec<String>, ParseError> {
-    let parts = split_top_level(value).map_err(|details| ParseError::new(what, value, details))?;
-    parts
-        .into_iter()
-        .map(|part| {
-            let name = unquote(part);
-            if name.is_empty() {
-                Err(ParseError::new(what, value, "empty name"))
-            } else {
-                Ok(name)
-            }
-        })
-        .collect()
-}
-
-enum NotAFilter {
-    /// The value has no operator: maybe a function argument.
-    NoOperator,
-    Bad(String),
-}
-
-/// `[not.]op[(any|all)][(config)].value`
-fn filter_value(value: &str) -> Result<(bool, Operation), NotAFilter> {
-    let (negated, rest) = match value.strip_prefix("not.") {
-        Some(rest) => (true, rest),
-        None => (false, value),
-    };
-    let Some((head, operand)) = rest.split_once('.') else {
-        return Err(NotAFilter::NoOperator);
-    };
-    let (name, modifier) = match head.split_once('(') {
-        Some((name, modifier)) => {
-            let modifier = modifier
-                .strip_suffix(')')
-                .ok_or_else(|| NotAFilter::Bad(format!("unclosed ( in {head}")))?;
-            (name, Some(modifier))
+/// Refuses an `in` list longer than [`MAX_IN_VALUES`], in a filter or a logic tree.
+fn check_in_lists(params: &QueryParams) -> Result<(), ParseError> {
+    fn too_long(operation: &Operation) -> bool {
+        matches!(operation, Operation::In(values) if values.len() > MAX_IN_VALUES)
+    }
+    fn tree_too_long(tree: &LogicTree) -> bool {
+        match tree {
+            LogicTree::Leaf { filter } => too_long(&filter.operation),
+            LogicTree::Node { children, .. } => children.iter().any(tree_too_long),
         }
-        None => (head, None),
-    };
-    let compare = match name {
-        "eq" => Some(Compare::Eq),
-        "neq" => Some(Compare::Neq),
-        "gt" => Some(Compare::Gt),
-        "gte" => Some(Compare::Gte),
-        "lt" => Some(Compare::Lt),
-        "lte" => Some(Compare::Lte),
-        "like" => Some(Compare::Like),
-        "ilike" => Some(Compare::Ilike),
-        "match" => Some(Compare::Match),
-        "imatch" => Some(Compare::Imatch),
-        "cs" => Some(Compare::Contains),
-        "cd" => Some(Compare::ContainedIn),
-        "ov" => Some(Compare::Overlaps),
-        "sl" => Some(Compare::StrictlyLeft),
-        "sr" => Some(Compare::StrictlyRight),
-        "nxr" => Some(Compare::NotExtendRight),
-        "nxl" => Some(Compare::NotExtendLeft),
-        "adj" => Some(Compare::Adjacent),
-        "isdistinct" => Some(Compare::IsDistinct),
-        _ => None,
-    };
-    if let Some(op) = compare {
-        let quantifier = match modifier {
-            None => None,
-            Some("any") if op.quantifiable() => Some(Quantifier::Any),
-            Some("all") if op.quantifiable() => Some(Quantifier::All),
-            Some(other) => return Err(NotAFilter::Bad(format!("{name} does not take ({other})"))),
-        };
-        return Ok((
-            negated,
-            Operation::Compare {
-                op,
-                quantifier,
-                value: operand.to_owned(),
-            },
+    }
+    let refused = params.filters.iter().any(|(_, f)| too_long(&f.operation))
+        || params.logic.iter().any(|(_, tree)| tree_too_long(tree));
+    if refused {
+        return Err(ParseError::limit(
+            "filter",
+            "in",
+            format!("an in list holds at most {MAX_IN_VALUES} values"),
         ));
     }
-    let fts = match name {
-        "fts" => Some(FtsKind::Fts),
-        "plfts" => Some(FtsKind::Plain),
-        "phfts" => Some(FtsKind::Phrase),
-        "wfts" => Some(FtsKind::Websearch),
-        _ => None,
-    };
-    if let Some(kind) = fts {
-        let config = match modifier {
-            Some(config)
-                if !config.is_empty()
-                    && config
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-            {
-                Some(config.to_owned())
-            }
-            Some(config) => {
-                return Err(NotAFilter::Bad(format!(
-                    "invalid text search configuration {config:?}"
-                )));
-            }
-            None => None,
-        };
-        return Ok((
-            negated,
-            Operation::Fts {
-                kind,
-                config,
-                value: operand.to_owned(),
-            },
-        ));
-    }
-    if modifier.is_some() {
-        return Err(NotAFilter::Bad(format!("{name} takes no modifier")));
-    }
-    match name {
-        "in" => {
-            let inner = operand
-                .strip_prefix('(')
-                .and_then(|rest| rest.strip_suffix(')'))
-                .ok_or_else(|| NotAFilter::Bad("in expects (a,b,...)".to_owned()))?;
-            if inner.trim().is_empty() {
-                return Ok((negated, Operation::In(Vec::new())));
-            }
-            let items = split_top_level(inner).map_err(NotAFilter::Bad)?;
-            if items.len() > MAX_IN_VALUES {
-                return Err(NotAFilter::Bad(format!(
-                    "an in list holds at most {MAX_IN_VALUES} values"
-                )));
-            }
-            Ok((
-                negated,
-                Operation::In(items.into_iter().map(unquote).collect()),
-            ))
-        }
-        "is" => {
-            let value = match operand.to_ascii_lowercase().as_str() {
-                "null" => IsValue::Null,
-                "not_null" => IsValue::NotNull,
-                "true" => IsValue::True,
-                "false" => IsValue::False,
-                "unknown" => IsValue::Unknown,
-                _ => {
-                    return Err(NotAFilter::Bad(
-                        "is expects null, not_null, true, false or unknown".to_owned(),
-                    ));
-                }
-            };
-            Ok((negated, Operation::Is(value)))
-        }
-        _ => Err(NotAFilter::NoOperator),
-    }
-}
-
-/// The children of an `or=(...)` / `and=(...)`: filters `[rel.]col.op.value`, or
-/// nested `[not.]and(...)` / `[not.]or(...)`.
-fn tree_children(text: &str, depth: usize) -> Result<Vec<LogicTree>, String> {
-    if depth > MAX_TREE_DEPTH {
-        return Err(format!(
-            "logic trees nest deeper than {MAX_TREE_DEPTH} levels"
-        ));
-    }
-    let parts = split_top_level(text)?;
-    let mut children = Vec::new();
-    for part in parts {
-        let part = part.trim();
-        let (negated, rest) = match part.strip_prefix("not.") {
-            Some(rest) if rest.starts_with("and(") || rest.starts_with("or(") => (true, rest),
-            _ => (false, part),
-        };
-        let nested = rest
-            .strip_prefix("and(")
-            .map(|inner| (LogicOp::And, inner))
-            .or_else(|| rest.strip_prefix("or(").map(|inner| (LogicOp::Or, inner)));
-        if let Some((op, inner)) = nested {
-            let inner = inner
-                .strip_suffix(')')
-                .ok_or("unclosed ( in a logic tree")?;
-            children.push(LogicTree::Node {
-                op,
-                negated,
-                children: tree_children(inner, depth + 1)?,
-            });
-            continue;
-        }
-        children.push(tree_leaf(part)?);
-    }
-    if children.is_empty() {
-        return Err("an empty logic tree".to_owned());
-    }
-    Ok(children)
-}
-
-/// `[rel.]col[->json].[not.]op.value`, the value possibly `"quoted"`.
-fn tree_leaf(text: &str) -> Result<LogicTree, String> {
-    let mut path = Vec::new();
-    let mut cursor = Cursor::new(text);
-    let field = loop {
-        let field = cursor
-            .field()?
-            .ok_or_else(|| format!("expected a filter in {text:?}"))?;
-        if !cursor.eat(".") {
-            return Err(format!("expected .operator after {:?}", field.name));
-        }
-        // `rel.col...`: the name was an embed if what follows is another name, not an
-        // operator.
-        let rest = cursor.rest();
-        let next = rest.split(['.', '(']).next().unwrap_or_default();
-        let is_operator = matches!(
-            next,
-            "not"
-                | "eq"
-                | "neq"
-                | "gt"
-                | "gte"
-                | "lt"
-                | "lte"
-                | "like"
-                | "ilike"
-                | "match"
-                | "imatch"
-                | "cs"
-                | "cd"
-                | "ov"
-                | "sl"
-                | "sr"
-                | "nxr"
-                | "nxl"
-                | "adj"
-                | "isdistinct"
-                | "fts"
-                | "plfts"
-                | "phfts"
-                | "wfts"
-                | "in"
-                | "is"
-        );
-        if is_operator || !field.json_path.is_empty() {
-            break field;
-        }
-        path.push(field.name);
-    };
-    let value = cursor.rest();
-    let (op_part, operand) = match value.strip_prefix("not.") {
-        Some(rest) => ("not.", rest),
-        None => ("", value),
-    };
-    // Values in trees may be quoted to carry `,` `(` `)`; `in.(...)` keeps its own quotes.
-    let operand = match operand.split_once('.') {
-        Some((op, operand)) if !operand.starts_with('(') => format!("{op}.{}", unquote(operand)),
-        _ => operand.to_owned(),
-    };
-    match filter_value(&format!("{op_part}{operand}")) {
-        Ok((negated, operation)) => Ok(LogicTree::Leaf {
-            path,
-            filter: Filter {
-                field,
-                negated,
-                operation,
-            },
-        }),
-        Err(NotAFilter::NoOperator) => Err(format!("unknown operator in {text:?}")),
-        Err(NotAFilter::Bad(details)) => Err(details),
-    }
-}
-
-/// `col[->json][.asc|.desc][.nullsfirst|.nullslast]` or `rel(col)...`, comma-separated.
-fn order_terms(value: &str) -> Result<Vec<OrderTerm>, String> {
-    split_top_level(value)?
-        .into_iter()
-        .map(|part| {
-            let mut cursor = Cursor::new(part.trim());
-            let first = cursor.field()?.ok_or("expected a column")?;
-            let (relation, field) = if first.json_path.is_empty() && cursor.eat("(") {
-                let field = cursor.field()?.ok_or("expected a column inside ()")?;
-                if !cursor.eat(")") {
-                    return Err("expected )".to_owned());
-                }
-                (Some(first.name), field)
-            } else {
-                (None, first)
-            };
-            let mut direction = None;
-            let mut nulls = None;
-            while cursor.eat(".") {
-                match cursor.name()?.as_deref() {
-                    Some("asc") if direction.is_none() => direction = Some(OrderDirection::Asc),
-                    Some("desc") if direction.is_none() => direction = Some(OrderDirection::Desc),
-                    Some("nullsfirst") if nulls.is_none() => nulls = Some(Nulls::First),
-                    Some("nullslast") if nulls.is_none() => nulls = Some(Nulls::Last),
-                    other => return Err(format!("unexpected {other:?} in order")),
-                }
-            }
-            if !cursor.at_end() {
-                return Err(format!("unexpected {:?}", cursor.rest()));
-            }
-            Ok(OrderTerm {
-                relation,
-                field,
-                direction,
-                nulls,
-            })
-        })
-        .collect()
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use expect_test::expect;
+
     use super::*;
-    use crate::ast::{Field, JsonKey, JsonStep};
+    use crate::ast::{
+        Compare, Field, FtsKind, IsValue, JsonKey, JsonStep, LogicOp, Nulls, OrderDirection,
+        Quantifier,
+    };
 
     fn parse(query: &[(&str, &str)]) -> Result<QueryParams, ParseError> {
         let pairs: Vec<(String, String)> = query
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        parse_query(&pairs)
+        parse_query(&pairs, false)
     }
 
     fn field(name: &str) -> Field {
@@ -626,7 +430,11 @@ mod tests {
 
     #[test]
     fn values_without_an_operator_are_function_arguments() {
-        let params = parse(&[("name", "ann"), ("n", "5")]).expect("parses");
+        let pairs = [
+            ("name".to_owned(), "ann".to_owned()),
+            ("n".to_owned(), "5".to_owned()),
+        ];
+        let params = parse_query(&pairs, true).expect("parses");
         assert_eq!(
             params.arguments,
             vec![("name".into(), "ann".into()), ("n".into(), "5".into())]
@@ -644,18 +452,204 @@ mod tests {
             ("id", "is.maybe"),
             ("id", "eq(some).1"),
             ("id", "neq(any).1"),
-            ("body", "fts(eng lish).x"),
-            ("or", "age.lt.18"),
             ("or", "()"),
             ("or", "(age.lt.18,name.frob.1)"),
             ("order", "name.sideways"),
             ("order", "name.asc.desc"),
             ("a\"b", "eq.1"),
+            ("id", "is.null;drop"),
+            ("id", "in.(1,2)or(1=1)"),
+            ("or", "(id.eq.1,id.eq.2)or(true)"),
+            ("select", "id::int))--"),
+            ("select", "*,t!inner!inner(*)"),
+            ("select", "*,t!a!b(*)"),
             ("", "eq.1"),
         ] {
             assert!(parse(&[(key, value)]).is_err(), "{key}={value} accepted");
         }
         let deep = format!("{}x.eq.1{}", "and(".repeat(40), ")".repeat(40));
         assert!(parse(&[("or", &format!("({deep})"))]).is_err());
+    }
+
+    #[test]
+    fn a_rich_select_parses_into_its_parts() {
+        let parsed = parse_select(
+            "id,title:name,price::text,data->a->>b,total:amount.sum(),count(),author:users!author_fk!inner(id,name),...profile(bio),tags()",
+        )
+        .expect("parses");
+        expect![[r#"
+            [
+                Field {
+                    alias: None,
+                    field: Field {
+                        name: "id",
+                        json_path: [],
+                    },
+                    cast: None,
+                    aggregate: None,
+                },
+                Field {
+                    alias: Some(
+                        "title",
+                    ),
+                    field: Field {
+                        name: "name",
+                        json_path: [],
+                    },
+                    cast: None,
+                    aggregate: None,
+                },
+                Field {
+                    alias: None,
+                    field: Field {
+                        name: "price",
+                        json_path: [],
+                    },
+                    cast: Some(
+                        "text",
+                    ),
+                    aggregate: None,
+                },
+                Field {
+                    alias: None,
+                    field: Field {
+                        name: "data",
+                        json_path: [
+                            Arrow(
+                                Key(
+                                    "a",
+                                ),
+                            ),
+                            DoubleArrow(
+                                Key(
+                                    "b",
+                                ),
+                            ),
+                        ],
+                    },
+                    cast: None,
+                    aggregate: None,
+                },
+                Field {
+                    alias: Some(
+                        "total",
+                    ),
+                    field: Field {
+                        name: "amount",
+                        json_path: [],
+                    },
+                    cast: None,
+                    aggregate: Some(
+                        (
+                            Sum,
+                            None,
+                        ),
+                    ),
+                },
+                Count {
+                    alias: None,
+                    cast: None,
+                },
+                Embed {
+                    alias: Some(
+                        "author",
+                    ),
+                    relation: "users",
+                    hints: [
+                        Named(
+                            "author_fk",
+                        ),
+                        Inner,
+                    ],
+                    spread: false,
+                    select: [
+                        Field {
+                            alias: None,
+                            field: Field {
+                                name: "id",
+                                json_path: [],
+                            },
+                            cast: None,
+                            aggregate: None,
+                        },
+                        Field {
+                            alias: None,
+                            field: Field {
+                                name: "name",
+                                json_path: [],
+                            },
+                            cast: None,
+                            aggregate: None,
+                        },
+                    ],
+                },
+                Embed {
+                    alias: None,
+                    relation: "profile",
+                    hints: [],
+                    spread: true,
+                    select: [
+                        Field {
+                            alias: None,
+                            field: Field {
+                                name: "bio",
+                                json_path: [],
+                            },
+                            cast: None,
+                            aggregate: None,
+                        },
+                    ],
+                },
+                Embed {
+                    alias: None,
+                    relation: "tags",
+                    hints: [],
+                    spread: false,
+                    select: [],
+                },
+            ]
+        "#]]
+        .assert_debug_eq(&parsed);
+    }
+
+    #[test]
+    fn multibyte_whitespace_is_refused_whole() {
+        // Only spaces and tabs separate; a no-break space is refused at its column.
+        let err = parse_select("a:\u{a0}b").expect_err("refused");
+        assert_eq!(
+            err.message,
+            "\"failed to parse select parameter (a:\u{a0}b)\" (line 1, column 3)"
+        );
+    }
+
+    #[test]
+    fn empty_select_is_star() {
+        assert_eq!(parse_select("").expect("parses"), vec![SelectItem::Star]);
+    }
+
+    #[test]
+    fn malformed_selects_are_refused_with_a_pgrst_style_message() {
+        for bad in ["id,", "a(b", "x.median()", "a;drop", "col::", "\"open"] {
+            let err = parse_select(bad).expect_err(bad);
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "\"failed to parse select parameter ({bad})\" (line 1, column "
+                )),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            parse_select("rel!x!y(a)").expect_err("refused").details,
+            "at most a hint and a join type may follow a relation"
+        );
+        // PostgREST would ignore what follows a complete parse; Galley refuses it.
+        assert_eq!(
+            parse_select("a)b").expect_err("refused").details,
+            "unexpected ')' expecting letter, digit, \"-\", \"->>\", \"->\", \"::\", \".\", \",\" or end of input"
+        );
+        let deep = format!("{}x{}", "r(".repeat(6), ")".repeat(6));
+        assert!(parse_select(&format!("{}x{}", "r(".repeat(5), ")".repeat(5))).is_ok());
+        assert!(parse_select(&vec!["a"; 101].join(",")).is_err());
+        assert!(parse_select(&deep).is_err());
     }
 }

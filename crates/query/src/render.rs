@@ -1408,14 +1408,7 @@ impl<'a> Renderer<'a> {
         row_joins: &mut Vec<usize>,
     ) -> Result<String, RenderError> {
         match tree {
-            LogicTree::Leaf { path, filter } => {
-                if !path.is_empty() {
-                    return Err(RenderError::Unsupported(
-                        "filters on embedded columns inside or/and; use rel.or=(...)",
-                    ));
-                }
-                self.filter(scope, embeds, filter, row_joins)
-            }
+            LogicTree::Leaf { filter } => self.filter(scope, embeds, filter, row_joins),
             LogicTree::Node {
                 op,
                 negated,
@@ -1664,7 +1657,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        parse_query(&pairs).expect("parses")
+        parse_query(&pairs, false).expect("parses")
     }
 
     fn render(pairs: &[(&str, &str)], options: ReadOptions) -> Result<Statement, RenderError> {
@@ -1834,7 +1827,7 @@ mod tests {
 
     #[test]
     fn inserts_read_rows_from_one_json_parameter_and_return_only_what_is_shown() {
-        let items = crate::select::parse_select("id,title").expect("parses");
+        let items = crate::params::parse_select("id,title").expect("parses");
         let statement = insert(
             &["title", "done"],
             &OnConflict::Error,
@@ -2010,7 +2003,7 @@ mod tests {
             &OnConflict::Error,
             Some(Representation {
                 select: Some(
-                    &crate::select::parse_select("name,initials,open_todos(id)").expect("parses"),
+                    &crate::params::parse_select("name,initials,open_todos(id)").expect("parses"),
                 ),
                 format: BodyFormat::Json,
                 query: None,

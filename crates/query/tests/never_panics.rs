@@ -51,7 +51,8 @@ fn arbitrary_query_strings_parse_or_fail_cleanly() {
             keys[(rng.next() % keys.len() as u64) as usize].to_owned()
         };
         let value = rng.text();
-        let _ = parse_query(&[(key, value.clone())]);
+        let rpc_read = rng.next().is_multiple_of(2);
+        let _ = parse_query(&[(key, value.clone())], rpc_read);
         let _ = parse_select(&value);
     }
 }

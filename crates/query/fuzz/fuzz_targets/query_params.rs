@@ -55,7 +55,8 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let _ = galley_query::parse_select(text);
-    let Ok(query) = galley_query::parse_query(&pairs) else {
+    let rpc_read = data.first().is_some_and(|b| b % 2 == 0);
+    let Ok(query) = galley_query::parse_query(&pairs, rpc_read) else {
         return;
     };
     let schema = vec![

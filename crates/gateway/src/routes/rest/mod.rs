@@ -794,8 +794,10 @@ fn render_error(err: RenderError, view: &CatalogView<'_>) -> ApiError {
     }
 }
 
-/// The query string as ordered pairs, parsed; 400 PGRST100 otherwise.
-fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError> {
+/// The query string as ordered pairs, parsed; 400 PGRST100 otherwise. A key without `=`
+/// is left out, as PostgREST leaves it out. `rpc_read` (a function called by GET or
+/// HEAD) takes parameters without an operator as the function's arguments.
+fn parse_pairs(query_string: &str, rpc_read: bool) -> Result<galley_query::QueryParams, ApiError> {
     // Decoding replaces invalid UTF-8 with U+FFFD; refuse it instead, so what the
     // client sent and what is matched never differ (the CVE-2025-1094 class).
     if percent_encoding::percent_decode_str(query_string)
@@ -831,7 +833,17 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
             None,
         ));
     }
-    galley_query::parse_query(&pairs).map_err(|err| {
+    // The decoder skips empty pieces, so its pairs line up with the non-empty pieces.
+    let valued = query_string
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| piece.contains('='));
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .zip(valued)
+        .filter_map(|(pair, valued)| valued.then_some(pair))
+        .collect();
+    galley_query::parse_query(&pairs, rpc_read).map_err(|err| {
         ApiError::rest(
             StatusCode::BAD_REQUEST,
             "PGRST100",
@@ -840,23 +852,6 @@ fn parse_pairs(query_string: &str) -> Result<galley_query::QueryParams, ApiError
             None,
         )
     })
-}
-
-/// 400 PGRST100 for a query key with no operator (`?name=value` outside a GET call).
-fn operatorless(query: &galley_query::QueryParams, hint: &str) -> Result<(), ApiError> {
-    match query.arguments.first() {
-        None => Ok(()),
-        Some((key, _)) => Err(ApiError::rest(
-            StatusCode::BAD_REQUEST,
-            "PGRST100",
-            format!(
-                "failed to parse filter ({})",
-                key.chars().take(100).collect::<String>()
-            ),
-            Some(hint.to_owned()),
-            None,
-        )),
-    }
 }
 
 /// 400 PGRST102 with PostgREST's message for it (`Empty or invalid json`, `All object

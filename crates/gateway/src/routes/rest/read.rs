@@ -17,8 +17,7 @@ pub(super) async fn get_rows(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let schema = super::profile(&req, &state.rest.schemas)?;
-    let mut query = super::parse_pairs(req.query_string())?;
-    super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
+    let mut query = super::parse_pairs(req.query_string(), false)?;
     let catalog = state.catalog.snapshot();
     let media = Media::parse(&req, catalog.postgis_schema.is_some())?;
     let prefs = Preferences::parse(&req)?;

@@ -27,7 +27,7 @@ pub(super) async fn get_rpc(
     function: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let mut query = super::parse_pairs(req.query_string())?;
+    let mut query = super::parse_pairs(req.query_string(), true)?;
     let object: serde_json::Map<String, serde_json::Value> = std::mem::take(&mut query.arguments)
         .into_iter()
         .map(|(name, value)| (name, serde_json::Value::String(value)))
@@ -50,8 +50,7 @@ pub(super) async fn post_rpc(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let query = super::parse_pairs(req.query_string())?;
-    super::operatorless(&query, "arguments of a POST call go in the body")?;
+    let query = super::parse_pairs(req.query_string(), false)?;
     // A raw body of these types goes whole to a single unnamed parameter of the type.
     let raw = match crate::content_type::not_json(&req).as_deref() {
         Some("text/plain") => Some("text"),

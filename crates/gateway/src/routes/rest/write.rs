@@ -26,8 +26,7 @@ struct Ask {
 
 fn ask(req: &HttpRequest, state: &AppState) -> Result<Ask, ApiError> {
     let schema = super::profile(req, &state.rest.schemas)?.to_owned();
-    let query = super::parse_pairs(req.query_string())?;
-    super::operatorless(&query, "expected an operator such as eq., in. or is.")?;
+    let query = super::parse_pairs(req.query_string(), false)?;
     Ok(Ask {
         schema,
         query,
