@@ -14,7 +14,10 @@ fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
 #[allow(clippy::print_stdout)]
 fn main() {
     let queries = [
-        ("by id", pairs(&[("select", "id,name,price"), ("id", "eq.42")])),
+        (
+            "by id",
+            pairs(&[("select", "id,name,price"), ("id", "eq.42")]),
+        ),
         (
             "page",
             pairs(&[("select", "*"), ("order", "id.desc"), ("limit", "20")]),
@@ -31,7 +34,10 @@ fn main() {
         (
             "full grammar",
             pairs(&[
-                ("select", "id,total:amount.sum(),price::text,authors!inner(name)"),
+                (
+                    "select",
+                    "id,total:amount.sum(),price::text,authors!inner(name)",
+                ),
                 ("name", "not.ilike.*ann*"),
                 ("id", "in.(1,2,3)"),
                 ("and", "(a.gt.1,or(b.is.null,c.eq.\"x,y\"))"),
