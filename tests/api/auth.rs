@@ -370,9 +370,9 @@ async fn fifty_concurrent_signups_with_one_email_make_one_user() {
     assert_eq!(users, 1);
 }
 
-/// The link in the newest mail to `email`, once the outbox holds `nth` of them (recovery
+/// The body of the newest mail to `email`, once the outbox holds `nth` of them (recovery
 /// mail is queued after `/recover` has answered).
-async fn link_in_outbox(app: &TestApp, email: &str, nth: usize) -> String {
+async fn mail_in_outbox(app: &TestApp, email: &str, nth: usize) -> String {
     for _ in 0..100 {
         let mails: Value = app
             .http
@@ -392,16 +392,61 @@ async fn link_in_outbox(app: &TestApp, email: &str, nth: usize) -> String {
             .filter(|m| m["recipient"] == email)
             .collect();
         if mine.len() >= nth {
-            let body = mine[0]["body"].as_str().expect("body");
-            return body
-                .split_whitespace()
-                .find(|word| word.starts_with("http"))
-                .expect("a link")
-                .to_owned();
+            return mine[0]["body"].as_str().expect("body").to_owned();
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("fewer than {nth} mails to {email} reached the outbox");
+}
+
+/// The link in the newest mail to `email`, once the outbox holds `nth` of them.
+async fn link_in_outbox(app: &TestApp, email: &str, nth: usize) -> String {
+    mail_in_outbox(app, email, nth)
+        .await
+        .split_whitespace()
+        .find(|word| word.starts_with("http"))
+        .expect("a link")
+        .to_owned()
+}
+
+/// The six-digit code in the newest mail to `email`, once the outbox holds `nth` of them.
+async fn code_in_outbox(app: &TestApp, email: &str, nth: usize) -> String {
+    mail_in_outbox(app, email, nth)
+        .await
+        .split_whitespace()
+        .find(|word| word.len() == 6 && word.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a code")
+        .to_owned()
+}
+
+/// The claims of an access token, unverified.
+fn claims_of(access: &str) -> Value {
+    serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            access.split('.').nth(1).expect("payload"),
+        )
+        .expect("base64"),
+    )
+    .expect("claims")
+}
+
+/// Follows a mailed link as a browser would, one hop: where it sends the browser.
+async fn follow(app: &TestApp, link: &str) -> String {
+    let path = link.split_once("/auth/v1").expect("verify path").1;
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url(&format!("/auth/v1{path}")))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 303);
+    response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
 }
 
 fn query_value(link: &str, key: &str) -> String {
@@ -1181,4 +1226,311 @@ async fn asymmetric_keys_sign_publish_in_jwks_and_rotate() {
     let (status, _) =
         json_of(with_token(&last, reqwest::Method::GET, "/user", &new_token, None).await).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn one_time_codes_sign_in_once_expire_and_die_after_five_misses() {
+    let app = spawn_app().await;
+    // An unknown address with create_user off is refused as Supabase Auth refuses it.
+    let (status, body) = json_of(
+        post(
+            &app,
+            "/otp",
+            json!({"email": "nobody@example.com", "create_user": false}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"code": "otp_disabled", "message": "Signups not allowed for otp"})
+        )
+    );
+
+    // A new address gets an account and a code; the code signs in once.
+    let (status, _) = json_of(post(&app, "/otp", json!({"email": "Otp@Example.com"})).await).await;
+    assert_eq!(status, 200);
+    let code = code_in_outbox(&app, "otp@example.com", 1).await;
+    let verify = |code: String| {
+        let app = &app;
+        async move {
+            json_of(
+                post(
+                    app,
+                    "/verify",
+                    json!({"email": "otp@example.com", "token": code, "type": "email"}),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let (status, session) = verify(code.clone()).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["email"], "otp@example.com");
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    let (status, body) = verify(code).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"code": "otp_expired", "message": "Token has expired or is invalid"})
+        )
+    );
+
+    // Now confirmed, the address gets a magic link and code; five wrong codes kill it.
+    assert_eq!(
+        post(&app, "/otp", json!({"email": "otp@example.com"}))
+            .await
+            .status(),
+        200
+    );
+    let code = code_in_outbox(&app, "otp@example.com", 2).await;
+    let link = link_in_outbox(&app, "otp@example.com", 2).await;
+    assert_eq!(query_value(&link, "type"), "magiclink");
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().expect("digits") + 1) % 1_000_000
+    );
+    for _ in 0..5 {
+        assert_eq!(verify(wrong.clone()).await.0, 403);
+    }
+    assert_eq!(
+        verify(code).await.0,
+        403,
+        "the right code after five misses"
+    );
+    // The link of the dead token is dead too.
+    let (status, _) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"token_hash": query_value(&link, "token"), "type": "magiclink"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // An expired code is refused.
+    assert_eq!(
+        post(&app, "/otp", json!({"email": "otp@example.com"}))
+            .await
+            .status(),
+        200
+    );
+    let code = code_in_outbox(&app, "otp@example.com", 3).await;
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .execute(
+            "UPDATE auth.one_time_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("expire");
+    assert_eq!(verify(code).await.0, 403);
+
+    // A fresh magic link signs in, by its link this time, with `otp` as the method.
+    assert_eq!(
+        post(&app, "/otp", json!({"email": "otp@example.com"}))
+            .await
+            .status(),
+        200
+    );
+    let link = link_in_outbox(&app, "otp@example.com", 4).await;
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"token_hash": query_value(&link, "token"), "type": "magiclink"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let claims = claims_of(session["access_token"].as_str().expect("token"));
+    assert_eq!(claims["amr"][0]["method"], "otp");
+}
+
+#[tokio::test]
+async fn a_pkce_link_gives_a_code_only_its_verifier_can_exchange_once() {
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let verifier = "a-verifier-of-at-least-forty-three-characters-0123456789";
+    let challenge = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        sha2::Sha256::digest(verifier.as_bytes()),
+    );
+    // GoTrue's checks on the challenge.
+    let (status, body) = json_of(
+        post(
+            &app,
+            "/otp",
+            json!({"email": "pkce@example.com", "code_challenge": challenge}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!("PKCE flow requires code_challenge_method and code_challenge")
+        )
+    );
+
+    let (status, _) = json_of(
+        post(
+            &app,
+            "/otp",
+            json!({"email": "pkce@example.com", "code_challenge": challenge, "code_challenge_method": "S256"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let location = follow(&app, &link_in_outbox(&app, "pkce@example.com", 1).await).await;
+    assert!(!location.contains("access_token"), "{location}");
+    let code = query_value(&location, "code");
+
+    let exchange = |code: String, verifier: &'static str| {
+        let app = &app;
+        async move {
+            json_of(
+                post(
+                    app,
+                    "/token?grant_type=pkce",
+                    json!({"auth_code": code, "code_verifier": verifier}),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let (status, body) = exchange(
+        code.clone(),
+        "another-verifier-of-at-least-forty-three-characters-012",
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"code": "bad_code_verifier", "message": "code challenge does not match previously saved code verifier"})
+        )
+    );
+    let (status, session) = exchange(code.clone(), verifier).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["email"], "pkce@example.com");
+    let (status, body) = exchange(code, verifier).await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"code": "flow_state_not_found", "message": "invalid flow state, no valid flow state found"})
+        )
+    );
+
+    // A code older than five minutes is refused as expired.
+    assert_eq!(
+        post(
+            &app,
+            "/recover",
+            json!({"email": "pkce@example.com", "code_challenge": verifier, "code_challenge_method": "plain"}),
+        )
+        .await
+        .status(),
+        200
+    );
+    let location = follow(&app, &link_in_outbox(&app, "pkce@example.com", 2).await).await;
+    let code = query_value(&location, "code");
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .execute(
+            "UPDATE auth.flow_states SET auth_code_issued_at = now() - interval '301 seconds'",
+            &[],
+        )
+        .await
+        .expect("age");
+    let (status, body) = exchange(code, verifier).await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"code": "flow_state_expired", "message": "invalid flow state, flow state has expired"})
+        )
+    );
+    let (status, body) = json_of(
+        post(
+            &app,
+            "/token?grant_type=pkce",
+            json!({"auth_code": "", "code_verifier": verifier}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!("invalid request: both auth code and code verifier should be non-empty")
+        )
+    );
+}
+
+#[tokio::test]
+async fn anonymous_sign_ins_are_off_by_default_and_become_permanent_with_an_email() {
+    let app = spawn_app().await;
+    let (status, body) = json_of(post(&app, "/signup", json!({})).await).await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"code": "anonymous_provider_disabled", "message": "Anonymous sign-ins are disabled"})
+        )
+    );
+
+    let app = spawn_app_with(|config| config.auth.anonymous_sign_ins = true).await;
+    let settings: Value = app
+        .http
+        .get(app.url("/auth/v1/settings"))
+        .send()
+        .await
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(settings["external"]["anonymous_users"], true);
+    let (status, session) =
+        json_of(post(&app, "/signup", json!({"data": {"theme": "dark"}})).await).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["is_anonymous"], true);
+    assert_eq!(session["user"]["app_metadata"], json!({}));
+    assert_eq!(session["user"]["user_metadata"]["theme"], "dark");
+    let access = session["access_token"].as_str().expect("token");
+    let id = session["user"]["id"].clone();
+
+    // Without confirmation (no SMTP here), the address applies at once.
+    let (status, user) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            access,
+            Some(json!({"email": "Kept@Example.com"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["id"], id);
+    assert_eq!(user["is_anonymous"], false);
+    assert_eq!(user["email"], "kept@example.com");
+    assert_eq!(user["app_metadata"]["provider"], "email");
 }

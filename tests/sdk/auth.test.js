@@ -24,20 +24,31 @@ function client(key = anonKey) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/// The link in the newest mail to `email` whose subject matches, once it has arrived.
-async function mailedLink(email, subject, after = 0) {
+/// The text of the newest mail to `email` whose subject matches, once it has arrived.
+async function mailedText(email, subject, after = 0) {
   for (let i = 0; i < 200; i++) {
     const mails = existsSync(mailFile)
       ? readFileSync(mailFile, "utf8").trim().split("\n").filter(Boolean).map((line) => JSON.parse(line))
       : [];
     const mine = mails.filter((m) => m.to.includes(email) && subject.test(m.subject));
     if (mine.length > after) {
-      const text = mine[mine.length - 1].text;
-      return text.split(/\s+/).find((word) => word.startsWith("http"));
+      return mine[mine.length - 1].text;
     }
     await sleep(100);
   }
   throw new Error(`no mail to ${email} matching ${subject}`);
+}
+
+/// The link in the newest mail to `email` whose subject matches.
+async function mailedLink(email, subject, after = 0) {
+  const text = await mailedText(email, subject, after);
+  return text.split(/\s+/).find((word) => word.startsWith("http"));
+}
+
+/// The six-digit code in the newest mail to `email` whose subject matches.
+async function mailedCode(email, subject, after = 0) {
+  const text = await mailedText(email, subject, after);
+  return text.match(/\b\d{6}\b/)[0];
 }
 
 async function admin(method, path, body) {
@@ -182,4 +193,120 @@ test("auth.admin manages users", async () => {
   assert.equal(gone.error.code, "user_not_found");
   const notAdmin = await client().auth.admin.listUsers();
   assert.ok(notAdmin.error, "the anon key is not an admin");
+});
+
+test("a mailed code and a magic link sign in without a password", async () => {
+  const email = `otp-${randomUUID().slice(0, 8)}@example.com`;
+  const supabase = client();
+  // Unknown, and not to be created: Supabase Auth's refusal.
+  const refused = await supabase.auth.signInWithOtp({ email, options: { shouldCreateUser: false } });
+  assert.equal(refused.error.code, "otp_disabled");
+  assert.equal(refused.error.status, 422);
+
+  // A new address: an account, and a confirmation with a code in it.
+  const asked = await supabase.auth.signInWithOtp({ email, options: { data: { name: "Otto" } } });
+  assert.equal(asked.error, null);
+  const code = await mailedCode(email, /Confirm your signup/);
+  const verified = await supabase.auth.verifyOtp({ email, token: code, type: "email" });
+  assert.equal(verified.error, null, JSON.stringify(verified.error));
+  assert.equal(verified.data.user.email, email);
+  assert.equal(verified.data.user.user_metadata.name, "Otto");
+  const wrote = await supabase.from("diary").insert({ entry: "no password needed" }).select("entry");
+  assert.equal(wrote.error, null, JSON.stringify(wrote.error));
+  const again = await client().auth.verifyOtp({ email, token: code, type: "email" });
+  assert.equal(again.error.code, "otp_expired");
+
+  // Now confirmed: a magic link, followed as a browser would, carries a session.
+  const magic = await supabase.auth.signInWithOtp({ email, options: { shouldCreateUser: false } });
+  assert.equal(magic.error, null);
+  const link = await mailedLink(email, /sign-in link/);
+  const followed = await fetch(link, { redirect: "manual" });
+  assert.equal(followed.status, 303);
+  const fragment = new URLSearchParams(new URL(followed.headers.get("location")).hash.slice(1));
+  assert.equal(fragment.get("type"), "magiclink");
+  const browser = client();
+  const restored = await browser.auth.setSession({
+    access_token: fragment.get("access_token"),
+    refresh_token: fragment.get("refresh_token"),
+  });
+  assert.equal(restored.error, null);
+  assert.equal(restored.data.user.email, email);
+  const mine = await browser.from("diary").select("entry");
+  assert.deepEqual(mine.data, [{ entry: "no password needed" }]);
+});
+
+test("the PKCE flow: sign-up and recovery links carry a code the client exchanges", async () => {
+  const pkce = () =>
+    createClient(url, anonKey, {
+      auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false, flowType: "pkce" },
+      realtime: { transport: ws },
+    });
+  const email = `pkce-${randomUUID().slice(0, 8)}@example.com`;
+  const password = "correct horse battery";
+  const supabase = pkce();
+  const signedUp = await supabase.auth.signUp({ email, password });
+  assert.equal(signedUp.error, null);
+  const followed = await fetch(await mailedLink(email, /Confirm your signup/), { redirect: "manual" });
+  assert.equal(followed.status, 303);
+  const location = new URL(followed.headers.get("location"));
+  assert.equal(location.hash, "", "no tokens in a PKCE redirect");
+  const code = location.searchParams.get("code");
+  // Another client, without the verifier, cannot use the code.
+  const stranger = await pkce().auth.exchangeCodeForSession(code);
+  assert.ok(stranger.error);
+  const exchanged = await supabase.auth.exchangeCodeForSession(code);
+  assert.equal(exchanged.error, null, JSON.stringify(exchanged.error));
+  assert.equal(exchanged.data.user.email, email);
+  assert.ok(exchanged.data.user.email_confirmed_at);
+
+  // Recovery through PKCE, then a new password.
+  const recovering = pkce();
+  const asked = await recovering.auth.resetPasswordForEmail(email);
+  assert.equal(asked.error, null);
+  const reset = await fetch(await mailedLink(email, /Reset your/), { redirect: "manual" });
+  const resetCode = new URL(reset.headers.get("location")).searchParams.get("code");
+  const recovered = await recovering.auth.exchangeCodeForSession(resetCode);
+  assert.equal(recovered.error, null, JSON.stringify(recovered.error));
+  const changed = await recovering.auth.updateUser({ password: "a brand new passphrase" });
+  assert.equal(changed.error, null);
+  const signedIn = await client().auth.signInWithPassword({ email, password: "a brand new passphrase" });
+  assert.equal(signedIn.error, null);
+});
+
+test("an anonymous sign-in becomes a permanent account and keeps its id and rows", async () => {
+  const supabase = client();
+  const anonymous = await supabase.auth.signInAnonymously({ options: { data: { theme: "dark" } } });
+  assert.equal(anonymous.error, null, JSON.stringify(anonymous.error));
+  const user = anonymous.data.user;
+  assert.equal(user.is_anonymous, true);
+  assert.equal(user.email, "");
+  const claims = JSON.parse(Buffer.from(anonymous.data.session.access_token.split(".")[1], "base64url"));
+  assert.equal(claims.is_anonymous, true);
+  assert.equal(claims.amr[0].method, "anonymous");
+  const wrote = await supabase.from("diary").insert({ entry: "before I had an address" }).select("entry");
+  assert.equal(wrote.error, null, JSON.stringify(wrote.error));
+
+  // A password alone is refused, as Supabase Auth refuses it.
+  const early = await supabase.auth.updateUser({ password: "correct horse battery" });
+  assert.equal(early.error.code, "validation_failed");
+  assert.equal(early.error.message, "Updating password of an anonymous user without an email or phone is not allowed");
+
+  // An address, confirmed by its link: the same user, no longer anonymous.
+  const email = `anon-${randomUUID().slice(0, 8)}@example.com`;
+  const added = await supabase.auth.updateUser({ email, password: "correct horse battery" });
+  assert.equal(added.error, null, JSON.stringify(added.error));
+  const followed = await fetch(await mailedLink(email, /Confirm your new/), { redirect: "manual" });
+  assert.equal(followed.status, 303);
+  const fragment = new URLSearchParams(new URL(followed.headers.get("location")).hash.slice(1));
+  assert.ok(fragment.get("access_token"), followed.headers.get("location"));
+  const later = await supabase.auth.refreshSession();
+  assert.equal(later.error, null);
+  assert.equal(later.data.user.id, user.id);
+  assert.equal(later.data.user.is_anonymous, false);
+  assert.equal(later.data.user.email, email);
+  const rows = await supabase.from("diary").select("entry");
+  assert.deepEqual(rows.data, [{ entry: "before I had an address" }]);
+  const signedIn = await client().auth.signInWithPassword({ email, password: "correct horse battery" });
+  assert.equal(signedIn.error, null, JSON.stringify(signedIn.error));
+  assert.equal(signedIn.data.user.id, user.id);
 });

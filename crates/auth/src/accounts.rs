@@ -34,6 +34,8 @@ pub struct AuthSettings {
     /// Signups must confirm their email before signing in.
     pub confirm_email: bool,
     pub disable_signup: bool,
+    /// `/signup` without credentials makes an anonymous user.
+    pub anonymous_sign_ins: bool,
     /// How long an emailed link works.
     pub link_ttl: Duration,
 }
@@ -81,17 +83,21 @@ pub enum LogoutScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyKind {
     Signup,
+    Invite,
+    MagicLink,
     Recovery,
     EmailChange,
-    /// `email`: a confirmation or a recovery link, whichever the token is.
+    /// `email`: a confirmation, a magic link or a recovery, whichever the token is.
     Email,
 }
 
 impl VerifyKind {
     pub fn parse(text: &str) -> Option<Self> {
         match text {
-            "signup" | "invite" => Some(Self::Signup),
-            "recovery" | "magiclink" => Some(Self::Recovery),
+            "signup" => Some(Self::Signup),
+            "invite" => Some(Self::Invite),
+            "magiclink" => Some(Self::MagicLink),
+            "recovery" => Some(Self::Recovery),
             "email_change" => Some(Self::EmailChange),
             "email" => Some(Self::Email),
             _ => None,
@@ -101,6 +107,8 @@ impl VerifyKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Signup => "signup",
+            Self::Invite => "invite",
+            Self::MagicLink => "magiclink",
             Self::Recovery => "recovery",
             Self::EmailChange => "email_change",
             Self::Email => "email",
@@ -110,12 +118,94 @@ impl VerifyKind {
     fn token_kinds(self) -> &'static [&'static str] {
         match self {
             Self::Signup => &["confirmation"],
+            Self::Invite => &["invite"],
+            // Older magic links were recovery links.
+            Self::MagicLink => &["magiclink", "recovery"],
             Self::Recovery => &["recovery"],
             Self::EmailChange => &["email_change"],
-            Self::Email => &["confirmation", "recovery"],
+            Self::Email => &["confirmation", "magiclink", "recovery", "invite"],
         }
     }
 }
+
+/// What a `/verify` presents: the token of a mailed link, or the address and the code
+/// the mail carried.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    Link(&'a str),
+    Code { email: &'a str, code: &'a str },
+}
+
+/// A PKCE code challenge a client sent with a request that mails a link.
+#[derive(Debug, Clone)]
+pub struct Pkce {
+    pub challenge: String,
+    /// `s256` or `plain`.
+    pub method: &'static str,
+}
+
+impl Pkce {
+    /// GoTrue's checks: both or neither of the challenge and its method, the method
+    /// `s256` or `plain` (any case), the challenge 43 to 128 characters.
+    pub fn parse(challenge: Option<&str>, method: Option<&str>) -> Result<Option<Self>, AuthError> {
+        let (challenge, method) = match (challenge, method) {
+            (None | Some(""), None | Some("")) => return Ok(None),
+            (Some(challenge), Some(method)) if !challenge.is_empty() && !method.is_empty() => {
+                (challenge, method)
+            }
+            _ => {
+                return Err(AuthError::validation(
+                    "PKCE flow requires code_challenge_method and code_challenge",
+                ));
+            }
+        };
+        let method = match method.to_ascii_lowercase().as_str() {
+            "s256" => "s256",
+            "plain" => "plain",
+            _ => {
+                return Err(AuthError::validation(format!(
+                    "code challenge method not supported: {method}"
+                )));
+            }
+        };
+        if !(43..=128).contains(&challenge.chars().count()) {
+            return Err(AuthError::validation(
+                "code challenge has to be between 43 and 128 characters",
+            ));
+        }
+        Ok(Some(Self {
+            challenge: challenge.to_owned(),
+            method,
+        }))
+    }
+
+    /// Whether `verifier` answers the challenge, compared in constant time.
+    fn answered_by(challenge: &str, method: &str, verifier: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = if method == "s256" {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()))
+        } else {
+            verifier.to_owned()
+        };
+        bool::from(expected.as_bytes().ct_eq(challenge.as_bytes()))
+    }
+}
+
+/// What following a mailed link gives: a session, or for a link started with a PKCE
+/// challenge an authorization code to exchange for one.
+pub enum Verified {
+    Session(Box<Session>),
+    AuthCode(String),
+}
+
+/// How long a PKCE flow's authorization code may be exchanged, from when it was issued.
+const FLOW_STATE_TTL_SECONDS: i64 = 300;
+
+/// How many wrong codes kill a mailed token.
+const MAX_CODE_ATTEMPTS: i32 = 5;
 
 /// The caller of a user endpoint, from a verified access token.
 #[derive(Debug, Clone)]
@@ -204,6 +294,7 @@ impl Accounts {
         password: &str,
         data: Option<Map<String, Value>>,
         redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
     ) -> Result<Signup, AuthError> {
         if self.settings.disable_signup {
             return Err(AuthError::new(
@@ -255,7 +346,14 @@ impl Accounts {
                     Some(user) => {
                         // Not confirmed yet: send the confirmation again.
                         let user = self
-                            .send_link(&tx, &user, MailKind::Confirmation, &email, redirect_to)
+                            .send_link(
+                                &tx,
+                                &user,
+                                MailKind::Confirmation,
+                                &email,
+                                redirect_to,
+                                pkce,
+                            )
                             .await?;
                         tx.commit().await?;
                         self.mail_queued.notify_one();
@@ -271,12 +369,59 @@ impl Accounts {
             Ok(Signup::Session(Box::new(session)))
         } else {
             let user = self
-                .send_link(&tx, &user, MailKind::Confirmation, &email, redirect_to)
+                .send_link(
+                    &tx,
+                    &user,
+                    MailKind::Confirmation,
+                    &email,
+                    redirect_to,
+                    pkce,
+                )
                 .await?;
             tx.commit().await?;
             self.mail_queued.notify_one();
             Ok(Signup::User(user.to_json()))
         }
+    }
+
+    /// `POST /signup` with neither email nor phone: an anonymous user (`is_anonymous`,
+    /// no identity, no password) and a session, when `auth.anonymous_sign_ins` is on.
+    pub async fn signup_anonymous(
+        &self,
+        data: Option<Map<String, Value>>,
+        user_agent: Option<&str>,
+    ) -> Result<Session, AuthError> {
+        if !self.settings.anonymous_sign_ins {
+            return Err(AuthError::new(
+                422,
+                "anonymous_provider_disabled",
+                "Anonymous sign-ins are disabled",
+            ));
+        }
+        if self.settings.disable_signup {
+            return Err(AuthError::new(
+                422,
+                "signup_disabled",
+                "Signups not allowed for this instance",
+            ));
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO auth.users AS u (raw_user_meta_data, raw_app_meta_data, is_anonymous) \
+                     VALUES ($1, '{{}}', true) RETURNING {USER_COLUMNS}"
+                ),
+                &[&Value::Object(data.unwrap_or_default())],
+            )
+            .await?;
+        let user = UserRecord::from_row(&row, 0)?;
+        let session = self
+            .start_session(&tx, user, "anonymous", user_agent)
+            .await?;
+        tx.commit().await?;
+        Ok(session)
     }
 
     /// `POST /token?grant_type=password`.
@@ -488,6 +633,16 @@ impl Accounts {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut user = self.load_caller(&tx, caller).await?;
+        if user.is_anonymous
+            && update.password.as_deref().is_some_and(|p| !p.is_empty())
+            && new_email.is_none()
+        {
+            return Err(AuthError::new(
+                422,
+                "validation_failed",
+                "Updating password of an anonymous user without an email or phone is not allowed",
+            ));
+        }
         if let (Some(password), Some(old)) = (&update.password, &user.encrypted_password)
             && self.hasher.verify(password, Some(old)).await
         {
@@ -551,13 +706,14 @@ impl Accounts {
                     .await?;
                 user = UserRecord::from_row(&row, 0)?;
                 user = self
-                    .send_link(&tx, &user, MailKind::EmailChange, &email, redirect_to)
+                    .send_link(&tx, &user, MailKind::EmailChange, &email, redirect_to, None)
                     .await?;
             } else {
                 let row = tx
                     .query_one(
                         &format!(
-                            "UPDATE auth.users AS u SET email = $2, email_change = NULL, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+                            "UPDATE auth.users AS u SET email = $2, email_change = NULL, {PERMANENT}, updated_at = now() \
+                             WHERE id = $1 RETURNING {USER_COLUMNS}"
                         ),
                         &[&user.id, &email],
                     )
@@ -573,7 +729,12 @@ impl Accounts {
 
     /// `POST /recover`: mails a single-use link when the address belongs to an account,
     /// and answers the same either way.
-    pub async fn recover(&self, email: &str, redirect_to: Option<&str>) -> Result<(), AuthError> {
+    pub async fn recover(
+        &self,
+        email: &str,
+        redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
+    ) -> Result<(), AuthError> {
         if email.trim().is_empty() {
             return Err(AuthError::validation("Password recovery requires an email"));
         }
@@ -584,7 +745,7 @@ impl Accounts {
             .await?
             .filter(|user| user.deleted_at.is_none())
         {
-            self.send_link(&tx, &user, MailKind::Recovery, &email, redirect_to)
+            self.send_link(&tx, &user, MailKind::Recovery, &email, redirect_to, pkce)
                 .await?;
         }
         tx.commit().await?;
@@ -600,6 +761,7 @@ impl Accounts {
         self: &std::sync::Arc<Self>,
         email: &str,
         redirect_to: Option<&str>,
+        pkce: Option<Pkce>,
     ) -> Result<(), AuthError> {
         if email.trim().is_empty() {
             return Err(AuthError::validation("Password recovery requires an email"));
@@ -608,10 +770,93 @@ impl Accounts {
         let accounts = std::sync::Arc::clone(self);
         let redirect_to = redirect_to.map(str::to_owned);
         tokio::spawn(async move {
-            if let Err(err) = accounts.recover(&email, redirect_to.as_deref()).await {
+            if let Err(err) = accounts
+                .recover(&email, redirect_to.as_deref(), pkce.as_ref())
+                .await
+            {
                 tracing::error!(event = "auth.recover_failed", error = %err, "a password recovery could not be queued");
             }
         });
+        Ok(())
+    }
+
+    /// `POST /otp`: mails a sign-in link and code. An account that has not confirmed its
+    /// address gets the confirmation instead; an unknown address gets an account (without
+    /// a password, unconfirmed until the link or code is used) when `create_user`, and
+    /// 422 `otp_disabled` otherwise, as Supabase Auth answers.
+    pub async fn otp(
+        &self,
+        email: &str,
+        create_user: bool,
+        data: Option<Map<String, Value>>,
+        redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
+    ) -> Result<(), AuthError> {
+        let email = normalise_email(email)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let existing = load_user_by_email(&tx, &email)
+            .await?
+            .filter(|user| user.deleted_at.is_none());
+        match existing {
+            Some(user) if user.email_confirmed_at.is_some() => {
+                self.send_link(&tx, &user, MailKind::MagicLink, &email, redirect_to, pkce)
+                    .await?;
+            }
+            Some(user) => {
+                self.send_link(
+                    &tx,
+                    &user,
+                    MailKind::Confirmation,
+                    &email,
+                    redirect_to,
+                    pkce,
+                )
+                .await?;
+            }
+            None if !create_user => {
+                return Err(AuthError::new(
+                    422,
+                    "otp_disabled",
+                    "Signups not allowed for otp",
+                ));
+            }
+            None if self.settings.disable_signup => {
+                return Err(AuthError::new(
+                    422,
+                    "signup_disabled",
+                    "Signups not allowed for this instance",
+                ));
+            }
+            None => {
+                let metadata = with_email_verified(Value::Object(data.unwrap_or_default()), false);
+                let row = tx
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO auth.users AS u (email, raw_user_meta_data, raw_app_meta_data) \
+                             VALUES ($1, $2, '{{\"provider\": \"email\", \"providers\": [\"email\"]}}') \
+                             ON CONFLICT (email) WHERE email IS NOT NULL DO NOTHING RETURNING {USER_COLUMNS}"
+                        ),
+                        &[&email, &metadata],
+                    )
+                    .await?;
+                // A concurrent request made it first; its mail is on the way.
+                if let Some(row) = row {
+                    let user = UserRecord::from_row(&row, 0)?;
+                    self.send_link(
+                        &tx,
+                        &user,
+                        MailKind::Confirmation,
+                        &email,
+                        redirect_to,
+                        pkce,
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.mail_queued.notify_one();
         Ok(())
     }
 
@@ -621,6 +866,7 @@ impl Accounts {
         kind: &str,
         email: &str,
         redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
     ) -> Result<(), AuthError> {
         let email = normalise_email(email)?;
         let mut client = self.pool.get().await?;
@@ -628,8 +874,15 @@ impl Accounts {
         let user = load_user_by_email(&tx, &email).await?;
         match (kind, user) {
             ("signup", Some(user)) if user.email_confirmed_at.is_none() => {
-                self.send_link(&tx, &user, MailKind::Confirmation, &email, redirect_to)
-                    .await?;
+                self.send_link(
+                    &tx,
+                    &user,
+                    MailKind::Confirmation,
+                    &email,
+                    redirect_to,
+                    pkce,
+                )
+                .await?;
             }
             ("email_change", _) => {
                 let pending = tx
@@ -642,7 +895,7 @@ impl Accounts {
                     .await?;
                 if let Some(row) = pending {
                     let user = UserRecord::from_row(&row, 0)?;
-                    self.send_link(&tx, &user, MailKind::EmailChange, &email, redirect_to)
+                    self.send_link(&tx, &user, MailKind::EmailChange, &email, redirect_to, pkce)
                         .await?;
                 }
             }
@@ -658,33 +911,93 @@ impl Accounts {
         Ok(())
     }
 
-    /// Follows an emailed link: the token is consumed atomically (once, unexpired), its
-    /// effect applied, and a session started.
-    pub async fn verify(&self, kind: VerifyKind, token: &str) -> Result<Session, AuthError> {
-        let invalid = || AuthError::new(403, "otp_expired", "Email link is invalid or has expired");
-        if token.trim().is_empty() {
-            return Err(invalid());
-        }
-        let hash = one_time_hash(token);
+    /// Follows an emailed link, or takes the code a mail carried: the token is consumed
+    /// atomically (once, unexpired), its effect applied, and a session started. A wrong
+    /// code counts against every live token of that kind sent to the address; the fifth
+    /// kills them.
+    ///
+    /// A link started with a PKCE challenge, followed in a browser (`pkce_redirect`),
+    /// gives an authorization code instead of a session.
+    pub async fn verify(
+        &self,
+        kind: VerifyKind,
+        proof: Proof<'_>,
+        pkce_redirect: bool,
+    ) -> Result<Verified, AuthError> {
         let kinds: Vec<&str> = kind.token_kinds().to_vec();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "UPDATE auth.one_time_tokens SET used_at = now() \
-                 WHERE token_hash = $1 AND kind = ANY($2) AND used_at IS NULL AND expires_at > now() \
-                 RETURNING user_id, kind, relates_to",
-                &[&hash, &kinds],
-            )
-            .await?
-            .ok_or_else(invalid)?;
+        let (row, invalid) = match proof {
+            Proof::Link(token) => {
+                let invalid =
+                    || AuthError::new(403, "otp_expired", "Email link is invalid or has expired");
+                if token.trim().is_empty() {
+                    return Err(invalid());
+                }
+                let row = tx
+                    .query_opt(
+                        "UPDATE auth.one_time_tokens SET used_at = now() \
+                         WHERE token_hash = $1 AND kind = ANY($2) AND used_at IS NULL AND expires_at > now() \
+                         AND failed_attempts < $3 \
+                         RETURNING user_id, kind, relates_to, flow_state_id",
+                        &[&one_time_hash(token), &kinds, &MAX_CODE_ATTEMPTS],
+                    )
+                    .await?;
+                (row, invalid as fn() -> AuthError)
+            }
+            Proof::Code { email, code } => {
+                let invalid =
+                    || AuthError::new(403, "otp_expired", "Token has expired or is invalid");
+                let email = normalise_email(email)?;
+                let candidates = tx
+                    .query(
+                        "SELECT id, code_hash FROM auth.one_time_tokens \
+                         WHERE relates_to = $1 AND kind = ANY($2) AND used_at IS NULL AND expires_at > now() \
+                         AND failed_attempts < $3 AND code_hash IS NOT NULL \
+                         ORDER BY id FOR UPDATE",
+                        &[&email, &kinds, &MAX_CODE_ATTEMPTS],
+                    )
+                    .await?;
+                // Every candidate is compared, matched or not, in constant time.
+                let mut matched = None;
+                for candidate in &candidates {
+                    let stored: Vec<u8> = candidate.try_get(1)?;
+                    if crate::tokens::code_matches(&stored, &email, code) {
+                        matched = Some(candidate.try_get::<_, i64>(0)?);
+                    }
+                }
+                let Some(id) = matched else {
+                    let ids = candidates
+                        .iter()
+                        .map(|row| row.try_get::<_, i64>(0))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    tx.execute(
+                        "UPDATE auth.one_time_tokens SET failed_attempts = failed_attempts + 1 WHERE id = ANY($1)",
+                        &[&ids],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Err(invalid());
+                };
+                let row = tx
+                    .query_opt(
+                        "UPDATE auth.one_time_tokens SET used_at = now() WHERE id = $1 \
+                         RETURNING user_id, kind, relates_to, flow_state_id",
+                        &[&id],
+                    )
+                    .await?;
+                (row, invalid as fn() -> AuthError)
+            }
+        };
+        let row = row.ok_or_else(invalid)?;
         let user_id: Uuid = row.try_get(0)?;
         let token_kind: String = row.try_get(1)?;
         let relates_to: String = row.try_get(2)?;
+        let flow_state: Option<Uuid> = row.try_get(3)?;
         let sql = match token_kind.as_str() {
             "email_change" => format!(
                 "UPDATE auth.users AS u SET email = email_change, email_change = NULL, email_change_sent_at = NULL, \
-                 email_confirmed_at = coalesce(email_confirmed_at, now()), updated_at = now() \
+                 email_confirmed_at = coalesce(email_confirmed_at, now()), {PERMANENT}, updated_at = now() \
                  WHERE id = $1 AND email_change = $2 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
             ),
             // Following a link sent to the address proves it, for recovery too.
@@ -709,12 +1022,95 @@ impl Accounts {
             &[&user_id, &token_kind],
         )
         .await?;
-        let method = if token_kind == "recovery" {
-            "otp"
-        } else {
-            "email/signup"
-        };
-        let session = self.start_session(&tx, user, method, None).await?;
+        if let Some(flow_state) = flow_state {
+            if pkce_redirect {
+                let code = one_time_token();
+                tx.execute(
+                    "UPDATE auth.flow_states SET auth_code_hash = $2, auth_code_issued_at = now() WHERE id = $1",
+                    &[&flow_state, &one_time_hash(&code)],
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Verified::AuthCode(code));
+            }
+            tx.execute("DELETE FROM auth.flow_states WHERE id = $1", &[&flow_state])
+                .await?;
+        }
+        let session = self
+            .start_session(&tx, user, amr_method(&token_kind), None)
+            .await?;
+        tx.commit().await?;
+        Ok(Verified::Session(Box::new(session)))
+    }
+
+    /// `POST /token?grant_type=pkce`: exchanges the authorization code a PKCE link gave
+    /// for a session, once, within five minutes, for the verifier of its challenge.
+    pub async fn exchange_pkce(
+        &self,
+        auth_code: &str,
+        verifier: &str,
+        user_agent: Option<&str>,
+    ) -> Result<Session, AuthError> {
+        if auth_code.is_empty() || verifier.is_empty() {
+            return Err(AuthError::validation(
+                "invalid request: both auth code and code verifier should be non-empty",
+            ));
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT id, user_id, code_challenge, code_challenge_method, authentication_method, \
+                 coalesce(auth_code_issued_at, created_at) < now() - make_interval(secs => $2) \
+                 FROM auth.flow_states WHERE auth_code_hash = $1 FOR UPDATE",
+                &[&one_time_hash(auth_code), &(FLOW_STATE_TTL_SECONDS as f64)],
+            )
+            .await?
+            .ok_or_else(|| {
+                AuthError::new(
+                    404,
+                    "flow_state_not_found",
+                    "invalid flow state, no valid flow state found",
+                )
+            })?;
+        let id: Uuid = row.try_get(0)?;
+        let user_id: Uuid = row.try_get(1)?;
+        let challenge: String = row.try_get(2)?;
+        let method: String = row.try_get(3)?;
+        let authentication_method: String = row.try_get(4)?;
+        let expired: bool = row.try_get(5)?;
+        if expired {
+            return Err(AuthError::new(
+                422,
+                "flow_state_expired",
+                "invalid flow state, flow state has expired",
+            ));
+        }
+        if !Pkce::answered_by(&challenge, &method, verifier) {
+            return Err(AuthError::new(
+                400,
+                "bad_code_verifier",
+                "code challenge does not match previously saved code verifier",
+            ));
+        }
+        tx.execute("DELETE FROM auth.flow_states WHERE id = $1", &[&id])
+            .await?;
+        let user = load_user(&tx, user_id)
+            .await?
+            .filter(|user| user.deleted_at.is_none())
+            .ok_or_else(|| {
+                AuthError::new(
+                    404,
+                    "flow_state_not_found",
+                    "invalid flow state, no valid flow state found",
+                )
+            })?;
+        if user.is_banned(Utc::now()) {
+            return Err(AuthError::new(400, "user_banned", "User is banned"));
+        }
+        let session = self
+            .start_session(&tx, user, &authentication_method, user_agent)
+            .await?;
         tx.commit().await?;
         Ok(session)
     }
@@ -977,7 +1373,8 @@ impl Accounts {
 
     // ---- shared ----
 
-    /// Creates a single-use token, records when it was sent, and queues its mail.
+    /// Creates a single-use token and its code, records when it was sent, and queues its
+    /// mail.
     async fn send_link(
         &self,
         client: &impl GenericClient,
@@ -985,13 +1382,22 @@ impl Accounts {
         kind: MailKind,
         address: &str,
         redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
     ) -> Result<UserRecord, AuthError> {
         let token = one_time_token();
+        let code = crate::tokens::one_time_code();
         let expires_at = Utc::now() + self.settings.link_ttl;
         let (token_kind, column, verify_type) = match kind {
             MailKind::Confirmation => ("confirmation", "confirmation_sent_at", "signup"),
             MailKind::Recovery => ("recovery", "recovery_sent_at", "recovery"),
             MailKind::EmailChange => ("email_change", "email_change_sent_at", "email_change"),
+            MailKind::MagicLink => ("magiclink", "recovery_sent_at", "magiclink"),
+            MailKind::Invite => ("invite", "invited_at", "invite"),
+            MailKind::Reauthentication => (
+                "reauthentication",
+                "reauthentication_sent_at",
+                "reauthentication",
+            ),
         };
         // A new link replaces the older ones of its kind.
         client
@@ -1000,10 +1406,32 @@ impl Accounts {
                 &[&user.id, &token_kind],
             )
             .await?;
+        let flow_state: Option<Uuid> = match pkce {
+            None => None,
+            Some(pkce) => Some(
+                client
+                    .query_one(
+                        "INSERT INTO auth.flow_states (user_id, code_challenge, code_challenge_method, authentication_method) \
+                         VALUES ($1, $2, $3, $4) RETURNING id",
+                        &[&user.id, &pkce.challenge, &pkce.method, &amr_method(token_kind)],
+                    )
+                    .await?
+                    .try_get(0)?,
+            ),
+        };
         client
             .execute(
-                "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, relates_to, expires_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&user.id, &token_kind, &one_time_hash(&token), &address, &expires_at],
+                "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, code_hash, relates_to, expires_at, flow_state_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &user.id,
+                    &token_kind,
+                    &one_time_hash(&token),
+                    &crate::tokens::code_hash(address, &code),
+                    &address,
+                    &expires_at,
+                    &flow_state,
+                ],
             )
             .await?;
         let redirect = redirect_to
@@ -1019,7 +1447,7 @@ impl Accounts {
             "{}/auth/v1/verify?{query}",
             self.settings.public_url.trim_end_matches('/')
         );
-        let (subject, body) = self.templates.render(kind, &link);
+        let (subject, body) = self.templates.render(kind, &link, &code);
         mail::enqueue(client, kind, address, &subject, &body).await?;
         let row = client
             .query_one(
@@ -1092,6 +1520,24 @@ impl Accounts {
             user,
             session_id,
         }
+    }
+}
+
+/// What an anonymous user becomes on gaining a confirmed email: permanent, with email as
+/// its provider (an `UPDATE` assignment list; a no-op for other users).
+const PERMANENT: &str = "is_anonymous = false, \
+    raw_app_meta_data = CASE WHEN is_anonymous \
+      THEN raw_app_meta_data || '{\"provider\": \"email\", \"providers\": [\"email\"]}' \
+      ELSE raw_app_meta_data END";
+
+/// The sign-in method a mailed token of `kind` stands for, as Supabase Auth names it in
+/// `amr`.
+fn amr_method(kind: &str) -> &'static str {
+    match kind {
+        "confirmation" => "email/signup",
+        "invite" => "invite",
+        "email_change" => "email_change",
+        _ => "otp",
     }
 }
 

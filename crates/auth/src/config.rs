@@ -28,6 +28,10 @@ pub struct AuthConfig {
     /// configured, off otherwise (mail would never arrive).
     pub confirm_email: Option<bool>,
     pub disable_signup: bool,
+    /// `/signup` with neither email nor phone makes an anonymous user (`is_anonymous`),
+    /// who may later add an email and keep their id and rows. Off by default, as in
+    /// Supabase Auth.
+    pub anonymous_sign_ins: bool,
     pub password_min_length: usize,
     pub password_max_bytes: usize,
     /// Passwords hashed at once; more wait. Default: the number of CPUs.
@@ -54,6 +58,7 @@ impl Default for AuthConfig {
             refresh_reuse_interval_secs: 10,
             confirm_email: None,
             disable_signup: false,
+            anonymous_sign_ins: false,
             password_min_length: 8,
             password_max_bytes: 128,
             hash_concurrency: None,

@@ -18,8 +18,8 @@ mod user;
 mod verify;
 
 pub use accounts::{
-    Accounts, AdminUser, AuthSettings, Caller, LogoutScope, Session, Signup, UserUpdate,
-    VerifyKind, normalise_email,
+    Accounts, AdminUser, AuthSettings, Caller, LogoutScope, Pkce, Proof, Session, Signup,
+    UserUpdate, Verified, VerifyKind, normalise_email,
 };
 pub use admins::{
     ADMIN_PASSWORD_MIN, Admin, AdminConfig, AdminError, AdminRecord, Admins, NewSession,

@@ -10,6 +10,10 @@ pub enum MailKind {
     Confirmation,
     Recovery,
     EmailChange,
+    MagicLink,
+    Invite,
+    /// A code (no link) to confirm a sensitive change such as a new password.
+    Reauthentication,
 }
 
 impl MailKind {
@@ -18,12 +22,16 @@ impl MailKind {
             MailKind::Confirmation => "confirmation",
             MailKind::Recovery => "recovery",
             MailKind::EmailChange => "email_change",
+            MailKind::MagicLink => "magic_link",
+            MailKind::Invite => "invite",
+            MailKind::Reauthentication => "reauthentication",
         }
     }
 }
 
-/// An operator's own words for a mail (`[auth.templates.recovery]` and so on): `{project}`
-/// and `{link}` are filled in.
+/// An operator's own words for a mail (`[auth.templates.recovery]` and so on):
+/// `{project}`, `{link}` and `{code}` (the six-digit code the mail also carries) are
+/// filled in.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailTemplate {
@@ -31,28 +39,45 @@ pub struct MailTemplate {
     pub body: String,
 }
 
-/// The operator's templates, by mail: `confirmation`, `recovery`, `email_change`.
+/// The operator's templates, by mail.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailTemplates {
     pub confirmation: Option<MailTemplate>,
     pub recovery: Option<MailTemplate>,
     pub email_change: Option<MailTemplate>,
+    pub magic_link: Option<MailTemplate>,
+    pub invite: Option<MailTemplate>,
+    pub reauthentication: Option<MailTemplate>,
 }
 
 impl MailTemplates {
-    /// Every template must carry the link, or its mail would be useless.
+    fn by_kind(&self) -> [(MailKind, &Option<MailTemplate>); 6] {
+        [
+            (MailKind::Confirmation, &self.confirmation),
+            (MailKind::Recovery, &self.recovery),
+            (MailKind::EmailChange, &self.email_change),
+            (MailKind::MagicLink, &self.magic_link),
+            (MailKind::Invite, &self.invite),
+            (MailKind::Reauthentication, &self.reauthentication),
+        ]
+    }
+
+    /// Every template must carry what its mail is for: the link, or for a
+    /// reauthentication (which has none) the code.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, template) in [
-            ("confirmation", &self.confirmation),
-            ("recovery", &self.recovery),
-            ("email_change", &self.email_change),
-        ] {
+        for (kind, template) in self.by_kind() {
+            let needed = if kind == MailKind::Reauthentication {
+                "{code}"
+            } else {
+                "{link}"
+            };
             if let Some(template) = template
-                && !template.body.contains("{link}")
+                && !template.body.contains(needed)
             {
                 return Err(format!(
-                    "auth.templates.{name}: the body must contain {{link}}"
+                    "auth.templates.{}: the body must contain {needed}",
+                    kind.as_str()
                 ));
             }
         }
@@ -60,8 +85,8 @@ impl MailTemplates {
     }
 }
 
-/// The words of a mail, with `{project}` and `{link}` filled in; the operator's
-/// templates where given, Galley's otherwise.
+/// The words of a mail, with `{project}`, `{link}` and `{code}` filled in; the
+/// operator's templates where given, Galley's otherwise.
 #[derive(Debug, Clone)]
 pub struct Templates {
     pub project: String,
@@ -69,25 +94,31 @@ pub struct Templates {
 }
 
 impl Templates {
-    pub fn render(&self, kind: MailKind, link: &str) -> (String, String) {
+    pub fn render(&self, kind: MailKind, link: &str, code: &str) -> (String, String) {
         let project = &self.project;
-        let custom = match kind {
-            MailKind::Confirmation => &self.custom.confirmation,
-            MailKind::Recovery => &self.custom.recovery,
-            MailKind::EmailChange => &self.custom.email_change,
-        };
+        let custom = self
+            .custom
+            .by_kind()
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, template)| template.as_ref());
         if let Some(template) = custom {
-            let fill = |text: &str| text.replace("{project}", project).replace("{link}", link);
+            let fill = |text: &str| {
+                text.replace("{project}", project)
+                    .replace("{link}", link)
+                    .replace("{code}", code)
+            };
             // A subject is one line: a CR or LF from a template would start a header.
             let subject = fill(&template.subject).replace(['\r', '\n'], " ");
             return (subject, fill(&template.body));
         }
+        let or_code = format!("Or enter this code: {code}\n\n");
         match kind {
             MailKind::Confirmation => (
                 format!("Confirm your signup to {project}"),
                 format!(
                     "Welcome to {project}.\n\nFollow this link to confirm your email address:\n\n{link}\n\n\
-                     If you did not sign up, ignore this mail.\n"
+                     {or_code}If you did not sign up, ignore this mail.\n"
                 ),
             ),
             MailKind::Recovery => (
@@ -95,14 +126,35 @@ impl Templates {
                 format!(
                     "Someone asked to reset the password of your {project} account.\n\n\
                      Follow this link to choose a new one (it works once, for one hour):\n\n{link}\n\n\
-                     If it was not you, ignore this mail; your password stays as it is.\n"
+                     {or_code}If it was not you, ignore this mail; your password stays as it is.\n"
                 ),
             ),
             MailKind::EmailChange => (
                 format!("Confirm your new {project} email address"),
                 format!(
                     "Follow this link to make this the email address of your {project} account:\n\n{link}\n\n\
-                     If you did not ask for this, ignore this mail.\n"
+                     {or_code}If you did not ask for this, ignore this mail.\n"
+                ),
+            ),
+            MailKind::MagicLink => (
+                format!("Your {project} sign-in link"),
+                format!(
+                    "Follow this link to sign in to {project} (it works once, for one hour):\n\n{link}\n\n\
+                     {or_code}If you did not ask to sign in, ignore this mail.\n"
+                ),
+            ),
+            MailKind::Invite => (
+                format!("You have been invited to {project}"),
+                format!(
+                    "You have been invited to create an account on {project}.\n\n\
+                     Follow this link to accept:\n\n{link}\n\n{or_code}"
+                ),
+            ),
+            MailKind::Reauthentication => (
+                format!("Confirm it is you on {project}"),
+                format!(
+                    "Enter this code to confirm the change to your {project} account:\n\n{code}\n\n\
+                     If you did not ask for this, someone may know your password: change it.\n"
                 ),
             ),
         }

@@ -79,6 +79,29 @@ pub fn one_time_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.trim().as_bytes()).to_vec()
 }
 
+/// A one-time code for a mail: six digits, uniformly drawn.
+pub(crate) fn one_time_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+/// What is stored of a one-time code: the SHA-256 of the address it was sent to and the
+/// code, so equal codes sent to two addresses are stored differently.
+pub(crate) fn code_hash(address: &str, code: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(address.as_bytes());
+    hasher.update([0]);
+    hasher.update(code.trim().as_bytes());
+    hasher.finalize().to_vec()
+}
+
+/// Whether `code` sent to `address` is the one `stored` was made from, compared in
+/// constant time.
+pub(crate) fn code_matches(stored: &[u8], address: &str, code: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(stored.ct_eq(&code_hash(address, code)))
+}
+
 /// The claims of an access token, as Supabase Auth issues them.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessClaims {

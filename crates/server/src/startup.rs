@@ -916,6 +916,7 @@ fn accounts(
             // Without SMTP a confirmation mail could not arrive.
             confirm_email: auth.confirm_email.unwrap_or(config.smtp.is_some()),
             disable_signup: auth.disable_signup,
+            anonymous_sign_ins: auth.anonymous_sign_ins,
             link_ttl: seconds(auth.link_ttl_secs),
         },
     );

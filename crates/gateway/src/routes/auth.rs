@@ -7,7 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_auth::{
-    AdminUser, AuthError, Caller, LogoutScope, Session, Signup, UserUpdate, VerifyKind,
+    AdminUser, AuthError, Caller, LogoutScope, Pkce, Proof, Session, Signup, UserUpdate, Verified,
+    VerifyKind,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -29,6 +30,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/user", web::put().to(put_user))
             .route("/recover", web::post().to(recover))
             .route("/resend", web::post().to(resend))
+            .route("/otp", web::post().to(otp))
             .route("/verify", web::post().to(verify_post))
             .route("/verify", web::get().to(verify_get))
             .route("/settings", web::get().to(settings))
@@ -223,6 +225,13 @@ struct SignupBody {
     phone: Option<String>,
     password: Option<String>,
     data: Option<Map<String, Value>>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// The PKCE challenge a request that mails a link may carry (`flow_type: 'pkce'`).
+fn pkce(challenge: &Option<String>, method: &Option<String>) -> Result<Option<Pkce>, AuthError> {
+    Pkce::parse(challenge.as_deref(), method.as_deref())
 }
 
 async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -237,13 +246,15 @@ async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
         .dialect(&req);
     }
     let Some(email) = input.email else {
-        return Err(AuthError::new(
-            422,
-            "anonymous_provider_disabled",
-            "Anonymous sign-ins are disabled",
-        ))
-        .dialect(&req);
+        let session = state
+            .accounts
+            .signup_anonymous(input.data, user_agent(&req).as_deref())
+            .await
+            .dialect(&req)?;
+        state.metrics.auth_event("signup_anonymous");
+        return Ok(session_response(&req, &session));
     };
+    let challenge = pkce(&input.code_challenge, &input.code_challenge_method).dialect(&req)?;
     let outcome = state
         .accounts
         .signup(
@@ -251,6 +262,7 @@ async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
             input.password.as_deref().unwrap_or_default(),
             input.data,
             redirect_to(&req).as_deref(),
+            challenge.as_ref(),
         )
         .await
         .dialect(&req)?;
@@ -282,6 +294,8 @@ struct TokenBody {
     phone: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    auth_code: Option<String>,
+    code_verifier: Option<String>,
 }
 
 async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -309,14 +323,9 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                 }
                 _ => return Err(AuthError::invalid_credentials()).dialect(&req),
             };
-            let user_agent = req
-                .headers()
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(|ua| ua.chars().take(256).collect::<String>());
             let result = state
                 .accounts
-                .password_grant(&email, &password, user_agent.as_deref())
+                .password_grant(&email, &password, user_agent(&req).as_deref())
                 .await;
             match &result {
                 Ok(_) => state.metrics.auth_event("login_success"),
@@ -348,6 +357,20 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
             }
             result.dialect(&req)?
         }
+        "pkce" => {
+            let result = state
+                .accounts
+                .exchange_pkce(
+                    input.auth_code.as_deref().unwrap_or_default(),
+                    input.code_verifier.as_deref().unwrap_or_default(),
+                    user_agent(&req).as_deref(),
+                )
+                .await;
+            if result.is_ok() {
+                state.metrics.auth_event("pkce");
+            }
+            result.dialect(&req)?
+        }
         _ => {
             return Err(AuthError::new(
                 400,
@@ -358,6 +381,14 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
         }
     };
     Ok(session_response(&req, &session))
+}
+
+/// The client's `User-Agent`, cut to 256 characters, for the session it starts.
+fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect::<String>())
 }
 
 /// The caller of a user endpoint: a verified access token naming a user. API keys (no
@@ -481,6 +512,8 @@ async fn put_user(state: web::Data<AppState>, req: HttpRequest, bytes: web::Byte
 #[derive(Deserialize)]
 struct RecoverBody {
     email: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -491,6 +524,7 @@ async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes
         .recover_in_background(
             input.email.as_deref().unwrap_or_default(),
             redirect_to(&req).as_deref(),
+            pkce(&input.code_challenge, &input.code_challenge_method).dialect(&req)?,
         )
         .dialect(&req)?;
     Ok(ok(&req, json!({})))
@@ -501,6 +535,8 @@ struct ResendBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -515,9 +551,54 @@ async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
             input.kind.as_deref().unwrap_or_default(),
             &email,
             redirect_to(&req).as_deref(),
+            pkce(&input.code_challenge, &input.code_challenge_method)
+                .dialect(&req)?
+                .as_ref(),
         )
         .await
         .dialect(&req)?;
+    Ok(ok(&req, json!({})))
+}
+
+#[derive(Deserialize)]
+struct OtpBody {
+    email: Option<String>,
+    phone: Option<String>,
+    create_user: Option<bool>,
+    data: Option<Map<String, Value>>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// `POST /otp`: a sign-in link and code by mail (`signInWithOtp`).
+async fn otp(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let input: OtpBody = body(&req, &bytes).dialect(&req)?;
+    limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
+    if input.phone.is_some() {
+        return Err(AuthError::new(
+            400,
+            "phone_provider_disabled",
+            "Unsupported phone provider",
+        ))
+        .dialect(&req);
+    }
+    let Some(email) = input.email else {
+        return Err(AuthError::validation("One of email or phone must be set")).dialect(&req);
+    };
+    state
+        .accounts
+        .otp(
+            &email,
+            input.create_user.unwrap_or(true),
+            input.data,
+            redirect_to(&req).as_deref(),
+            pkce(&input.code_challenge, &input.code_challenge_method)
+                .dialect(&req)?
+                .as_ref(),
+        )
+        .await
+        .dialect(&req)?;
+    state.metrics.auth_event("otp");
     Ok(ok(&req, json!({})))
 }
 
@@ -534,10 +615,10 @@ async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::B
     limit(&state, &req, Bucket::Verify, None).await?;
     let input: VerifyBody = body(&req, &bytes).dialect(&req)?;
     let kind = verify_kind(input.kind.as_deref()).dialect(&req)?;
-    let token = match (input.token, input.token_hash) {
-        (Some(token), None) if input.email.is_some() => token,
-        (None, Some(hash)) if input.email.is_none() => hash,
-        (Some(_), Some(_)) | (None, None) => {
+    let proof = match (&input.token, &input.token_hash, &input.email) {
+        (Some(code), None, Some(email)) => Proof::Code { email, code },
+        (None, Some(hash), None) => Proof::Link(hash),
+        (Some(_), Some(_), _) | (None, None, _) => {
             return Err(AuthError::validation(
                 "Verify requires either a token or a token hash",
             ))
@@ -550,8 +631,16 @@ async fn verify_post(state: web::Data<AppState>, req: HttpRequest, bytes: web::B
             .dialect(&req);
         }
     };
-    let session = state.accounts.verify(kind, &token).await.dialect(&req)?;
-    Ok(session_response(&req, &session))
+    match state
+        .accounts
+        .verify(kind, proof, false)
+        .await
+        .dialect(&req)?
+    {
+        Verified::Session(session) => Ok(session_response(&req, &session)),
+        // Only a followed link gives a code.
+        Verified::AuthCode(_) => Err(AuthError::unexpected()).dialect(&req),
+    }
 }
 
 fn verify_kind(kind: Option<&str>) -> Result<VerifyKind, AuthError> {
@@ -585,13 +674,28 @@ async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> Answer {
         .unwrap_or_else(|| accounts.settings().site_url.clone());
     let result = match verify_kind(query.kind.as_deref()) {
         Ok(kind) => accounts
-            .verify(kind, query.token.as_deref().unwrap_or_default())
+            .verify(
+                kind,
+                Proof::Link(query.token.as_deref().unwrap_or_default()),
+                true,
+            )
             .await
-            .map(|session| (session, kind)),
+            .map(|verified| (verified, kind)),
         Err(err) => Err(err),
     };
+    let base = target.split('#').next().unwrap_or_default();
+    // A PKCE link: the code goes in the query, for the client that holds the verifier.
+    if let Ok((Verified::AuthCode(code), _)) = &result {
+        let joiner = if base.contains('?') { '&' } else { '?' };
+        let query = serde_urlencoded::to_string([("code", code.as_str())]).unwrap_or_default();
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((LOCATION, format!("{base}{joiner}{query}")))
+            .insert_header(("cache-control", "no-store"))
+            .finish());
+    }
     let fragment = match result {
-        Ok((session, kind)) => serde_urlencoded::to_string([
+        Ok((Verified::AuthCode(_), _)) => Ok(String::new()),
+        Ok((Verified::Session(session), kind)) => serde_urlencoded::to_string([
             ("access_token", session.access_token.as_str()),
             ("expires_at", &session.expires_at.to_string()),
             ("expires_in", &session.expires_in.to_string()),
@@ -617,7 +721,7 @@ async fn settings(state: web::Data<AppState>) -> HttpResponse {
     let settings = state.accounts.settings();
     HttpResponse::Ok().json(json!({
         "external": {
-            "anonymous_users": false, "apple": false, "azure": false, "bitbucket": false,
+            "anonymous_users": settings.anonymous_sign_ins, "apple": false, "azure": false, "bitbucket": false,
             "discord": false, "facebook": false, "figma": false, "fly": false, "github": false,
             "gitlab": false, "google": false, "keycloak": false, "kakao": false, "linkedin": false,
             "linkedin_oidc": false, "notion": false, "spotify": false, "slack": false,

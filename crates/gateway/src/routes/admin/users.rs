@@ -217,7 +217,7 @@ async fn send_recovery(
         .ok_or_else(|| ApiError::invalid("no_email", "this user has no email address"))?;
     state
         .accounts
-        .recover(&email, None)
+        .recover(&email, None, None)
         .await
         .map_err(auth_error)?;
     Ok(HttpResponse::Accepted().json(json!({ "queued_for": email })))
