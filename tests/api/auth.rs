@@ -1534,3 +1534,376 @@ async fn anonymous_sign_ins_are_off_by_default_and_become_permanent_with_an_emai
     assert_eq!(user["email"], "kept@example.com");
     assert_eq!(user["app_metadata"]["provider"], "email");
 }
+
+async fn as_admin(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    json_of(
+        app.http
+            .post(app.url(&format!("/auth/v1{path}")))
+            .header("apikey", app.anon_key())
+            .header("x-supabase-api-version", "2024-01-01")
+            .bearer_auth(app.service_key())
+            .json(&body)
+            .send()
+            .await
+            .expect("response"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn invitations_and_generated_links_sign_in_once_and_generated_ones_send_nothing() {
+    let app = spawn_app().await;
+    // Only an admin invites.
+    let (status, _) =
+        json_of(post(&app, "/invite", json!({"email": "guest@example.com"})).await).await;
+    assert_eq!(status, 403);
+    let (status, user) = as_admin(
+        &app,
+        "/invite",
+        json!({"email": "guest@example.com", "data": {"team": "red"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert!(user["invited_at"].is_string());
+    assert!(user.get("email_confirmed_at").is_none());
+    let code = code_in_outbox(&app, "guest@example.com", 1).await;
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"email": "guest@example.com", "token": code, "type": "invite"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["user_metadata"]["team"], "red");
+    assert_eq!(
+        claims_of(session["access_token"].as_str().expect("token"))["amr"][0]["method"],
+        "invite"
+    );
+    // A confirmed address cannot be invited again.
+    let (status, body) = as_admin(&app, "/invite", json!({"email": "guest@example.com"})).await;
+    assert_eq!((status, body["code"].clone()), (422, json!("email_exists")));
+
+    // Generated links: the answer carries what a mail would, and no mail goes out.
+    let outbox_size = || async {
+        app.http
+            .get(app.url("/admin/v1/outbox"))
+            .bearer_auth(app.service_key())
+            .send()
+            .await
+            .expect("response")
+            .json::<Value>()
+            .await
+            .expect("json")
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = outbox_size().await;
+    let (status, link) = as_admin(
+        &app,
+        "/admin/generate_link",
+        json!({"type": "signup", "email": "made@example.com", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{link}");
+    assert_eq!(link["email"], "made@example.com");
+    assert_eq!(link["verification_type"], "signup");
+    for key in ["action_link", "email_otp", "hashed_token", "redirect_to"] {
+        assert!(link[key].is_string(), "{key} in {link}");
+    }
+    let location = follow(&app, link["action_link"].as_str().expect("link")).await;
+    assert!(location.contains("access_token="), "{location}");
+
+    let (status, link) = as_admin(
+        &app,
+        "/admin/generate_link",
+        json!({"type": "recovery", "email": "made@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{link}");
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"email": "made@example.com", "token": link["email_otp"], "type": "recovery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"token_hash": link["hashed_token"], "type": "recovery"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a link works once, by code or by link: {session}"
+    );
+
+    let (status, link) = as_admin(
+        &app,
+        "/admin/generate_link",
+        json!({"type": "email_change_new", "email": "made@example.com", "new_email": "moved@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{link}");
+    assert_eq!(link["new_email"], "moved@example.com");
+    let (status, session) = json_of(
+        post(
+            &app,
+            "/verify",
+            json!({"token_hash": link["hashed_token"], "type": "email_change"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["email"], "moved@example.com");
+
+    let (status, body) = as_admin(
+        &app,
+        "/admin/generate_link",
+        json!({"type": "recovery", "email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"code": "user_not_found", "message": "User with this email not found"})
+        )
+    );
+    assert_eq!(outbox_size().await, before, "generated links send no mail");
+
+    // Listing users reads its page parameters as GoTrue does.
+    for (query, expected) in [
+        (
+            "page=abc",
+            "Bad Pagination Parameters: strconv.ParseUint: parsing \"abc\": invalid syntax",
+        ),
+        (
+            "per_page=-1",
+            "Bad Pagination Parameters: strconv.ParseUint: parsing \"-1\": invalid syntax",
+        ),
+    ] {
+        let (status, body) = json_of(
+            app.http
+                .get(app.url(&format!("/auth/v1/admin/users?{query}")))
+                .header("x-supabase-api-version", "2024-01-01")
+                .bearer_auth(app.service_key())
+                .send()
+                .await
+                .expect("response"),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (
+                400,
+                json!({"code": "validation_failed", "message": expected})
+            )
+        );
+    }
+    let (status, page) = json_of(
+        app.http
+            .get(app.url("/auth/v1/admin/users?page=99999999999&per_page=5"))
+            .bearer_auth(app.service_key())
+            .send()
+            .await
+            .expect("response"),
+    )
+    .await;
+    assert_eq!((status, page["users"].clone()), (200, json!([])));
+}
+
+#[tokio::test]
+async fn a_password_change_needs_a_mailed_nonce_once_the_session_is_a_day_old() {
+    let app = spawn_app_with(|config| config.auth.secure_password_change = true).await;
+    sign_up(&app, "careful@example.com", "correct horse battery").await;
+    let (_, session) = sign_in(&app, "careful@example.com", "correct horse battery").await;
+    let access = session["access_token"].as_str().expect("token").to_owned();
+    let change = |body: Value| {
+        let app = &app;
+        let access = access.clone();
+        async move {
+            json_of(with_token(app, reqwest::Method::PUT, "/user", &access, Some(body)).await).await
+        }
+    };
+    // A fresh sign-in may change it directly.
+    assert_eq!(
+        change(json!({"password": "a second passphrase"})).await.0,
+        200
+    );
+    app.db
+        .connect()
+        .await
+        .expect("connect")
+        .execute(
+            "UPDATE auth.sessions SET created_at = now() - interval '25 hours'",
+            &[],
+        )
+        .await
+        .expect("age");
+    assert_eq!(
+        change(json!({"password": "a third passphrase"})).await,
+        (
+            400,
+            json!({"code": "reauthentication_needed", "message": "Password update requires reauthentication"})
+        )
+    );
+    assert_eq!(
+        change(json!({"password": "a third passphrase", "nonce": "000000"})).await,
+        (
+            422,
+            json!({"code": "reauthentication_not_valid", "message": "Nonce has expired or is invalid"})
+        )
+    );
+    let (status, _) =
+        json_of(with_token(&app, reqwest::Method::GET, "/reauthenticate", &access, None).await)
+            .await;
+    assert_eq!(status, 200);
+    let nonce = code_in_outbox(&app, "careful@example.com", 1).await;
+    assert_eq!(
+        change(json!({"password": "a third passphrase", "nonce": nonce}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        sign_in(&app, "careful@example.com", "a third passphrase")
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn methods_galley_does_not_offer_answer_as_a_gotrue_with_them_off() {
+    let app = spawn_app().await;
+    let get = |path: &'static str| {
+        let app = &app;
+        async move {
+            json_of(
+                app.http
+                    .get(app.url(&format!("/auth/v1{path}")))
+                    .header("x-supabase-api-version", "2024-01-01")
+                    .send()
+                    .await
+                    .expect("response"),
+            )
+            .await
+        }
+    };
+    let refusal = |status: u16, code: &str, message: &str| {
+        (status, json!({"code": code, "message": message}))
+    };
+    assert_eq!(
+        json_of(
+            post(
+                &app,
+                "/token?grant_type=password",
+                json!({"phone": "+15551234567", "password": "x"})
+            )
+            .await
+        )
+        .await,
+        refusal(422, "phone_provider_disabled", "Phone logins are disabled")
+    );
+    assert_eq!(
+        json_of(post(&app, "/otp", json!({"phone": "+15551234567"})).await).await,
+        refusal(400, "phone_provider_disabled", "Unsupported phone provider")
+    );
+    assert_eq!(
+        json_of(
+            post(
+                &app,
+                "/resend",
+                json!({"type": "sms", "phone": "+15551234567"})
+            )
+            .await
+        )
+        .await,
+        refusal(400, "phone_provider_disabled", "Phone logins are disabled")
+    );
+    assert_eq!(
+        json_of(post(&app, "/resend", json!({"type": "magic"})).await).await,
+        refusal(
+            400,
+            "validation_failed",
+            "Missing one of these types: signup, email_change, sms, phone_change"
+        )
+    );
+    assert_eq!(
+        json_of(post(&app, "/sso", json!({"domain": "example.com"})).await).await,
+        refusal(404, "saml_provider_disabled", "SAML 2.0 is disabled")
+    );
+    assert_eq!(
+        json_of(post(&app, "/token?grant_type=web3", json!({"chain": "solana"})).await).await,
+        refusal(422, "web3_provider_disabled", "Web3 provider is disabled")
+    );
+    assert_eq!(
+        get("/authorize?provider=github").await,
+        refusal(
+            400,
+            "validation_failed",
+            "Unsupported provider: provider is not enabled"
+        )
+    );
+    assert_eq!(
+        get("/authorize?provider=myspace").await,
+        refusal(
+            400,
+            "validation_failed",
+            "Unsupported provider: Provider myspace could not be found"
+        )
+    );
+    assert_eq!(
+        get("/user/identities/authorize?provider=github").await,
+        refusal(404, "manual_linking_disabled", "Manual linking is disabled")
+    );
+    let (_, settings) = get("/settings").await;
+    assert_eq!(settings["external"]["github"], false);
+    assert_eq!(settings["external"]["phone"], false);
+    assert_eq!(settings["external"]["email"], true);
+    assert_eq!(settings["saml_enabled"], false);
+}
+
+#[tokio::test]
+async fn a_weaker_password_policy_is_the_operators_choice() {
+    let app = spawn_app().await;
+    let (status, body) = json_of(
+        post(
+            &app,
+            "/signup",
+            json!({"email": "weak@example.com", "password": "iloveyou"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["weak_password"]["reasons"].clone()),
+        (422, json!(["pwned"]))
+    );
+    let app = spawn_app_with(|config| {
+        config.auth.password_min_length = 6;
+        config.auth.password_blocklist = false;
+    })
+    .await;
+    let (status, body) = json_of(
+        post(
+            &app,
+            "/signup",
+            json!({"email": "weak@example.com", "password": "123456"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -93,6 +93,17 @@ fn a_short_or_placeholder_jwt_secret_is_refused() {
 }
 
 #[test]
+fn a_password_minimum_below_supabase_auths_six_is_refused() {
+    let dir = data_dir();
+    let output = galley(
+        &["serve"],
+        &[("GALLEY_AUTH_PASSWORD_MIN_LENGTH", "5")],
+        dir.path(),
+    );
+    assert_one_line_error(&output, &["auth.password_min_length", "at least 6"]);
+}
+
+#[test]
 fn a_bad_listen_address_is_refused() {
     let dir = data_dir();
     let output = galley(&["serve", "--listen", "localhost:eighty"], &[], dir.path());

@@ -310,3 +310,65 @@ test("an anonymous sign-in becomes a permanent account and keeps its id and rows
   assert.equal(signedIn.error, null, JSON.stringify(signedIn.error));
   assert.equal(signedIn.data.user.id, user.id);
 });
+
+test("invitations, generated links, reauthentication and an admin's sign-out", async () => {
+  const admin = client(serviceKey).auth.admin;
+  const email = `guest-${randomUUID().slice(0, 8)}@example.com`;
+  const invited = await admin.inviteUserByEmail(email, { data: { team: "red" } });
+  assert.equal(invited.error, null, JSON.stringify(invited.error));
+  assert.ok(invited.data.user.invited_at);
+  const guest = client();
+  const code = await mailedCode(email, /invited/);
+  const accepted = await guest.auth.verifyOtp({ email, token: code, type: "invite" });
+  assert.equal(accepted.error, null, JSON.stringify(accepted.error));
+  assert.equal(accepted.data.user.user_metadata.team, "red");
+  const chose = await guest.auth.updateUser({ password: "correct horse battery" });
+  assert.equal(chose.error, null);
+
+  // A generated link: what a mail would carry, for the admin to deliver.
+  const generated = await admin.generateLink({ type: "magiclink", email });
+  assert.equal(generated.error, null, JSON.stringify(generated.error));
+  assert.equal(generated.data.user.email, email);
+  assert.equal(generated.data.properties.verification_type, "magiclink");
+  const byHash = await client().auth.verifyOtp({ token_hash: generated.data.properties.hashed_token, type: "magiclink" });
+  assert.equal(byHash.error, null, JSON.stringify(byHash.error));
+  assert.equal(byHash.data.user.email, email);
+
+  // Reauthentication mails a code.
+  const asked = await guest.auth.reauthenticate();
+  assert.equal(asked.error, null, JSON.stringify(asked.error));
+  assert.match(await mailedCode(email, /Confirm it is you/), /^\d{6}$/);
+
+  // The admin signs the guest out everywhere: their refresh token stops working.
+  const session = (await guest.auth.getSession()).data.session;
+  const out = await admin.signOut(session.access_token, "global");
+  assert.equal(out.error, null);
+  const refreshed = await guest.auth.refreshSession();
+  assert.ok(refreshed.error);
+});
+
+test("every method that is off answers with Supabase Auth's own error", async () => {
+  const supabase = client();
+  const phone = await supabase.auth.signInWithPassword({ phone: "+15551234567", password: "whatever it is" });
+  assert.equal(phone.error.code, "phone_provider_disabled");
+  assert.equal(phone.error.message, "Phone logins are disabled");
+  const sms = await supabase.auth.signInWithOtp({ phone: "+15551234567" });
+  assert.equal(sms.error.code, "phone_provider_disabled");
+  const sso = await supabase.auth.signInWithSSO({ domain: "example.com" });
+  assert.equal(sso.error.code, "saml_provider_disabled");
+  assert.equal(sso.error.message, "SAML 2.0 is disabled");
+  const resent = await supabase.auth.resend({ type: "sms", phone: "+15551234567" });
+  assert.equal(resent.error.code, "phone_provider_disabled");
+  // OAuth: the client builds the URL; the browser that follows it is refused.
+  const oauth = await supabase.auth.signInWithOAuth({ provider: "github", options: { skipBrowserRedirect: true } });
+  assert.equal(oauth.error, null);
+  const followed = await fetch(oauth.data.url, { headers: { "x-supabase-api-version": "2024-01-01" } });
+  assert.equal(followed.status, 400);
+  assert.deepEqual(await followed.json(), { code: "validation_failed", message: "Unsupported provider: provider is not enabled" });
+  // Linking an identity needs manual linking, which is off.
+  const email = `link-${randomUUID().slice(0, 8)}@example.com`;
+  await client(serviceKey).auth.admin.createUser({ email, password: "correct horse battery", email_confirm: true });
+  await supabase.auth.signInWithPassword({ email, password: "correct horse battery" });
+  const linked = await supabase.auth.linkIdentity({ provider: "github", options: { skipBrowserRedirect: true } });
+  assert.equal(linked.error.code, "manual_linking_disabled");
+});

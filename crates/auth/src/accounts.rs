@@ -36,6 +36,9 @@ pub struct AuthSettings {
     pub disable_signup: bool,
     /// `/signup` without credentials makes an anonymous user.
     pub anonymous_sign_ins: bool,
+    /// A new password needs the code `GET /reauthenticate` mails, unless the session
+    /// signed in within the last 24 hours.
+    pub secure_password_change: bool,
     /// How long an emailed link works.
     pub link_ttl: Duration,
 }
@@ -204,6 +207,43 @@ pub enum Verified {
 /// How long a PKCE flow's authorization code may be exchanged, from when it was issued.
 const FLOW_STATE_TTL_SECONDS: i64 = 300;
 
+/// A token made for a link: what a mail carries, or what `generate_link` answers.
+struct IssuedLink {
+    user: UserRecord,
+    token: String,
+    code: String,
+    link: String,
+    redirect_to: String,
+    verify_type: &'static str,
+}
+
+/// `POST /admin/generate_link`'s answer: the user, and the link and code a mail would
+/// have carried (none is sent).
+pub struct GeneratedLink {
+    pub user: UserRecord,
+    pub action_link: String,
+    pub email_otp: String,
+    /// What `/verify` takes as `token_hash`.
+    pub hashed_token: String,
+    pub redirect_to: String,
+    pub verification_type: &'static str,
+}
+
+impl GeneratedLink {
+    /// The user's fields with the link's beside them, as GoTrue answers.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.user.to_json();
+        if let Value::Object(map) = &mut out {
+            map.insert("action_link".into(), json!(self.action_link));
+            map.insert("email_otp".into(), json!(self.email_otp));
+            map.insert("hashed_token".into(), json!(self.hashed_token));
+            map.insert("redirect_to".into(), json!(self.redirect_to));
+            map.insert("verification_type".into(), json!(self.verification_type));
+        }
+        out
+    }
+}
+
 /// How many wrong codes kill a mailed token.
 const MAX_CODE_ATTEMPTS: i32 = 5;
 
@@ -221,6 +261,8 @@ pub struct UserUpdate {
     pub password: Option<String>,
     /// Merged into `user_metadata`; a null value removes the key.
     pub data: Option<Map<String, Value>>,
+    /// The code `GET /reauthenticate` mailed, when a password change needs it.
+    pub nonce: Option<String>,
 }
 
 /// An admin's view of a user to create or change.
@@ -643,6 +685,39 @@ impl Accounts {
                 "Updating password of an anonymous user without an email or phone is not allowed",
             ));
         }
+        if update.password.is_some() && self.settings.secure_password_change {
+            let recent = match caller.session_id {
+                Some(session) => tx
+                    .query_opt(
+                        "SELECT 1 FROM auth.sessions WHERE id = $1 AND created_at > now() - interval '24 hours'",
+                        &[&session],
+                    )
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if !recent {
+                let Some(nonce) = update.nonce.as_deref().filter(|n| !n.is_empty()) else {
+                    return Err(AuthError::new(
+                        400,
+                        "reauthentication_needed",
+                        "Password update requires reauthentication",
+                    ));
+                };
+                let email = user.email.clone().unwrap_or_default();
+                if take_code(&tx, &email, &["reauthentication"], nonce)
+                    .await?
+                    .is_none()
+                {
+                    tx.commit().await?;
+                    return Err(AuthError::new(
+                        422,
+                        "reauthentication_not_valid",
+                        "Nonce has expired or is invalid",
+                    ));
+                }
+            }
+        }
         if let (Some(password), Some(old)) = (&update.password, &user.encrypted_password)
             && self.hasher.verify(password, Some(old)).await
         {
@@ -725,6 +800,174 @@ impl Accounts {
         tx.commit().await?;
         self.mail_queued.notify_one();
         Ok(user)
+    }
+
+    /// `GET /reauthenticate`: mails the caller a code that a password change then needs
+    /// (`auth.secure_password_change`).
+    pub async fn reauthenticate(&self, caller: &Caller) -> Result<(), AuthError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let user = self.load_caller(&tx, caller).await?;
+        let Some(email) = user.email.clone() else {
+            return Err(AuthError::new(
+                422,
+                "reauthentication_not_valid",
+                "Reauthentication requires an email or a phone number",
+            ));
+        };
+        self.send_link(&tx, &user, MailKind::Reauthentication, &email, None, None)
+            .await?;
+        tx.commit().await?;
+        self.mail_queued.notify_one();
+        Ok(())
+    }
+
+    /// The account for `email` to invite or make a link for: the existing one unless it
+    /// has confirmed (422 `email_exists`), or a new one without a password.
+    async fn unconfirmed_user(
+        &self,
+        client: &impl GenericClient,
+        email: &str,
+        password_hash: Option<&str>,
+        data: Option<Map<String, Value>>,
+    ) -> Result<UserRecord, AuthError> {
+        if let Some(user) = load_user_by_email(client, email).await? {
+            if user.email_confirmed_at.is_some() {
+                return Err(AuthError::new(
+                    422,
+                    "email_exists",
+                    "A user with this email address has already been registered",
+                ));
+            }
+            return Ok(user);
+        }
+        let metadata = with_email_verified(Value::Object(data.unwrap_or_default()), false);
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO auth.users AS u (email, encrypted_password, raw_user_meta_data, raw_app_meta_data) \
+                     VALUES ($1, $2, $3, '{{\"provider\": \"email\", \"providers\": [\"email\"]}}') \
+                     RETURNING {USER_COLUMNS}"
+                ),
+                &[&email, &password_hash, &metadata],
+            )
+            .await
+            .map_err(unique_email)?;
+        Ok(UserRecord::from_row(&row, 0)?)
+    }
+
+    /// `POST /invite` (admins): an account for `email` without a password, and an
+    /// invitation whose link (or code) signs the invitee in to choose one.
+    pub async fn invite(
+        &self,
+        email: &str,
+        data: Option<Map<String, Value>>,
+        redirect_to: Option<&str>,
+    ) -> Result<UserRecord, AuthError> {
+        let email = normalise_email(email)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let user = self.unconfirmed_user(&tx, &email, None, data).await?;
+        let user = self
+            .send_link(&tx, &user, MailKind::Invite, &email, redirect_to, None)
+            .await?;
+        tx.commit().await?;
+        self.mail_queued.notify_one();
+        Ok(user)
+    }
+
+    /// `POST /admin/generate_link`: the link and code a mail of `kind` would carry,
+    /// without sending it. `signup` and `invite` make the account when there is none;
+    /// `magiclink` too; `recovery` and the email changes need one.
+    pub async fn generate_link(
+        &self,
+        kind: &str,
+        email: &str,
+        password: Option<&str>,
+        new_email: Option<&str>,
+        data: Option<Map<String, Value>>,
+        redirect_to: Option<&str>,
+    ) -> Result<GeneratedLink, AuthError> {
+        let email = normalise_email(email)?;
+        let hash = match (kind, password) {
+            ("signup", Some(password)) if !password.is_empty() => {
+                Some(self.checked_hash(password).await?)
+            }
+            ("signup", _) => {
+                return Err(AuthError::validation("Signup requires a valid password"));
+            }
+            _ => None,
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let existing = || async {
+            load_user_by_email(&tx, &email)
+                .await?
+                .filter(|user| user.deleted_at.is_none())
+                .ok_or_else(|| {
+                    AuthError::new(404, "user_not_found", "User with this email not found")
+                })
+        };
+        let (user, mail, address) = match kind {
+            "signup" => (
+                self.unconfirmed_user(&tx, &email, hash.as_deref(), data)
+                    .await?,
+                MailKind::Confirmation,
+                email.clone(),
+            ),
+            "invite" => (
+                self.unconfirmed_user(&tx, &email, None, data).await?,
+                MailKind::Invite,
+                email.clone(),
+            ),
+            "magiclink" => {
+                let user = match load_user_by_email(&tx, &email).await? {
+                    Some(user) => user,
+                    None => self.unconfirmed_user(&tx, &email, None, data).await?,
+                };
+                (user, MailKind::MagicLink, email.clone())
+            }
+            "recovery" => (existing().await?, MailKind::Recovery, email.clone()),
+            "email_change_current" | "email_change_new" => {
+                let user = existing().await?;
+                let new_email = normalise_email(new_email.unwrap_or_default())?;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE auth.users AS u SET email_change = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+                        ),
+                        &[&user.id, &new_email],
+                    )
+                    .await?;
+                if load_user_by_email(&tx, &new_email).await?.is_some() {
+                    return Err(AuthError::new(
+                        422,
+                        "email_exists",
+                        "A user with this email address has already been registered",
+                    ));
+                }
+                (
+                    UserRecord::from_row(&row, 0)?,
+                    MailKind::EmailChange,
+                    new_email,
+                )
+            }
+            _ => {
+                return Err(AuthError::validation(format!("Invalid link type: {kind}")));
+            }
+        };
+        let issued = self
+            .issue_link(&tx, &user, mail, &address, redirect_to, None)
+            .await?;
+        tx.commit().await?;
+        Ok(GeneratedLink {
+            user: issued.user,
+            action_link: issued.link,
+            email_otp: issued.code,
+            hashed_token: issued.token,
+            redirect_to: issued.redirect_to,
+            verification_type: issued.verify_type,
+        })
     }
 
     /// `POST /recover`: mails a single-use link when the address belongs to an account,
@@ -949,44 +1192,12 @@ impl Accounts {
                 let invalid =
                     || AuthError::new(403, "otp_expired", "Token has expired or is invalid");
                 let email = normalise_email(email)?;
-                let candidates = tx
-                    .query(
-                        "SELECT id, code_hash FROM auth.one_time_tokens \
-                         WHERE relates_to = $1 AND kind = ANY($2) AND used_at IS NULL AND expires_at > now() \
-                         AND failed_attempts < $3 AND code_hash IS NOT NULL \
-                         ORDER BY id FOR UPDATE",
-                        &[&email, &kinds, &MAX_CODE_ATTEMPTS],
-                    )
-                    .await?;
-                // Every candidate is compared, matched or not, in constant time.
-                let mut matched = None;
-                for candidate in &candidates {
-                    let stored: Vec<u8> = candidate.try_get(1)?;
-                    if crate::tokens::code_matches(&stored, &email, code) {
-                        matched = Some(candidate.try_get::<_, i64>(0)?);
-                    }
-                }
-                let Some(id) = matched else {
-                    let ids = candidates
-                        .iter()
-                        .map(|row| row.try_get::<_, i64>(0))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    tx.execute(
-                        "UPDATE auth.one_time_tokens SET failed_attempts = failed_attempts + 1 WHERE id = ANY($1)",
-                        &[&ids],
-                    )
-                    .await?;
+                let Some(row) = take_code(&tx, &email, &kinds, code).await? else {
+                    // The miss is counted even though the request fails.
                     tx.commit().await?;
                     return Err(invalid());
                 };
-                let row = tx
-                    .query_opt(
-                        "UPDATE auth.one_time_tokens SET used_at = now() WHERE id = $1 \
-                         RETURNING user_id, kind, relates_to, flow_state_id",
-                        &[&id],
-                    )
-                    .await?;
-                (row, invalid as fn() -> AuthError)
+                (Some(row), invalid as fn() -> AuthError)
             }
         };
         let row = row.ok_or_else(invalid)?;
@@ -1384,6 +1595,25 @@ impl Accounts {
         redirect_to: Option<&str>,
         pkce: Option<&Pkce>,
     ) -> Result<UserRecord, AuthError> {
+        let issued = self
+            .issue_link(client, user, kind, address, redirect_to, pkce)
+            .await?;
+        let (subject, body) = self.templates.render(kind, &issued.link, &issued.code);
+        mail::enqueue(client, kind, address, &subject, &body).await?;
+        Ok(issued.user)
+    }
+
+    /// A single-use token and its code for `address`, replacing older ones of the kind,
+    /// with the link that carries it; the user's `*_sent_at` (or `invited_at`) is set.
+    async fn issue_link(
+        &self,
+        client: &impl GenericClient,
+        user: &UserRecord,
+        kind: MailKind,
+        address: &str,
+        redirect_to: Option<&str>,
+        pkce: Option<&Pkce>,
+    ) -> Result<IssuedLink, AuthError> {
         let token = one_time_token();
         let code = crate::tokens::one_time_code();
         let expires_at = Utc::now() + self.settings.link_ttl;
@@ -1447,15 +1677,20 @@ impl Accounts {
             "{}/auth/v1/verify?{query}",
             self.settings.public_url.trim_end_matches('/')
         );
-        let (subject, body) = self.templates.render(kind, &link, &code);
-        mail::enqueue(client, kind, address, &subject, &body).await?;
         let row = client
             .query_one(
                 &format!("UPDATE auth.users AS u SET {column} = now() WHERE id = $1 RETURNING {USER_COLUMNS}"),
                 &[&user.id],
             )
             .await?;
-        Ok(UserRecord::from_row(&row, 0)?)
+        Ok(IssuedLink {
+            user: UserRecord::from_row(&row, 0)?,
+            token,
+            code,
+            link,
+            redirect_to: redirect.to_owned(),
+            verify_type,
+        })
     }
 
     async fn start_session(
@@ -1521,6 +1756,53 @@ impl Accounts {
             session_id,
         }
     }
+}
+
+/// Consumes the live token of one of `kinds` sent to `address` whose code is `code`:
+/// every candidate is compared, in constant time; a miss is counted on all of them (the
+/// fifth kills them) and gives `None`. The caller commits either way.
+async fn take_code(
+    client: &impl GenericClient,
+    address: &str,
+    kinds: &[&str],
+    code: &str,
+) -> Result<Option<galley_db::tokio_postgres::Row>, AuthError> {
+    let candidates = client
+        .query(
+            "SELECT id, code_hash FROM auth.one_time_tokens \
+             WHERE relates_to = $1 AND kind = ANY($2) AND used_at IS NULL AND expires_at > now() \
+             AND failed_attempts < $3 AND code_hash IS NOT NULL \
+             ORDER BY id FOR UPDATE",
+            &[&address, &kinds, &MAX_CODE_ATTEMPTS],
+        )
+        .await?;
+    let mut matched = None;
+    for candidate in &candidates {
+        let stored: Vec<u8> = candidate.try_get(1)?;
+        if crate::tokens::code_matches(&stored, address, code) {
+            matched = Some(candidate.try_get::<_, i64>(0)?);
+        }
+    }
+    let Some(id) = matched else {
+        let ids = candidates
+            .iter()
+            .map(|row| row.try_get::<_, i64>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        client
+            .execute(
+                "UPDATE auth.one_time_tokens SET failed_attempts = failed_attempts + 1 WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        return Ok(None);
+    };
+    Ok(client
+        .query_opt(
+            "UPDATE auth.one_time_tokens SET used_at = now() WHERE id = $1 \
+             RETURNING user_id, kind, relates_to, flow_state_id",
+            &[&id],
+        )
+        .await?)
 }
 
 /// What an anonymous user becomes on gaining a confirmed email: permanent, with email as

@@ -107,8 +107,10 @@ pub fn admin_email(email: &str) -> Result<String, AdminError> {
 /// Whether `password` may be an admin's: the app's policy, and at least
 /// [`ADMIN_PASSWORD_MIN`] characters.
 pub fn check_admin_password(policy: &PasswordPolicy, password: &str) -> Result<(), AdminError> {
+    // The app's policy, raised: a longer minimum, and the blocklist always.
     let floor = PasswordPolicy {
         min_chars: policy.min_chars.max(ADMIN_PASSWORD_MIN),
+        blocklist: true,
         ..*policy
     };
     floor

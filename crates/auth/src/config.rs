@@ -32,8 +32,14 @@ pub struct AuthConfig {
     /// who may later add an email and keep their id and rows. Off by default, as in
     /// Supabase Auth.
     pub anonymous_sign_ins: bool,
+    /// A new password needs the code `GET /reauthenticate` mails, unless the session
+    /// signed in within the last 24 hours (Supabase Auth's secure password change).
+    pub secure_password_change: bool,
+    /// At least 6, as Supabase Auth allows; below 8 is logged as weaker at start-up.
     pub password_min_length: usize,
     pub password_max_bytes: usize,
+    /// Refuse the 20,000 commonest breached passwords. Off is logged as weaker.
+    pub password_blocklist: bool,
     /// Passwords hashed at once; more wait. Default: the number of CPUs.
     pub hash_concurrency: Option<usize>,
     /// How long an emailed link works.
@@ -59,8 +65,10 @@ impl Default for AuthConfig {
             confirm_email: None,
             disable_signup: false,
             anonymous_sign_ins: false,
+            secure_password_change: false,
             password_min_length: 8,
             password_max_bytes: 128,
+            password_blocklist: true,
             hash_concurrency: None,
             link_ttl_secs: 3600,
             project_name: "Galley".to_owned(),

@@ -378,3 +378,63 @@ impl OutboxWorker {
             .map_err(|err| galley_db::report(&err).to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(body: &str) -> Option<MailTemplate> {
+        Some(MailTemplate {
+            subject: "Hello\r\nBcc: someone@example.com".into(),
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn every_kind_renders_its_link_and_code_and_overrides_must_carry_them() {
+        let templates = Templates {
+            project: "Acme".into(),
+            custom: MailTemplates::default(),
+        };
+        for kind in [
+            MailKind::Confirmation,
+            MailKind::Recovery,
+            MailKind::EmailChange,
+            MailKind::MagicLink,
+            MailKind::Invite,
+        ] {
+            let (_, body) = templates.render(kind, "https://x/verify?token=t", "123456");
+            assert!(body.contains("https://x/verify?token=t"), "{kind:?}");
+            assert!(body.contains("123456"), "{kind:?}");
+        }
+        let (_, body) = templates.render(MailKind::Reauthentication, "unused", "654321");
+        assert!(body.contains("654321") && !body.contains("unused"));
+
+        let custom = MailTemplates {
+            magic_link: template("Sign in: {link} or {code}"),
+            reauthentication: template("Your code is {code}"),
+            ..MailTemplates::default()
+        };
+        assert!(custom.validate().is_ok());
+        let templates = Templates {
+            project: "Acme".into(),
+            custom,
+        };
+        let (subject, body) = templates.render(MailKind::MagicLink, "L", "C");
+        assert_eq!(body, "Sign in: L or C");
+        assert!(!subject.contains(['\r', '\n']), "one line: {subject:?}");
+        let missing = MailTemplates {
+            reauthentication: template("no code here {link}"),
+            ..MailTemplates::default()
+        };
+        assert_eq!(
+            missing.validate().unwrap_err(),
+            "auth.templates.reauthentication: the body must contain {code}"
+        );
+        let missing = MailTemplates {
+            invite: template("no link"),
+            ..MailTemplates::default()
+        };
+        assert!(missing.validate().unwrap_err().contains("invite"));
+    }
+}

@@ -16,6 +16,8 @@ use tokio::sync::Semaphore;
 pub struct PasswordPolicy {
     pub min_chars: usize,
     pub max_bytes: usize,
+    /// Refuse the commonest breached passwords (`auth.password_blocklist`).
+    pub blocklist: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -23,6 +25,7 @@ impl Default for PasswordPolicy {
         Self {
             min_chars: 8,
             max_bytes: 128,
+            blocklist: true,
         }
     }
 }
@@ -56,7 +59,7 @@ impl PasswordPolicy {
                 reasons: vec!["length"],
             });
         }
-        if COMMON.contains(password.to_lowercase().as_str()) {
+        if self.blocklist && COMMON.contains(password.to_lowercase().as_str()) {
             return Err(WeakPassword {
                 message:
                     "Password is known to be weak and easy to guess, please choose a different one."
@@ -368,6 +371,14 @@ mod tests {
         assert_eq!(policy.check("Password").unwrap_err().reasons, vec!["pwned"]);
         assert_eq!(policy.check("iloveyou").unwrap_err().reasons, vec!["pwned"]);
         assert!(policy.check("correct horse battery staple").is_ok());
+        // GoTrue's lowest minimum, and the blocklist off: both the operator's choice.
+        let weaker = PasswordPolicy {
+            min_chars: 6,
+            blocklist: false,
+            ..PasswordPolicy::default()
+        };
+        assert!(weaker.check("123456").is_ok());
+        assert!(weaker.check("12345").is_err());
     }
 
     #[tokio::test]

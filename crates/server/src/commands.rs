@@ -41,6 +41,7 @@ fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             let policy = galley_auth::PasswordPolicy {
                 min_chars: config.auth.password_min_length,
                 max_bytes: config.auth.password_max_bytes,
+                blocklist: config.auth.password_blocklist,
             };
             let password = read_password(*password_stdin)?;
             galley_auth::check_admin_password(&policy, &password)?;

@@ -292,6 +292,12 @@ impl Config {
             galley_db::ConnectTargets::from_url(url.expose_secret(), "check")
                 .map_err(|err| anyhow::anyhow!("invalid configuration: database.url {err}"))?;
         }
+        if self.auth.password_min_length < 6 {
+            anyhow::bail!(
+                "invalid configuration: auth.password_min_length must be at least 6 (it is {})",
+                self.auth.password_min_length
+            );
+        }
         if let Some(secret) = &self.auth.jwt_secret {
             use secrecy::ExposeSecret;
             galley_auth::JwtSecret::parse(secret.expose_secret())

@@ -879,6 +879,20 @@ fn accounts(
     auth.templates
         .validate()
         .map_err(|err| anyhow::anyhow!(err))?;
+    // A weaker password policy is the operator's choice, said once where it is read.
+    if auth.password_min_length < 8 {
+        tracing::warn!(
+            event = "auth.weaker_password_policy",
+            password_min_length = auth.password_min_length,
+            "auth.password_min_length is below 8: app passwords may be as short as this"
+        );
+    }
+    if !auth.password_blocklist {
+        tracing::warn!(
+            event = "auth.weaker_password_policy",
+            "auth.password_blocklist is off: common breached passwords are accepted for app users"
+        );
+    }
     let public_url = public_url.to_owned();
     let site_url = auth.site_url.clone().unwrap_or_else(|| public_url.clone());
     let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -889,6 +903,7 @@ fn accounts(
     let policy = PasswordPolicy {
         min_chars: auth.password_min_length,
         max_bytes: auth.password_max_bytes,
+        blocklist: auth.password_blocklist,
     };
     let admins = galley_auth::Admins::new(
         pools.owner.clone(),
@@ -917,6 +932,7 @@ fn accounts(
             confirm_email: auth.confirm_email.unwrap_or(config.smtp.is_some()),
             disable_signup: auth.disable_signup,
             anonymous_sign_ins: auth.anonymous_sign_ins,
+            secure_password_change: auth.secure_password_change,
             link_ttl: seconds(auth.link_ttl_secs),
         },
     );

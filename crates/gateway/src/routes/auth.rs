@@ -31,6 +31,20 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/recover", web::post().to(recover))
             .route("/resend", web::post().to(resend))
             .route("/otp", web::post().to(otp))
+            .route("/reauthenticate", web::get().to(reauthenticate))
+            .route("/authorize", web::get().to(authorize))
+            .route("/sso", web::post().to(saml_disabled))
+            .route("/sso/saml/acs", web::post().to(saml_disabled))
+            .route("/sso/saml/metadata", web::get().to(saml_disabled))
+            .route(
+                "/user/identities/authorize",
+                web::get().to(manual_linking_disabled),
+            )
+            .service(
+                web::resource("/invite")
+                    .wrap(actix_web::middleware::from_fn(crate::audit::track))
+                    .route(web::post().to(invite)),
+            )
             .route("/verify", web::post().to(verify_post))
             .route("/verify", web::get().to(verify_get))
             .route("/settings", web::get().to(settings))
@@ -43,7 +57,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/users", web::post().to(admin_create))
                     .route("/users/{id}", web::get().to(admin_get))
                     .route("/users/{id}", web::put().to(admin_update))
-                    .route("/users/{id}", web::delete().to(admin_delete)),
+                    .route("/users/{id}", web::delete().to(admin_delete))
+                    .route("/generate_link", web::post().to(admin_generate_link)),
             ),
     );
 }
@@ -321,6 +336,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                 (None, None, _) => {
                     return Err(AuthError::validation("missing email or phone")).dialect(&req);
                 }
+                (None, Some(_), _) => return Err(phone_disabled(422)).dialect(&req),
                 _ => return Err(AuthError::invalid_credentials()).dialect(&req),
             };
             let result = state
@@ -357,6 +373,14 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
             }
             result.dialect(&req)?
         }
+        "web3" => {
+            return Err(AuthError::new(
+                422,
+                "web3_provider_disabled",
+                "Web3 provider is disabled",
+            ))
+            .dialect(&req);
+        }
         "pkce" => {
             let result = state
                 .accounts
@@ -381,6 +405,86 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
         }
     };
     Ok(session_response(&req, &session))
+}
+
+/// What a phone sign-in answers: Galley sends no SMS, so phone logins are off.
+fn phone_disabled(status: u16) -> AuthError {
+    AuthError::new(
+        status,
+        "phone_provider_disabled",
+        "Phone logins are disabled",
+    )
+}
+
+/// SAML single sign-on (`/sso`, its ACS and metadata): not offered, answered as a
+/// GoTrue with SAML off answers.
+async fn saml_disabled(req: HttpRequest) -> Answer {
+    Err(AuthError::new(
+        404,
+        "saml_provider_disabled",
+        "SAML 2.0 is disabled",
+    ))
+    .dialect(&req)
+}
+
+/// Identity linking while manual linking is off.
+async fn manual_linking_disabled(req: HttpRequest) -> Answer {
+    Err(AuthError::new(
+        404,
+        "manual_linking_disabled",
+        "Manual linking is disabled",
+    ))
+    .dialect(&req)
+}
+
+/// The OAuth providers Supabase Auth knows, as `/settings` lists them.
+const OAUTH_PROVIDERS: &[&str] = &[
+    "apple",
+    "azure",
+    "bitbucket",
+    "discord",
+    "facebook",
+    "figma",
+    "fly",
+    "github",
+    "gitlab",
+    "google",
+    "keycloak",
+    "kakao",
+    "linkedin",
+    "linkedin_oidc",
+    "notion",
+    "spotify",
+    "slack",
+    "slack_oidc",
+    "snapchat",
+    "twitch",
+    "twitter",
+    "workos",
+    "zoom",
+];
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    provider: Option<String>,
+}
+
+/// `GET /authorize?provider=…`: OAuth sign-in. No provider is enabled yet: a known one
+/// is refused as disabled, any other as unknown, in GoTrue's words.
+async fn authorize(req: HttpRequest) -> Answer {
+    let provider = web::Query::<AuthorizeQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().provider)
+        .unwrap_or_default();
+    let why = if OAUTH_PROVIDERS.contains(&provider.to_ascii_lowercase().as_str()) {
+        "provider is not enabled".to_owned()
+    } else {
+        format!("Provider {provider} could not be found")
+    };
+    Err(AuthError::validation(format!(
+        "Unsupported provider: {why}"
+    )))
+    .dialect(&req)
 }
 
 /// The client's `User-Agent`, cut to 256 characters, for the session it starts.
@@ -472,6 +576,7 @@ async fn get_user(state: web::Data<AppState>, req: HttpRequest) -> Answer {
 struct UserBody {
     email: Option<String>,
     password: Option<String>,
+    nonce: Option<String>,
     data: Option<Map<String, Value>>,
     app_metadata: Option<Value>,
     phone: Option<String>,
@@ -500,6 +605,7 @@ async fn put_user(state: web::Data<AppState>, req: HttpRequest, bytes: web::Byte
         email: input.email,
         password: input.password,
         data: input.data,
+        nonce: input.nonce,
     };
     let user = state
         .accounts
@@ -535,6 +641,7 @@ struct ResendBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
+    phone: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
 }
@@ -542,8 +649,20 @@ struct ResendBody {
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
     let input: ResendBody = body(&req, &bytes).dialect(&req)?;
     limit(&state, &req, Bucket::Email, input.email.as_deref()).await?;
-    let Some(email) = input.email else {
-        return Err(AuthError::validation("An email address is required")).dialect(&req);
+    // GoTrue's checks, in its order: the type, then what it needs, then the provider.
+    let kind = input.kind.as_deref().unwrap_or_default();
+    if !matches!(kind, "signup" | "email_change" | "sms" | "phone_change") {
+        return Err(AuthError::validation(
+            "Missing one of these types: signup, email_change, sms, phone_change",
+        ))
+        .dialect(&req);
+    }
+    let Some(email) = input.email.filter(|e| !e.is_empty()) else {
+        return Err(match input.phone.filter(|p| !p.is_empty()) {
+            Some(_) => phone_disabled(400),
+            None => AuthError::validation("Missing email address or phone number"),
+        })
+        .dialect(&req);
     };
     state
         .accounts
@@ -719,20 +838,22 @@ async fn verify_get(state: web::Data<AppState>, req: HttpRequest) -> Answer {
 
 async fn settings(state: web::Data<AppState>) -> HttpResponse {
     let settings = state.accounts.settings();
+    let mut external: Map<String, Value> = OAUTH_PROVIDERS
+        .iter()
+        .map(|provider| ((*provider).to_owned(), json!(false)))
+        .collect();
+    external.insert("anonymous_users".into(), json!(settings.anonymous_sign_ins));
+    external.insert("email".into(), json!(true));
+    external.insert("phone".into(), json!(false));
     HttpResponse::Ok().json(json!({
-        "external": {
-            "anonymous_users": settings.anonymous_sign_ins, "apple": false, "azure": false, "bitbucket": false,
-            "discord": false, "facebook": false, "figma": false, "fly": false, "github": false,
-            "gitlab": false, "google": false, "keycloak": false, "kakao": false, "linkedin": false,
-            "linkedin_oidc": false, "notion": false, "spotify": false, "slack": false,
-            "slack_oidc": false, "snapchat": false, "twitch": false, "twitter": false,
-            "workos": false, "zoom": false, "email": true, "phone": false,
-        },
+        "external": external,
         "disable_signup": settings.disable_signup,
         "mailer_autoconfirm": !settings.confirm_email,
         "phone_autoconfirm": false,
         "sms_provider": "",
         "saml_enabled": false,
+        "saml_private_key_next_configured": false,
+        "passkeys_enabled": false,
     }))
 }
 
@@ -756,8 +877,28 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 
 #[derive(Deserialize)]
 struct PageQuery {
-    page: Option<i64>,
-    per_page: Option<i64>,
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+/// A page parameter as GoTrue reads it (Go's `strconv.ParseUint`): digits only, and its
+/// refusal in Go's words.
+fn page_number(text: Option<&str>, default: u64) -> Result<u64, AuthError> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(default),
+        Some(text) => text.parse::<u64>().map_err(|err| {
+            let why = if matches!(err.kind(), std::num::IntErrorKind::PosOverflow)
+                && text.bytes().all(|b| b.is_ascii_digit())
+            {
+                "value out of range"
+            } else {
+                "invalid syntax"
+            };
+            AuthError::validation(format!(
+                "Bad Pagination Parameters: strconv.ParseUint: parsing {text:?}: {why}"
+            ))
+        }),
+    }
 }
 
 async fn admin_list(_admin: AdminAccess, state: web::Data<AppState>, req: HttpRequest) -> Answer {
@@ -767,8 +908,11 @@ async fn admin_list(_admin: AdminAccess, state: web::Data<AppState>, req: HttpRe
             page: None,
             per_page: None,
         });
-    let page = query.page.unwrap_or(1).max(1);
-    let per_page = query.per_page.unwrap_or(50).clamp(1, 1000);
+    let page = page_number(query.page.as_deref(), 1).dialect(&req)?;
+    let per_page = page_number(query.per_page.as_deref(), 50).dialect(&req)?;
+    // Past a billion pages there is nothing to show; the offset must not overflow.
+    let page = i64::try_from(page.clamp(1, 1_000_000_000)).unwrap_or(1);
+    let per_page = i64::try_from(per_page.clamp(1, 1000)).unwrap_or(1000);
     let (users, total) = state
         .accounts
         .list_users(page, per_page)
@@ -850,6 +994,79 @@ async fn admin_create(
     let user = state.accounts.create_user(spec).await.dialect(&req)?;
     tracing::info!(event = "auth.admin_user_created", user_id = %user.id, "an admin created a user");
     Ok(ok(&req, user.to_json()))
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    email: Option<String>,
+    data: Option<Map<String, Value>>,
+}
+
+/// `POST /invite` (admins): an account without a password and an invitation mail.
+async fn invite(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Answer {
+    let input: InviteBody = body(&req, &bytes).dialect(&req)?;
+    let Some(email) = input.email else {
+        return Err(AuthError::validation("An email address is required")).dialect(&req);
+    };
+    let user = state
+        .accounts
+        .invite(&email, input.data, redirect_to(&req).as_deref())
+        .await
+        .dialect(&req)?;
+    tracing::info!(event = "auth.user_invited", user_id = %user.id, "an admin invited a user");
+    Ok(ok(&req, user.to_json()))
+}
+
+#[derive(Deserialize)]
+struct GenerateLinkBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    new_email: Option<String>,
+    data: Option<Map<String, Value>>,
+    redirect_to: Option<String>,
+}
+
+/// `POST /admin/generate_link`: a mail's link and code, answered instead of sent.
+async fn admin_generate_link(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Answer {
+    let input: GenerateLinkBody = body(&req, &bytes).dialect(&req)?;
+    let Some(email) = input.email else {
+        return Err(AuthError::validation("An email address is required")).dialect(&req);
+    };
+    let redirect = input.redirect_to.or_else(|| redirect_to(&req));
+    let link = state
+        .accounts
+        .generate_link(
+            input.kind.as_deref().unwrap_or_default(),
+            &email,
+            input.password.as_deref(),
+            input.new_email.as_deref(),
+            input.data,
+            redirect.as_deref(),
+        )
+        .await
+        .dialect(&req)?;
+    tracing::info!(event = "auth.link_generated", user_id = %link.user.id, kind = link.verification_type, "an admin generated a link");
+    Ok(ok(&req, link.to_json()))
+}
+
+/// `GET /reauthenticate`: a code by mail, for a password change that needs one.
+async fn reauthenticate(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    limit(&state, &req, Bucket::Email, None).await?;
+    state.accounts.reauthenticate(&caller).await.dialect(&req)?;
+    Ok(ok(&req, json!({})))
 }
 
 fn user_id(path: &str) -> Result<Uuid, AuthError> {
