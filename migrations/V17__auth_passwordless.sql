@@ -32,3 +32,4 @@ REVOKE ALL ON auth.flow_states FROM PUBLIC;
 
 ALTER TABLE auth.one_time_tokens
   ADD COLUMN flow_state_id uuid REFERENCES auth.flow_states (id) ON DELETE CASCADE;
+CREATE INDEX one_time_tokens_flow_state_id_idx ON auth.one_time_tokens (flow_state_id);

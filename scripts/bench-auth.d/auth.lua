@@ -1,6 +1,8 @@
 -- wrk script for scripts/bench-auth. Arguments after `--`:
 --   signup TAG PASSWORD          POST /auth/v1/signup, a new email every request:
 --                                bench-TAG-<thread>-<n>-<random>@example.com
+--   otp TAG                      POST /auth/v1/otp, a new email every request (an account
+--                                and a queued mail each: no password is hashed)
 --   login PREFIX COUNT PASSWORD  POST /auth/v1/token?grant_type=password, cycling through
 --                                PREFIX<1..COUNT>@example.com (each thread from its own
 --                                starting point)
@@ -19,6 +21,8 @@ function init(args)
   if mode == "signup" then
     tag = args[2]
     password = args[3]
+  elseif mode == "otp" then
+    tag = args[2]
   elseif mode == "login" then
     prefix = args[2]
     count = tonumber(args[3])
@@ -36,6 +40,11 @@ function request()
       tag, thread_no, counter, math.random(0, 999999))
     return wrk.format("POST", "/auth/v1/signup", nil,
       string.format('{"email":"%s","password":"%s"}', email, password))
+  end
+  if mode == "otp" then
+    local email = string.format("otp-%s-%d-%d-%d@example.com",
+      tag, thread_no, counter, math.random(0, 999999))
+    return wrk.format("POST", "/auth/v1/otp", nil, string.format('{"email":"%s"}', email))
   end
   local email = string.format("%s%d@example.com", prefix, counter % count + 1)
   return wrk.format("POST", "/auth/v1/token?grant_type=password", nil,

@@ -32,6 +32,7 @@ from tables import print_table  # noqa: E402
 REFERENCE = {"signup": 17, "login": 33}
 NOTES = {
     "signup": "a new email each, 200 = session",
+    "otp": "POST /otp, a new email each: account + queued mail, no SMTP",
     "login": "password grant over the created users",
     "get-by-id alone": "GET /rest/v1/<table>?id=eq.N, user JWT",
     "get-by-id + login storm": "same, while the storm below runs",

@@ -378,7 +378,7 @@ mod tests {
             ..PasswordPolicy::default()
         };
         assert!(weaker.check("123456").is_ok());
-        assert!(weaker.check("12345").is_err());
+        assert!(weaker.check("abcde").is_err());
     }
 
     #[tokio::test]
