@@ -931,6 +931,13 @@ impl Accounts {
             "email_change_current" | "email_change_new" => {
                 let user = existing().await?;
                 let new_email = normalise_email(new_email.unwrap_or_default())?;
+                if load_user_by_email(&tx, &new_email).await?.is_some() {
+                    return Err(AuthError::new(
+                        422,
+                        "email_exists",
+                        "A user with this email address has already been registered",
+                    ));
+                }
                 let row = tx
                     .query_one(
                         &format!(
@@ -939,13 +946,6 @@ impl Accounts {
                         &[&user.id, &new_email],
                     )
                     .await?;
-                if load_user_by_email(&tx, &new_email).await?.is_some() {
-                    return Err(AuthError::new(
-                        422,
-                        "email_exists",
-                        "A user with this email address has already been registered",
-                    ));
-                }
                 (
                     UserRecord::from_row(&row, 0)?,
                     MailKind::EmailChange,

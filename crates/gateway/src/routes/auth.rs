@@ -240,13 +240,24 @@ struct SignupBody {
     phone: Option<String>,
     password: Option<String>,
     data: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    challenge: ChallengeFields,
+}
+
+/// The PKCE challenge a request that mails a link may carry (`flow_type: 'pkce'`).
+#[derive(Deserialize)]
+struct ChallengeFields {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
 }
 
-/// The PKCE challenge a request that mails a link may carry (`flow_type: 'pkce'`).
-fn pkce(challenge: &Option<String>, method: &Option<String>) -> Result<Option<Pkce>, AuthError> {
-    Pkce::parse(challenge.as_deref(), method.as_deref())
+impl ChallengeFields {
+    fn pkce(&self) -> Result<Option<Pkce>, AuthError> {
+        Pkce::parse(
+            self.code_challenge.as_deref(),
+            self.code_challenge_method.as_deref(),
+        )
+    }
 }
 
 async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -269,7 +280,7 @@ async fn signup(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
         state.metrics.auth_event("signup_anonymous");
         return Ok(session_response(&req, &session));
     };
-    let challenge = pkce(&input.code_challenge, &input.code_challenge_method).dialect(&req)?;
+    let challenge = input.challenge.pkce().dialect(&req)?;
     let outcome = state
         .accounts
         .signup(
@@ -618,8 +629,8 @@ async fn put_user(state: web::Data<AppState>, req: HttpRequest, bytes: web::Byte
 #[derive(Deserialize)]
 struct RecoverBody {
     email: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
+    #[serde(flatten)]
+    challenge: ChallengeFields,
 }
 
 async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -630,7 +641,7 @@ async fn recover(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes
         .recover_in_background(
             input.email.as_deref().unwrap_or_default(),
             redirect_to(&req).as_deref(),
-            pkce(&input.code_challenge, &input.code_challenge_method).dialect(&req)?,
+            input.challenge.pkce().dialect(&req)?,
         )
         .dialect(&req)?;
     Ok(ok(&req, json!({})))
@@ -642,8 +653,8 @@ struct ResendBody {
     kind: Option<String>,
     email: Option<String>,
     phone: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
+    #[serde(flatten)]
+    challenge: ChallengeFields,
 }
 
 async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -670,9 +681,7 @@ async fn resend(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes)
             input.kind.as_deref().unwrap_or_default(),
             &email,
             redirect_to(&req).as_deref(),
-            pkce(&input.code_challenge, &input.code_challenge_method)
-                .dialect(&req)?
-                .as_ref(),
+            input.challenge.pkce().dialect(&req)?.as_ref(),
         )
         .await
         .dialect(&req)?;
@@ -685,8 +694,8 @@ struct OtpBody {
     phone: Option<String>,
     create_user: Option<bool>,
     data: Option<Map<String, Value>>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
+    #[serde(flatten)]
+    challenge: ChallengeFields,
 }
 
 /// `POST /otp`: a sign-in link and code by mail (`signInWithOtp`).
@@ -711,9 +720,7 @@ async fn otp(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) ->
             input.create_user.unwrap_or(true),
             input.data,
             redirect_to(&req).as_deref(),
-            pkce(&input.code_challenge, &input.code_challenge_method)
-                .dialect(&req)?
-                .as_ref(),
+            input.challenge.pkce().dialect(&req)?.as_ref(),
         )
         .await
         .dialect(&req)?;
