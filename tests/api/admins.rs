@@ -4,6 +4,7 @@
 //! names the admin; the first admin is created through the setup link `galley serve`
 //! prints while there is none.
 
+use crate::support::totp_code;
 use galley_testkit::{GalleyProcess, TestApp, spawn_app_with};
 use serde_json::{Value, json};
 
@@ -1052,24 +1053,6 @@ async fn the_operations_pages_read_keys_redacted_configuration_metrics_and_send_
         .await
         .expect("response");
     assert_eq!(bad.status(), 400);
-}
-
-/// The code an authenticator shows for `secret` at time step `step`.
-fn totp_code(secret: &str, step: i64) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .expect("base32");
-    totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        0,
-        30,
-        bytes,
-        None,
-        String::new(),
-    )
-    .expect("totp")
-    .generate(u64::try_from(step * 30).expect("time"))
 }
 
 #[tokio::test]

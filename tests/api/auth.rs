@@ -1907,3 +1907,354 @@ async fn a_weaker_password_policy_is_the_operators_choice() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The current code of a TOTP secret as an authenticator app shows it.
+fn totp_code(secret: &str) -> String {
+    crate::support::totp_code(secret, chrono::Utc::now().timestamp() / 30)
+}
+
+/// The `vault` rows `token` may read, once the table is served.
+async fn vault_rows(app: &TestApp, token: &str) -> Value {
+    for _ in 0..200 {
+        let response = app
+            .http
+            .get(app.url("/rest/v1/vault?select=note"))
+            .header("apikey", app.anon_key())
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("response");
+        if response.status() == 200 {
+            return response.json().await.expect("json");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the vault table was not served");
+}
+
+async fn challenge(app: &TestApp, access: &str, factor: &str) -> String {
+    let (status, body) = json_of(
+        with_token(
+            app,
+            reqwest::Method::POST,
+            &format!("/factors/{factor}/challenge"),
+            access,
+            Some(json!({})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["id"].as_str().expect("challenge id").to_owned()
+}
+
+async fn verify_code(
+    app: &TestApp,
+    access: &str,
+    factor: &str,
+    id: &str,
+    code: &str,
+) -> (u16, Value) {
+    json_of(
+        with_token(
+            app,
+            reqwest::Method::POST,
+            &format!("/factors/{factor}/verify"),
+            access,
+            Some(json!({"challenge_id": id, "code": code})),
+        )
+        .await,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn totp_factors_raise_sessions_to_aal2_which_row_level_security_can_require() {
+    let app = spawn_app().await;
+    let signed_up = sign_up(&app, "mfa@example.com", "correct horse battery").await;
+    let access = signed_up["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let user_id = signed_up["user"]["id"].as_str().expect("id").to_owned();
+    let (_, other_device) = sign_in(&app, "mfa@example.com", "correct horse battery").await;
+
+    // Enrolment answers the secret, its otpauth URI and a QR code (an SVG document).
+    let (status, enrolled) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/factors",
+            &access,
+            Some(json!({"factor_type": "totp", "friendly_name": "phone app"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{enrolled}");
+    assert_eq!(enrolled["type"], "totp");
+    assert_eq!(enrolled["friendly_name"], "phone app");
+    let factor = enrolled["id"].as_str().expect("factor id").to_owned();
+    let secret = enrolled["totp"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
+    let uri = enrolled["totp"]["uri"].as_str().expect("uri");
+    assert!(uri.starts_with("otpauth://totp/127.0.0.1"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret}")), "{uri}");
+    let qr = enrolled["totp"]["qr_code"].as_str().expect("qr");
+    assert!(qr.contains("<svg") && qr.ends_with("</svg>"), "{qr:.60}");
+    // The secret is sealed at rest.
+    let db = app.db.connect().await.expect("connect");
+    let stored: Vec<u8> = db
+        .query_one(
+            "SELECT secret FROM auth.mfa_factors WHERE id = $1::text::uuid",
+            &[&factor],
+        )
+        .await
+        .expect("factor row")
+        .get(0);
+    assert!(!String::from_utf8_lossy(&stored).contains(&secret));
+
+    // Unverified, it shows in the user object; a second unnamed factor is fine once, and
+    // a name is unique per user, the empty one included, as GoTrue checks it.
+    let (_, user) =
+        json_of(with_token(&app, reqwest::Method::GET, "/user", &access, None).await).await;
+    assert_eq!(user["factors"][0]["status"], "unverified");
+    assert_eq!(user["factors"][0]["factor_type"], "totp");
+    for expected in [200, 422] {
+        let (status, body) = json_of(
+            with_token(
+                &app,
+                reqwest::Method::POST,
+                "/factors",
+                &access,
+                Some(json!({"factor_type": "totp"})),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, expected, "{body}");
+        if expected == 422 {
+            assert_eq!(
+                body,
+                json!({"code": "mfa_factor_name_conflict", "message": "A factor with the friendly name \"\" for this user already exists"})
+            );
+        }
+    }
+    let (status, body) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/factors",
+            &access,
+            Some(json!({"factor_type": "sms"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"code": "validation_failed", "message": "factor_type needs to be totp, phone, or webauthn"})
+        )
+    );
+
+    // A challenge lives five minutes; a wrong code is refused; five wrong codes end it.
+    let first = challenge(&app, &access, &factor).await;
+    let (status, body) = verify_code(&app, &access, &factor, &first, "000000").await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"code": "mfa_verification_failed", "message": "Invalid TOTP code entered"})
+        )
+    );
+    for _ in 0..4 {
+        verify_code(&app, &access, &factor, &first, "999999x").await;
+    }
+    let (status, body) = verify_code(&app, &access, &factor, &first, &totp_code(&secret)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "mfa_factor_not_found");
+
+    // The right code raises this session to aal2 with totp first in amr.
+    let second = challenge(&app, &access, &factor).await;
+    let code = totp_code(&secret);
+    let (status, raised) = verify_code(&app, &access, &factor, &second, &code).await;
+    assert_eq!(status, 200, "{raised}");
+    let claims = claims_of(raised["access_token"].as_str().expect("token"));
+    assert_eq!(claims["aal"], "aal2");
+    assert_eq!(claims["amr"][0]["method"], "totp");
+    assert_eq!(claims["amr"][1]["method"], "password");
+    assert_eq!(claims["session_id"], claims_of(&access)["session_id"]);
+    assert_eq!(raised["user"]["factors"][0]["status"], "verified");
+    // The unverified second factor is gone; the other device's aal1 session ended.
+    assert_eq!(raised["user"]["factors"].as_array().map(Vec::len), Some(1));
+    let (status, _) = refresh(&app, other_device["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, 400);
+    // The refreshed aal2 session stays aal2.
+    let (status, refreshed) = refresh(&app, raised["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(
+        claims_of(refreshed["access_token"].as_str().expect("token"))["aal"],
+        "aal2"
+    );
+    let aal2 = refreshed["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // A code is accepted once: the same code on a new challenge is refused.
+    let third = challenge(&app, &aal2, &factor).await;
+    let (status, _) = verify_code(&app, &aal2, &factor, &third, &code).await;
+    assert_eq!(status, 422);
+
+    // Row-level security can require aal2.
+    db.batch_execute(
+        "CREATE TABLE public.vault (id int PRIMARY KEY, note text);
+         INSERT INTO public.vault VALUES (1, 'only with two factors');
+         GRANT SELECT ON public.vault TO authenticated;
+         ALTER TABLE public.vault ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY aal2_only ON public.vault FOR SELECT TO authenticated
+           USING ((auth.jwt() ->> 'aal') = 'aal2');",
+    )
+    .await
+    .expect("vault");
+    let (_, aal1_session) = sign_in(&app, "mfa@example.com", "correct horse battery").await;
+    let aal1 = aal1_session["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(claims_of(&aal1)["aal"], "aal1");
+    assert_eq!(
+        vault_rows(&app, &aal2).await,
+        json!([{"note": "only with two factors"}])
+    );
+    assert_eq!(vault_rows(&app, &aal1).await, json!([]));
+
+    // At aal1, a user with a verified factor cannot remove it, add another, or change
+    // their password.
+    let (status, body) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("/factors/{factor}"),
+            &aal1,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"code": "insufficient_aal", "message": "AAL2 required to unenroll verified factor"})
+        )
+    );
+    let (status, body) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/factors",
+            &aal1,
+            Some(json!({"factor_type": "totp", "friendly_name": "second"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"code": "insufficient_aal", "message": "AAL2 required to enroll a new factor"})
+        )
+    );
+    let (status, body) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::PUT,
+            "/user",
+            &aal1,
+            Some(json!({"password": "another horse battery"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "insufficient_aal");
+    // Another user's factor is not found.
+    let stranger = sign_up(&app, "stranger@example.com", "correct horse battery").await;
+    let (status, body) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            &format!("/factors/{factor}/challenge"),
+            stranger["access_token"].as_str().expect("token"),
+            Some(json!({})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"code": "mfa_factor_not_found", "message": "Factor not found"})
+        )
+    );
+
+    // The admin lists, renames and removes factors; the sessions the factor raised go
+    // back to aal1.
+    let admin = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = app
+            .http
+            .request(method, app.url(&format!("/auth/v1{path}")))
+            .header("apikey", app.anon_key())
+            .bearer_auth(app.service_key());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let listed: Value = admin(
+        reqwest::Method::GET,
+        format!("/admin/users/{user_id}/factors"),
+        None,
+    )
+    .await
+    .expect("response")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed[0]["id"], factor.as_str());
+    let renamed: Value = admin(
+        reqwest::Method::PUT,
+        format!("/admin/users/{user_id}/factors/{factor}"),
+        Some(json!({"friendly_name": "old phone"})),
+    )
+    .await
+    .expect("response")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(renamed["friendly_name"], "old phone");
+    let response = admin(
+        reqwest::Method::DELETE,
+        format!("/admin/users/{user_id}/factors/{factor}"),
+        None,
+    )
+    .await
+    .expect("response");
+    assert_eq!(response.status(), 200);
+    let (status, lowered) = refresh(&app, refreshed["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, 200, "{lowered}");
+    let claims = claims_of(lowered["access_token"].as_str().expect("token"));
+    assert_eq!(claims["aal"], "aal1");
+    assert_eq!(claims["amr"].as_array().map(Vec::len), Some(1), "{claims}");
+    assert_eq!(claims["amr"][0]["method"], "password");
+    assert!(lowered["user"].get("factors").is_none(), "{lowered}");
+}

@@ -99,3 +99,20 @@ pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// The code an authenticator shows for `secret` (base32) at time step `step`.
+pub(crate) fn totp_code(secret: &str, step: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("base32");
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        0,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .generate(u64::try_from(step * 30).expect("time"))
+}

@@ -9,6 +9,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { createClient } from "@supabase/supabase-js";
 import ws from "ws";
+import * as OTPAuth from "otpauth";
 
 const url = process.env.SDK_URL;
 const anonKey = process.env.SDK_ANON_KEY;
@@ -371,4 +372,74 @@ test("every method that is off answers with Supabase Auth's own error", async ()
   await supabase.auth.signInWithPassword({ email, password: "correct horse battery" });
   const linked = await supabase.auth.linkIdentity({ provider: "github", options: { skipBrowserRedirect: true } });
   assert.equal(linked.error.code, "manual_linking_disabled");
+});
+
+test("TOTP: enroll, challenge, verify, aal2 in the token and in a row-level security policy", async () => {
+  await admin("POST", "/tables", {
+    name: "vault",
+    primary_key: "bigint",
+    columns: [{ name: "note", type: "text", nullable: false }],
+  });
+  await admin("PUT", "/tables/vault/rules", {
+    select: { preset: "custom", expression: "(auth.jwt() ->> 'aal') = 'aal2'" },
+  });
+  const stored = await client(serviceKey).from("vault").insert({ note: "two factors" });
+  assert.equal(stored.error, null, JSON.stringify(stored.error));
+  const email = `mfa-${randomUUID().slice(0, 8)}@example.com`;
+  const password = "correct horse battery";
+  const created = await client(serviceKey).auth.admin.createUser({ email, password, email_confirm: true });
+  assert.equal(created.error, null, JSON.stringify(created.error));
+
+  const supabase = client();
+  assert.equal((await supabase.auth.signInWithPassword({ email, password })).error, null);
+  let level = await supabase.auth.mfa.getAuthenticatorAssuranceLevel();
+  assert.deepEqual([level.data.currentLevel, level.data.nextLevel], ["aal1", "aal1"]);
+
+  const enrolled = await supabase.auth.mfa.enroll({ factorType: "totp", friendlyName: "phone", issuer: "Galley Tests" });
+  assert.equal(enrolled.error, null, JSON.stringify(enrolled.error));
+  assert.ok(enrolled.data.totp.qr_code.startsWith("data:image/svg+xml;utf-8,<"), enrolled.data.totp.qr_code.slice(0, 60));
+  // What an authenticator app reads from the QR code's URI.
+  const app = OTPAuth.URI.parse(enrolled.data.totp.uri);
+  assert.equal(app.issuer, "Galley Tests");
+  assert.equal(app.label, email);
+  assert.equal(app.secret.base32, enrolled.data.totp.secret);
+  const factorId = enrolled.data.id;
+
+  const challenge = await supabase.auth.mfa.challenge({ factorId });
+  assert.equal(challenge.error, null, JSON.stringify(challenge.error));
+  assert.equal(challenge.data.type, "totp");
+  assert.ok(challenge.data.expires_at > Date.now() / 1000);
+  const wrong = await supabase.auth.mfa.verify({ factorId, challengeId: challenge.data.id, code: "12345x" });
+  assert.equal(wrong.error.code, "mfa_verification_failed");
+  assert.equal(wrong.error.message, "Invalid TOTP code entered");
+  const verified = await supabase.auth.mfa.verify({ factorId, challengeId: challenge.data.id, code: app.generate() });
+  assert.equal(verified.error, null, JSON.stringify(verified.error));
+
+  level = await supabase.auth.mfa.getAuthenticatorAssuranceLevel();
+  assert.deepEqual([level.data.currentLevel, level.data.nextLevel], ["aal2", "aal2"]);
+  assert.equal(level.data.currentAuthenticationMethods[0].method, "totp");
+  assert.equal(level.data.currentAuthenticationMethods[1].method, "password");
+  const factors = await supabase.auth.mfa.listFactors();
+  assert.deepEqual(factors.data.totp.map((f) => [f.id, f.friendly_name, f.status]), [[factorId, "phone", "verified"]]);
+  const rows = await supabase.from("vault").select("note");
+  assert.deepEqual(rows.data, [{ note: "two factors" }]);
+
+  // Another device signs in at aal1: the policy hides the row, and the factor stays.
+  const other = client();
+  assert.equal((await other.auth.signInWithPassword({ email, password })).error, null);
+  level = await other.auth.mfa.getAuthenticatorAssuranceLevel();
+  assert.deepEqual([level.data.currentLevel, level.data.nextLevel], ["aal1", "aal2"]);
+  assert.deepEqual((await other.from("vault").select("note")).data, []);
+  const refused = await other.auth.mfa.unenroll({ factorId });
+  assert.equal(refused.error.code, "insufficient_aal");
+  // The next step's code (clock drift is allowed; the used one is not accepted again).
+  const next = app.generate({ timestamp: Date.now() + 30_000 });
+  const raised = await other.auth.mfa.challengeAndVerify({ factorId, code: next });
+  assert.equal(raised.error, null, JSON.stringify(raised.error));
+  assert.deepEqual((await other.from("vault").select("note")).data, [{ note: "two factors" }]);
+
+  const removed = await other.auth.mfa.unenroll({ factorId });
+  assert.equal(removed.error, null, JSON.stringify(removed.error));
+  assert.equal(removed.data.id, factorId);
+  assert.deepEqual((await other.auth.mfa.listFactors()).data.all, []);
 });

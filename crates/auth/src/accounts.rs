@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::AuthError;
 use crate::mail::{self, MailKind, Templates};
 use crate::password::{PasswordHasherPool, PasswordPolicy};
+use crate::seal::SealKey;
 use crate::tokens::{AccessClaims, AccessSigner, RefreshKey, one_time_hash, one_time_token};
 use crate::user::{USER_COLUMNS, UserRecord};
 
@@ -279,7 +280,7 @@ pub struct AdminUser {
 }
 
 pub struct Accounts {
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// Woken when mail is queued, so the outbox worker sends it at once.
     mail_queued: std::sync::Arc<tokio::sync::Notify>,
     hasher: PasswordHasherPool,
@@ -287,7 +288,9 @@ pub struct Accounts {
     refresh: RefreshKey,
     signer: AccessSigner,
     templates: Templates,
-    settings: AuthSettings,
+    pub(crate) settings: AuthSettings,
+    /// Seals MFA secrets at rest.
+    pub(crate) seal: SealKey,
 }
 
 impl Accounts {
@@ -303,17 +306,19 @@ impl Accounts {
         pool: Pool,
         hasher: PasswordHasherPool,
         policy: PasswordPolicy,
-        refresh: RefreshKey,
+        secret: &crate::JwtSecret,
         signer: AccessSigner,
         templates: Templates,
         settings: AuthSettings,
     ) -> Self {
         Self {
+            // Both follow the project secret, so every instance agrees.
+            refresh: RefreshKey::derive(secret),
+            seal: SealKey::derive(secret),
             pool,
             mail_queued: std::sync::Arc::new(tokio::sync::Notify::new()),
             hasher,
             policy,
-            refresh,
             signer,
             templates,
             settings,
@@ -622,7 +627,7 @@ impl Accounts {
         self.load_caller(&client, caller).await
     }
 
-    async fn load_caller(
+    pub(crate) async fn load_caller(
         &self,
         client: &impl GenericClient,
         caller: &Caller,
@@ -684,6 +689,34 @@ impl Accounts {
                 "validation_failed",
                 "Updating password of an anonymous user without an email or phone is not allowed",
             ));
+        }
+        let changes_credentials = update.password.as_deref().is_some_and(|p| !p.is_empty())
+            || new_email
+                .as_ref()
+                .is_some_and(|e| user.email.as_ref() != Some(e));
+        if changes_credentials
+            && user
+                .factors
+                .iter()
+                .any(|f| f.get("status").and_then(Value::as_str) == Some("verified"))
+        {
+            let aal2 = match caller.session_id {
+                Some(session) => tx
+                    .query_opt(
+                        "SELECT 1 FROM auth.sessions WHERE id = $1 AND aal = 'aal2'",
+                        &[&session],
+                    )
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if !aal2 {
+                return Err(AuthError::new(
+                    401,
+                    "insufficient_aal",
+                    "AAL2 session is required to update email or password when MFA is enabled.",
+                ));
+            }
         }
         if update.password.is_some() && self.settings.secure_password_change {
             let recent = match caller.session_id {
@@ -1721,7 +1754,7 @@ impl Accounts {
         Ok(self.session_for(user, session_id, 0, &aal, amr))
     }
 
-    fn session_for(
+    pub(crate) fn session_for(
         &self,
         user: UserRecord,
         session_id: Uuid,

@@ -213,32 +213,15 @@ pub async fn disable_admin_totp(
     Ok(())
 }
 
-/// The TOTP of a base32 secret: SHA-1, 6 digits, 30-second steps, as authenticator apps
-/// expect.
 fn totp_for(secret: &str, label: Option<(&str, &str)>) -> Result<totp_rs::TOTP, AdminError> {
-    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
-        .to_bytes()
-        .map_err(|_| AdminError::InvalidTotp)?;
-    let (issuer, account) = label.map_or((None, String::new()), |(issuer, account)| {
-        (Some(issuer.replace(':', " ")), account.to_owned())
-    });
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes, issuer, account)
-        .map_err(|_| AdminError::InvalidTotp)
+    crate::totp::totp_for(secret, label).ok_or(AdminError::InvalidTotp)
 }
 
-/// The time step `code` is valid for (this one, or one either side for clock drift), if
-/// it is newer than `after`; a code is never accepted twice.
+/// The time step `code` is valid for, if newer than `after`.
 fn totp_step(secret: &str, code: &str, after: i64) -> Result<i64, AdminError> {
     let totp = totp_for(secret, None)?;
-    let now = chrono::Utc::now().timestamp();
-    let current = now / 30;
-    let code = code.trim();
-    for step in [current - 1, current, current + 1] {
-        if step > after && totp.check(code, u64::try_from(step * 30).unwrap_or(0)) {
-            return Ok(step);
-        }
-    }
-    Err(AdminError::InvalidTotp)
+    crate::totp::accepted_step(&totp, code, after, chrono::Utc::now().timestamp())
+        .ok_or(AdminError::InvalidTotp)
 }
 
 /// Admin sign-in, sessions and the first-admin setup, for the gateway.
@@ -381,7 +364,7 @@ impl Admins {
         // Replacing an authenticator takes a code from the current one: a stolen session
         // alone cannot swap the second factor.
         self.require_current_code(admin, code).await?;
-        let secret = totp_rs::Secret::generate_secret().to_encoded().to_string();
+        let secret = crate::totp::new_secret();
         let totp = totp_for(&secret, Some((issuer, &admin.email)))?;
         self.pool
             .get()

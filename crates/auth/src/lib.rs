@@ -10,10 +10,13 @@ mod config;
 mod error;
 mod keys;
 mod mail;
+mod mfa;
 mod password;
+mod seal;
 mod secret;
 mod signing;
 mod tokens;
+mod totp;
 mod user;
 mod verify;
 
@@ -32,6 +35,7 @@ pub use keys::{ApiRole, KeyClaims, mint_api_key};
 pub use mail::{
     MailKind, MailTemplate, MailTemplates, OutboxWorker, SmtpConfig, SmtpTls, Templates,
 };
+pub use mfa::EnrolledFactor;
 pub use password::{HashCost, PasswordHasherPool, PasswordPolicy, WeakPassword};
 pub use secret::{JwtSecret, SecretError};
 pub use signing::{KeySet, SigningKeyConfig};

@@ -9,7 +9,14 @@ use uuid::Uuid;
 pub(crate) const USER_COLUMNS: &str = "u.id, u.aud, u.role, u.email, u.encrypted_password, \
     u.email_confirmed_at, u.phone, u.phone_confirmed_at, u.confirmation_sent_at, u.recovery_sent_at, \
     u.email_change, u.email_change_sent_at, u.invited_at, u.last_sign_in_at, u.raw_app_meta_data, \
-    u.raw_user_meta_data, u.is_anonymous, u.banned_until, u.created_at, u.updated_at, u.deleted_at";
+    u.raw_user_meta_data, u.is_anonymous, u.banned_until, u.created_at, u.updated_at, u.deleted_at, \
+    (SELECT jsonb_agg(jsonb_build_object('id', f.id, 'friendly_name', f.friendly_name, \
+       'factor_type', f.factor_type, 'status', f.status, \
+       'created_at', to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'updated_at', to_char(f.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'last_challenged_at', to_char(f.last_challenged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'phone', '') ORDER BY f.created_at, f.id) \
+     FROM auth.mfa_factors f WHERE f.user_id = u.id)";
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -34,6 +41,8 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The user's MFA factors, as the `factors` of the user object.
+    pub factors: Vec<Value>,
 }
 
 impl UserRecord {
@@ -61,6 +70,24 @@ impl UserRecord {
             created_at: row.try_get(at + 18)?,
             updated_at: row.try_get(at + 19)?,
             deleted_at: row.try_get(at + 20)?,
+            factors: row
+                .try_get::<_, Option<Value>>(at + 21)?
+                .and_then(|v| match v {
+                    Value::Array(factors) => Some(factors),
+                    _ => None,
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut factor| {
+                    // GoTrue leaves an empty friendly name out.
+                    if let Some(object) = factor.as_object_mut()
+                        && object.get("friendly_name").and_then(Value::as_str) == Some("")
+                    {
+                        object.remove("friendly_name");
+                    }
+                    factor
+                })
+                .collect(),
         })
     }
 
@@ -130,6 +157,9 @@ impl UserRecord {
             None => Vec::new(),
         };
         user.insert("identities".into(), Value::Array(identities));
+        if !self.factors.is_empty() {
+            user.insert("factors".into(), Value::Array(self.factors.clone()));
+        }
         user.insert("created_at".into(), json!(timestamp(self.created_at)));
         user.insert("updated_at".into(), json!(timestamp(self.updated_at)));
         user.insert("is_anonymous".into(), json!(self.is_anonymous));

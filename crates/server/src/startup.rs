@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use galley_auth::{
     AccessSigner, Accounts, ApiRole, AuthSettings, HashCost, JwtSecret, KeySet, OutboxWorker,
-    PasswordHasherPool, PasswordPolicy, RefreshKey, Templates, TokenVerifier, mint_api_key,
+    PasswordHasherPool, PasswordPolicy, Templates, TokenVerifier, mint_api_key,
 };
 use galley_db::{
     Cluster, ClusterLock, ClusterOptions, ConnectTargets, EMBEDDED_DATABASE, PgBinaries, Pools,
@@ -915,7 +915,7 @@ fn accounts(
         pools.owner.clone(),
         hasher,
         policy,
-        RefreshKey::derive(secret),
+        secret,
         AccessSigner::with_keys(secret, keys),
         Templates {
             project: auth.project_name.clone(),

@@ -32,6 +32,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/resend", web::post().to(resend))
             .route("/otp", web::post().to(otp))
             .route("/reauthenticate", web::get().to(reauthenticate))
+            .route("/factors", web::post().to(enroll_factor))
+            .route(
+                "/factors/{factor}/challenge",
+                web::post().to(challenge_factor),
+            )
+            .route("/factors/{factor}/verify", web::post().to(verify_factor))
+            .route("/factors/{factor}", web::delete().to(unenroll_factor))
             .route("/authorize", web::get().to(authorize))
             .route("/sso", web::post().to(saml_disabled))
             .route("/sso/saml/acs", web::post().to(saml_disabled))
@@ -58,6 +65,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/users/{id}", web::get().to(admin_get))
                     .route("/users/{id}", web::put().to(admin_update))
                     .route("/users/{id}", web::delete().to(admin_delete))
+                    .route("/users/{id}/factors", web::get().to(admin_factors))
+                    .route(
+                        "/users/{id}/factors/{factor}",
+                        web::delete().to(admin_delete_factor),
+                    )
+                    .route(
+                        "/users/{id}/factors/{factor}",
+                        web::put().to(admin_update_factor),
+                    )
                     .route("/generate_link", web::post().to(admin_generate_link)),
             ),
     );
@@ -1132,4 +1148,139 @@ async fn admin_delete(
         .dialect(&req)?;
     tracing::info!(event = "auth.admin_user_deleted", user_id = %id, "an admin deleted a user");
     Ok(ok(&req, json!({})))
+}
+
+#[derive(Deserialize)]
+struct EnrollBody {
+    factor_type: Option<String>,
+    friendly_name: Option<String>,
+    issuer: Option<String>,
+}
+
+/// `POST /factors`: a TOTP factor, its secret and QR code shown this once.
+async fn enroll_factor(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let input: EnrollBody = body(&req, &bytes).dialect(&req)?;
+    let enrolled = state
+        .accounts
+        .enroll_factor(
+            &caller,
+            input.factor_type.as_deref().unwrap_or_default(),
+            input.friendly_name,
+            input.issuer,
+        )
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, enrolled.to_json()))
+}
+
+async fn challenge_factor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    limit(&state, &req, Bucket::Verify, None).await?;
+    let ip = state.limits.client_ip(&req);
+    let challenge = state
+        .accounts
+        .challenge_factor(&caller, &path, &ip)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, challenge))
+}
+
+#[derive(Deserialize)]
+struct VerifyFactorBody {
+    challenge_id: Option<String>,
+    code: Option<String>,
+}
+
+/// `POST /factors/{id}/verify`: the session at `aal2`.
+async fn verify_factor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let input: VerifyFactorBody = body(&req, &bytes).dialect(&req)?;
+    limit(&state, &req, Bucket::Verify, None).await?;
+    let ip = state.limits.client_ip(&req);
+    let session = state
+        .accounts
+        .verify_factor(
+            &caller,
+            &path,
+            input.challenge_id.as_deref().unwrap_or_default(),
+            input.code.as_deref().unwrap_or_default(),
+            &ip,
+        )
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, session.to_json()))
+}
+
+async fn unenroll_factor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    let caller = caller(&state, &req).dialect(&req)?;
+    let removed = state
+        .accounts
+        .unenroll_factor(&caller, &path)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, removed))
+}
+
+async fn admin_factors(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    let id = user_id(&path).dialect(&req)?;
+    let factors = state.accounts.admin_factors(id).await.dialect(&req)?;
+    Ok(ok(&req, factors))
+}
+
+async fn admin_delete_factor(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    let (id, factor) = path.into_inner();
+    let id = user_id(&id).dialect(&req)?;
+    let removed = state
+        .accounts
+        .admin_delete_factor(id, &factor)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, removed))
+}
+
+#[derive(Deserialize)]
+struct FactorUpdateBody {
+    friendly_name: Option<String>,
+}
+
+async fn admin_update_factor(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    bytes: web::Bytes,
+) -> Answer {
+    let (id, factor) = path.into_inner();
+    let id = user_id(&id).dialect(&req)?;
+    let input: FactorUpdateBody = body(&req, &bytes).dialect(&req)?;
+    let updated = state
+        .accounts
+        .admin_update_factor(id, &factor, input.friendly_name)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, updated))
 }
