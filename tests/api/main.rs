@@ -17,6 +17,7 @@ mod hostile;
 mod http;
 mod mail;
 mod metrics;
+mod oauth;
 mod operator;
 mod realtime;
 mod rest;

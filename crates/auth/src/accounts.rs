@@ -42,6 +42,10 @@ pub struct AuthSettings {
     pub secure_password_change: bool,
     /// How long an emailed link works.
     pub link_ttl: Duration,
+    /// The OAuth and OpenID Connect providers users may sign in with.
+    pub external: std::sync::Arc<crate::Providers>,
+    /// Signed-in users may link and unlink identities.
+    pub manual_linking: bool,
 }
 
 /// A signed-in session as the API answers it.
@@ -1726,7 +1730,7 @@ impl Accounts {
         })
     }
 
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         client: &impl GenericClient,
         user: UserRecord,
@@ -1856,7 +1860,10 @@ fn amr_method(kind: &str) -> &'static str {
     }
 }
 
-async fn load_user(client: &impl GenericClient, id: Uuid) -> Result<Option<UserRecord>, AuthError> {
+pub(crate) async fn load_user(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<UserRecord>, AuthError> {
     let row = client
         .query_opt(
             &format!("SELECT {USER_COLUMNS} FROM auth.users u WHERE u.id = $1"),

@@ -51,6 +51,12 @@ pub struct AuthConfig {
     pub signing_keys: Vec<crate::SigningKeyConfig>,
     /// The operator's own mail texts.
     pub templates: crate::MailTemplates,
+    /// OAuth and OpenID Connect providers users may sign in with, by name: `github`,
+    /// `google`, or any name with an `issuer`.
+    pub external: std::collections::BTreeMap<String, crate::ExternalProviderConfig>,
+    /// Signed-in users may link further identities (`/user/identities/authorize`) and
+    /// unlink them. Off by default, as in Supabase Auth.
+    pub manual_linking: bool,
 }
 
 impl Default for AuthConfig {
@@ -74,6 +80,8 @@ impl Default for AuthConfig {
             project_name: "Galley".to_owned(),
             signing_keys: Vec::new(),
             templates: crate::MailTemplates::default(),
+            external: std::collections::BTreeMap::new(),
+            manual_linking: false,
         }
     }
 }

@@ -12,6 +12,9 @@ pub struct AuthError {
     pub message: String,
     /// For `weak_password`: why.
     pub weak: Option<WeakPassword>,
+    /// An OAuth-style error (`{"error": code, "error_description": message}`), as GoTrue
+    /// answers some token grants.
+    pub oauth: bool,
 }
 
 impl AuthError {
@@ -21,6 +24,15 @@ impl AuthError {
             code,
             message: message.into(),
             weak: None,
+            oauth: false,
+        }
+    }
+
+    /// GoTrue's OAuth-shaped refusal: 400 `{"error", "error_description"}`.
+    pub fn oauth(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            oauth: true,
+            ..Self::new(400, error, description)
         }
     }
 
@@ -38,6 +50,7 @@ impl AuthError {
             code: "weak_password",
             message: weak.message.clone(),
             weak: Some(weak),
+            oauth: false,
         }
     }
 

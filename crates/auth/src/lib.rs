@@ -8,6 +8,8 @@ mod accounts;
 mod admins;
 mod config;
 mod error;
+mod external;
+mod identities;
 mod keys;
 mod mail;
 mod mfa;
@@ -31,6 +33,8 @@ pub use admins::{
 };
 pub use config::{AuthConfig, redact};
 pub use error::AuthError;
+pub use external::{ExternalProviderConfig, ExternalUser, Providers};
+pub use identities::ExternalSignIn;
 pub use keys::{ApiRole, KeyClaims, mint_api_key};
 pub use mail::{
     MailKind, MailTemplate, MailTemplates, OutboxWorker, SmtpConfig, SmtpTls, Templates,

@@ -16,7 +16,14 @@ pub(crate) const USER_COLUMNS: &str = "u.id, u.aud, u.role, u.email, u.encrypted
        'updated_at', to_char(f.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
        'last_challenged_at', to_char(f.last_challenged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
        'phone', '') ORDER BY f.created_at, f.id) \
-     FROM auth.mfa_factors f WHERE f.user_id = u.id)";
+     FROM auth.mfa_factors f WHERE f.user_id = u.id), \
+    (SELECT jsonb_agg(jsonb_build_object('identity_id', i.id, 'id', i.provider_id, 'user_id', i.user_id, \
+       'identity_data', i.identity_data, 'provider', i.provider, \
+       'last_sign_in_at', to_char(i.last_sign_in_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'created_at', to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'updated_at', to_char(i.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+       'email', i.email) ORDER BY i.created_at, i.id) \
+     FROM auth.identities i WHERE i.user_id = u.id)";
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -43,6 +50,8 @@ pub struct UserRecord {
     pub deleted_at: Option<DateTime<Utc>>,
     /// The user's MFA factors, as the `factors` of the user object.
     pub factors: Vec<Value>,
+    /// The user's identities at external providers (`auth.identities`).
+    pub external_identities: Vec<Value>,
 }
 
 impl UserRecord {
@@ -88,6 +97,10 @@ impl UserRecord {
                     factor
                 })
                 .collect(),
+            external_identities: match row.try_get::<_, Option<Value>>(at + 22)? {
+                Some(Value::Array(identities)) => identities,
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -137,8 +150,27 @@ impl UserRecord {
         }
         user.insert("app_metadata".into(), self.app_metadata.clone());
         user.insert("user_metadata".into(), self.user_metadata.clone());
-        let identities = match &self.email {
-            Some(email) => vec![json!({
+        let identities = self.identities_json();
+        user.insert("identities".into(), Value::Array(identities));
+        if !self.factors.is_empty() {
+            user.insert("factors".into(), Value::Array(self.factors.clone()));
+        }
+        user.insert("created_at".into(), json!(timestamp(self.created_at)));
+        user.insert("updated_at".into(), json!(timestamp(self.updated_at)));
+        user.insert("is_anonymous".into(), json!(self.is_anonymous));
+        Value::Object(user)
+    }
+}
+
+impl UserRecord {
+    /// The user's identities as GoTrue lists them: the email one (for an address the
+    /// user signed up with, not one that came with an external identity), then those at
+    /// external providers.
+    pub fn identities_json(&self) -> Vec<Value> {
+        let providers = self.app_metadata.get("providers").and_then(Value::as_array);
+        let email_provider = providers.is_none_or(|p| p.iter().any(|p| p == "email"));
+        let mut identities = match (&self.email, email_provider) {
+            (Some(email), true) => vec![json!({
                 "identity_id": self.id,
                 "id": self.id,
                 "user_id": self.id,
@@ -154,16 +186,10 @@ impl UserRecord {
                 "updated_at": timestamp(self.updated_at),
                 "email": email,
             })],
-            None => Vec::new(),
+            _ => Vec::new(),
         };
-        user.insert("identities".into(), Value::Array(identities));
-        if !self.factors.is_empty() {
-            user.insert("factors".into(), Value::Array(self.factors.clone()));
-        }
-        user.insert("created_at".into(), json!(timestamp(self.created_at)));
-        user.insert("updated_at".into(), json!(timestamp(self.updated_at)));
-        user.insert("is_anonymous".into(), json!(self.is_anonymous));
-        Value::Object(user)
+        identities.extend(self.external_identities.iter().cloned());
+        identities
     }
 }
 

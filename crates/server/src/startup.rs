@@ -934,6 +934,11 @@ fn accounts(
             anonymous_sign_ins: auth.anonymous_sign_ins,
             secure_password_change: auth.secure_password_change,
             link_ttl: seconds(auth.link_ttl_secs),
+            external: std::sync::Arc::new(
+                galley_auth::Providers::from_config(&auth.external)
+                    .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?,
+            ),
+            manual_linking: auth.manual_linking,
         },
     );
     Ok((accounts, admins))

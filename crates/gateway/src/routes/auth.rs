@@ -7,8 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use galley_auth::{
-    AdminUser, AuthError, Caller, LogoutScope, Pkce, Proof, Session, Signup, UserUpdate, Verified,
-    VerifyKind,
+    AdminUser, AuthError, Caller, ExternalSignIn, LogoutScope, Pkce, Proof, Session, Signup,
+    UserUpdate, Verified, VerifyKind,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -43,10 +43,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/sso", web::post().to(saml_disabled))
             .route("/sso/saml/acs", web::post().to(saml_disabled))
             .route("/sso/saml/metadata", web::get().to(saml_disabled))
-            .route(
-                "/user/identities/authorize",
-                web::get().to(manual_linking_disabled),
-            )
+            .route("/callback", web::get().to(callback))
+            .route("/callback", web::post().to(callback_form))
+            .route("/user/identities/authorize", web::get().to(link_identity))
+            .route("/user/identities/{id}", web::delete().to(unlink_identity))
             .service(
                 web::resource("/invite")
                     .wrap(actix_web::middleware::from_fn(crate::audit::track))
@@ -107,7 +107,9 @@ impl actix_web::ResponseError for Failure {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = if self.versioned {
+        let mut body = if self.error.oauth {
+            json!({"error": self.error.code, "error_description": self.error.message})
+        } else if self.versioned {
             json!({"code": self.error.code, "message": self.error.message})
         } else {
             json!({"code": self.error.status, "error_code": self.error.code, "msg": self.error.message})
@@ -338,6 +340,9 @@ struct TokenBody {
     refresh_token: Option<String>,
     auth_code: Option<String>,
     code_verifier: Option<String>,
+    provider: Option<String>,
+    id_token: Option<String>,
+    nonce: Option<String>,
 }
 
 async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
@@ -370,17 +375,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
                 .accounts
                 .password_grant(&email, &password, user_agent(&req).as_deref())
                 .await;
-            match &result {
-                Ok(_) => state.metrics.auth_event("login_success"),
-                Err(err) => {
-                    state.metrics.auth_event("login_failure");
-                    tracing::info!(
-                        event = "auth.login_failed",
-                        code = err.code,
-                        "a sign-in was refused"
-                    );
-                }
-            }
+            record_login(&state, &result);
             result.dialect(&req)?
         }
         "refresh_token" => {
@@ -408,6 +403,19 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
             ))
             .dialect(&req);
         }
+        "id_token" => {
+            let result = state
+                .accounts
+                .id_token_grant(
+                    input.provider.as_deref().unwrap_or_default(),
+                    input.id_token.as_deref().unwrap_or_default(),
+                    input.nonce.as_deref(),
+                    user_agent(&req).as_deref(),
+                )
+                .await;
+            record_login(&state, &result);
+            result.dialect(&req)?
+        }
         "pkce" => {
             let result = state
                 .accounts
@@ -434,6 +442,21 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) 
     Ok(session_response(&req, &session))
 }
 
+/// Counts a sign-in, and logs a refused one with its code.
+fn record_login(state: &AppState, result: &Result<Session, AuthError>) {
+    match result {
+        Ok(_) => state.metrics.auth_event("login_success"),
+        Err(err) => {
+            state.metrics.auth_event("login_failure");
+            tracing::info!(
+                event = "auth.login_failed",
+                code = err.code,
+                "a sign-in was refused"
+            );
+        }
+    }
+}
+
 /// What a phone sign-in answers: Galley sends no SMS, so phone logins are off.
 fn phone_disabled(status: u16) -> AuthError {
     AuthError::new(
@@ -455,13 +478,8 @@ async fn saml_disabled(req: HttpRequest) -> Answer {
 }
 
 /// Identity linking while manual linking is off.
-async fn manual_linking_disabled(req: HttpRequest) -> Answer {
-    Err(AuthError::new(
-        404,
-        "manual_linking_disabled",
-        "Manual linking is disabled",
-    ))
-    .dialect(&req)
+fn manual_linking_disabled() -> AuthError {
+    AuthError::new(404, "manual_linking_disabled", "Manual linking is disabled")
 }
 
 /// The OAuth providers Supabase Auth knows, as `/settings` lists them.
@@ -494,15 +512,19 @@ const OAUTH_PROVIDERS: &[&str] = &[
 #[derive(Deserialize)]
 struct AuthorizeQuery {
     provider: Option<String>,
+    redirect_to: Option<String>,
+    scopes: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    skip_http_redirect: Option<String>,
 }
 
-/// `GET /authorize?provider=…`: OAuth sign-in. No provider is enabled yet: a known one
-/// is refused as disabled, any other as unknown, in GoTrue's words.
-async fn authorize(req: HttpRequest) -> Answer {
-    let provider = web::Query::<AuthorizeQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().provider)
-        .unwrap_or_default();
+/// The provider named, if offered; else GoTrue's refusal for a disabled (known) or
+/// unknown provider.
+fn offered_provider(state: &AppState, provider: &str) -> Result<(), AuthError> {
+    if state.accounts.offers_provider(provider) {
+        return Ok(());
+    }
     let why = if OAUTH_PROVIDERS.contains(&provider.to_ascii_lowercase().as_str()) {
         "provider is not enabled".to_owned()
     } else {
@@ -511,7 +533,174 @@ async fn authorize(req: HttpRequest) -> Answer {
     Err(AuthError::validation(format!(
         "Unsupported provider: {why}"
     )))
-    .dialect(&req)
+}
+
+/// `GET /authorize?provider=…` (and, for a signed-in user, `/user/identities/authorize`):
+/// sends the browser to the provider, or answers `{url}` with `skip_http_redirect`.
+async fn begin_oauth(state: &AppState, req: &HttpRequest, link: Option<&Caller>) -> Answer {
+    limit(state, req, Bucket::Verify, None).await?;
+    let query = web::Query::<AuthorizeQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| AuthError::validation("Invalid query parameters"))
+        .dialect(req)?;
+    let provider = query.provider.clone().unwrap_or_default();
+    offered_provider(state, &provider).dialect(req)?;
+    let pkce = Pkce::parse(
+        query.code_challenge.as_deref(),
+        query.code_challenge_method.as_deref(),
+    )
+    .dialect(req)?;
+    let url = state
+        .accounts
+        .oauth_authorize(
+            &provider,
+            query.redirect_to.as_deref(),
+            pkce,
+            query.scopes.as_deref(),
+            link,
+        )
+        .await
+        .dialect(req)?;
+    if link.is_some() || query.skip_http_redirect.as_deref() == Some("true") {
+        return Ok(ok(req, json!({"url": url})));
+    }
+    Ok(HttpResponse::Found()
+        .insert_header((LOCATION, url))
+        .insert_header(("cache-control", "no-store"))
+        .finish())
+}
+
+async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    begin_oauth(&state, &req, None).await
+}
+
+async fn link_identity(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    if !state.accounts.settings().manual_linking {
+        return Err(manual_linking_disabled()).dialect(&req);
+    }
+    let caller = caller(&state, &req).dialect(&req)?;
+    begin_oauth(&state, &req, Some(&caller)).await
+}
+
+async fn unlink_identity(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    if !state.accounts.settings().manual_linking {
+        return Err(manual_linking_disabled()).dialect(&req);
+    }
+    let caller = caller(&state, &req).dialect(&req)?;
+    state
+        .accounts
+        .unlink_identity(&caller, &path)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, json!({})))
+}
+
+#[derive(Deserialize, Default)]
+struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /callback`: the provider sends the browser back here; Galley finishes the
+/// sign-in and sends it on to the app with the session in the fragment, a PKCE code in
+/// the query, or the error in both, as GoTrue does.
+async fn callback(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    let query = web::Query::<CallbackQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    finish_callback(&state, &req, query).await
+}
+
+/// `POST /callback`: providers answering with `response_mode=form_post`.
+async fn callback_form(state: web::Data<AppState>, req: HttpRequest, bytes: web::Bytes) -> Answer {
+    let query = serde_urlencoded::from_bytes::<CallbackQuery>(&bytes).unwrap_or_default();
+    finish_callback(&state, &req, query).await
+}
+
+async fn finish_callback(state: &AppState, req: &HttpRequest, query: CallbackQuery) -> Answer {
+    limit(state, req, Bucket::Verify, None).await?;
+    let failure = query.error.as_deref().map(|error| {
+        (
+            error,
+            query.error_description.as_deref().unwrap_or_default(),
+        )
+    });
+    let (target, result) = state
+        .accounts
+        .oauth_callback(
+            query.state.as_deref().unwrap_or_default(),
+            query.code.as_deref().unwrap_or_default(),
+            failure,
+            user_agent(req).as_deref(),
+        )
+        .await;
+    let (base, _) = target.split_once('#').unwrap_or((&target, ""));
+    let location = match result {
+        Ok(ExternalSignIn::AuthCode(code)) => {
+            let joiner = if base.contains('?') { '&' } else { '?' };
+            let query = serde_urlencoded::to_string([("code", code.as_str())]).unwrap_or_default();
+            format!("{base}{joiner}{query}")
+        }
+        Ok(ExternalSignIn::Session {
+            session,
+            provider_token,
+            provider_refresh_token,
+        }) => {
+            state.metrics.auth_event("login_success");
+            let expires_at = session.expires_at.to_string();
+            let expires_in = session.expires_in.to_string();
+            let mut pairs = vec![
+                ("access_token", session.access_token.as_str()),
+                ("expires_at", expires_at.as_str()),
+                ("expires_in", expires_in.as_str()),
+            ];
+            if let Some(token) = provider_refresh_token.as_deref() {
+                pairs.push(("provider_refresh_token", token));
+            }
+            if let Some(token) = provider_token.as_deref() {
+                pairs.push(("provider_token", token));
+            }
+            pairs.push(("refresh_token", session.refresh_token.as_str()));
+            pairs.push(("token_type", "bearer"));
+            format!(
+                "{base}#{}",
+                serde_urlencoded::to_string(&pairs).unwrap_or_default()
+            )
+        }
+        Err(err) => {
+            state.metrics.auth_event("login_failure");
+            tracing::info!(
+                event = "auth.oauth_failed",
+                code = err.code,
+                "an OAuth sign-in was refused"
+            );
+            let error = match err.code {
+                "signup_disabled" | "user_banned" | "provider_email_needs_verification" => {
+                    "access_denied"
+                }
+                _ if err.status >= 500 => "server_error",
+                _ => "invalid_request",
+            };
+            let pairs = [
+                ("error", error),
+                ("error_code", err.code),
+                ("error_description", err.message.as_str()),
+            ];
+            let encoded = serde_urlencoded::to_string(pairs).unwrap_or_default();
+            let joiner = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{joiner}{encoded}#{encoded}&sb=")
+        }
+    };
+    Ok(HttpResponse::Found()
+        .insert_header((LOCATION, location))
+        .insert_header(("cache-control", "no-store"))
+        .finish())
 }
 
 /// The client's `User-Agent`, cut to 256 characters, for the session it starts.
@@ -865,6 +1054,9 @@ async fn settings(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|provider| ((*provider).to_owned(), json!(false)))
         .collect();
+    for name in settings.external.names() {
+        external.insert(name.to_owned(), json!(true));
+    }
     external.insert("anonymous_users".into(), json!(settings.anonymous_sign_ins));
     external.insert("email".into(), json!(true));
     external.insert("phone".into(), json!(false));
