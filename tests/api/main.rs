@@ -19,6 +19,7 @@ mod mail;
 mod metrics;
 mod oauth;
 mod operator;
+mod passkeys;
 mod realtime;
 mod rest;
 mod rest_sql;

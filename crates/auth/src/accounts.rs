@@ -46,6 +46,8 @@ pub struct AuthSettings {
     pub external: std::sync::Arc<crate::Providers>,
     /// Signed-in users may link and unlink identities.
     pub manual_linking: bool,
+    /// The WebAuthn relying party, when passkeys are on.
+    pub passkeys: Option<std::sync::Arc<crate::PasskeyConfig>>,
 }
 
 /// A signed-in session as the API answers it.
@@ -699,28 +701,14 @@ impl Accounts {
                 .as_ref()
                 .is_some_and(|e| user.email.as_ref() != Some(e));
         if changes_credentials
-            && user
-                .factors
-                .iter()
-                .any(|f| f.get("status").and_then(Value::as_str) == Some("verified"))
+            && user.has_verified_factor()
+            && !session_is_aal2(&tx, caller).await?
         {
-            let aal2 = match caller.session_id {
-                Some(session) => tx
-                    .query_opt(
-                        "SELECT 1 FROM auth.sessions WHERE id = $1 AND aal = 'aal2'",
-                        &[&session],
-                    )
-                    .await?
-                    .is_some(),
-                None => false,
-            };
-            if !aal2 {
-                return Err(AuthError::new(
-                    401,
-                    "insufficient_aal",
-                    "AAL2 session is required to update email or password when MFA is enabled.",
-                ));
-            }
+            return Err(AuthError::new(
+                401,
+                "insufficient_aal",
+                "AAL2 session is required to update email or password when MFA is enabled.",
+            ));
         }
         if update.password.is_some() && self.settings.secure_password_change {
             let recent = match caller.session_id {
@@ -1840,6 +1828,23 @@ async fn take_code(
             &[&id],
         )
         .await?)
+}
+
+/// Whether the caller's session has reached `aal2`.
+pub(crate) async fn session_is_aal2(
+    client: &impl GenericClient,
+    caller: &Caller,
+) -> Result<bool, AuthError> {
+    Ok(match caller.session_id {
+        Some(session) => client
+            .query_opt(
+                "SELECT 1 FROM auth.sessions WHERE id = $1 AND aal = 'aal2'",
+                &[&session],
+            )
+            .await?
+            .is_some(),
+        None => false,
+    })
 }
 
 /// What an anonymous user becomes on gaining a confirmed email: permanent, with email as

@@ -57,6 +57,12 @@ pub struct AuthConfig {
     /// Signed-in users may link further identities (`/user/identities/authorize`) and
     /// unlink them. Off by default, as in Supabase Auth.
     pub manual_linking: bool,
+    /// Passkeys (WebAuthn) as a way to sign in. Off by default, as in Supabase Auth.
+    pub passkeys: bool,
+    /// The WebAuthn relying party: its id (a domain; default: `site_url`'s host) and the
+    /// origins ceremonies may come from (default: `site_url`'s origin).
+    pub webauthn_rp_id: Option<String>,
+    pub webauthn_origins: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -82,6 +88,9 @@ impl Default for AuthConfig {
             templates: crate::MailTemplates::default(),
             external: std::collections::BTreeMap::new(),
             manual_linking: false,
+            passkeys: false,
+            webauthn_rp_id: None,
+            webauthn_origins: Vec::new(),
         }
     }
 }

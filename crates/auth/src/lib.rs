@@ -13,6 +13,7 @@ mod identities;
 mod keys;
 mod mail;
 mod mfa;
+mod passkeys;
 mod password;
 mod seal;
 mod secret;
@@ -40,6 +41,7 @@ pub use mail::{
     MailKind, MailTemplate, MailTemplates, OutboxWorker, SmtpConfig, SmtpTls, Templates,
 };
 pub use mfa::EnrolledFactor;
+pub use passkeys::PasskeyConfig;
 pub use password::{HashCost, PasswordHasherPool, PasswordPolicy, WeakPassword};
 pub use secret::{JwtSecret, SecretError};
 pub use signing::{KeySet, SigningKeyConfig};

@@ -104,6 +104,13 @@ impl UserRecord {
         })
     }
 
+    /// Whether the user has a verified MFA factor (and so needs `aal2` for some changes).
+    pub fn has_verified_factor(&self) -> bool {
+        self.factors
+            .iter()
+            .any(|f| f.get("status").and_then(Value::as_str) == Some("verified"))
+    }
+
     pub fn is_banned(&self, now: DateTime<Utc>) -> bool {
         self.banned_until.is_some_and(|until| until > now)
     }

@@ -911,6 +911,19 @@ fn accounts(
         policy,
         config.admin.clone(),
     );
+    let passkeys = if auth.passkeys {
+        Some(std::sync::Arc::new(
+            galley_auth::PasskeyConfig::for_site(
+                &site_url,
+                auth.webauthn_rp_id.as_deref(),
+                &auth.webauthn_origins,
+                &auth.project_name,
+            )
+            .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?,
+        ))
+    } else {
+        None
+    };
     let accounts = Accounts::new(
         pools.owner.clone(),
         hasher,
@@ -939,6 +952,7 @@ fn accounts(
                     .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?,
             ),
             manual_linking: auth.manual_linking,
+            passkeys,
         },
     );
     Ok((accounts, admins))

@@ -32,6 +32,25 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/resend", web::post().to(resend))
             .route("/otp", web::post().to(otp))
             .route("/reauthenticate", web::get().to(reauthenticate))
+            .route("/passkeys", web::get().to(list_passkeys))
+            .route(
+                "/passkeys/registration/options",
+                web::post().to(passkey_registration_options),
+            )
+            .route(
+                "/passkeys/registration/verify",
+                web::post().to(passkey_registration_verify),
+            )
+            .route(
+                "/passkeys/authentication/options",
+                web::post().to(passkey_authentication_options),
+            )
+            .route(
+                "/passkeys/authentication/verify",
+                web::post().to(passkey_authentication_verify),
+            )
+            .route("/passkeys/{id}", web::patch().to(rename_passkey))
+            .route("/passkeys/{id}", web::delete().to(delete_passkey))
             .route("/factors", web::post().to(enroll_factor))
             .route(
                 "/factors/{factor}/challenge",
@@ -66,6 +85,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route("/users/{id}", web::put().to(admin_update))
                     .route("/users/{id}", web::delete().to(admin_delete))
                     .route("/users/{id}/factors", web::get().to(admin_factors))
+                    .route("/users/{id}/passkeys", web::get().to(admin_passkeys))
+                    .route(
+                        "/users/{id}/passkeys/{passkey}",
+                        web::delete().to(admin_delete_passkey),
+                    )
                     .route(
                         "/users/{id}/factors/{factor}",
                         web::delete().to(admin_delete_factor),
@@ -1068,7 +1092,7 @@ async fn settings(state: web::Data<AppState>) -> HttpResponse {
         "sms_provider": "",
         "saml_enabled": false,
         "saml_private_key_next_configured": false,
-        "passkeys_enabled": false,
+        "passkeys_enabled": state.accounts.passkeys_enabled(),
     }))
 }
 
@@ -1475,4 +1499,164 @@ async fn admin_update_factor(
         .await
         .dialect(&req)?;
     Ok(ok(&req, updated))
+}
+
+/// Passkeys answer GoTrue's 404 while `auth.passkeys` is off, before anything else.
+fn passkeys_on(state: &AppState, req: &HttpRequest) -> Result<(), Failure> {
+    if state.accounts.passkeys_enabled() {
+        Ok(())
+    } else {
+        Err(AuthError::new(
+            404,
+            "passkey_disabled",
+            "Passkeys are disabled",
+        ))
+        .dialect(req)
+    }
+}
+
+#[derive(Deserialize)]
+struct CeremonyBody {
+    challenge_id: Option<String>,
+    credential: Option<Value>,
+}
+
+async fn passkey_registration_options(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    passkeys_on(&state, &req)?;
+    let caller = caller(&state, &req).dialect(&req)?;
+    let options = state
+        .accounts
+        .passkey_registration_options(&caller)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, options))
+}
+
+async fn passkey_registration_verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    let caller = caller(&state, &req).dialect(&req)?;
+    let input: CeremonyBody = body(&req, &bytes).dialect(&req)?;
+    let passkey = state
+        .accounts
+        .passkey_registration_verify(
+            &caller,
+            input.challenge_id.as_deref().unwrap_or_default(),
+            input.credential,
+        )
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, passkey))
+}
+
+async fn passkey_authentication_options(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    passkeys_on(&state, &req)?;
+    limit(&state, &req, Bucket::Token, None).await?;
+    let options = state
+        .accounts
+        .passkey_authentication_options()
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, options))
+}
+
+/// `POST /passkeys/authentication/verify`: a session, as a token grant answers.
+async fn passkey_authentication_verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    limit(&state, &req, Bucket::Token, None).await?;
+    let input: CeremonyBody = body(&req, &bytes).dialect(&req)?;
+    let result = state
+        .accounts
+        .passkey_authentication_verify(
+            input.challenge_id.as_deref().unwrap_or_default(),
+            input.credential,
+            user_agent(&req).as_deref(),
+        )
+        .await;
+    record_login(&state, &result);
+    Ok(session_response(&req, &result.dialect(&req)?))
+}
+
+async fn list_passkeys(state: web::Data<AppState>, req: HttpRequest) -> Answer {
+    passkeys_on(&state, &req)?;
+    let caller = caller(&state, &req).dialect(&req)?;
+    let list = state
+        .accounts
+        .list_passkeys(Some(&caller), caller.user_id)
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, list))
+}
+
+#[derive(Deserialize)]
+struct PasskeyUpdateBody {
+    friendly_name: Option<String>,
+}
+
+async fn rename_passkey(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    let caller = caller(&state, &req).dialect(&req)?;
+    let input: PasskeyUpdateBody = body(&req, &bytes).dialect(&req)?;
+    let passkey = state
+        .accounts
+        .rename_passkey(&caller, &path, input.friendly_name.as_deref())
+        .await
+        .dialect(&req)?;
+    Ok(ok(&req, passkey))
+}
+
+async fn delete_passkey(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    let caller = caller(&state, &req).dialect(&req)?;
+    state
+        .accounts
+        .delete_passkey(Some(&caller), caller.user_id, &path)
+        .await
+        .dialect(&req)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn admin_passkeys(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    let id = user_id(&path).dialect(&req)?;
+    let list = state.accounts.list_passkeys(None, id).await.dialect(&req)?;
+    Ok(ok(&req, list))
+}
+
+async fn admin_delete_passkey(
+    _admin: AdminAccess,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Answer {
+    passkeys_on(&state, &req)?;
+    let (id, passkey) = path.into_inner();
+    let id = user_id(&id).dialect(&req)?;
+    state
+        .accounts
+        .delete_passkey(None, id, &passkey)
+        .await
+        .dialect(&req)?;
+    Ok(HttpResponse::NoContent().finish())
 }

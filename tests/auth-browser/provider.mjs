@@ -1,4 +1,4 @@
-// A local OpenID provider for tests/oauth: panva's oidc-provider (a certified OpenID
+// A local OpenID provider for tests/auth-browser: panva's oidc-provider (a certified OpenID
 // Connect implementation) with its development sign-in pages, where any login and
 // password sign in as the account named by the login. Two clients, one for each provider
 // Galley is configured with. Claims go in the ID token, which is what Galley reads.
