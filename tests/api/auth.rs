@@ -2258,3 +2258,69 @@ async fn totp_factors_raise_sessions_to_aal2_which_row_level_security_can_requir
     assert_eq!(claims["amr"][0]["method"], "password");
     assert!(lowered["user"].get("factors").is_none(), "{lowered}");
 }
+
+#[tokio::test]
+async fn the_new_sign_in_endpoints_are_rate_limited_per_client() {
+    let app = spawn_app_with(|config| {
+        config.ratelimit.verify_per_ip = 3;
+        config.ratelimit.token_per_ip = 3;
+        config.auth.passkeys = true;
+        config.auth.site_url = Some("http://localhost:3000".to_owned());
+    })
+    .await;
+    let session = sign_up(&app, "limits@example.com", "correct horse battery").await;
+    let access = session["access_token"].as_str().expect("token").to_owned();
+    let (_, enrolled) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/factors",
+            &access,
+            Some(json!({"factor_type": "totp"})),
+        )
+        .await,
+    )
+    .await;
+    let factor = enrolled["id"].as_str().expect("factor").to_owned();
+    // MFA challenges and verifies share the verify bucket: three, then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let path = if n % 2 == 0 {
+            format!("/factors/{factor}/challenge")
+        } else {
+            format!("/factors/{factor}/verify")
+        };
+        let response = with_token(
+            &app,
+            reqwest::Method::POST,
+            &path,
+            &access,
+            Some(json!({"challenge_id": uuid::Uuid::new_v4().to_string(), "code": "000000"})),
+        )
+        .await;
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 422, 200, 429]);
+    // The OAuth callback too (the same bucket, now empty).
+    let response = app
+        .http
+        .get(app.url("/auth/v1/callback?state=x&code=y"))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), 429);
+    // Passkey sign-in takes from the token bucket, as password sign-in does.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            post(&app, "/passkeys/authentication/options", json!({}))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}

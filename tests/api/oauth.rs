@@ -102,6 +102,10 @@ async fn start_op(dir: &std::path::Path) -> Arc<Op> {
             )
             .route("/authorize", web::get().to(authorize))
             .route("/token", web::post().to(token))
+            .route("/login/oauth/authorize", web::get().to(github_authorize))
+            .route("/login/oauth/access_token", web::post().to(github_token))
+            .route("/user", web::get().to(github_user))
+            .route("/user/emails", web::get().to(github_emails))
     })
     .listen(listener)
     .expect("listen")
@@ -179,8 +183,84 @@ async fn token(op: web::Data<Op>, form: web::Form<HashMap<String, String>>) -> H
     }))
 }
 
+/// GitHub's OAuth app endpoints, as far as Galley uses them.
+async fn github_authorize(
+    op: web::Data<Op>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let get = |key: &str| query.get(key).cloned().unwrap_or_default();
+    assert_eq!(get("client_id"), "github-client");
+    assert!(
+        get("scope").split(' ').any(|s| s == "user:email"),
+        "{:?}",
+        get("scope")
+    );
+    assert!(get("nonce").is_empty(), "GitHub is not sent a nonce");
+    let code = uuid::Uuid::new_v4().to_string();
+    op.state.lock().expect("lock").codes.insert(
+        code.clone(),
+        (String::new(), get("code_challenge"), get("redirect_uri")),
+    );
+    let location = format!(
+        "{}?{}",
+        get("redirect_uri"),
+        serde_urlencoded::to_string([("code", code.as_str()), ("state", get("state").as_str())])
+            .expect("query")
+    );
+    HttpResponse::Found()
+        .insert_header(("location", location))
+        .finish()
+}
+
+async fn github_token(op: web::Data<Op>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
+    use base64::Engine;
+    use sha2::Digest;
+    let get = |key: &str| form.get(key).cloned().unwrap_or_default();
+    // GitHub answers errors with 200 and an `error` field.
+    let refuse = |why: &str| {
+        HttpResponse::Ok().json(json!({"error": "bad_verification_code", "error_description": why}))
+    };
+    if get("client_id") != "github-client" || get("client_secret") != "github-secret" {
+        return refuse("client");
+    }
+    let Some((_, challenge, _)) = op.state.lock().expect("lock").codes.remove(&get("code")) else {
+        return refuse("unknown code");
+    };
+    let answered = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+    if answered != challenge {
+        return refuse("PKCE verifier");
+    }
+    HttpResponse::Ok().json(json!({"access_token": "github-access-token", "token_type": "bearer", "scope": "user:email"}))
+}
+
+fn github_authorized(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some("Bearer github-access-token")
+}
+
+async fn github_user(req: actix_web::HttpRequest) -> HttpResponse {
+    if !github_authorized(&req) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    HttpResponse::Ok().json(json!({"id": 4242, "login": "octo", "name": "Octo Cat", "avatar_url": "https://avatars.example/octo.png", "email": null}))
+}
+
+async fn github_emails(req: actix_web::HttpRequest) -> HttpResponse {
+    if !github_authorized(&req) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    HttpResponse::Ok().json(json!([
+        {"email": "octo.unverified@example.com", "primary": false, "verified": false},
+        {"email": "Octo@Example.com", "primary": true, "verified": true},
+    ]))
+}
+
 async fn spawn(op: &Op, manual_linking: bool) -> TestApp {
     let issuer = op.url.clone();
+    let op_url = op.url.clone();
     spawn_app_with(move |config| {
         config.auth.site_url = Some(APP.to_owned());
         config.auth.manual_linking = manual_linking;
@@ -192,6 +272,18 @@ async fn spawn(op: &Op, manual_linking: bool) -> TestApp {
                 secret: Some(CLIENT_SECRET.to_owned().into()),
                 issuer: Some(issuer),
                 additional_client_ids: vec!["native-app".to_owned()],
+                ..Default::default()
+            },
+        );
+        // GitHub's preset, its web and API URLs pointed at the provider in the test as
+        // GitHub Enterprise's would be.
+        config.auth.external.insert(
+            "github".to_owned(),
+            galley_auth::ExternalProviderConfig {
+                client_id: "github-client".to_owned(),
+                secret: Some("github-secret".to_owned().into()),
+                url: Some(op_url.clone()),
+                api_url: Some(op_url),
                 ..Default::default()
             },
         );
@@ -219,9 +311,14 @@ fn location(response: &reqwest::Response) -> String {
 /// Follows a sign-in from Galley's `/authorize` URL through the provider and back:
 /// where Galley finally sends the browser.
 async fn browse(app: &TestApp, authorize_url: &str) -> String {
+    browse_to(app, authorize_url, "http://127.0.0.1").await
+}
+
+/// As [`browse`], checking the provider's URL starts with `provider`.
+async fn browse_to(app: &TestApp, authorize_url: &str, provider: &str) -> String {
     let browser = no_redirects();
     let to_provider = location(&browser.get(authorize_url).send().await.expect("authorize"));
-    assert!(to_provider.starts_with("http://127.0.0.1"), "{to_provider}");
+    assert!(to_provider.starts_with(provider), "{to_provider}");
     let to_galley = location(&browser.get(&to_provider).send().await.expect("provider"));
     assert!(
         to_galley.starts_with(&app.url("/auth/v1/callback")),
@@ -297,7 +394,8 @@ async fn oidc_sign_in_makes_links_and_recognises_users_and_refuses_bad_tokens() 
         .await
         .expect("json");
     assert_eq!(settings["external"]["corp"], true);
-    assert_eq!(settings["external"]["github"], false);
+    assert_eq!(settings["external"]["github"], true);
+    assert_eq!(settings["external"]["google"], false);
 
     // A new user from a verified identity.
     set_account(
@@ -421,7 +519,7 @@ async fn oidc_sign_in_makes_links_and_recognises_users_and_refuses_bad_tokens() 
 
     // Unknown and disabled providers, as GoTrue words them.
     for (provider, message) in [
-        ("github", "Unsupported provider: provider is not enabled"),
+        ("google", "Unsupported provider: provider is not enabled"),
         (
             "nope",
             "Unsupported provider: Provider nope could not be found",
@@ -652,4 +750,44 @@ fn urlencode(text: &str) -> String {
         .expect("encode")
         .trim_start_matches("v=")
         .to_owned()
+}
+
+#[tokio::test]
+async fn the_github_preset_signs_in_with_the_api_user_and_its_verified_primary_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let op = start_op(dir.path()).await;
+    let app = spawn(&op, false).await;
+    let authorize = app.url(&format!(
+        "/auth/v1/authorize?provider=github&redirect_to={}",
+        urlencode(APP)
+    ));
+    let landed = browse_to(&app, &authorize, &op.url).await;
+    let session = fragment(&landed);
+    assert_eq!(session["provider_token"], "github-access-token");
+    let user = get_user(&app, &session["access_token"]).await;
+    assert_eq!(user["email"], "octo@example.com");
+    assert_eq!(
+        user["app_metadata"],
+        json!({"provider": "github", "providers": ["github"]})
+    );
+    assert_eq!(user["user_metadata"]["user_name"], "octo");
+    assert_eq!(user["user_metadata"]["full_name"], "Octo Cat");
+    assert_eq!(
+        user["user_metadata"]["avatar_url"],
+        "https://avatars.example/octo.png"
+    );
+    let identity = &user["identities"][0];
+    assert_eq!(identity["provider"], "github");
+    assert_eq!(identity["id"], "4242");
+    assert_eq!(identity["identity_data"]["email_verified"], true);
+    // GitHub issues no ID tokens.
+    let response = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=id_token"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"provider": "github", "id_token": "a.b.c"}))
+        .send()
+        .await
+        .expect("grant");
+    assert_eq!(response.status(), 400);
 }

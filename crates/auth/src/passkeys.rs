@@ -67,6 +67,12 @@ impl PasskeyConfig {
         let parse = |origin: &String| {
             Url::parse(origin).map_err(|err| format!("auth.webauthn_origins: {origin}: {err}"))
         };
+        if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.starts_with('[') {
+            return Err(format!(
+                "passkeys need a domain, not an address ({rp_id}): set auth.webauthn_rp_id and \
+                 auth.webauthn_origins, or an auth.site_url with a domain (localhost works for development)"
+            ));
+        }
         let first = origins
             .first()
             .ok_or("auth.webauthn_origins: at least one origin is needed")?;
@@ -75,7 +81,15 @@ impl PasskeyConfig {
             .map_err(|err| format!("auth.webauthn_rp_id {rp_id:?} does not fit {first}: {err}"))?
             .rp_name(rp_name);
         for origin in &origins[1..] {
-            builder = builder.append_allowed_origin(&parse(origin)?);
+            let url = parse(origin)?;
+            // Browsers only run a ceremony for an RP id the page's host is, or is under.
+            let host = url.host_str().unwrap_or_default();
+            if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+                return Err(format!(
+                    "auth.webauthn_origins: {origin} is not {rp_id} or under it (auth.webauthn_rp_id)"
+                ));
+            }
+            builder = builder.append_allowed_origin(&url);
         }
         Ok(Self {
             webauthn: builder
@@ -493,5 +507,32 @@ impl Accounts {
         }
         tracing::info!(event = "auth.passkey_deleted", user_id = %user_id, by_admin = caller.is_none(), "a passkey was deleted");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relying_party_is_a_domain_its_origins_belong_to() {
+        let ok = |site: &str, rp: Option<&str>, origins: &[&str]| {
+            let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
+            PasskeyConfig::for_site(site, rp, &origins, "Galley")
+        };
+        assert!(ok("http://localhost:3000/app", None, &[]).is_ok());
+        assert!(ok("https://app.example.com", Some("example.com"), &[]).is_ok());
+        assert!(
+            ok(
+                "https://app.example.com",
+                None,
+                &["https://app.example.com", "https://admin.example.com"]
+            )
+            .is_err(),
+            "admin.example.com is not within app.example.com"
+        );
+        let err = ok("http://127.0.0.1:3000", None, &[]).expect_err("an address");
+        assert!(err.contains("need a domain"), "{err}");
+        assert!(ok("https://app.example.com", Some("evil.example"), &[]).is_err());
     }
 }
