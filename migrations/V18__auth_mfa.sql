@@ -20,6 +20,10 @@ CREATE TABLE auth.mfa_factors (
   created_at          timestamptz NOT NULL DEFAULT now(),
   updated_at          timestamptz NOT NULL DEFAULT now(),
   last_challenged_at  timestamptz,
+  -- Wrong codes in a row, across challenges: past ten, each further try waits twice as
+  -- long as the one before (one minute, then two, up to about seventeen hours).
+  failed_attempts     integer     NOT NULL DEFAULT 0,
+  last_failed_at      timestamptz,
   CONSTRAINT mfa_factors_friendly_name_length CHECK (length(friendly_name) <= 256),
   CONSTRAINT mfa_factors_totp_has_secret CHECK (factor_type <> 'totp' OR secret IS NOT NULL)
 );

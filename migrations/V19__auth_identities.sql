@@ -38,3 +38,9 @@ CREATE TABLE auth.oauth_states (
 CREATE INDEX oauth_states_link_user_id_idx ON auth.oauth_states (link_user_id);
 CREATE INDEX oauth_states_created_at_idx ON auth.oauth_states (created_at);
 REVOKE ALL ON auth.oauth_states FROM PUBLIC;
+
+-- An OAuth sign-in that the app finishes with PKCE: the provider's own tokens wait here
+-- for the exchange, sealed as TOTP secrets are (the flow state's id bound to them).
+ALTER TABLE auth.flow_states
+  ADD COLUMN provider_access_token  bytea,
+  ADD COLUMN provider_refresh_token bytea;

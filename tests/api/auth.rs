@@ -2005,6 +2005,8 @@ async fn totp_factors_raise_sessions_to_aal2_which_row_level_security_can_requir
     assert!(uri.contains(&format!("secret={secret}")), "{uri}");
     let qr = enrolled["totp"]["qr_code"].as_str().expect("qr");
     assert!(qr.contains("<svg") && qr.ends_with("</svg>"), "{qr:.60}");
+    // Clients put the document in a data URL as it is: a `#` or `%` would break it.
+    assert!(!qr.contains(['#', '%']), "{qr:.300}");
     // The secret is sealed at rest.
     let db = app.db.connect().await.expect("connect");
     let stored: Vec<u8> = db
@@ -2257,6 +2259,117 @@ async fn totp_factors_raise_sessions_to_aal2_which_row_level_security_can_requir
     assert_eq!(claims["amr"].as_array().map(Vec::len), Some(1), "{claims}");
     assert_eq!(claims["amr"][0]["method"], "password");
     assert!(lowered["user"].get("factors").is_none(), "{lowered}");
+}
+
+#[tokio::test]
+async fn nul_characters_in_auth_input_are_refused_in_the_error_shape() {
+    let app = spawn_app().await;
+    let signed_up = sign_up(&app, "nul@example.com", "correct horse battery").await;
+    let access = signed_up["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/factors",
+            json!({"factor_type": "totp", "friendly_name": "phone\u{0}"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/user",
+            json!({"data": {"note": "a\u{0}b"}}),
+        ),
+    ] {
+        let (status, answer) =
+            json_of(with_token(&app, method, path, &access, Some(body)).await).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["code"], "validation_failed", "{answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.starts_with("A value in the request cannot be stored: "),
+            "{message}"
+        );
+        assert!(!message.contains("auth."), "no statement in {message}");
+    }
+    // Nothing was kept.
+    let user = json_of(with_token(&app, reqwest::Method::GET, "/user", &access, None).await)
+        .await
+        .1;
+    assert!(
+        user["factors"].as_array().is_none_or(Vec::is_empty),
+        "{user}"
+    );
+    assert_eq!(user["user_metadata"].get("note"), None, "{user}");
+}
+
+#[tokio::test]
+async fn a_factor_makes_each_try_wait_after_ten_wrong_codes_in_a_row_across_challenges() {
+    let app = spawn_app().await;
+    let signed_up = sign_up(&app, "guessed@example.com", "correct horse battery").await;
+    let access = signed_up["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (status, enrolled) = json_of(
+        with_token(
+            &app,
+            reqwest::Method::POST,
+            "/factors",
+            &access,
+            Some(json!({"factor_type": "totp"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{enrolled}");
+    let factor = enrolled["id"].as_str().expect("factor id").to_owned();
+    let secret = enrolled["totp"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    // Two challenges of five wrong codes each: a fresh challenge does not start afresh.
+    for _ in 0..2 {
+        let id = challenge(&app, &access, &factor).await;
+        for _ in 0..5 {
+            let (status, body) = verify_code(&app, &access, &factor, &id, "000000").await;
+            assert_eq!(status, 422, "{body}");
+            assert_eq!(body["code"], "mfa_verification_failed");
+        }
+    }
+    let id = challenge(&app, &access, &factor).await;
+    let (status, body) = verify_code(&app, &access, &factor, &id, &totp_code(&secret)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "over_request_rate_limit");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("Too many wrong codes for this factor. Try again in "),
+        "{message}"
+    );
+    // A minute later (the clock moved back in the database), the right code is taken
+    // and the count starts again.
+    let db = app.db.connect().await.expect("connect");
+    db.execute(
+        "UPDATE auth.mfa_factors SET last_failed_at = last_failed_at - interval '61 seconds' WHERE id = $1::text::uuid",
+        &[&factor],
+    )
+    .await
+    .expect("age the failures");
+    let (status, body) = verify_code(&app, &access, &factor, &id, &totp_code(&secret)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["access_token"].as_str().expect("token"))["aal"],
+        "aal2"
+    );
+    let failed: i32 = db
+        .query_one(
+            "SELECT failed_attempts FROM auth.mfa_factors WHERE id = $1::text::uuid",
+            &[&factor],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(failed, 0);
 }
 
 #[tokio::test]

@@ -448,12 +448,7 @@ async fn oidc_sign_in_makes_links_and_recognises_users_and_refuses_bad_tokens() 
     let joined = fragment(&browse(&app, &authorize).await);
     let user = get_user(&app, &joined["access_token"]).await;
     assert_eq!(user["id"], ada);
-    let providers: Vec<&str> = user["identities"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .filter_map(|i| i["provider"].as_str())
-        .collect();
+    let providers = providers_of(&user);
     assert_eq!(providers, ["email", "corp"]);
     assert_eq!(user["app_metadata"]["providers"], json!(["corp", "email"]));
 
@@ -483,6 +478,12 @@ async fn oidc_sign_in_makes_links_and_recognises_users_and_refuses_bad_tokens() 
     assert_eq!(exchanged.status(), 200);
     let exchanged: Value = exchanged.json().await.expect("json");
     assert_eq!(exchanged["user"]["id"], ada);
+    // The provider's tokens come with the exchange, as GoTrue hands them over.
+    assert_eq!(exchanged["provider_token"], "provider-access-token");
+    assert_eq!(
+        exchanged["provider_refresh_token"],
+        "provider-refresh-token"
+    );
 
     // A callback's state works once.
     let browser = no_redirects();
@@ -507,6 +508,42 @@ async fn oidc_sign_in_makes_links_and_recognises_users_and_refuses_bad_tokens() 
     assert!(refused.starts_with(APP), "{refused}");
     assert_eq!(query(&refused)["error"], "server_error", "{refused}");
     op.state.lock().expect("lock").wrong_nonce = None;
+
+    // An address someone registered without proving it is taken back by the person the
+    // provider vouches for: the first comer's password, metadata and identity go.
+    let created = app
+        .http
+        .post(app.url("/auth/v1/admin/users"))
+        .bearer_auth(app.service_key())
+        .header("apikey", app.anon_key())
+        .json(&json!({"email": "squatted@example.com", "password": "correct horse battery", "user_metadata": {"planted": true}}))
+        .send()
+        .await
+        .expect("admin create");
+    assert_eq!(created.status(), 200);
+    let squatted: Value = created.json().await.expect("json");
+    assert!(squatted["email_confirmed_at"].is_null(), "{squatted}");
+    set_account(
+        &op,
+        json!({"sub": "op-4", "email": "squatted@example.com", "email_verified": true, "name": "Owner"}),
+    );
+    let owner = fragment(&browse(&app, &authorize).await);
+    let user = get_user(&app, &owner["access_token"]).await;
+    assert_eq!(user["id"], squatted["id"]);
+    assert!(user["email_confirmed_at"].is_string(), "{user}");
+    assert_eq!(user["user_metadata"].get("planted"), None, "{user}");
+    assert_eq!(user["user_metadata"]["name"], "Owner");
+    let providers = providers_of(&user);
+    assert_eq!(providers, ["corp"], "{user}");
+    let password = app
+        .http
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", app.anon_key())
+        .json(&json!({"email": "squatted@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("password grant");
+    assert_eq!(password.status(), 400);
 
     // An unverified address does not join the user who has it; with confirmations off, a
     // new user is not made on it either (the address is taken).
@@ -699,6 +736,18 @@ async fn signed_in_users_link_and_unlink_identities_and_anonymous_ones_become_pe
         json!({"sub": "op-10", "email": "mo.work@example.com", "email_verified": true}),
     );
     link(access.clone()).await;
+    // Linking it a second time is refused, in GoTrue's words.
+    let again = link(access.clone()).await;
+    assert_eq!(
+        query(&again)["error_code"],
+        "identity_already_exists",
+        "{again}"
+    );
+    assert_eq!(
+        fragment(&again)["error_description"],
+        "Identity is already linked",
+        "{again}"
+    );
     let user = get_user(&app, &access).await;
     let identities = user["identities"].as_array().expect("identities").clone();
     assert_eq!(
@@ -743,6 +792,16 @@ async fn signed_in_users_link_and_unlink_identities_and_anonymous_ones_become_pe
             json!({"code": "single_identity_not_deletable", "message": "User must have at least 1 identity after unlinking"})
         )
     );
+}
+
+/// The providers of a user's identities, in order.
+fn providers_of(user: &Value) -> Vec<&str> {
+    user["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .filter_map(|i| i["provider"].as_str())
+        .collect()
 }
 
 fn urlencode(text: &str) -> String {

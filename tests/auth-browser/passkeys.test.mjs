@@ -2,7 +2,7 @@
 // through playwright-core), with Chromium's virtual authenticator (a software FIDO2
 // authenticator with resident keys and user verification) as the device. A signed-in
 // user registers a passkey, lists and renames it, signs out, signs in with it alone, and
-// deletes it.
+// deletes it. A TOTP factor's QR code is shown as the image an app would show.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -23,6 +23,17 @@ const supabaseUmd = readFileSync(require.resolve("@supabase/supabase-js").replac
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 after(() => browser.close());
 
+// A page of the app: a blank document at the app's origin with supabase-js loaded.
+async function appPage(context) {
+  const page = await context.newPage();
+  await page.route(`${appOrigin}/app/**`, (route) =>
+    route.request().url().endsWith("/supabase.js")
+      ? route.fulfill({ status: 200, contentType: "text/javascript", body: supabaseUmd })
+      : route.fulfill({ status: 200, contentType: "text/html", body: '<!doctype html><script src="/app/supabase.js"></script>' }),
+  );
+  return page;
+}
+
 test("a passkey is registered, listed, renamed, signs in on its own and is deleted", async () => {
   const email = `passkey-${Date.now()}@example.com`;
   const password = "correct horse battery";
@@ -37,12 +48,7 @@ test("a passkey is registered, listed, renamed, signs in on its own and is delet
 
   const context = await browser.newContext();
   try {
-    const page = await context.newPage();
-    await page.route(`${appOrigin}/app/**`, (route) =>
-      route.request().url().endsWith("/supabase.js")
-        ? route.fulfill({ status: 200, contentType: "text/javascript", body: supabaseUmd })
-        : route.fulfill({ status: 200, contentType: "text/html", body: '<!doctype html><script src="/app/supabase.js"></script>' }),
-    );
+    const page = await appPage(context);
     const cdp = await context.newCDPSession(page);
     await cdp.send("WebAuthn.enable");
     const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -107,6 +113,58 @@ test("a passkey is registered, listed, renamed, signs in on its own and is delet
     assert.equal(credentials.length, 1);
     assert.equal(credentials[0].isResidentCredential, true);
     assert.equal(credentials[0].rpId, new URL(appUrl).hostname);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a TOTP factor's QR code, as auth-js hands it to the app, shows as an image", async () => {
+  const email = `qr-${Date.now()}@example.com`;
+  const password = "correct horse battery";
+  const created = await fetch(`${url}/auth/v1/admin/users`, {
+    method: "POST",
+    headers: { apikey: anonKey, authorization: `Bearer ${serviceKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ email, password, email_confirm: true }),
+  });
+  assert.equal(created.status, 200, await created.text());
+
+  const context = await browser.newContext();
+  try {
+    const page = await appPage(context);
+    await page.goto(appUrl);
+    const result = await page.evaluate(
+      async ({ galley, anonKey, email, password }) => {
+        const app = window.supabase.createClient(galley, anonKey, {
+          auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+        });
+        const signedIn = await app.auth.signInWithPassword({ email, password });
+        if (signedIn.error) return { step: "password", error: signedIn.error.message };
+        const enrolled = await app.auth.mfa.enroll({ factorType: "totp", friendlyName: "Phone" });
+        if (enrolled.error) return { step: "enroll", error: enrolled.error.message };
+        // What an app does with it: the data URL as an image's source.
+        const img = document.createElement("img");
+        const loaded = await new Promise((resolve) => {
+          img.onload = () => resolve(true);
+          img.onerror = () => resolve(false);
+          img.src = enrolled.data.totp.qr_code;
+        });
+        if (!loaded) return { step: "image", error: `not an image: ${enrolled.data.totp.qr_code.slice(0, 200)}` };
+        // Dark modules are drawn: some pixels are black, some white.
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext("2d");
+        ctx.drawImage(img, 0, 0);
+        const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        let dark = 0;
+        for (let i = 0; i < pixels.length; i += 4) if (pixels[i] < 128) dark += 1;
+        return { width: img.naturalWidth, height: img.naturalHeight, dark, total: pixels.length / 4 };
+      },
+      { galley: galleyAtApp, anonKey, email, password },
+    );
+    assert.equal(result.error, undefined, `${result.step}: ${result.error}`);
+    assert.ok(result.width > 50 && result.width === result.height, JSON.stringify(result));
+    assert.ok(result.dark > result.total / 5 && result.dark < (result.total * 4) / 5, JSON.stringify(result));
   } finally {
     await context.close();
   }

@@ -50,8 +50,8 @@ pub struct AuthSettings {
     pub passkeys: Option<std::sync::Arc<crate::PasskeyConfig>>,
 }
 
-/// A signed-in session as the API answers it.
-#[derive(Debug, Clone)]
+/// A signed-in session as the API answers it. `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
@@ -59,18 +59,41 @@ pub struct Session {
     pub expires_at: i64,
     pub user: UserRecord,
     pub session_id: Uuid,
+    /// An OAuth provider's own tokens, when the session comes from signing in there
+    /// (`provider_token`, `provider_refresh_token`).
+    pub provider_token: Option<String>,
+    pub provider_refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut body = json!({
             "access_token": self.access_token,
             "token_type": "bearer",
             "expires_in": self.expires_in,
             "expires_at": self.expires_at,
             "refresh_token": self.refresh_token,
             "user": self.user.to_json(),
-        })
+        });
+        for (key, value) in [
+            ("provider_token", &self.provider_token),
+            ("provider_refresh_token", &self.provider_refresh_token),
+        ] {
+            if let Some(value) = value {
+                body[key] = json!(value);
+            }
+        }
+        body
     }
 }
 
@@ -1297,7 +1320,8 @@ impl Accounts {
         let row = tx
             .query_opt(
                 "SELECT id, user_id, code_challenge, code_challenge_method, authentication_method, \
-                 coalesce(auth_code_issued_at, created_at) < now() - make_interval(secs => $2) \
+                 coalesce(auth_code_issued_at, created_at) < now() - make_interval(secs => $2), \
+                 provider_access_token, provider_refresh_token \
                  FROM auth.flow_states WHERE auth_code_hash = $1 FOR UPDATE",
                 &[&one_time_hash(auth_code), &(FLOW_STATE_TTL_SECONDS as f64)],
             )
@@ -1344,9 +1368,17 @@ impl Accounts {
         if user.is_banned(Utc::now()) {
             return Err(AuthError::new(400, "user_banned", "User is banned"));
         }
-        let session = self
+        let mut session = self
             .start_session(&tx, user, &authentication_method, user_agent)
             .await?;
+        // An OAuth sign-in's provider tokens, kept sealed to this flow state.
+        let unseal = |sealed: Option<Vec<u8>>| {
+            sealed
+                .and_then(|sealed| self.seal.open(&sealed, id.as_bytes()))
+                .and_then(|plain| String::from_utf8(plain).ok())
+        };
+        session.provider_token = unseal(row.try_get(6)?);
+        session.provider_refresh_token = unseal(row.try_get(7)?);
         tx.commit().await?;
         Ok(session)
     }
@@ -1779,6 +1811,8 @@ impl Accounts {
             expires_at: now.timestamp() + ttl,
             user,
             session_id,
+            provider_token: None,
+            provider_refresh_token: None,
         }
     }
 }

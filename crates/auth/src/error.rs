@@ -85,6 +85,20 @@ impl From<galley_db::tokio_postgres::Error> for AuthError {
             tracing::warn!(error = %galley_db::report(&err), "auth: database unavailable");
             return Self::unavailable();
         }
+        if galley_db::classify(&err) == galley_db::SqlState::DataException {
+            // Every statement here is Galley's own, so a value PostgreSQL cannot take (a
+            // NUL character in text or JSON, an address longer than its column) came from
+            // the request: the client's mistake, said in PostgreSQL's words, which name
+            // the value's kind and never the statement.
+            let message = err
+                .as_db_error()
+                .map(|db| db.message().to_owned())
+                .unwrap_or_default();
+            tracing::warn!(error = %galley_db::report(&err), "auth: a value in the request was refused by the database");
+            return Self::validation(format!(
+                "A value in the request cannot be stored: {message}"
+            ));
+        }
         tracing::error!(error = %galley_db::report(&err), "auth: statement failed");
         Self::unexpected()
     }

@@ -58,7 +58,8 @@ impl Default for ExternalProviderConfig {
 }
 
 /// What a provider says of the account that signed in.
-#[derive(Debug, Clone)]
+/// `Debug` leaves the provider's tokens out.
+#[derive(Clone)]
 pub struct ExternalUser {
     pub subject: String,
     pub email: Option<String>,
@@ -101,6 +102,15 @@ pub(crate) struct Provider {
 pub struct Providers {
     providers: BTreeMap<String, Arc<Provider>>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ExternalUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalUser")
+            .field("subject", &self.subject)
+            .field("email_verified", &self.email_verified)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Providers {

@@ -24,7 +24,7 @@ use crate::user::UserRecord;
 const STATE_TTL_SECS: f64 = 600.0;
 
 /// How an external sign-in ends.
-#[derive(Debug)]
+/// `Debug` leaves every token out.
 pub enum ExternalSignIn {
     /// The session, with the provider's own tokens for the app.
     Session {
@@ -34,6 +34,15 @@ pub enum ExternalSignIn {
     },
     /// The app started PKCE: a code for `grant_type=pkce`.
     AuthCode(String),
+}
+
+impl std::fmt::Debug for ExternalSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Session { session, .. } => f.debug_tuple("Session").field(session).finish(),
+            Self::AuthCode(_) => f.write_str("AuthCode(..)"),
+        }
+    }
 }
 
 /// The `app_metadata.providers` update adding `$2` (an `UPDATE auth.users` assignment).
@@ -265,10 +274,26 @@ impl Accounts {
         let answer = match pkce {
             Some((challenge, method)) => {
                 let code = one_time_token();
+                // The provider's tokens wait for the exchange sealed, bound to the flow.
+                let id = Uuid::new_v4();
+                let seal = |token: &Option<String>| {
+                    token
+                        .as_ref()
+                        .map(|token| self.seal.seal(token.as_bytes(), id.as_bytes()))
+                };
                 tx.execute(
-                    "INSERT INTO auth.flow_states (user_id, code_challenge, code_challenge_method, \
-                     authentication_method, auth_code_hash, auth_code_issued_at) VALUES ($1, $2, $3, 'oauth', $4, now())",
-                    &[&user.id, &challenge, &method, &one_time_hash(&code)],
+                    "INSERT INTO auth.flow_states (id, user_id, code_challenge, code_challenge_method, \
+                     authentication_method, auth_code_hash, auth_code_issued_at, provider_access_token, \
+                     provider_refresh_token) VALUES ($1, $2, $3, $4, 'oauth', $5, now(), $6, $7)",
+                    &[
+                        &id,
+                        &user.id,
+                        &challenge,
+                        &method,
+                        &one_time_hash(&code),
+                        &seal(&external.access_token),
+                        &seal(&external.refresh_token),
+                    ],
                 )
                 .await?;
                 ExternalSignIn::AuthCode(code)
@@ -328,17 +353,27 @@ impl Accounts {
                 let confirmed: bool = row.try_get(1)?;
                 if !confirmed {
                     // Whoever registered this address never proved they own it; the
-                    // provider says this person does.
+                    // provider says this person does. Everything the first comer could
+                    // sign in with or left behind goes (as GoTrue's
+                    // RemoveUnconfirmedIdentities): password, other identities, passkeys,
+                    // factors, pending links and codes, sessions, metadata.
                     client
                         .execute(
                             "UPDATE auth.users SET encrypted_password = NULL, email_confirmed_at = now(), \
-                             raw_app_meta_data = raw_app_meta_data - 'providers' WHERE id = $1",
+                             raw_user_meta_data = '{}'::jsonb, raw_app_meta_data = raw_app_meta_data - 'providers' \
+                             WHERE id = $1",
                             &[&user_id],
                         )
                         .await?;
-                    client
-                        .execute("DELETE FROM auth.sessions WHERE user_id = $1", &[&user_id])
-                        .await?;
+                    for statement in [
+                        "DELETE FROM auth.sessions WHERE user_id = $1",
+                        "DELETE FROM auth.identities WHERE user_id = $1",
+                        "DELETE FROM auth.webauthn_credentials WHERE user_id = $1",
+                        "DELETE FROM auth.mfa_factors WHERE user_id = $1",
+                        "UPDATE auth.one_time_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+                    ] {
+                        client.execute(statement, &[&user_id]).await?;
+                    }
                 }
                 insert_identity(client, user_id, provider, external).await?;
                 return signed_in_with(client, user_id, provider, &data).await;
@@ -391,8 +426,9 @@ impl Accounts {
         live_user(client, user_id).await
     }
 
-    /// Links an identity to `user_id`; an anonymous user becomes permanent, taking the
-    /// identity's verified address when it is free.
+    /// Links an identity to `user_id` (refused when it is linked already, to anyone, as
+    /// GoTrue does); an anonymous user becomes permanent, and a user without an address
+    /// takes the identity's verified one (refused when another user has it).
     async fn link_identity(
         &self,
         client: &impl GenericClient,
@@ -415,13 +451,11 @@ impl Accounts {
                 ));
             }
             Some(_) => {
-                client
-                    .execute(
-                        "UPDATE auth.identities SET identity_data = $3, last_sign_in_at = now(), updated_at = now() \
-                         WHERE provider = $1 AND provider_id = $2",
-                        &[&provider, &external.subject, &Value::Object(external.identity_data.clone())],
-                    )
-                    .await?;
+                return Err(AuthError::new(
+                    422,
+                    "identity_already_exists",
+                    "Identity is already linked",
+                ));
             }
             None => insert_identity(client, user_id, provider, external).await?,
         }
@@ -430,19 +464,47 @@ impl Accounts {
             .as_deref()
             .filter(|_| external.email_verified)
             .and_then(|e| normalise_email(e).ok());
+        // A user without an address takes the identity's verified one, unless someone
+        // else has it.
+        if let Some(email) = &email {
+            let taken = client
+                .query_one(
+                    "SELECT u.email IS NULL AND EXISTS (SELECT 1 FROM auth.users o WHERE o.email = $2) \
+                     FROM auth.users u WHERE u.id = $1",
+                    &[&user_id, email],
+                )
+                .await?
+                .try_get::<_, bool>(0)?;
+            if taken {
+                return Err(AuthError::new(
+                    400,
+                    "email_exists",
+                    "A user with this email address has already been registered",
+                ));
+            }
+        }
         client
             .execute(
                 &format!(
                     "UPDATE auth.users SET {ADD_PROVIDER}, updated_at = now(), \
-                     email = CASE WHEN is_anonymous AND email IS NULL AND $3::text IS NOT NULL \
-                       AND NOT EXISTS (SELECT 1 FROM auth.users o WHERE o.email = $3) THEN $3 ELSE email END, \
-                     email_confirmed_at = CASE WHEN is_anonymous AND email IS NULL AND $3::text IS NOT NULL \
-                       AND NOT EXISTS (SELECT 1 FROM auth.users o WHERE o.email = $3) THEN now() ELSE email_confirmed_at END, \
+                     email = CASE WHEN email IS NULL AND $3::text IS NOT NULL THEN $3 ELSE email END, \
+                     email_confirmed_at = CASE WHEN email IS NULL AND $3::text IS NOT NULL THEN now() ELSE email_confirmed_at END, \
                      is_anonymous = false WHERE id = $1"
                 ),
                 &[&user_id, &provider, &email],
             )
-            .await?;
+            .await
+            .map_err(|err| {
+                if galley_db::classify(&err) == galley_db::SqlState::UniqueViolation {
+                    AuthError::new(
+                        400,
+                        "email_exists",
+                        "A user with this email address has already been registered",
+                    )
+                } else {
+                    err.into()
+                }
+            })?;
         live_user(client, user_id).await
     }
 
@@ -502,10 +564,15 @@ async fn insert_identity(
     provider: &str,
     external: &ExternalUser,
 ) -> Result<(), AuthError> {
-    client
+    // Two first sign-ins with one identity can race here: the one that comes second finds
+    // the row the first made, which is its own when both were for the same user.
+    let stored = client
         .execute(
             "INSERT INTO auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at) \
-             VALUES ($1, $2, $3, $4, now())",
+             VALUES ($1, $2, $3, $4, now()) \
+             ON CONFLICT (provider_id, provider) DO UPDATE \
+               SET identity_data = EXCLUDED.identity_data, last_sign_in_at = now(), updated_at = now() \
+               WHERE auth.identities.user_id = EXCLUDED.user_id",
             &[
                 &external.subject,
                 &user_id,
@@ -514,6 +581,13 @@ async fn insert_identity(
             ],
         )
         .await?;
+    if stored == 0 {
+        return Err(AuthError::new(
+            422,
+            "identity_already_exists",
+            "Identity is already linked to another user",
+        ));
+    }
     Ok(())
 }
 

@@ -12,8 +12,14 @@
 //!   `aal1` token cannot refresh into `aal2`), and ends the user's other `aal1` sessions;
 //! - removing a factor brings the sessions it raised back to `aal1`.
 //!
-//! Beyond GoTrue: a challenge takes at most five wrong codes, a code's time step is
-//! never accepted twice, and secrets are sealed at rest ([`crate::seal`]).
+//! Beyond GoTrue: a challenge takes at most five wrong codes, and a factor ten in a row
+//! across all its challenges before each further try must wait, twice as long each time
+//! (new challenges do not reset the count: only a right code does); a code's time step
+//! is never accepted twice; secrets are sealed at rest ([`crate::seal`]).
+//!
+//! Locks are taken factor first, then session: a verify deletes the user's other `aal1`
+//! sessions, and a request from one of them waits on the factor before it holds its own
+//! session, so the two never wait on each other.
 
 use galley_db::GenericClient;
 use serde_json::{Value, json};
@@ -32,6 +38,11 @@ const CHALLENGE_TTL_SECS: i64 = 300;
 const UNVERIFIED_TTL_SECS: i64 = 300;
 /// Wrong codes a challenge takes before it is gone.
 const MAX_CHALLENGE_ATTEMPTS: i32 = 5;
+/// Wrong codes in a row a factor takes before each further try must wait.
+const FREE_FAILURES: i32 = 10;
+/// The first wait past [`FREE_FAILURES`], doubled with each further wrong code (at most
+/// 2^10 times).
+const BACKOFF_BASE_SECS: i32 = 60;
 
 /// The columns [`factor_json`] reads.
 const FACTOR_COLUMNS: &str = "f.id, f.friendly_name, f.factor_type, f.status, f.created_at, f.updated_at, f.last_challenged_at";
@@ -76,13 +87,22 @@ fn factor_not_found() -> AuthError {
 }
 
 /// What enrolling a TOTP factor answers; the secret is shown this once.
-#[derive(Debug)]
+/// `Debug` leaves the secret out.
 pub struct EnrolledFactor {
     pub id: Uuid,
     pub friendly_name: String,
     pub qr_code: String,
     pub secret: String,
     pub uri: String,
+}
+
+impl std::fmt::Debug for EnrolledFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolledFactor")
+            .field("id", &self.id)
+            .field("friendly_name", &self.friendly_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EnrolledFactor {
@@ -112,6 +132,17 @@ impl Accounts {
         caller: &Caller,
     ) -> Result<(UserRecord, CallerSession), AuthError> {
         let user = self.load_caller(client, caller).await?;
+        let session = self.caller_session(client, caller, &user).await?;
+        Ok((user, session))
+    }
+
+    /// The caller's session row, locked.
+    async fn caller_session(
+        &self,
+        client: &impl GenericClient,
+        caller: &Caller,
+        user: &UserRecord,
+    ) -> Result<CallerSession, AuthError> {
         let missing = || {
             AuthError::new(
                 403,
@@ -127,15 +158,12 @@ impl Accounts {
             )
             .await?
             .ok_or_else(missing)?;
-        Ok((
-            user,
-            CallerSession {
-                id: session_id,
-                counter: row.try_get(0)?,
-                aal: row.try_get(1)?,
-                amr: row.try_get(2)?,
-            },
-        ))
+        Ok(CallerSession {
+            id: session_id,
+            counter: row.try_get(0)?,
+            aal: row.try_get(1)?,
+            amr: row.try_get(2)?,
+        })
     }
 
     /// `POST /factors`.
@@ -266,15 +294,15 @@ impl Accounts {
         let factor_id = parse_factor_id(factor_id)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let (user, _) = self.mfa_caller(&tx, caller).await?;
-        let factor_type: String = tx
+        let user = self.load_caller(&tx, caller).await?;
+        let factor = tx
             .query_opt(
                 "UPDATE auth.mfa_factors SET last_challenged_at = now() WHERE id = $1 AND user_id = $2 RETURNING factor_type",
                 &[&factor_id, &user.id],
             )
-            .await?
-            .ok_or_else(factor_not_found)?
-            .try_get(0)?;
+            .await?;
+        self.caller_session(&tx, caller, &user).await?;
+        let factor_type: String = factor.ok_or_else(factor_not_found)?.try_get(0)?;
         if factor_type != "totp" {
             return Err(AuthError::new(
                 422,
@@ -317,15 +345,29 @@ impl Accounts {
         })?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let (user, session) = self.mfa_caller(&tx, caller).await?;
+        let user = self.load_caller(&tx, caller).await?;
         let factor = tx
             .query_opt(
-                "SELECT factor_type, secret, last_step, status FROM auth.mfa_factors \
-                 WHERE id = $1 AND user_id = $2 FOR UPDATE",
-                &[&factor_id, &user.id],
+                "SELECT factor_type, secret, last_step, status, \
+                 CASE WHEN failed_attempts >= $3 THEN ceil(extract(epoch from \
+                   last_failed_at + make_interval(secs => $4 * power(2, least(failed_attempts - $3, 10))) - now()))::bigint END \
+                 FROM auth.mfa_factors WHERE id = $1 AND user_id = $2 FOR UPDATE",
+                &[&factor_id, &user.id, &FREE_FAILURES, &f64::from(BACKOFF_BASE_SECS)],
             )
-            .await?
-            .ok_or_else(factor_not_found)?;
+            .await?;
+        let session = self.caller_session(&tx, caller, &user).await?;
+        let factor = factor.ok_or_else(factor_not_found)?;
+        if let Some(wait) = factor
+            .try_get::<_, Option<i64>>(4)?
+            .filter(|&wait| wait > 0)
+        {
+            tracing::warn!(event = "auth.mfa_backoff", user_id = %user.id, factor_id = %factor_id, wait_secs = wait, "a factor with many wrong codes in a row: this try waits");
+            return Err(AuthError::new(
+                429,
+                "over_request_rate_limit",
+                format!("Too many wrong codes for this factor. Try again in {wait} seconds"),
+            ));
+        }
         let factor_type: String = factor.try_get(0)?;
         if factor_type != "totp" {
             return Err(AuthError::new(
@@ -401,6 +443,11 @@ impl Accounts {
                 )
                 .await?;
             }
+            tx.execute(
+                "UPDATE auth.mfa_factors SET failed_attempts = failed_attempts + 1, last_failed_at = now() WHERE id = $1",
+                &[&factor_id],
+            )
+            .await?;
             tx.commit().await?;
             tracing::info!(event = "auth.mfa_verify_failed", user_id = %user.id, factor_id = %factor_id, "a wrong TOTP code");
             return Err(AuthError::new(
@@ -415,7 +462,8 @@ impl Accounts {
         )
         .await?;
         tx.execute(
-            "UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', updated_at = now() WHERE id = $1",
+            "UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', failed_attempts = 0, \
+             last_failed_at = NULL, updated_at = now() WHERE id = $1",
             &[&factor_id, &step],
         )
         .await?;

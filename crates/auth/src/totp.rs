@@ -31,11 +31,15 @@ pub(crate) fn accepted_step(totp: &totp_rs::TOTP, code: &str, after: i64, now: i
 }
 
 /// The `otpauth://` URI as a QR code, an SVG document (what GoTrue answers; clients
-/// prefix `data:image/svg+xml;utf-8,`).
+/// prefix `data:image/svg+xml;utf-8,` and use it as an image's source unescaped). Colours
+/// are named: a `#` would end the data URL there, as a fragment, and the image with it.
 pub(crate) fn qr_svg(uri: &str) -> Option<String> {
+    use qrcode::render::svg::Color;
     let code = qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M).ok()?;
     Some(
-        code.render::<qrcode::render::svg::Color<'_>>()
+        code.render::<Color<'_>>()
+            .dark_color(Color("black"))
+            .light_color(Color("white"))
             .module_dimensions(3, 3)
             .quiet_zone(true)
             .build(),
