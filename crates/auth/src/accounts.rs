@@ -15,7 +15,7 @@ use crate::mail::{self, MailKind, Templates};
 use crate::password::{PasswordHasherPool, PasswordPolicy};
 use crate::seal::SealKey;
 use crate::tokens::{AccessClaims, AccessSigner, RefreshKey, one_time_hash, one_time_token};
-use crate::user::{USER_COLUMNS, UserRecord};
+use crate::user::{USER_COLUMNS, UserRecord, user_row};
 
 /// What the account operations need to know about this deployment.
 #[derive(Debug, Clone)]
@@ -1121,16 +1121,16 @@ impl Accounts {
             }
             None => {
                 let metadata = with_email_verified(Value::Object(data.unwrap_or_default()), false);
-                let row = tx
-                    .query_opt(
-                        &format!(
-                            "INSERT INTO auth.users AS u (email, raw_user_meta_data, raw_app_meta_data) \
-                             VALUES ($1, $2, '{{\"provider\": \"email\", \"providers\": [\"email\"]}}') \
-                             ON CONFLICT (email) WHERE email IS NOT NULL DO NOTHING RETURNING {USER_COLUMNS}"
-                        ),
-                        &[&email, &metadata],
-                    )
-                    .await?;
+                let row = user_row(
+                    &tx,
+                    &format!(
+                        "INSERT INTO auth.users AS u (email, raw_user_meta_data, raw_app_meta_data) \
+                         VALUES ($1, $2, '{{\"provider\": \"email\", \"providers\": [\"email\"]}}') \
+                         ON CONFLICT (email) WHERE email IS NOT NULL DO NOTHING RETURNING {USER_COLUMNS}"
+                    ),
+                    &[&email, &metadata],
+                )
+                .await?;
                 // A concurrent request made it first; its mail is on the way.
                 if let Some(row) = row {
                     let user = UserRecord::from_row(&row, 0)?;
@@ -1734,12 +1734,15 @@ impl Accounts {
             "{}/auth/v1/verify?{query}",
             self.settings.public_url.trim_end_matches('/')
         );
-        let row = client
-            .query_one(
-                &format!("UPDATE auth.users AS u SET {column} = now() WHERE id = $1 RETURNING {USER_COLUMNS}"),
-                &[&user.id],
-            )
-            .await?;
+        let row = user_row(
+            client,
+            &format!(
+                "UPDATE auth.users AS u SET {column} = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&user.id],
+        )
+        .await?
+        .ok_or_else(AuthError::unexpected)?;
         Ok(IssuedLink {
             user: UserRecord::from_row(&row, 0)?,
             token,
@@ -1768,12 +1771,13 @@ impl Accounts {
         let session_id: Uuid = row.try_get(0)?;
         let aal: String = row.try_get(1)?;
         let amr: Value = row.try_get(2)?;
-        let row = client
-            .query_one(
-                &format!("UPDATE auth.users AS u SET last_sign_in_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"),
-                &[&user.id],
-            )
-            .await?;
+        let row = user_row(
+            client,
+            &format!("UPDATE auth.users AS u SET last_sign_in_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"),
+            &[&user.id],
+        )
+        .await?
+        .ok_or_else(AuthError::unexpected)?;
         let user = UserRecord::from_row(&row, 0)?;
         Ok(self.session_for(user, session_id, 0, &aal, amr))
     }
@@ -1903,12 +1907,12 @@ pub(crate) async fn load_user(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<UserRecord>, AuthError> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {USER_COLUMNS} FROM auth.users u WHERE u.id = $1"),
-            &[&id],
-        )
-        .await?;
+    let row = user_row(
+        client,
+        &format!("SELECT {USER_COLUMNS} FROM auth.users u WHERE u.id = $1"),
+        &[&id],
+    )
+    .await?;
     Ok(row.map(|row| UserRecord::from_row(&row, 0)).transpose()?)
 }
 
@@ -1916,12 +1920,12 @@ async fn load_user_by_email(
     client: &impl GenericClient,
     email: &str,
 ) -> Result<Option<UserRecord>, AuthError> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {USER_COLUMNS} FROM auth.users u WHERE u.email = $1"),
-            &[&email],
-        )
-        .await?;
+    let row = user_row(
+        client,
+        &format!("SELECT {USER_COLUMNS} FROM auth.users u WHERE u.email = $1"),
+        &[&email],
+    )
+    .await?;
     Ok(row.map(|row| UserRecord::from_row(&row, 0)).transpose()?)
 }
 

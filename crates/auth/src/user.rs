@@ -5,6 +5,19 @@ use galley_db::tokio_postgres::Row;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+/// Runs a statement that answers at most one user (its row read with
+/// [`UserRecord::from_row`]) as a prepared statement kept in the connection's cache: the
+/// factors and identities subqueries of [`USER_COLUMNS`] make parsing and planning cost
+/// more than running on the sign-in paths, and these statements are a fixed few.
+pub(crate) async fn user_row(
+    client: &impl galley_db::GenericClient,
+    sql: &str,
+    params: &[&(dyn galley_db::tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<Row>, galley_db::tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query_opt(&statement, params).await
+}
+
 /// The columns [`UserRecord::from_row`] reads, for `SELECT` and `RETURNING` lists.
 pub(crate) const USER_COLUMNS: &str = "u.id, u.aud, u.role, u.email, u.encrypted_password, \
     u.email_confirmed_at, u.phone, u.phone_confirmed_at, u.confirmation_sent_at, u.recovery_sent_at, \
