@@ -2006,7 +2006,7 @@ fn ban_until(duration: Option<&str>) -> Result<Option<Option<DateTime<Utc>>>, Au
 }
 
 /// An email another account took between our check and our write.
-fn unique_email(err: galley_db::tokio_postgres::Error) -> AuthError {
+pub(crate) fn unique_email(err: galley_db::tokio_postgres::Error) -> AuthError {
     if galley_db::classify(&err) == galley_db::SqlState::UniqueViolation {
         return AuthError::new(
             422,

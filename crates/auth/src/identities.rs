@@ -410,17 +410,7 @@ impl Accounts {
                 &[&email, &app, &data],
             )
             .await
-            .map_err(|err| {
-                if galley_db::classify(&err) == galley_db::SqlState::UniqueViolation {
-                    AuthError::new(
-                        422,
-                        "email_exists",
-                        "A user with this email address has already been registered",
-                    )
-                } else {
-                    err.into()
-                }
-            })?;
+            .map_err(crate::accounts::unique_email)?;
         let user_id: Uuid = row.try_get(0)?;
         insert_identity(client, user_id, provider, external).await?;
         live_user(client, user_id).await
@@ -464,25 +454,8 @@ impl Accounts {
             .as_deref()
             .filter(|_| external.email_verified)
             .and_then(|e| normalise_email(e).ok());
-        // A user without an address takes the identity's verified one, unless someone
-        // else has it.
-        if let Some(email) = &email {
-            let taken = client
-                .query_one(
-                    "SELECT u.email IS NULL AND EXISTS (SELECT 1 FROM auth.users o WHERE o.email = $2) \
-                     FROM auth.users u WHERE u.id = $1",
-                    &[&user_id, email],
-                )
-                .await?
-                .try_get::<_, bool>(0)?;
-            if taken {
-                return Err(AuthError::new(
-                    400,
-                    "email_exists",
-                    "A user with this email address has already been registered",
-                ));
-            }
-        }
+        // A user without an address takes the identity's verified one; when another user
+        // has it, the unique index refuses the update (400 `email_exists`).
         client
             .execute(
                 &format!(
